@@ -1,7 +1,93 @@
+"""`wnn compare CONFIG` runs a comparison; `wnn compare --report DIR` re-renders its report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
 import click
+
+from webnn.compare.config import ConfigError, load_config
+from webnn.compare.report import render_report
+from webnn.compare.results import ResultsError, write_text
+
+
+def _default_out(name: str) -> Path:
+    return Path("results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _print_report(out_dir: Path) -> None:
+    try:
+        report = render_report(out_dir)
+    except ResultsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.table)
+    click.echo("")
+    for path in report.files:
+        click.echo(f"wrote {path}")
 
 
 @click.command()
-def compare() -> None:
-    """Compare merge strategies (being built)."""
-    raise click.ClickException("compare is being built")
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Results directory (default: results/<config name>-<timestamp>).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Re-render summary, plots and HTML of a finished results directory.")
+@click.option("--check", is_flag=True, help="Only validate the config (and load spec and data).")
+def compare(config: Path | None, out_dir: Path | None, report_dir: Path | None,
+            check: bool) -> None:
+    """Compare merge strategies as a TOML CONFIG describes (see experiments/).
+
+    Every strategy runs once per seed against a fresh server with the same clients; results go to
+    --out: a CSV per run, summary.md/json, accuracy plots (PNG) and report.html.
+    """
+    if report_dir is not None:
+        if config is not None:
+            raise click.UsageError("give either CONFIG or --report DIR, not both")
+        if not report_dir.is_dir():
+            raise click.ClickException(f"--report: {report_dir} is not a directory")
+        _print_report(report_dir)
+        return
+    if config is None:
+        raise click.UsageError("give a CONFIG file to run, or --report DIR to re-render results")
+    from webnn.compare.runner import prepare, run_comparison
+
+    try:
+        parsed = load_config(config)
+        prepared = prepare(parsed)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if check:
+        click.echo(f"{config}: OK ({len(parsed.strategies)} strategies x {len(parsed.seeds)} seeds,"
+                   f" {parsed.num_clients} clients)")
+        return
+    out_dir = out_dir or _default_out(parsed.name)
+    if (out_dir / "runs").exists():
+        raise click.ClickException(f"--out: {out_dir} already holds results; choose another "
+                                   "directory (or re-render it with --report)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "config.json", json.dumps(parsed.to_json(), indent=2) + "\n")
+    shutil.copyfile(config, out_dir / "config.toml")
+    click.echo(f"{parsed.name}: {len(parsed.strategies)} strategies x {len(parsed.seeds)} seeds, "
+               f"{parsed.num_clients} clients + 1 evaluator; results in {out_dir}", err=True)
+    interrupted = False
+    records = []
+    try:
+        records = asyncio.run(run_comparison(parsed, prepared, out_dir))
+    except KeyboardInterrupt:
+        interrupted = True
+        click.echo("\ninterrupted: workers and servers stopped; reporting the finished runs",
+                   err=True)
+    if any((out_dir / "runs").glob("*.json")):
+        _print_report(out_dir)
+    failed = [r for r in records if r.status != "ok"]
+    for record in failed:
+        click.echo(f"run {record.run_id} failed: {record.error}", err=True)
+    if interrupted:
+        sys.exit(130)
+    if failed:
+        sys.exit(1)

@@ -1,13 +1,370 @@
+"""``wnn serve`` and ``wnn export``.
+
+``wnn serve`` collects settings from an optional TOML file (`webnn.server.toml_config`) and the
+command line (flags override file values), builds one `create_app` per model before listening (so a
+bad spec, data module, strategy or parameter fails with exit status 1 and nothing is served), mounts
+several models under ``/models/<name>/`` (`webnn.server.multi`), listens, prints the URLs and the
+admin token, starts ``--local-workers`` and, on SIGINT/SIGTERM, stops the workers and cleans the app
+up, which writes the final checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
+from aiohttp import web
+
+from webnn.server.toml_config import (
+    MODEL_KEYS,
+    NAME_PATTERN,
+    PROCESS_KEYS,
+    ConfigError,
+    FileSettings,
+    load_toml,
+)
+from webnn.server.workers import (
+    BACKENDS,
+    LocalWorkers,
+    WorkerError,
+    check_worker_setup,
+    worker_specs,
+)
+
+PROCESS_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "local_workers": 0,
+    "worker_backend": "cpu",
+}
+SERVE_CONFIG_FIELD = {"params": "strategy_params"}
+"""Setting keys whose `ServeConfig` field has another name; every other key maps to itself."""
+
+
+def echo(line: str = "") -> None:
+    """Print a line and flush, so a parent process reading our pipe sees it at once."""
+    click.echo(line)
+    sys.stdout.flush()
+
+
+def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("a=1", "b=x")`` -> ``{"a": "1", "b": "x"}``; a value without ``=`` is a usage error."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected key=value", param_hint=option)
+        pairs[key.strip()] = value
+    return pairs
+
+
+@dataclasses.dataclass
+class ModelPlan:
+    """One model to serve: its name, mount prefix ("" when served alone) and `ServeConfig`."""
+
+    name: str
+    prefix: str
+    config: Any
+
+
+def merge_settings(
+    file: FileSettings, specs: tuple[str, ...], cli: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Combine file settings, SPEC arguments and CLI flags (None = not given) into
+    ``(process settings, [model settings])``; CLI values win, option tables merge per key."""
+    if specs and file.multi:
+        raise click.UsageError(
+            "the config file lists [[models]]; give model specs there or on the command line, "
+            "not both"
+        )
+    models = [dict(file.models[0], spec=spec) for spec in specs] if specs else file.models
+    process = dict(PROCESS_DEFAULTS)
+    process.update(file.process)
+    process.update({k: v for k, v in cli.items() if k in PROCESS_KEYS and v is not None})
+    merged = []
+    for model in models:
+        model = dict(model)
+        for key in MODEL_KEYS:
+            value = cli.get(key)
+            if value is None or value == {}:
+                continue
+            model[key] = {**model.get(key, {}), **value} if isinstance(value, dict) else value
+        merged.append(model)
+    return process, merged
+
+
+def _spec_problems(exc: Exception, spec: str) -> str:
+    problems = getattr(exc, "problems", None)
+    if not problems:
+        return f"{spec}: {exc}"
+    return f"{spec}: invalid model spec:\n" + "\n".join(
+        f"  {p.path}: {p.message}" for p in problems
+    )
+
+
+def plan_models(process: dict[str, Any], models: list[dict[str, Any]]) -> list[ModelPlan]:
+    """Load each spec, name each model, and build its `ServeConfig` (no app yet)."""
+    several = len(models) > 1
+    for index, model in enumerate(models):
+        for required, hint in (("spec", "a SPEC argument or `spec` in --config"),
+                               ("data", "--data MODULE or `data` in --config")):
+            if not model.get(required):
+                where = f"models[{index}]" if several else "model"
+                raise click.UsageError(f"{where}: no {required} given (use {hint})")
+
+    from webnn.server.config import ServeConfig
+    from webnn.spec import load_spec
+
+    fields = {f.name for f in dataclasses.fields(ServeConfig)}
+    state_dir = process.get("state_dir")
+    plans: list[ModelPlan] = []
+    for index, model in enumerate(models):
+        where = f"models[{index}]" if several else "model"
+        try:
+            spec = load_spec(Path(model["spec"]))
+        except Exception as exc:  # SpecError, missing file, bad JSON: all reported the same way
+            raise click.ClickException(_spec_problems(exc, model["spec"])) from exc
+        name = model.get("name") or spec.name
+        if not NAME_PATTERN.match(name):
+            raise click.ClickException(
+                f"{where}: model name {name!r} cannot be a URL segment; set `name` in --config"
+            )
+        if any(p.name == name for p in plans):
+            raise click.ClickException(
+                f"{where}: two models are named {name!r}; give each a distinct `name` in --config"
+            )
+        values: dict[str, Any] = {
+            SERVE_CONFIG_FIELD.get(k, k): v for k, v in model.items() if k not in ("name", "spec")
+        }
+        values["spec"] = spec
+        for key in ("admin_token", "join_token", "tfjs_url"):
+            if process.get(key) is not None:
+                values[key] = process[key]
+        if state_dir is not None:
+            values["state_dir"] = Path(state_dir) / name if several else Path(state_dir)
+        unknown = sorted(set(values) - fields)
+        if unknown:  # a settings key this version of ServeConfig does not take
+            raise click.ClickException(f"{where}: unsupported setting(s): {', '.join(unknown)}")
+        try:
+            config = ServeConfig(**values)
+        except (ValueError, TypeError) as exc:
+            raise click.ClickException(f"{where} ({name}): {exc}") from exc
+        prefix = f"/models/{name}/" if several else ""
+        plans.append(ModelPlan(name=name, prefix=prefix, config=config))
+    return plans
+
+
+def build_root_app(plans: list[ModelPlan]) -> web.Application:
+    """Create every model's app (loading data, strategy, checkpoints) and the app to serve."""
+    from webnn.server.app import create_app
+    from webnn.server.multi import create_multi_app
+
+    apps: dict[str, web.Application] = {}
+    for plan in plans:
+        try:
+            apps[plan.name] = create_app(plan.config)
+        except Exception as exc:  # every set-up failure becomes a clean CLI error
+            raise click.ClickException(f"{plan.name}: {exc}") from exc
+    if len(plans) == 1 and not plans[0].prefix:
+        return apps[plans[0].name]
+    return create_multi_app(apps)
+
+
+def display_host(host: str) -> str:
+    """The host to print in URLs: a wildcard address is shown as this machine's name."""
+    if host in ("", "0.0.0.0", "::"):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def print_banner(base: str, plans: list[ModelPlan], admin_token: str, listen: str) -> None:
+    """The lines users (and tests) read: volunteer page, dashboard and admin token."""
+    echo(f"webnn: listening on {listen}")
+    if len(plans) == 1 and not plans[0].prefix:
+        echo(f"webnn: serving {plans[0].name}")
+        echo(f"  volunteer page: {base}/")
+        echo(f"  dashboard:      {base}/dashboard")
+    else:
+        echo(f"webnn: serving {len(plans)} models")
+        echo(f"  index:          {base}/")
+        for plan in plans:
+            echo(f"  {plan.name}: volunteer page {base}{plan.prefix}  "
+                 f"dashboard {base}{plan.prefix}dashboard")
+    echo(f"  admin token:    {admin_token}")
+    echo("Press Ctrl+C to stop (a checkpoint is written on the way out).")
+
+
+async def run_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    on_listening: Callable[[str, str], None],
+    workers: Callable[[str], LocalWorkers | None],
+) -> None:
+    """Listen, call `on_listening(base_url, listen_address)`, start workers, wait for SIGINT or
+    SIGTERM, then stop the workers and clean the app up (which writes the checkpoint).
+    A second signal during shutdown exits at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            echo(f"webnn: {signal.Signals(signum).name} again, exiting without cleanup")
+            os._exit(128 + signum)
+        echo(f"webnn: {signal.Signals(signum).name} received, shutting down")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    group: LocalWorkers | None = None
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0]
+        actual_port = bound[1]
+        base = f"http://{display_host(host)}:{actual_port}"
+        on_listening(base, f"{host}:{actual_port}")
+        group = workers(base)
+        if group is not None:
+            await group.start()
+        await stop.wait()
+    finally:
+        if group is not None:
+            await group.stop()
+        await runner.cleanup()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+SERVE_OPTIONS_HELP = """
+Serve SPEC (a model spec JSON) with training data from --data to browser and Node clients.
+Several SPECs (sharing --data and --strategy) or a TOML file with [[models]] serve several models in
+one process, each at /models/<name>/ with an index page at /.
+"""
+
+
+@click.command(help=SERVE_OPTIONS_HELP)
+@click.argument("specs", nargs=-1, metavar="[SPEC]...")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file with serve settings; command-line flags override its values.")
+@click.option("--data", help="Data module: a .py file or a dotted module name.")
+@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
+              help="Option for the data module's load(); repeatable.")
+@click.option("--strategy", help="Merge strategy (see `wnn strategies`); default: the server's.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Merge strategy parameter; repeatable.")
+@click.option("--host", help="Interface to listen on [127.0.0.1; 0.0.0.0 for other devices].")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port [8080; 0 picks a free one].")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="Checkpoint directory; an existing one is resumed. Default: in memory only.")
+@click.option("--seed", type=int, help="Seed of the initial weights and batch order.")
+@click.option("--admin-token", envvar="WEBNN_ADMIN_TOKEN", show_envvar=True,
+              help="Bearer token for admin actions; generated and printed when not given.")
+@click.option("--join-token", help="Bearer token volunteers must send to join (default: open).")
+@click.option("--lease-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a client has to return a task before it is handed out again.")
+@click.option("--max-staleness", type=click.IntRange(min=0),
+              help="Refuse updates more than this many versions behind.")
+@click.option("--target-accuracy", type=click.FloatRange(0, 1),
+              help="End training when validation accuracy reaches this.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="End training after this many seconds.")
+@click.option("--max-merges", type=click.IntRange(min=1),
+              help="End training after this many merges.")
+@click.option("--checkpoint-every-merges", type=click.IntRange(min=1),
+              help="Write a checkpoint every N merges.")
+@click.option("--checkpoint-every-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Write a checkpoint every T seconds.")
+@click.option("--local-workers", type=click.IntRange(min=0),
+              help="Start N headless Node workers per model beside the server.")
+@click.option("--worker-backend", type=click.Choice(BACKENDS),
+              help="TF.js backend of the local workers [cpu].")
+@click.option("--tfjs-url", help="Load TF.js in the volunteer page from this URL (default: local).")
+def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[str, ...],
+          params: tuple[str, ...], **flags: Any) -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("webnn").setLevel(logging.INFO)
+    try:
+        file = load_toml(config_file) if config_file is not None else FileSettings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    cli = dict(flags)
+    cli["data_options"] = parse_pairs(data_options, "--data-option")
+    cli["params"] = parse_pairs(params, "--param")
+    if cli.get("state_dir") is not None:
+        cli["state_dir"] = str(Path(cli["state_dir"]))
+    process, models = merge_settings(file, specs, cli)
+    if process["worker_backend"] not in BACKENDS:
+        raise click.ClickException(
+            f"worker_backend must be one of {', '.join(BACKENDS)}, "
+            f"got {process['worker_backend']!r}"
+        )
+    if not process.get("admin_token"):
+        process["admin_token"] = secrets.token_urlsafe(24)
+
+    plans = plan_models(process, models)
+    setup = None
+    if process["local_workers"] > 0:
+        try:
+            setup = check_worker_setup(plans[0].config.client_dir)
+        except WorkerError as exc:
+            raise click.ClickException(str(exc)) from exc
+    app = build_root_app(plans)
+
+    def workers(base: str) -> LocalWorkers | None:
+        if setup is None:
+            return None
+        urls = {p.name: f"{base}{p.prefix or '/'}" for p in plans}
+        specs_ = worker_specs(urls, process["local_workers"], process["worker_backend"],
+                              process.get("join_token"))
+        echo(f"webnn: starting {len(specs_)} local worker(s); watch them train on the dashboard")
+        return LocalWorkers(setup=setup, specs=specs_, echo=echo)
+
+    def on_listening(base: str, listen: str) -> None:
+        print_banner(base, plans, process["admin_token"], listen)
+
+    try:
+        asyncio.run(run_server(app, process["host"], process["port"], on_listening, workers))
+    except OSError as exc:  # e.g. the port is taken
+        where = f"{process['host']}:{process['port']}"
+        raise click.ClickException(f"cannot listen on {where}: {exc}") from exc
+    echo("webnn: stopped" + (f"; state saved in {process['state_dir']}"
+                             if process.get("state_dir") else ""))
 
 
 @click.command()
-def serve() -> None:
-    """Serve a model (being built)."""
-    raise click.ClickException("serve is being built")
+@click.argument("state_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["tfjs"]), default="tfjs", show_default=True,
+              help="Artifact format: TF.js layers model (model.json + weights.bin).")
+def export(state_dir: Path, out_dir: Path, fmt: str) -> None:
+    """Export the current (or final) model of the run in STATE_DIR to OUT_DIR."""
+    from webnn.server.export import export_state_dir
 
-
-@click.command()
-def export() -> None:
-    """Export a model (being built)."""
-    raise click.ClickException("export is being built")
+    if not state_dir.is_dir():
+        raise click.ClickException(f"{state_dir}: no such state directory")
+    try:
+        written = export_state_dir(state_dir, out_dir)
+    except (OSError, ValueError, LookupError) as exc:
+        subdirs = sorted(p.name for p in state_dir.iterdir() if p.is_dir())
+        hint = ""
+        if subdirs:
+            hint = (f" (a state directory of several models holds one per model: "
+                    f"{', '.join(str(state_dir / s) for s in subdirs)})")
+        raise click.ClickException(f"{state_dir}: {exc}{hint}") from exc
+    for path in written:
+        echo(f"wrote {path}")
+    echo(f"webnn: exported {state_dir} as a TF.js model in {out_dir}")

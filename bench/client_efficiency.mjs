@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// Client efficiency in Node: steps/s of the worker loop against a real `wnn serve` over steps/s of
+// raw TF.js `model.fit`, same model, batch size and backend, measured side by side in one run.
+//
+//   node bench/client_efficiency.mjs [--backend cpu|wasm] [--rounds N] [--tasks N] [--server URL]
+//
+// Without --server it starts `wnn serve model_specs/digits_mlp.json --data data_modules/digits.py`
+// on a free port and stops it afterwards. Prints one JSON line with the figures, then the ratio.
+
+import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { spawn } from 'node:child_process';
+
+import { measure } from './client_efficiency_core.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLIENT = path.join(ROOT, 'client_js');
+const requireClient = createRequire(path.join(CLIENT, 'package.json'));
+
+const { values } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'cpu' },
+    rounds: { type: 'string', default: '5' },
+    tasks: { type: 'string', default: '10' },
+    server: { type: 'string' },
+  },
+});
+
+function startServer() {
+  const child = spawn(path.join(ROOT, '.venv', 'bin', 'wnn'),
+    ['serve', 'model_specs/digits_mlp.json', '--data', 'data_modules/digits.py', '--port', '0'],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk) => {
+      text += chunk;
+      const url = text.match(/volunteer page:\s+(\S+)/)?.[1];
+      if (url) resolve({ url, stop: () => new Promise((r) => { child.on('exit', r); child.kill('SIGTERM'); }) });
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`wnn serve exited (${code}):\n${text}`)));
+  });
+}
+
+const info = console.log;
+console.log = () => {}; // TF.js's banner about the node backend
+const tf = await import(pathToFileURL(requireClient.resolve('@tensorflow/tfjs')).href);
+if (values.backend === 'wasm') {
+  const wasmPath = requireClient.resolve('@tensorflow/tfjs-backend-wasm');
+  const wasm = await import(pathToFileURL(wasmPath).href);
+  wasm.setWasmPaths(path.dirname(wasmPath) + path.sep);
+}
+console.log = info;
+await tf.setBackend(values.backend);
+await tf.ready();
+
+const { WebnnClient } = await import(pathToFileURL(path.join(CLIENT, 'src', 'protocol.js')).href);
+const { Trainer } = await import(pathToFileURL(path.join(CLIENT, 'src', 'trainer.js')).href);
+const { WorkerLoop } = await import(pathToFileURL(path.join(CLIENT, 'src', 'worker_loop.js')).href);
+
+const server = values.server ? { url: values.server, stop: async () => {} } : await startServer();
+try {
+  const result = await measure({
+    tf, WebnnClient, Trainer, WorkerLoop, baseUrl: server.url,
+    rounds: Number(values.rounds), tasksPerRound: Number(values.tasks),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  console.log(JSON.stringify({ environment: 'node', ...result }));
+  console.log(`client efficiency (node, ${result.backend}): ${result.participatingStepsPerSecond.toFixed(1)} / ${result.rawStepsPerSecond.toFixed(1)} steps/s = ratio ${result.ratio.toFixed(3)}`);
+} finally {
+  await server.stop();
+}

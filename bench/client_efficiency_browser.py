@@ -1,0 +1,68 @@
+"""Client efficiency in headless Chromium: steps/s of the page's worker loop against a real
+`wnn serve` over steps/s of raw TF.js `model.fit` in the same page, same model, batch size and
+backend.
+
+    .venv/bin/python bench/client_efficiency_browser.py [--backend webgl|cpu|wasm] [--rounds N]
+                                                          [--tasks N]
+
+Starts ``wnn serve digits_mlp`` on a free port, opens the volunteer page with ``?autostart=0``
+(TF.js loaded, backend chosen, not contributing), injects ``client_efficiency_core.mjs`` and runs
+it there. Prints one JSON line with the figures, then the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_e2e_support import launch_chromium, start_server  # noqa: E402
+
+CORE = Path(__file__).resolve().parent / "client_efficiency_core.mjs"
+
+RUN = """async ({rounds, tasks}) => {
+  const [{WebnnClient}, {Trainer}, {WorkerLoop}] = await Promise.all([
+    import('./static/client/protocol.js'), import('./static/client/trainer.js'),
+    import('./static/client/worker_loop.js')]);
+  return await globalThis.measureEfficiency({
+    tf: globalThis.tf, WebnnClient, Trainer, WorkerLoop,
+    baseUrl: new URL('.', location.href).href, rounds, tasksPerRound: tasks,
+    log: (line) => console.log(line)});
+}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="webgl", choices=["webgl", "cpu", "wasm"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=10)
+    args = parser.parse_args()
+
+    server = start_server()
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_page()
+            page.on("console", lambda message: print(message.text, file=sys.stderr))
+            page.goto(f"{server.url}?autostart=0&backend={args.backend}")
+            page.wait_for_function("() => globalThis.webnnPage && globalThis.webnnPage.loop",
+                                   timeout=120_000)
+            source = CORE.read_text() + "\nglobalThis.measureEfficiency = measure;"
+            page.add_script_tag(content=source, type="module")
+            page.wait_for_function("() => typeof globalThis.measureEfficiency === 'function'")
+            result = page.evaluate(RUN, {"rounds": args.rounds, "tasks": args.tasks})
+            browser.close()
+    finally:
+        server.stop()
+    print(json.dumps({"environment": "chromium", **result}))
+    print(f"client efficiency (chromium, {result['backend']}): "
+          f"{result['participatingStepsPerSecond']:.1f} / {result['rawStepsPerSecond']:.1f} "
+          f"steps/s = ratio {result['ratio']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

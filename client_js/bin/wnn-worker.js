@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// Headless webnn worker: joins a server and contributes with TF.js in Node until stopped.
+//
+//   wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm] [--name NAME]
+//              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
+//
+// Logs one line per task on stdout; problems and retries on stderr. SIGINT/SIGTERM: stop after the
+// current computation, leave (open tasks go back to the queue) and exit 0.
+// Exit status: 0 stopped, ended or max tasks reached; 1 fatal error; 2 bad usage.
+
+import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+import { WebnnClient } from '../src/protocol.js';
+import { Trainer } from '../src/trainer.js';
+import { WorkerLoop } from '../src/worker_loop.js';
+
+const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm]
+                  [--name NAME] [--max-tasks N] [--speed FACTOR] [--join-token TOKEN]
+                  [--reset-optimizer]`;
+
+function usageError(message) {
+  process.stderr.write(`wnn-worker: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+/** Parse and check the command line; bad values exit with status 2 naming the option. */
+export function parseOptions(argv) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        server: { type: 'string' },
+        role: { type: 'string', default: 'any' },
+        backend: { type: 'string', default: 'cpu' },
+        name: { type: 'string' },
+        'max-tasks': { type: 'string' },
+        speed: { type: 'string', default: '1' },
+        'join-token': { type: 'string' },
+        'reset-optimizer': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    usageError(err.message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (!values.server) usageError('--server URL is required');
+  try {
+    const url = new URL(values.server);
+    if (!['http:', 'https:'].includes(url.protocol)) throw new Error('not http(s)');
+  } catch {
+    usageError(`--server: ${JSON.stringify(values.server)} is not an http(s) URL`);
+  }
+  if (!['train', 'evaluate', 'any'].includes(values.role)) usageError(`--role: ${JSON.stringify(values.role)} is not train, evaluate or any`);
+  if (!['cpu', 'wasm'].includes(values.backend)) usageError(`--backend: ${JSON.stringify(values.backend)} is not cpu or wasm`);
+  let maxTasks = Infinity;
+  if (values['max-tasks'] !== undefined) {
+    maxTasks = Number(values['max-tasks']);
+    if (!Number.isInteger(maxTasks) || maxTasks < 1) usageError(`--max-tasks: ${JSON.stringify(values['max-tasks'])} is not a positive integer`);
+  }
+  const speed = Number(values.speed);
+  if (!Number.isFinite(speed) || speed <= 0) usageError(`--speed: ${JSON.stringify(values.speed)} is not a number > 0`);
+  return {
+    server: values.server, role: values.role, backend: values.backend,
+    name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
+    joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
+  };
+}
+
+async function loadTf(backend) {
+  // Quiet TF.js's "install the node backend" banner, which would break one-line-per-task logs.
+  const info = console.log;
+  console.log = () => {};
+  const tf = await import('@tensorflow/tfjs');
+  if (backend === 'wasm') {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    const require = createRequire(import.meta.url);
+    wasm.setWasmPaths(require.resolve('@tensorflow/tfjs-backend-wasm').replace(/[^/\\]*$/, ''));
+  }
+  console.log = info;
+  if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend failed to start`);
+  await tf.ready();
+  return tf;
+}
+
+const fmt = (v, digits = 4) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
+
+function describe({ task, kind, result, answer, timings }) {
+  const t = `fetch ${fmt(timings.fetch, 3)}s compute ${fmt(timings.compute, 3)}s send ${fmt(timings.send, 3)}s`;
+  if (kind === 'evaluate') {
+    return `task ${task.id} evaluate v${task.version} examples ${result.examples} loss ${fmt(result.loss)} acc ${fmt(result.accuracy)} ${t}`;
+  }
+  return `task ${task.id} train v${task.version} steps ${result.steps} loss ${fmt(result.loss)} acc ${fmt(result.accuracy)} ${t}` +
+    ` -> v${answer.version} ${answer.merged ? 'merged' : 'buffered'} staleness ${answer.staleness}`;
+}
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2));
+  const tf = await loadTf(options.backend);
+  const client = new WebnnClient(options.server, {
+    client: { kind: 'node', name: options.name, backend: options.backend, userAgent: `node/${process.versions.node}` },
+    joinToken: options.joinToken,
+  });
+  const trainer = new Trainer(tf, { resetOptimizer: options.resetOptimizer });
+  const loop = new WorkerLoop({ client, trainer, role: options.role, maxTasks: options.maxTasks, speed: options.speed });
+  const say = (line) => process.stdout.write(`${line}\n`);
+  const warn = (line) => process.stderr.write(`${line}\n`);
+  loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}`));
+  loop.on('task', (event) => say(describe(event)));
+  loop.on('dropped', ({ error }) => warn(`dropped task: ${error.code}: ${error.message}`));
+  loop.on('problem', ({ error }) => warn(`problem: ${error.code ?? error.name}: ${error.message}`));
+  loop.on('retry', ({ error, attempt, delay }) => warn(`retry ${attempt} in ${delay}s: ${error.message}`));
+  let signalled = false;
+  const onSignal = (name) => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    say(`${name}: stopping`);
+    loop.stop();
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const reason = await loop.run();
+  try {
+    await client.leave();
+    say(`left (${reason}) after ${loop.stats.updates} updates, ${loop.stats.evaluations} evaluations, ${loop.stats.steps} steps`);
+  } catch (err) {
+    warn(`leave failed: ${err.message}`);
+  }
+  trainer.dispose();
+}
+
+main().catch((err) => {
+  process.stderr.write(`wnn-worker: ${err.stack ?? err}\n`);
+  process.exit(1);
+});

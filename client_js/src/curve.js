@@ -1,0 +1,47 @@
+// The validation curve (accuracy and loss) shared by the volunteer page and the dashboard.
+// Chart.js is passed in (the page loads chart.umd.js as a classic script: the global `Chart`).
+// History entries come from `GET api/v1/history`: {time, version, steps, merges, valLoss, valAccuracy}.
+
+/** Points of the curve: x is seconds since the first entry (`time`) or the merge count (`merges`). */
+export function curvePoints(history, xAxis = 'time') {
+  const rows = history.filter((h) => h.valLoss !== null && h.valLoss !== undefined);
+  const t0 = rows.length ? rows[0].time : 0;
+  const x = (h) => (xAxis === 'merges' ? h.merges : Math.round((h.time - t0) * 10) / 10);
+  return {
+    accuracy: rows.filter((h) => typeof h.valAccuracy === 'number').map((h) => ({ x: x(h), y: h.valAccuracy })),
+    loss: rows.map((h) => ({ x: x(h), y: h.valLoss })),
+  };
+}
+
+export function createCurveChart(Chart, canvas) {
+  const chart = new Chart(canvas, {
+    type: 'line',
+    data: {
+      datasets: [
+        { label: 'validation accuracy', data: [], yAxisID: 'accuracy', borderColor: '#1e8e3e', backgroundColor: '#1e8e3e', pointRadius: 2, tension: 0.2 },
+        { label: 'validation loss', data: [], yAxisID: 'loss', borderColor: '#c0392b', backgroundColor: '#c0392b', pointRadius: 2, tension: 0.2 },
+      ],
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      parsing: false,
+      scales: {
+        x: { type: 'linear', title: { display: true, text: 'seconds' } },
+        accuracy: { type: 'linear', position: 'left', min: 0, max: 1, title: { display: true, text: 'accuracy' } },
+        loss: { type: 'linear', position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss' } },
+      },
+    },
+  });
+  return {
+    chart,
+    /** Redraw from a full history; `xAxis` is `time` or `merges`. */
+    update(history, xAxis = 'time') {
+      const points = curvePoints(history, xAxis);
+      chart.data.datasets[0].data = points.accuracy;
+      chart.data.datasets[1].data = points.loss;
+      chart.options.scales.x.title.text = xAxis === 'merges' ? 'merges' : 'seconds';
+      chart.update('none');
+    },
+  };
+}

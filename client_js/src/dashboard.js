@@ -1,0 +1,151 @@
+// The operator dashboard: the run's status, every client, the validation curve, merges over time,
+// the strategy and its parameters, and admin actions (pause, resume, end, export) that send the
+// admin token typed into the page (kept in this tab's sessionStorage only).
+
+import { WebnnClient } from './protocol.js';
+import { createCurveChart } from './curve.js';
+import { LiveView } from './live.js';
+import { summariseClient } from './client_stats.js';
+
+const $ = (id) => document.getElementById(id);
+const fmt = (v, digits = 3) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  return td;
+}
+
+function renderClients(payload) {
+  const list = payload.clients ?? [];
+  const now = payload.now ?? Date.now() / 1000; // lastSeen is on the server's wall clock
+  const rows = list.map((c) => {
+    const s = summariseClient(c, now);
+    const tr = document.createElement('tr');
+    tr.dataset.clientId = s.id;
+    tr.append(cell(s.id), cell(s.name), cell(s.kind), cell(s.rejected ? `${s.updates} (+${s.rejected} refused)` : String(s.updates)),
+      cell(fmt(s.examplesPerSecond, 1)), cell(fmt(s.updatesPerMinute, 1)), cell(s.staleness ?? '-'),
+      cell(fmt(s.loss)), cell(s.lastSeenAgo === null ? '-' : `${s.lastSeenAgo.toFixed(0)} s ago`), cell(s.state));
+    return tr;
+  });
+  $('client-rows').replaceChildren(...rows);
+}
+
+function renderStatus(status) {
+  $('model-name').textContent = status.name ?? '-';
+  $('server-state').textContent = status.state ?? '-';
+  $('version').textContent = status.version ?? '-';
+  $('steps').textContent = status.steps ?? '-';
+  $('merges').textContent = status.merges ?? '-';
+  $('clients').textContent = status.clients ?? '-';
+  $('open-tasks').textContent = status.openTasks ?? '-';
+  $('elapsed').textContent = typeof status.elapsed === 'number' ? `${status.elapsed.toFixed(0)} s` : '-';
+  $('end-reason').textContent = status.endReason ? `ended: ${status.endReason}` : '';
+  const last = status.lastEvaluation;
+  if (last) {
+    $('val-accuracy').textContent = fmt(last.valAccuracy);
+    $('val-loss').textContent = fmt(last.valLoss);
+  }
+  const strategy = status.strategy ?? {};
+  $('strategy-name').textContent = strategy.name ?? '-';
+  const rows = Object.entries(strategy.params ?? {}).map(([k, v]) => {
+    const tr = document.createElement('tr');
+    tr.append(cell(k), cell(typeof v === 'object' ? JSON.stringify(v) : String(v)));
+    return tr;
+  });
+  $('strategy-params').replaceChildren(...rows);
+}
+
+function mergesChart(Chart, canvas) {
+  const chart = new Chart(canvas, {
+    type: 'line',
+    data: { datasets: [{ label: 'merges', data: [], borderColor: '#2f6fed', backgroundColor: '#2f6fed', pointRadius: 0, stepped: true }] },
+    options: {
+      animation: false, maintainAspectRatio: false, parsing: false,
+      scales: { x: { type: 'linear', title: { display: true, text: 'seconds' } }, y: { type: 'linear', beginAtZero: true, title: { display: true, text: 'merges' } } },
+    },
+  });
+  return {
+    add(elapsed, merges) {
+      const data = chart.data.datasets[0].data;
+      const last = data[data.length - 1];
+      if (last && last.x === elapsed) return;
+      if (last && elapsed < last.x) data.length = 0; // the server restarted its clock
+      data.push({ x: elapsed, y: merges });
+      chart.update('none');
+    },
+  };
+}
+
+async function download(response, name) {
+  const url = URL.createObjectURL(await response.blob());
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function main() {
+  const base = new URL('.', location.href).href;
+  const client = new WebnnClient(base, { client: { kind: 'browser' }, maxAttempts: 3 });
+  const state = { status: null, clients: [], history: [], events: 0, lastAdmin: null };
+  globalThis.webnnDashboard = state;
+  const Chart = globalThis.Chart;
+  const curve = Chart ? createCurveChart(Chart, $('curve')) : null;
+  const merges = Chart ? mergesChart(Chart, $('merges-chart')) : null;
+
+  const live = new LiveView(client, {
+    status: (status) => {
+      state.status = status;
+      renderStatus(status);
+      if (typeof status.elapsed === 'number') merges?.add(status.elapsed, status.merges);
+    },
+    clients: (payload) => {
+      state.clients = payload.clients ?? [];
+      renderClients(payload);
+    },
+    history: ({ history }) => {
+      state.history = history;
+      curve?.update(history, $('x-axis').value);
+    },
+    error: (err) => console.warn('webnn dashboard:', err.message),
+  }, { pollSeconds: 3 });
+  live.onEvent = () => { state.events += 1; };
+  live.start();
+  $('x-axis').addEventListener('change', () => curve?.update(state.history, $('x-axis').value));
+
+  const tokenInput = $('admin-token');
+  tokenInput.value = sessionStorage.getItem('webnn-admin-token') ?? '';
+  tokenInput.addEventListener('change', () => sessionStorage.setItem('webnn-admin-token', tokenInput.value));
+  for (const button of document.querySelectorAll('button[data-action]')) {
+    button.addEventListener('click', async () => {
+      const action = button.dataset.action;
+      const token = tokenInput.value.trim();
+      const message = $('admin-message');
+      if (!token) {
+        message.textContent = `${action}: type the admin token first (wnn serve prints it)`;
+        state.lastAdmin = { action, ok: false, code: 'no_token' };
+        return;
+      }
+      try {
+        if (action === 'export') {
+          await download(await client.exportFile('model.json', token), 'model.json');
+          await download(await client.exportFile('weights.bin', token), 'weights.bin');
+          message.textContent = 'exported model.json and weights.bin';
+        } else {
+          const status = await client.admin(action, token);
+          renderStatus(status);
+          message.textContent = `${action}: done; state ${status.state}`;
+        }
+        state.lastAdmin = { action, ok: true };
+      } catch (err) {
+        message.textContent = `${action} refused: ${err.message}`;
+        state.lastAdmin = { action, ok: false, code: err.code ?? err.name };
+      }
+      live.refresh('status');
+    });
+  }
+}
+
+main();

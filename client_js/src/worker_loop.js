@@ -1,0 +1,200 @@
+// The contribute loop shared by the volunteer page and the headless worker:
+//   ask for a task -> fetch its weights and batch (in parallel) -> train or evaluate -> submit.
+//
+// Timings per task, in seconds: fetch (weights + batch), compute (training or evaluation, including
+// the slowdown of `speed` < 1), send (the update or evaluation request). The update's header carries
+// this task's fetch and compute and the previous update's send (this one's is not known yet).
+// With `speed` s < 1 the loop waits compute x (1/s - 1) after each computation, so a fast machine
+// can stand in for a slow device; s >= 1 changes nothing.
+//
+// Events (`on(name, fn)`): `joined` {model, clientId}, `task` {task, kind, result, answer, timings,
+// stats}, `idle` {retryAfter, state}, `dropped` {task, error}, `problem` {error}, `retry` {error,
+// attempt, delay}, `state` {running, reason}.
+
+import { ProtocolError, sleep, TASK_GONE } from './protocol.js';
+
+const now = () => (globalThis.performance ?? Date).now() / 1000;
+
+/** Running totals of one device's contribution. */
+export class ContributionStats {
+  constructor() {
+    this.tasks = 0;
+    this.updates = 0;
+    this.merged = 0;
+    this.evaluations = 0;
+    this.steps = 0;
+    this.examples = 0;
+    this.computeSeconds = 0;
+    this.busySeconds = 0;
+    this.stepsPerSecond = 0; // exponential moving average over tasks of steps / task wall time
+    this.lastLoss = null;
+    this.lastAccuracy = null;
+    this.version = null;
+    this.lastStaleness = null;
+  }
+
+  /** Add one finished task; `wall` = fetch + compute + send. */
+  add(kind, { steps = 0, examples = 0, loss = null, accuracy = null }, timings, answer) {
+    const wall = timings.fetch + timings.compute + timings.send;
+    this.tasks += 1;
+    this.computeSeconds += timings.compute;
+    this.busySeconds += wall;
+    if (kind === 'train') {
+      this.updates += 1;
+      this.merged += answer?.merged ? 1 : 0;
+      this.steps += steps;
+      this.examples += examples;
+      this.lastLoss = loss;
+      this.lastAccuracy = accuracy;
+      this.lastStaleness = answer?.staleness ?? null;
+      if (typeof answer?.version === 'number') this.version = answer.version;
+      const rate = wall > 0 ? steps / wall : 0;
+      this.stepsPerSecond = this.updates === 1 ? rate : 0.8 * this.stepsPerSecond + 0.2 * rate;
+    } else {
+      this.evaluations += 1;
+    }
+  }
+}
+
+export class WorkerLoop {
+  /**
+   * @param {object} options
+   * @param {import('./protocol.js').WebnnClient} options.client
+   * @param {import('./trainer.js').Trainer} options.trainer
+   * @param {'train'|'evaluate'|'any'} [options.role='any']
+   * @param {number} [options.maxTasks=Infinity] stop after this many finished tasks
+   * @param {number} [options.speed=1] simulated relative device speed (see above)
+   */
+  constructor({ client, trainer, role = 'any', maxTasks = Infinity, speed = 1 }) {
+    this.client = client;
+    this.trainer = trainer;
+    this.role = role;
+    this.maxTasks = maxTasks;
+    this.speed = speed;
+    this.stats = new ContributionStats();
+    this.listeners = new Map();
+    this.running = false;
+    this.controller = null;
+    this.modelJoin = 0;
+    this.lastSend = 0;
+    this.pollSeconds = 2;
+    client.onRetry = (error, attempt, delay) => this.emit('retry', { error, attempt, delay });
+  }
+
+  on(name, fn) {
+    if (!this.listeners.has(name)) this.listeners.set(name, []);
+    this.listeners.get(name).push(fn);
+    return this;
+  }
+
+  emit(name, payload) {
+    for (const fn of this.listeners.get(name) ?? []) {
+      try {
+        fn(payload);
+      } catch (err) {
+        // A listener's failure must not stop the contribution.
+        console.error(`worker loop: "${name}" listener failed:`, err);
+      }
+    }
+  }
+
+  /** Stop after the current computation; pending waits and requests are aborted. */
+  stop() {
+    this.running = false;
+    this.controller?.abort();
+  }
+
+  /**
+   * Contribute until `stop()`, `maxTasks` finished tasks or the server's run has ended.
+   * @returns {Promise<string>} why it stopped: `stopped`, `max-tasks` or `ended`
+   */
+  async run() {
+    if (this.running) throw new Error('the worker loop is already running');
+    this.running = true;
+    this.controller = new AbortController();
+    this.client.signal = this.controller.signal;
+    this.emit('state', { running: true, reason: 'started' });
+    let reason = 'stopped';
+    try {
+      reason = await this.contribute();
+    } catch (err) {
+      if (err.name !== 'AbortError') throw err;
+    } finally {
+      this.running = false;
+      this.client.signal = null;
+      this.controller = null;
+      this.emit('state', { running: false, reason });
+    }
+    return reason;
+  }
+
+  async contribute() {
+    while (this.running) {
+      if (this.stats.tasks >= this.maxTasks) return 'max-tasks';
+      try {
+        await this.ensureModel();
+        const answer = await this.client.requestTask(this.role);
+        if (!answer.task) {
+          this.emit('idle', { retryAfter: answer.retryAfter, state: answer.state });
+          if (answer.state === 'ended') return 'ended';
+          await sleep(answer.retryAfter ?? this.pollSeconds, this.controller.signal);
+          continue;
+        }
+        await this.runTask(answer.task);
+      } catch (err) {
+        if (err.name === 'AbortError' || !this.running) return 'stopped';
+        if (err instanceof ProtocolError && err.code === 'ended') return 'ended';
+        await this.recover(err);
+      }
+    }
+    return 'stopped';
+  }
+
+  /** Build the model for the current session's description (after the first join and rejoins). */
+  async ensureModel() {
+    if (!this.client.token) await this.client.join();
+    if (this.modelJoin === this.client.joins) return;
+    const joined = this.client.joined;
+    this.pollSeconds = joined.pollSeconds ?? this.pollSeconds;
+    await this.trainer.setModel(joined.model);
+    this.modelJoin = this.client.joins;
+    this.emit('joined', { model: joined.model, clientId: joined.clientId });
+  }
+
+  async recover(err) {
+    if (err instanceof ProtocolError && TASK_GONE.has(err.code)) {
+      this.emit('dropped', { error: err });
+      return;
+    }
+    this.emit('problem', { error: err });
+    const wait = err instanceof ProtocolError && err.retryAfter ? err.retryAfter : this.pollSeconds;
+    await sleep(wait, this.controller.signal);
+  }
+
+  async runTask(task) {
+    const start = now();
+    const [weights, batch] = await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
+    if (weights.version !== task.version) {
+      throw new ProtocolError('bad_response', `task ${task.id} is for version ${task.version} but the weights are version ${weights.version}`);
+    }
+    await this.ensureModel(); // a rejoin during the fetch may have brought another model
+    const fetched = now();
+    const result = task.kind === 'evaluate'
+      ? await this.trainer.evaluate(weights.weights, batch.x, batch.y)
+      : await this.trainer.train(weights.weights, batch.x, batch.y,
+        { batchSize: task.batchSize, learningRate: task.learningRate });
+    if (this.speed > 0 && this.speed < 1) await sleep((now() - fetched) * (1 / this.speed - 1), this.controller.signal);
+    const computed = now();
+    const timings = { fetch: fetched - start, compute: computed - fetched, send: 0 };
+    const answer = task.kind === 'evaluate'
+      ? await this.client.submitEvaluation(task, result)
+      : await this.client.submitUpdate(task, result.weights, {
+        steps: result.steps, loss: result.loss, accuracy: result.accuracy,
+        timings: { fetch: timings.fetch, compute: timings.compute, send: this.lastSend },
+      });
+    timings.send = now() - computed;
+    if (task.kind !== 'evaluate') this.lastSend = timings.send;
+    this.stats.add(task.kind === 'evaluate' ? 'evaluate' : 'train', result, timings, answer);
+    this.emit('task', { task, kind: task.kind, result, answer, timings, stats: this.stats });
+  }
+}

@@ -1,0 +1,102 @@
+"""Strategy parameters: declaration checks, coercion from strings and values, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from webnn.merge import (
+    ModelState,
+    Param,
+    ParamError,
+    Strategy,
+    StrategyError,
+    StrategyState,
+    Update,
+)
+
+
+class Tunable(Strategy):
+    name = "tunable"
+    description = "test strategy with one parameter of each kind"
+    params = (
+        Param("alpha", float, 0.5, "mixing weight", minimum=0, maximum=1),
+        Param("window", int, 4, "buffer size", minimum=1),
+        Param("clip", bool, False, "clip updates"),
+        Param("mode", str, "poly", "staleness function", choices=("const", "poly", "hinge")),
+        Param("cutoff", int, None, "optional cutoff"),
+    )
+    alpha: float
+
+    def merge(self, model: ModelState, update: Update) -> bool:
+        return True
+
+
+def test_defaults_fill_in() -> None:
+    s = Tunable()
+    assert s.param_values == {"alpha": 0.5, "window": 4, "clip": False, "mode": "poly",
+                              "cutoff": None}
+    assert s.alpha == 0.5
+    assert repr(s) == "Tunable(alpha=0.5, window=4, clip=False, mode='poly', cutoff=None)"
+
+
+def test_strings_are_coerced_to_the_declared_types() -> None:
+    s = Tunable(alpha="0.25", window="8", clip="yes", mode="hinge", cutoff="none")
+    assert s.param_values == {"alpha": 0.25, "window": 8, "clip": True, "mode": "hinge",
+                              "cutoff": None}
+    assert Tunable(clip="0").param_values["clip"] is False
+    assert Tunable(cutoff="12").param_values["cutoff"] == 12
+
+
+def test_typed_values_are_accepted() -> None:
+    s = Tunable(alpha=1, window=np.int64(3), clip=True, cutoff=0)
+    assert s.alpha == 1.0 and isinstance(s.alpha, float)
+    assert s.param_values["window"] == 3 and type(s.param_values["window"]) is int
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"alpha": "abc"}, "strategy 'tunable': alpha must be a float, got 'abc'"),
+    ({"alpha": "nan"}, "alpha must be a float, got 'nan'"),
+    ({"alpha": "1.5"}, "alpha must be <= 1, got '1.5'"),
+    ({"alpha": True}, "alpha must be a float, got True"),
+    ({"window": "2.5"}, "window must be an int, got '2.5'"),
+    ({"window": 0}, "window must be >= 1, got 0"),
+    ({"clip": "maybe"}, "clip must be a bool, got 'maybe'"),
+    ({"mode": "linear"}, "mode must be one of 'const', 'poly', 'hinge', got 'linear'"),
+    ({"window": None}, "window needs an int, got None"),
+])
+def test_bad_values_name_the_parameter(given: dict, message: str) -> None:
+    with pytest.raises(ParamError) as info:
+        Tunable(**given)
+    assert message in str(info.value)
+    assert info.value.param == next(iter(given))
+
+
+def test_unknown_parameter_lists_the_known_ones() -> None:
+    with pytest.raises(ParamError, match="strategy 'tunable' has no parameter 'beta' "
+                                         r"\(its parameters: alpha, window, clip, mode, cutoff\)"):
+        Tunable(beta=1)
+
+
+def test_bad_declarations_fail_at_class_definition() -> None:
+    with pytest.raises(TypeError, match="type must be int, float, bool or str"):
+        Param("x", list, [])
+    with pytest.raises(TypeError, match="bad default"):
+        Param("x", int, 0, minimum=1)
+    with pytest.raises(TypeError, match="clash with Strategy attributes"):
+        type("Bad", (Strategy,), {"name": "bad", "params": (Param("merge", int, 1),),
+                                  "merge": lambda self, m, u: True})
+    with pytest.raises(TypeError, match="must be a tuple of Param"):
+        type("Bad", (Strategy,), {"name": "bad", "params": [Param("a", int, 1)],
+                                  "merge": lambda self, m, u: True})
+
+
+def test_param_description_is_json_ready() -> None:
+    assert Tunable.params[0].describe() == {
+        "name": "alpha", "type": "float", "default": 0.5, "help": "mixing weight",
+        "choices": None, "minimum": 0, "maximum": 1}
+
+
+def test_stateless_strategy_refuses_a_non_empty_state() -> None:
+    with pytest.raises(StrategyError, match="keeps no state, but the checkpoint holds arrays"):
+        Tunable().load_state(StrategyState(arrays={"buffer": np.zeros(2, np.float32)}))

@@ -1,0 +1,253 @@
+"""Robust aggregation over a buffer of K deltas: coordinate median, trimmed mean, norm clipping.
+
+Each update contributes its delta from the version the client started from,
+``d_i = x_i - base_i``, optionally clipped to ``d_i * min(1, C / ||d_i||)``. The bound C is fixed
+(``clip=fixed``, ``clip_norm``; norm thresholding as in Sun et al. 2019, "Can You Really Backdoor
+Federated Learning?") or adaptive (``clip=adaptive``): ``C = clip_factor * quantile(norms of the
+last clip_window deltas, clip_quantile)``, from the deltas seen before this one, once
+``clip_min_history`` of them were seen (a quantile of recent norms as in Andrew et al. 2021,
+"Differentially Private Learning with Adaptive Clipping", computed exactly over a window here
+rather than estimated online).
+After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with agg one of
+
+- median:       coordinate-wise median (mean of the two middle values for even K)
+                (Yin et al. 2018, "Byzantine-Robust Distributed Learning", ICML);
+- trimmed_mean: per coordinate, drop the ``g = floor(trim * K)`` smallest and g largest values and
+                average the ``K - 2g`` left (Yin et al. 2018); K=5, trim=0.2 drops one at each end;
+- mean:         the plain mean (with clipping, the baseline).
+
+The K deltas are held as one (K, n) float32 array: the median and trimmed mean need every copy.
+Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from webnn.merge.base import ModelState, Strategy, StrategyState, Update, check_same_shape
+from webnn.merge.errors import ParamError, StrategyError
+from webnn.merge.fedbuff import base_delta_check
+from webnn.merge.params import Param
+from webnn.merge.screening import NormWindow, delta_norm
+from webnn.merge.webnn_rules import merged_steps
+
+AGGREGATORS: tuple[str, ...] = ("median", "trimmed_mean", "mean")
+CLIP_MODES: tuple[str, ...] = ("fixed", "adaptive")
+"""Values of ``clip`` besides None (given as ``none``: no clipping)."""
+
+
+def trim_count(k: int, trim: float) -> int:
+    """``g = floor(trim * k)``: values dropped at each end; needs ``0 <= trim < 0.5``."""
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    return int(math.floor(trim * k + 1e-9))  # 0.29 * 100 is 28.999999999999996
+
+
+def _check_stack(stack: np.ndarray, out: np.ndarray) -> None:
+    if stack.ndim != 2 or stack.shape[0] < 1:
+        raise ValueError(f"expected a (K, n) stack of K >= 1 deltas, got shape {stack.shape}")
+    check_same_shape(out, stack[0])
+
+
+def coordinate_median(stack: np.ndarray, out: np.ndarray) -> None:
+    """``out[j] = median(stack[:, j])``; for even K the mean of the two middle values.
+
+    Sorts `stack` in place along axis 0 (it is the buffer about to be cleared).
+    """
+    _check_stack(stack, out)
+    k = stack.shape[0]
+    stack.sort(axis=0)
+    if k % 2:
+        np.copyto(out, stack[k // 2])
+    else:
+        np.add(stack[k // 2 - 1], stack[k // 2], out=out)
+        out *= np.float32(0.5)
+
+
+def trimmed_mean(stack: np.ndarray, trim: float, out: np.ndarray) -> None:
+    """``out[j]`` = mean of ``stack[:, j]`` without its g smallest and g largest values,
+    ``g = floor(trim * K)``. Sorts `stack` in place along axis 0 when g > 0.
+    """
+    _check_stack(stack, out)
+    k = stack.shape[0]
+    g = trim_count(k, trim)
+    if g:
+        stack.sort(axis=0)
+    np.sum(stack[g : k - g], axis=0, out=out)
+    out *= np.float32(1.0 / (k - 2 * g))
+
+
+def mean(stack: np.ndarray, out: np.ndarray) -> None:
+    """``out[j] = mean(stack[:, j])``."""
+    _check_stack(stack, out)
+    np.sum(stack, axis=0, out=out)
+    out *= np.float32(1.0 / stack.shape[0])
+
+
+def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1) -> None:
+    """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered)."""
+    if aggregator == "median":
+        coordinate_median(stack, out)
+    elif aggregator == "trimmed_mean":
+        trimmed_mean(stack, trim, out)
+    elif aggregator == "mean":
+        mean(stack, out)
+    else:
+        choices = ", ".join(AGGREGATORS)
+        raise ValueError(f"unknown aggregator {aggregator!r}; choose one of {choices}")
+
+
+class Robust(Strategy):
+    """Buffer K (optionally clipped) deltas, then x += server_lr * median/trimmed mean/mean."""
+
+    name = "robust"
+    description = ("Robust aggregation: buffer K deltas d_i = x_i - base_i, each clipped to "
+                   "norm C (none, fixed or adaptive quantile of recent norms), then "
+                   "x += server_lr * agg(d_1..d_K), agg = coordinate median, trimmed mean or mean.")
+    params = (
+        Param("aggregator", str, "median", "coordinate-wise median, trimmed_mean or mean",
+              choices=AGGREGATORS),
+        Param("k", int, 10, "deltas buffered before the model moves", minimum=1),
+        Param("trim", float, 0.1, "trimmed_mean: fraction dropped at each end, floor(trim*K) "
+              "values", minimum=0, maximum=0.49),
+        Param("clip", str, None, "norm clipping of each delta: none, fixed (clip_norm) or "
+              "adaptive (clip_factor * clip_quantile of recent norms)", choices=CLIP_MODES),
+        Param("clip_norm", float, None, "clip=fixed: the bound C", minimum=0),
+        Param("clip_quantile", float, 0.5, "clip=adaptive: quantile of recent norms",
+              minimum=0, maximum=1),
+        Param("clip_factor", float, 1.0, "clip=adaptive: C = clip_factor * quantile", minimum=0),
+        Param("clip_window", int, 50, "clip=adaptive: how many recent norms are kept", minimum=1),
+        Param("clip_min_history", int, 10, "clip=adaptive: norms needed before clipping starts",
+              minimum=1),
+        Param("server_lr", float, 1.0, "server learning rate", minimum=0),
+    )
+    needs_base_weights = True
+    aggregator: str
+    k: int
+    trim: float
+    clip: str | None
+    clip_norm: float | None
+    clip_quantile: float
+    clip_factor: float
+    clip_window: int
+    clip_min_history: int
+    server_lr: float
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._check_params()
+        self.window = NormWindow(self.clip_window, self.clip_quantile, self.clip_factor,
+                                 self.clip_min_history)
+        self._buffer: np.ndarray | None = None
+        self.count = 0
+        self.max_steps = 0
+        self.clipped = 0
+
+    def _check_params(self) -> None:
+        def bad(param: str, message: str) -> ParamError:
+            return ParamError(param, f"strategy 'robust': {message}")
+
+        if self.clip == "fixed" and (self.clip_norm is None or self.clip_norm <= 0):
+            raise bad("clip_norm", f"clip=fixed needs clip_norm > 0, got {self.clip_norm}")
+        if self.clip != "fixed" and self.clip_norm is not None:
+            raise bad("clip_norm", "clip_norm is only used with clip=fixed, "
+                      f"not clip={self.clip or 'none'}")
+        if self.clip_quantile <= 0:
+            raise bad("clip_quantile", f"clip_quantile must be > 0, got {self.clip_quantile}")
+        if self.clip_factor <= 0:
+            raise bad("clip_factor", f"clip_factor must be > 0, got {self.clip_factor}")
+        if self.clip_min_history > self.clip_window:
+            raise bad("clip_min_history", f"clip_min_history {self.clip_min_history} is more than "
+                      f"clip_window ({self.clip_window}) can hold")
+        if self.server_lr <= 0:
+            raise bad("server_lr", f"server_lr must be > 0, got {self.server_lr}")
+
+    def clip_bound(self) -> float | None:
+        """The bound the next delta is clipped to (None: not clipped)."""
+        if self.clip == "fixed":
+            return self.clip_norm
+        if self.clip == "adaptive":
+            return self.window.bound()
+        return None
+
+    def merge(self, model: ModelState, update: Update) -> bool:
+        base = base_delta_check(update, model.weights, self.name)
+        size = model.weights.size
+        if self._buffer is None or self._buffer.shape != (self.k, size):
+            if self.count:
+                raise StrategyError(f"strategy 'robust': the buffer holds deltas of "
+                                    f"{self._buffer.shape[1]} values, the model {size}")
+            self._buffer = np.empty((self.k, size), dtype=np.float32)
+        row = self._buffer[self.count]
+        np.subtract(update.weights, base, out=row)
+        self._clip(row)
+        self.count += 1
+        self.max_steps = max(self.max_steps, update.steps_behind)
+        if self.count < self.k:
+            return False
+        out = update.weights  # scratch: the delta is already in the buffer
+        aggregate(self.aggregator, self._buffer, out, self.trim)
+        out *= np.float32(self.server_lr)
+        model.weights += out
+        model.steps = merged_steps(model.steps, self.max_steps)
+        self.count = 0
+        self.max_steps = 0
+        return True
+
+    def _clip(self, delta: np.ndarray) -> None:
+        if self.clip is None:
+            return
+        norm = delta_norm(delta)
+        bound = self.clip_bound()
+        if self.clip == "adaptive":
+            self.window.add(norm)
+        if bound is not None and norm > bound:
+            delta *= np.float32(bound / norm)
+            self.clipped += 1
+
+    def state(self) -> StrategyState:
+        """``arrays["deltas"]``: the buffered (count, n) deltas (a copy, only while buffering);
+        meta: count, max_steps, clipped, norms (the adaptive window, oldest first)."""
+        arrays = {}
+        if self.count and self._buffer is not None:
+            arrays["deltas"] = self._buffer[: self.count].copy()
+        return StrategyState(arrays, {"count": self.count, "max_steps": self.max_steps,
+                                      "clipped": self.clipped, "norms": self.window.norms()})
+
+    def load_state(self, state: StrategyState) -> None:
+        meta = state.meta
+        for key in ("count", "max_steps", "clipped"):
+            value = meta.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StrategyError(f"robust state: meta.{key} must be an integer >= 0, "
+                                    f"got {value!r}")
+        norms = meta.get("norms", [])
+        if not isinstance(norms, list) or not all(
+                isinstance(n, int | float) and not isinstance(n, bool) and math.isfinite(n)
+                and n >= 0 for n in norms):
+            raise StrategyError("robust state: meta.norms must be a list of finite numbers >= 0")
+        unknown = sorted(set(state.arrays) - {"deltas"})
+        if unknown:
+            raise StrategyError(f"robust state: unknown arrays {unknown}")
+        count = meta.get("count", 0)
+        deltas = state.arrays.get("deltas")
+        if count and (deltas is None or not isinstance(deltas, np.ndarray)
+                      or deltas.dtype != np.float32 or deltas.ndim != 2
+                      or deltas.shape[0] != count):
+            got = "nothing" if deltas is None else f"{getattr(deltas, 'dtype', type(deltas))} " \
+                f"of shape {getattr(deltas, 'shape', '?')}"
+            raise StrategyError(f"robust state: meta.count is {count}, so arrays.deltas must be a "
+                                f"float32 array of shape ({count}, n); got {got}")
+        if count >= self.k:
+            raise StrategyError(f"robust state: {count} buffered deltas need k > {count}, "
+                                f"this strategy has k={self.k}")
+        if count:
+            self._buffer = np.empty((self.k, deltas.shape[1]), dtype=np.float32)
+            self._buffer[:count] = deltas
+        self.count = count
+        self.max_steps = meta.get("max_steps", 0)
+        self.clipped = meta.get("clipped", 0)
+        self.window.load(norms)

@@ -1,0 +1,207 @@
+"""`ServeConfig`: everything one served model needs, validated with clear errors.
+
+`ServeConfig.validate()` lists problems as ``field: message`` strings; `check()` raises `ConfigError`
+with all of them. `load_parts()` turns the references (spec path, data module, strategy name) into the
+objects the coordinator uses.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import webnn
+
+
+class ConfigError(ValueError):
+    """The serve configuration is invalid; `problems` lists every ``field: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid serve configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def default_client_dir() -> Path:
+    """The repository's ``client_js`` next to the installed package (editable installs)."""
+    return Path(webnn.__file__).resolve().parent.parent / "client_js"
+
+
+@dataclass
+class ServeConfig:
+    """Configuration of one served model (`create_app(config)`).
+
+    `spec` is a path, a dict or a loaded `ModelSpec`; `data` a data-module reference (path to a ``.py``
+    or a dotted module name) or a `Dataset` object; `strategy` a strategy name / ``module:attr``
+    reference or a `Strategy` instance. `state_dir=None` keeps everything in memory. `admin_token=None`
+    generates one (read it back from `config.admin_token`); `join_token=None` lets anyone join.
+    Evaluation overrides (`eval_every_*`, `eval_chunk_size`) default to the spec's training config.
+    """
+
+    spec: Any
+    data: Any
+    data_options: dict[str, str] = field(default_factory=dict)
+    strategy: Any = "average"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    state_dir: Path | None = None
+    admin_token: str | None = None
+    join_token: str | None = None
+    lease_seconds: float = 60.0
+    session_timeout: float = 300.0
+    poll_seconds: float = 2.0
+    checkpoint_every_merges: int | None = 100
+    checkpoint_every_seconds: float | None = 60.0
+    max_staleness: int | None = None
+    target_accuracy: float | None = None
+    max_seconds: float | None = None
+    max_merges: int | None = None
+    eval_every_merges: int | None = None
+    eval_every_seconds: float | None = None
+    eval_chunk_size: int | None = None
+    evaluate_initial: bool = True
+    export_dir: Path | None = None
+    client_dir: Path | None = None
+    tfjs_url: str | None = None
+    max_invalid_updates: int = 5
+    cut_off_seconds: float = 60.0
+    tick_seconds: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.admin_token is None:
+            self.admin_token = secrets.token_urlsafe(24)
+        for name in ("state_dir", "export_dir", "client_dir"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, Path(value))
+        if self.client_dir is None:
+            self.client_dir = default_client_dir()
+
+    def validate(self) -> list[str]:
+        """Every problem with the plain fields, as ``field: message``; empty when valid."""
+        problems: list[str] = []
+
+        def positive(name: str, optional: bool, integer: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None:
+                if not optional:
+                    problems.append(f"{name}: required")
+                return
+            kind = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                problems.append(f"{name}: must be {'an integer' if integer else 'a number'}, "
+                                f"got {value!r}")
+            elif not math.isfinite(value) or value <= 0:
+                problems.append(f"{name}: must be > 0, got {value!r}")
+
+        if self.spec is None:
+            problems.append("spec: required (a path, a dict or a ModelSpec)")
+        if self.data is None:
+            problems.append("data: required (a data module reference or a Dataset)")
+        for name in ("lease_seconds", "session_timeout", "poll_seconds", "cut_off_seconds",
+                     "tick_seconds"):
+            positive(name, optional=False)
+        for name in ("checkpoint_every_seconds", "max_seconds", "eval_every_seconds"):
+            positive(name, optional=True)
+        for name in ("checkpoint_every_merges", "max_merges", "eval_every_merges",
+                     "eval_chunk_size"):
+            positive(name, optional=True, integer=True)
+        positive("max_invalid_updates", optional=False, integer=True)
+        if self.max_staleness is not None and (
+            not isinstance(self.max_staleness, int) or self.max_staleness < 0
+        ):
+            problems.append(f"max_staleness: must be an integer >= 0, got {self.max_staleness!r}")
+        if self.target_accuracy is not None and not (
+            isinstance(self.target_accuracy, int | float) and 0 < self.target_accuracy <= 1
+        ):
+            problems.append(f"target_accuracy: must be in (0, 1], got {self.target_accuracy!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            problems.append(f"seed: must be an integer, got {self.seed!r}")
+        if not isinstance(self.data_options, dict):
+            problems.append("data_options: must be a dict of name -> value")
+        if not isinstance(self.strategy_params, dict):
+            problems.append("strategy_params: must be a dict of name -> value")
+        for name in ("admin_token", "join_token"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) < 8):
+                problems.append(f"{name}: must be a string of at least 8 characters")
+        if self.state_dir is not None and self.state_dir.exists() and not self.state_dir.is_dir():
+            problems.append(f"state_dir: {self.state_dir} exists and is not a directory")
+        if self.tfjs_url is not None and not (
+            isinstance(self.tfjs_url, str) and self.tfjs_url.startswith(("http://", "https://", "/"))
+        ):
+            problems.append(f"tfjs_url: must be an http(s) URL or an absolute path, "
+                            f"got {self.tfjs_url!r}")
+        return problems
+
+    def check(self) -> None:
+        """Raise `ConfigError` listing every problem, if any."""
+        problems = self.validate()
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass
+class ModelParts:
+    """The loaded objects behind a config: spec, dataset and strategy instance."""
+
+    spec: Any
+    dataset: Any
+    strategy: Any
+    seed: int
+
+
+def _load_spec(source: Any) -> Any:
+    if hasattr(source, "compiled") and hasattr(source, "training"):
+        return source
+    from webnn.spec import SpecError, load_spec
+
+    try:
+        return load_spec(source)
+    except SpecError as error:
+        lines = [f"{p.path}: {p.message}" for p in error.problems]
+        raise ConfigError([f"spec: {line}" for line in lines]) from None
+
+
+def _load_dataset(data: Any, options: dict[str, str], spec: Any) -> Any:
+    if isinstance(data, str | Path):
+        from webnn.data import DataModuleError, load_data_module
+
+        try:
+            dataset = load_data_module(str(data), {k: str(v) for k, v in options.items()})
+        except DataModuleError as error:
+            raise ConfigError([f"data: {error}"]) from None
+    else:
+        dataset = data
+    from webnn.data import check_dataset
+
+    problems = check_dataset(dataset, spec)
+    if problems:
+        raise ConfigError([f"data: {p}" for p in problems])
+    return dataset
+
+
+def _load_strategy(strategy: Any, params: dict[str, Any]) -> Any:
+    if not isinstance(strategy, str):
+        if params:
+            raise ConfigError(["strategy_params: given with a strategy instance; "
+                               "configure the instance instead"])
+        return strategy
+    from webnn.merge import create_strategy
+
+    try:
+        return create_strategy(strategy, params)
+    except (ValueError, TypeError, KeyError, ImportError, LookupError) as error:
+        raise ConfigError([f"strategy: {error}"]) from None
+
+
+def load_parts(config: ServeConfig) -> ModelParts:
+    """Validate `config` and load its spec, dataset and strategy; raises `ConfigError`."""
+    config.check()
+    spec = _load_spec(config.spec)
+    dataset = _load_dataset(config.data, config.data_options, spec)
+    strategy = _load_strategy(config.strategy, config.strategy_params)
+    seed = config.seed if config.seed is not None else int(getattr(spec.training, "seed", 0) or 0)
+    return ModelParts(spec=spec, dataset=dataset, strategy=strategy, seed=seed)

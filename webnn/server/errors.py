@@ -1,0 +1,81 @@
+"""Protocol errors and the middleware that turns every failure into a JSON answer.
+
+Every error answer has the shape ``{"protocol": 1, "error": {"code": ..., "message": ...}}`` (see
+docs/protocol.md). Handlers raise `ProtocolError`; anything unexpected becomes a logged JSON 500, so
+nothing a client sends can crash the server or leave a request without an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+PROTOCOL_VERSION = 1
+
+log = logging.getLogger("webnn.server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ProtocolError(Exception):
+    """A request the server refuses: HTTP `status`, a stable `code` and a message saying what is wrong."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def payload(self) -> dict:
+        return {"protocol": PROTOCOL_VERSION, "error": {"code": self.code, "message": self.message}}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.payload(), status=self.status, headers=self.headers)
+
+
+def bad_field(path: str, message: str) -> ProtocolError:
+    """A JSON field with the wrong type or value; `path` is a JSON path such as ``$.loss``."""
+    return ProtocolError(400, "bad_field", f"{path}: {message}")
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "wrong_content_type",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer `ProtocolError`, aiohttp HTTP errors and unexpected exceptions as protocol JSON."""
+    try:
+        return await handler(request)
+    except ProtocolError as error:
+        return error.response()
+    except web.HTTPRequestEntityTooLarge as error:
+        return ProtocolError(
+            413, "too_large", f"request body is larger than the limit of {error.max_size} bytes"
+        ).response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _HTTP_CODES.get(error.status, "http_error")
+        return ProtocolError(
+            error.status, code, f"{error.reason}: {request.method} {request.path}"
+        ).response()
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unhandled error answering %s %s", request.method, request.path)
+        return ProtocolError(
+            500, "internal", "the server failed to answer this request; the error is logged"
+        ).response()

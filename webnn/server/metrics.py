@@ -1,0 +1,67 @@
+"""Prometheus metrics of one served model, in a per-app `CollectorRegistry` (no global state).
+
+Counters restart at zero with the process (Prometheus semantics); gauges carry the resumed state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+STALENESS_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """The metric families; `render()` gives the Prometheus text format."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.merges = Counter("webnn_merges", "Updates merged into the model", registry=r)
+        self.versions = Counter("webnn_versions", "New model versions produced", registry=r)
+        self.updates_accepted = Counter("webnn_updates_accepted", "Updates accepted", registry=r)
+        self.updates_rejected = Counter(
+            "webnn_updates_rejected", "Updates and evaluations refused, by reason", ["reason"],
+            registry=r)
+        self.tasks_issued = Counter("webnn_tasks_issued", "Tasks handed out", ["kind"], registry=r)
+        self.leases_expired = Counter(
+            "webnn_leases_expired", "Task leases that ran out (work handed out again)", ["kind"],
+            registry=r)
+        self.evaluations = Counter("webnn_evaluations", "Completed evaluations", registry=r)
+        self.active_clients = Gauge("webnn_active_clients", "Joined sessions", registry=r)
+        self.version = Gauge("webnn_model_version", "Current model version", registry=r)
+        self.steps = Gauge("webnn_model_steps", "Current step counter t", registry=r)
+        self.val_accuracy = Gauge("webnn_validation_accuracy", "Last validation accuracy",
+                                  registry=r)
+        self.val_loss = Gauge("webnn_validation_loss", "Last validation loss", registry=r)
+        self.staleness = Histogram("webnn_update_staleness", "Staleness of merged updates",
+                                   buckets=STALENESS_BUCKETS, registry=r)
+        self.merge_seconds = Histogram("webnn_merge_seconds", "Time spent in strategy.merge",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.request_seconds = Histogram(
+            "webnn_request_seconds", "Request latency by route", ["route", "method"],
+            buckets=LATENCY_BUCKETS, registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def middleware(self) -> Callable:
+        """An aiohttp middleware observing request latency by route name (or path pattern)."""
+
+        @web.middleware
+        async def observe(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+            start = time.perf_counter()
+            try:
+                return await handler(request)
+            finally:
+                route = request.match_info.route
+                label = route.name or (route.resource.canonical if route.resource else "unmatched")
+                if label != "events":
+                    self.request_seconds.labels(label, request.method).observe(
+                        time.perf_counter() - start)
+
+        return observe

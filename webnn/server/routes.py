@@ -1,0 +1,229 @@
+"""The volunteer protocol (docs/protocol.md, version 1): join, model, tasks, weights, batches,
+updates, evaluations, leave, plus the read-only status, history and client views."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from webnn.server.coordinator import ROLES, Coordinator
+from webnn.server.errors import ProtocolError, bad_field
+from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
+from webnn.server.http import (
+    SESSION_HEADER,
+    json_response,
+    maybe_session,
+    read_body,
+    read_json,
+    require_content_type,
+    require_join_token,
+    session,
+    url,
+)
+from webnn.server.keys import CONFIG, COORDINATOR
+from webnn.server.static import static_urls
+from webnn.server.tasks import Task
+
+CLIENT_KINDS = ("browser", "node", "python", "other")
+MAX_TEXT = 200
+FRAME_OVERHEAD = 1 << 20
+
+
+def _coordinator(request: web.Request) -> Coordinator:
+    return request.app[COORDINATOR]
+
+
+def model_description(request: web.Request) -> dict:
+    """The model as clients see it: topology, manifest, training settings, version, URLs."""
+    coordinator = _coordinator(request)
+    spec = coordinator.spec
+    return {
+        "name": spec.name,
+        "topology": spec.compiled.topology,
+        "weightsManifest": coordinator.layout.manifest(),
+        "training": {"loss": spec.loss, "optimizer": spec.optimizer,
+                     "learningRate": spec.learning_rate, "metrics": list(spec.metrics),
+                     "batchSize": coordinator.batch_size, "localSteps": coordinator.local_steps},
+        "version": coordinator.model.version,
+        "steps": coordinator.model.steps,
+        "totalParams": coordinator.layout.size,
+        "urls": {"weights": url(request, "weights"), "tasks": url(request, "tasks"),
+                 **static_urls(request)},
+    }
+
+
+def task_payload(request: web.Request, task: Task) -> dict:
+    coordinator = _coordinator(request)
+    payload: dict = {
+        "id": task.id, "kind": task.kind, "version": task.version, "steps": task.steps,
+        "examples": task.work.examples, "leaseSeconds": request.app[CONFIG].lease_seconds,
+        "leaseExpires": task.expires,
+        "urls": {"weights": url(request, "weights_version", version=str(task.version)),
+                 "batch": url(request, "batch", task_id=task.id)},
+    }
+    if task.kind == "train":
+        payload.update(localSteps=coordinator.local_steps, batchSize=coordinator.batch_size,
+                       learningRate=coordinator.spec.learning_rate)
+        payload["urls"]["submit"] = url(request, "update", task_id=task.id)
+    else:
+        payload["chunk"] = task.work.chunk  # type: ignore[union-attr]
+        payload["urls"]["submit"] = url(request, "evaluation", task_id=task.id)
+    return payload
+
+
+def _text(info: dict, key: str) -> str | None:
+    value = info.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise bad_field(f"$.client.{key}", f"must be a string of at most {MAX_TEXT} characters")
+    return value
+
+
+async def join(request: web.Request) -> web.Response:
+    require_join_token(request)
+    body = await read_json(request, allow_empty=True)
+    info = body.get("client", {})
+    if not isinstance(info, dict):
+        raise bad_field("$.client", "must be an object")
+    kind = info.get("kind", "browser")
+    if kind not in CLIENT_KINDS:
+        raise bad_field("$.client.kind", f"must be one of {list(CLIENT_KINDS)}, got {kind!r}")
+    clean = {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")}}
+    config = request.app[CONFIG]
+    joined = _coordinator(request).join(clean)
+    return json_response({
+        "token": joined.token, "clientId": joined.client_id, "model": model_description(request),
+        "leaseSeconds": config.lease_seconds, "pollSeconds": config.poll_seconds,
+        "state": _coordinator(request).state,
+    })
+
+
+async def model(request: web.Request) -> web.Response:
+    maybe_session(request)
+    return json_response(model_description(request))
+
+
+async def tasks(request: web.Request) -> web.Response:
+    coordinator = _coordinator(request)
+    client = session(request)
+    body = await read_json(request, allow_empty=True)
+    role = body.get("role", "any")
+    if role not in ROLES:
+        raise bad_field("$.role", f"must be one of {list(ROLES)}, got {role!r}")
+    coordinator.check_cut_off(client)
+    task = coordinator.next_task(client, role)
+    if task is None:
+        poll = request.app[CONFIG].poll_seconds
+        return json_response({"task": None, "retryAfter": poll, "state": coordinator.state})
+    return json_response({"task": task_payload(request, task)})
+
+
+def _etag_matches(request: web.Request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return etag in candidates or "*" in candidates
+
+
+def _weights_response(request: web.Request, version: int | None) -> web.Response:
+    maybe_session(request)
+    version, steps, data = _coordinator(request).weights(version)
+    etag = f'"v{version}"'
+    headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
+               "Cache-Control": "no-cache"}
+    if _etag_matches(request, etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=data, headers=headers, content_type="application/octet-stream")
+
+
+async def weights(request: web.Request) -> web.Response:
+    return _weights_response(request, None)
+
+
+async def weights_version(request: web.Request) -> web.Response:
+    text = request.match_info["version"]
+    if not text.isdigit() or len(text) > 18:
+        raise ProtocolError(404, "unknown_version", f"{text!r} is not a model version number")
+    return _weights_response(request, int(text))
+
+
+async def batch(request: web.Request) -> web.Response:
+    client = session(request)
+    frame = _coordinator(request).batch(client, request.match_info["task_id"])
+    return web.Response(body=frame, content_type=FRAME_TYPE)
+
+
+async def update(request: web.Request) -> web.Response:
+    coordinator = _coordinator(request)
+    client = session(request)
+    task = coordinator.task(client, request.match_info["task_id"], "train")
+    if task.result is None and task.pending is None:
+        coordinator.check_cut_off(client)
+        try:
+            require_content_type(request, FRAME_TYPE)
+            body = await read_body(request, coordinator.layout.nbytes + FRAME_OVERHEAD)
+        except ProtocolError as error:
+            coordinator.note_invalid(client, error.code)
+            raise
+    else:
+        body = b""
+    return web.json_response(await coordinator.submit_update(client, task, body))
+
+
+async def evaluation(request: web.Request) -> web.Response:
+    coordinator = _coordinator(request)
+    client = session(request)
+    task = coordinator.task(client, request.match_info["task_id"], "evaluate")
+    if task.result is not None:
+        return web.json_response(task.result)
+    coordinator.check_cut_off(client)
+    try:
+        body = await read_json(request)
+    except ProtocolError as error:
+        coordinator.note_invalid(client, error.code)
+        raise
+    return web.json_response(coordinator.submit_evaluation(client, task, body))
+
+
+async def leave(request: web.Request) -> web.Response:
+    """Leave; the token comes from the session header or, for `navigator.sendBeacon` (which cannot
+    set headers), from a JSON body ``{"token": ...}``."""
+    coordinator = _coordinator(request)
+    if request.headers.get(SESSION_HEADER):
+        client = session(request)
+    else:
+        token = (await read_json(request, allow_empty=True)).get("token")
+        client = coordinator.session(token if isinstance(token, str) else None)
+    coordinator.leave(client)
+    return json_response({"left": True})
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(_coordinator(request).status())
+
+
+async def history(request: web.Request) -> web.Response:
+    return json_response({"history": _coordinator(request).history})
+
+
+async def clients(request: web.Request) -> web.Response:
+    coordinator = _coordinator(request)
+    now = coordinator.clock()
+    return json_response({"clients": [s.public(now) for s in coordinator.sessions]})
+
+
+def add_protocol_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/join", join, name="join")
+    r.add_get("/api/v1/model", model, name="model")
+    r.add_post("/api/v1/tasks", tasks, name="tasks")
+    r.add_get("/api/v1/weights", weights, name="weights")
+    r.add_get("/api/v1/weights/{version}", weights_version, name="weights_version")
+    r.add_get("/api/v1/tasks/{task_id}/batch", batch, name="batch")
+    r.add_post("/api/v1/tasks/{task_id}/update", update, name="update")
+    r.add_post("/api/v1/tasks/{task_id}/evaluation", evaluation, name="evaluation")
+    r.add_post("/api/v1/leave", leave, name="leave")
+    r.add_get("/api/v1/status", status, name="status")
+    r.add_get("/api/v1/history", history, name="history")
+    r.add_get("/api/v1/clients", clients, name="clients")
