@@ -1,8 +1,8 @@
 """A small Python client of the documented protocol (docs/protocol.md), for tests.
 
 It speaks HTTP to a real server and encodes frames itself (independently of the server's codec, so
-codec bugs show). "Training" is numpy arithmetic on the weights: the server never runs a forward pass,
-so any finite weight set of the right size is a valid update.
+codec bugs show). "Training" is numpy arithmetic on the weights: the server never runs a forward
+pass, so any finite weight set of the right size is a valid update.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class ProtocolClient:
         self.model: dict | None = None
 
     def url(self, path: str) -> URL:
-        """`path` relative to the base URL, or an absolute path (as payloads carry) on its origin."""
+        """`path` relative to the base URL, or an absolute path (as in payloads) on its origin."""
         return self.base.join(URL(path))
 
     async def request(self, method: str, path: str, *, json_body: Any = None,

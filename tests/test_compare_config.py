@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webnn.compare.config import ConfigError, load_config
+from webnn.compare.config import ConfigError, StrategyEntry, load_config
 
 GOOD = """
 name = "demo"
@@ -85,6 +85,20 @@ def test_good_config(tmp_path: Path) -> None:
     assert config.to_json()["clients"][1]["churn"]["signal"] == "term"
 
 
+def test_entry_attack_overrides_hostile_groups(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD.replace('name = "average"', '''name = "average"
+attack = "none"''').replace('name = "weighted"', '''name = "weighted"
+attack = "scaled"
+attack_scale = 10''')))
+    clean, scaled = config.strategies
+    desktop, attacker = config.clients[0], config.clients[2]
+    assert clean.attack_for(attacker) == (None, 1.0)
+    assert scaled.attack_for(attacker) == ("scaled", 10.0)
+    assert scaled.attack_for(desktop) == (None, 1.0)  # honest groups stay honest
+    plain = StrategyEntry("x", "average")
+    assert plain.attack_for(attacker) == ("sign_flip", 4.0)
+
+
 def test_defaults_and_repetitions(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, """
         model = "spec.json"
@@ -129,12 +143,16 @@ BAD = [
     ({"strategies": '[{ name = "average", params = 3 }]'},
      "strategies[0].params: expected a table, got 3"),
     ({"strategies": '["average"]'}, 'strategies[0]: expected a table, got "average"'),
+    ({"strategies": '[{ name = "average", attack = "nan" }]'},
+     "strategies[0].attack: no client group has an attack to override"),
+    ({"strategies": '[{ name = "average", attack = "boom" }]'},
+     'strategies[0].attack: expected one of scaled, sign_flip, random, nan, none, got "boom"'),
     ({"clients": "[]"}, "clients: must hold at least one client group"),
     ({"clients": "[{ count = 0 }]"}, "clients[0].count: must be >= 1, got 0"),
     ({"clients": "[{ count = 1, speed = 0 }]"}, "clients[0].speed: must be > 0, got 0"),
     ({"clients": "[{ count = 1, speed = 2 }]"}, "clients[0].speed: must be <= 1, got 2"),
     ({"clients": '[{ count = 1, backend = "gpu" }]'},
-     'clients[0].backend: expected one of cpu, wasm, got "gpu"'),
+     'clients[0].backend: expected one of cpu, wasm, webgl, got "gpu"'),
     ({"clients": '[{ count = 1, attack = "boost" }]'},
      'clients[0].attack: expected one of scaled, sign_flip, random, nan, got "boost"'),
     ({"clients": "[{ count = 1, attack_scale = 3 }]"},
@@ -149,7 +167,12 @@ BAD = [
     ({"seeds": '[1, "2"]'}, 'seeds[1]: expected a non-negative integer, got "2"'),
     ({"seeds": "[1]", "repetitions": "2"}, "repetitions: give either seeds or repetitions"),
     ({"worker": '"firefox"'}, 'worker: expected one of node, chromium, got "firefox"'),
-    ({"worker": '"chromium"'}, "worker: headless Chromium workers are not supported yet"),
+    ({"worker": '"chromium"', "clients": "[{ count = 1, speed = 0.5 }]"},
+     'clients[0].speed: not supported with worker = "chromium"'),
+    ({"worker": '"chromium"', "clients": '[{ count = 1, attack = "nan" }]'},
+     'clients[0].attack: not supported with worker = "chromium"'),
+    ({"clients": '[{ count = 1, backend = "webgl" }]'},
+     'clients[0].backend: webgl needs worker = "chromium"'),
     ({"colour": '"red"'}, "colour: unknown key"),
     ({"evaluation": "{ every_merges = 0 }"}, "evaluation.every_merges: must be >= 1, got 0"),
     ({"server": "{ lease_seconds = 0 }"}, "server.lease_seconds: must be > 0, got 0"),

@@ -1,4 +1,4 @@
-"""Runner parts without a full run: metrics parsing, the stop rule, worker supervision with churn."""
+"""Runner parts without a full run: metrics parsing, the stop rule, worker supervision, churn."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ async def test_churn_kills_and_restarts(tmp_path: Path) -> None:
 @pytest.mark.skipif(NODE is None, reason="needs node")
 async def test_crashing_worker_fails_with_its_output(tmp_path: Path) -> None:
     command = write_script(tmp_path, "crash.js",
-                           "console.error('wnn-worker: --attack: unknown option'); process.exit(2);")
+                           "console.error('wnn-worker: --attack: unknown option');"
+                           "process.exit(2);")
     slot = ClientSlot(name="w", command=command, server_url="http://127.0.0.1:1/",
                       log_path=tmp_path / "w.log")
     with pytest.raises(WorkerCrashed, match="exited with status 2 3 times") as info:

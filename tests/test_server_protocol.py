@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from protocol_client import ProtocolClient
+
 from webnn.server.app import create_app
 
 
@@ -47,8 +47,8 @@ async def test_initial_evaluation_covers_validation_set_in_chunks(running, http,
     history = (await client.get("api/v1/history")).body["history"]
     assert len(history) == 1
     entry = history[0]
-    assert entry["version"] == 0 and entry["merges"] == 0 and entry["examples"] == 297
-    expected = (0.1 * 100 + 0.2 * 100 + 0.3 * 97) / 297
+    assert entry["version"] == 0 and entry["merges"] == 0 and entry["examples"] == 359
+    expected = (0.1 * 120 + 0.2 * 120 + 0.3 * 119) / 359
     assert entry["valAccuracy"] == pytest.approx(expected)
     assert entry["valLoss"] == pytest.approx(1.0)
 
@@ -153,6 +153,6 @@ async def test_training_loop_with_evaluations(running, http):
     history = (await clients[0].get("api/v1/history")).body["history"]
     # initial evaluation, then every 5 merges (eval_every_merges=5 in make_config)
     assert [h["merges"] for h in history] == [0, 5, 10]
-    assert all(h["examples"] == 297 for h in history)
+    assert all(h["examples"] == 359 for h in history)
     status = (await clients[0].get("api/v1/status")).body
     assert status["merges"] == 12 and status["version"] == 12

@@ -75,17 +75,21 @@ export function parseOptions(argv) {
 
 async function loadTf(backend) {
   // Quiet TF.js's "install the node backend" banner, which would break one-line-per-task logs.
-  const info = console.log;
+  const { log, warn } = console;
   console.log = () => {};
+  console.warn = () => {};
   const tf = await import('@tensorflow/tfjs');
   if (backend === 'wasm') {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     const require = createRequire(import.meta.url);
     wasm.setWasmPaths(require.resolve('@tensorflow/tfjs-backend-wasm').replace(/[^/\\]*$/, ''));
   }
-  console.log = info;
-  if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend failed to start`);
-  await tf.ready();
+  try {
+    if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend failed to start`);
+    await tf.ready();
+  } finally {
+    Object.assign(console, { log, warn });
+  }
   return tf;
 }
 

@@ -53,6 +53,7 @@ function renderStatus(status) {
     tr.append(cell(k), cell(typeof v === 'object' ? JSON.stringify(v) : String(v)));
     return tr;
   });
+  if (!rows.length) rows.push(Object.assign(document.createElement('tr'), { innerHTML: '<td class="muted">no parameters</td>' }));
   $('strategy-params').replaceChildren(...rows);
 }
 
@@ -66,12 +67,15 @@ function mergesChart(Chart, canvas) {
     },
   });
   return {
-    add(elapsed, merges) {
+    /** Add (elapsed seconds, merges) points, kept sorted by time; points come from the history
+     * (one per evaluation, since the start) and from every status refresh. */
+    add(points) {
       const data = chart.data.datasets[0].data;
-      const last = data[data.length - 1];
-      if (last && last.x === elapsed) return;
-      if (last && elapsed < last.x) data.length = 0; // the server restarted its clock
-      data.push({ x: elapsed, y: merges });
+      const seen = new Set(data.map((p) => p.x));
+      for (const [x, y] of points) {
+        if (typeof x === 'number' && typeof y === 'number' && !seen.has(x)) data.push({ x, y });
+      }
+      data.sort((a, b) => a.x - b.x);
       chart.update('none');
     },
   };
@@ -99,7 +103,7 @@ function main() {
     status: (status) => {
       state.status = status;
       renderStatus(status);
-      if (typeof status.elapsed === 'number') merges?.add(status.elapsed, status.merges);
+      merges?.add([[status.elapsed, status.merges]]);
     },
     clients: (payload) => {
       state.clients = payload.clients ?? [];
@@ -108,6 +112,7 @@ function main() {
     history: ({ history }) => {
       state.history = history;
       curve?.update(history, $('x-axis').value);
+      merges?.add(history.map((h) => [h.elapsed, h.merges]));
     },
     error: (err) => console.warn('webnn dashboard:', err.message),
   }, { pollSeconds: 3 });

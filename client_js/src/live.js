@@ -3,6 +3,7 @@
 // drops the event stream only slows the updates down. Refreshes are coalesced: at most one request
 // per view in flight, at most one per `minInterval` seconds.
 
+const VIEWS = ['status', 'history', 'clients'];
 const VIEWS_BY_EVENT = {
   merge: ['status', 'clients'],
   evaluation: ['status', 'history'],
@@ -29,8 +30,12 @@ export class LiveView {
     this.connected = false;
   }
 
+  views() {
+    return VIEWS.filter((view) => this.handlers[view]);
+  }
+
   start() {
-    for (const view of Object.keys(this.handlers)) this.refresh(view);
+    for (const view of this.views()) this.refresh(view);
     if (this.EventSource) {
       this.source = new this.EventSource(this.client.url('api/v1/events'));
       this.source.onopen = () => { this.connected = true; };
@@ -45,7 +50,7 @@ export class LiveView {
       }
     }
     this.timer = setInterval(() => {
-      for (const view of Object.keys(this.handlers)) this.refresh(view);
+      for (const view of this.views()) this.refresh(view);
     }, this.pollSeconds * 1000);
   }
 
@@ -56,7 +61,7 @@ export class LiveView {
 
   refresh(view) {
     const handler = this.handlers[view];
-    if (!handler) return;
+    if (!handler || !VIEWS.includes(view)) return;
     const state = this.pending.get(view) ?? { busy: false, again: false, last: 0 };
     this.pending.set(view, state);
     if (state.busy) { state.again = true; return; }

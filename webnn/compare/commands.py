@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -15,9 +18,33 @@ from webnn.compare.config import ConfigError, load_config
 from webnn.compare.report import render_report
 from webnn.compare.results import ResultsError, write_text
 
+T = TypeVar("T")
+
 
 def _default_out(name: str) -> Path:
     return Path("results") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+async def _run_until_signal(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`; the first SIGINT or SIGTERM cancels it (its clean-up stops workers and the
+    server), later ones are ignored so that clean-up can finish."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop() -> None:
+        for sig in signals:
+            loop.add_signal_handler(sig, lambda: None)
+        task.cancel()
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await work
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def _print_report(out_dir: Path) -> None:
@@ -77,8 +104,8 @@ def compare(config: Path | None, out_dir: Path | None, report_dir: Path | None,
     interrupted = False
     records = []
     try:
-        records = asyncio.run(run_comparison(parsed, prepared, out_dir))
-    except KeyboardInterrupt:
+        records = asyncio.run(_run_until_signal(run_comparison(parsed, prepared, out_dir)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         interrupted = True
         click.echo("\ninterrupted: workers and servers stopped; reporting the finished runs",
                    err=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 WORKER_KINDS = ("node", "chromium")
-BACKENDS = ("cpu", "wasm")
+BACKENDS = ("cpu", "wasm", "webgl")  # webgl: Chromium tabs only
 ATTACK_KINDS = ("scaled", "sign_flip", "random", "nan")
 CHURN_SIGNALS = ("kill", "term")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -266,9 +266,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
             if entry.attack is not None:
                 problems.append(f"strategies[{i}].attack: no client group has an attack to "
                                 "override (give a group an attack first)")
-    if worker == "chromium":
-        top.error("worker", "headless Chromium workers are not supported yet by wnn compare; "
-                            "use \"node\"")
+    _check_worker_kind(problems, worker, clients, strategies)
     if problems:
         raise ConfigError(problems, str(path) if path else "config")
     return CompareConfig(
@@ -278,6 +276,27 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
         target_accuracy=target if target is not None else stop.target_accuracy,
         description=top.get("description", "str", "") or "",
     )
+
+
+def _check_worker_kind(problems: list[str], worker: str, clients: tuple[ClientGroup, ...],
+                       strategies: tuple[StrategyEntry, ...]) -> None:
+    """Options the chosen worker kind cannot honour are errors, not silently ignored."""
+    for i, group in enumerate(clients):
+        if worker == "chromium":
+            if group.speed != 1.0:
+                problems.append(f"clients[{i}].speed: not supported with worker = \"chromium\" "
+                                "(the volunteer page runs at full speed)")
+            if group.attack is not None:
+                problems.append(f"clients[{i}].attack: not supported with worker = \"chromium\" "
+                                "(hostile clients are Node workers)")
+        elif group.backend == "webgl":
+            problems.append(f"clients[{i}].backend: webgl needs worker = \"chromium\"; Node "
+                            "workers use cpu or wasm")
+    if worker == "chromium":
+        for i, entry in enumerate(strategies):
+            if entry.attack not in (None, "none"):
+                problems.append(f"strategies[{i}].attack: not supported with worker = "
+                                "\"chromium\"")
 
 
 def _data_options(top: _Reader) -> dict[str, str]:

@@ -25,6 +25,7 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from webnn.compare.browsers import BrowserSlot, Chromium
 from webnn.compare.config import CompareConfig, ConfigError, StrategyEntry
 from webnn.compare.proxy import LatencyProxy
 from webnn.compare.results import RunRecord, SeriesRow, write_run
@@ -235,7 +236,7 @@ async def run_one(ctx: RunContext, entry: StrategyEntry, seed: int) -> tuple[Run
     record = RunRecord(label=entry.label, strategy=entry.name, seed=seed,
                        params=dict(entry.params), started_at=time.time())
     rows: list[SeriesRow] = []
-    slots: list[ClientSlot] = []
+    slots: list[ClientSlot | BrowserSlot] = []
     t0 = time.time()
     async with contextlib.AsyncExitStack() as stack:
         try:
@@ -272,14 +273,21 @@ async def _cancel_all(tasks: list[asyncio.Task]) -> None:
 
 
 async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url: str,
-                         record: RunRecord, entry: StrategyEntry, seed: int) -> list[ClientSlot]:
+                         record: RunRecord, entry: StrategyEntry,
+                         seed: int) -> list[ClientSlot | BrowserSlot]:
     """The evaluator and every training client, each behind a latency proxy when it has one."""
     config = ctx.config
     logs = ctx.out_dir / "logs" / record.run_id
     port = int(url.rsplit(":", 1)[1].strip("/"))
     common = {"command": ctx.prepared.command}
-    slots = [ClientSlot(name="evaluator", server_url=url, log_path=logs / "evaluator.log",
-                        role="evaluate", backend=config.evaluation.backend, **common)]
+    chromium = None
+    if config.worker == "chromium":
+        chromium = Chromium()
+        stack.push_async_callback(chromium.close)
+        await chromium.start()
+    slots: list[ClientSlot | BrowserSlot] = [ClientSlot(
+        name="evaluator", server_url=url, log_path=logs / "evaluator.log", role="evaluate",
+        backend=config.evaluation.backend, **common)]
     # One stream per client, derived from the run's seed: churn repeats across strategies.
     streams = np.random.SeedSequence(seed).spawn(config.num_clients)
     n = 0
@@ -292,6 +300,12 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 stack.push_async_callback(proxy.close)
             name = f"{group.label}-{k + 1}"
             attack, scale = entry.attack_for(group)
+            if chromium is not None:
+                slots.append(BrowserSlot(
+                    name=name, chromium=chromium, server_url=client_url, backend=group.backend,
+                    churn=group.churn, rng=np.random.default_rng(streams[n])))
+                n += 1
+                continue
             slots.append(ClientSlot(
                 name=name, server_url=client_url, log_path=logs / f"{name}.log", role="train",
                 backend=group.backend, speed=group.speed, attack=attack, attack_scale=scale,

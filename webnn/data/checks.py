@@ -2,13 +2,15 @@
 
 `check_dataset(dataset, spec)` returns a list of problems (empty when the data fits the model).
 It reads only ``spec.input_shape``, ``spec.loss``, ``spec.compiled.output_shape`` (batch axis
-first, None) and ``spec.training.batch_size``. It checks, in order:
+first, None), ``spec.training.batch_size`` and, when the spec has it, ``spec.input_dtype``. It
+checks, in order:
 
 1. the dataset's interface (attributes of the right kinds);
 2. declared shapes and dtypes: x's example shape against the input shape (a None dimension in the
-   spec matches anything); x float32 (or int32 for embedding inputs); labels against the loss and
-   the output shape: int32 class indices of shape ``()`` (or ``(1,)``) for sparse losses, float32
-   of the output shape otherwise (one-hot of the output width for ``categoricalCrossentropy``);
+   spec matches anything); x float32 or int32 (the spec's input dtype when it has one); labels
+   against the loss and the output shape: int32 class indices of shape ``()`` (or ``(1,)``) for
+   sparse losses, float32 of the output shape otherwise (one-hot of the output width for
+   ``categoricalCrossentropy``);
 3. values: no NaN or infinity in float arrays, class indices within the output layer's classes,
    labels in [0, 1] for categorical and binary cross-entropy, no negative int32 inputs. An
    `ArrayDataset` is scanned whole (in chunks); any other dataset through its first training batch
@@ -39,7 +41,9 @@ def check_dataset(dataset: Any, spec: Any) -> list[str]:
     input_shape = tuple(spec.input_shape)
     output_shape = tuple(spec.compiled.output_shape)[1:]
     loss = str(spec.loss)
-    problems = _x_problems(dataset, input_shape) + _y_problems(dataset, output_shape, loss)
+    input_dtype = getattr(spec, "input_dtype", None)
+    problems = (_x_problems(dataset, input_shape, input_dtype)
+                + _y_problems(dataset, output_shape, loss))
     if dataset.num_validation == 0:
         problems.append("the validation set is empty: the server evaluates the model on it")
     if problems:
@@ -78,14 +82,18 @@ def interface_problems(dataset: Any) -> list[str]:
     return problems
 
 
-def _x_problems(dataset: IterableDataset, input_shape: tuple) -> list[str]:
+def _x_problems(dataset: IterableDataset, input_shape: tuple,
+                input_dtype: str | None) -> list[str]:
     problems = []
     example_shape = tuple(dataset.example_shape)
     if not _shape_matches(example_shape, input_shape):
         problems.append(f"x: examples have shape {example_shape}; the model's input shape is "
                         f"{input_shape} (spec input_shape)")
     x_dtype = np.dtype(dataset.x_dtype)
-    if x_dtype not in WIRE_DTYPES:
+    if input_dtype is not None and x_dtype in WIRE_DTYPES and x_dtype != np.dtype(input_dtype):
+        problems.append(f"x: dtype {x_dtype}; the model's input dtype is {input_dtype} "
+                        f"(spec inputDtype): convert with x.astype(np.{input_dtype})")
+    elif x_dtype not in WIRE_DTYPES:
         problems.append(f"x: dtype {x_dtype}; the model takes float32 (or int32 indices for "
                         "embedding inputs): convert with x.astype(np.float32)")
     return problems
@@ -104,10 +112,8 @@ def _y_problems(dataset: IterableDataset, output_shape: tuple, loss: str) -> lis
                             f"example, shape {classes_shape}, for the output shape "
                             f"{output_shape}{hint}")
         if y_dtype != np.int32:
-            convert = ("y.astype(np.int32)" if y_dtype.kind in "iub"
-                       else "class indices as y.astype(np.int32)")
-            problems.append(f"y: dtype {y_dtype}; {loss} takes int32 class indices: convert with "
-                            f"{convert}")
+            convert = ": convert with y.astype(np.int32)" if y_dtype.kind in "iub" else ""
+            problems.append(f"y: dtype {y_dtype}; {loss} takes int32 class indices{convert}")
         return problems
     problems = []
     if y_shape != output_shape:

@@ -5,9 +5,9 @@ level, so several models can be served by one process, each mounted with
 ``parent.add_subapp("/models/name/", create_app(config))``. Every URL handed out is built from the
 app's named routes, which carry the mount prefix.
 
-Lifecycle: ``on_startup`` prepares the validation chunks, starts the initial evaluation and the periodic
-tick; ``on_shutdown`` closes the event streams; ``on_cleanup`` stops the tick and writes a final
-checkpoint (so `web.run_app` stopping on SIGINT/SIGTERM leaves a checkpoint behind).
+Lifecycle: ``on_startup`` prepares the validation chunks, starts the initial evaluation and the
+periodic tick; ``on_shutdown`` closes the event streams; ``on_cleanup`` stops the tick and writes a
+final checkpoint (so `web.run_app` stopping on SIGINT/SIGTERM leaves a checkpoint behind).
 """
 
 from __future__ import annotations

@@ -112,8 +112,11 @@ def _spec_problems(exc: Exception, spec: str) -> str:
     )
 
 
-def plan_models(process: dict[str, Any], models: list[dict[str, Any]]) -> list[ModelPlan]:
-    """Load each spec, name each model, and build its `ServeConfig` (no app yet)."""
+def plan_models(
+    process: dict[str, Any], models: list[dict[str, Any]], mounted: bool
+) -> list[ModelPlan]:
+    """Load each spec, name each model, and build its `ServeConfig` (no app yet). `mounted`
+    serves the models under ``/models/<name>/`` with state in ``state_dir/<name>``."""
     several = len(models) > 1
     for index, model in enumerate(models):
         for required, hint in (("spec", "a SPEC argument or `spec` in --config"),
@@ -135,7 +138,7 @@ def plan_models(process: dict[str, Any], models: list[dict[str, Any]]) -> list[M
         except Exception as exc:  # SpecError, missing file, bad JSON: all reported the same way
             raise click.ClickException(_spec_problems(exc, model["spec"])) from exc
         name = model.get("name") or spec.name
-        if not NAME_PATTERN.match(name):
+        if mounted and not NAME_PATTERN.match(name):
             raise click.ClickException(
                 f"{where}: model name {name!r} cannot be a URL segment; set `name` in --config"
             )
@@ -151,7 +154,7 @@ def plan_models(process: dict[str, Any], models: list[dict[str, Any]]) -> list[M
             if process.get(key) is not None:
                 values[key] = process[key]
         if state_dir is not None:
-            values["state_dir"] = Path(state_dir) / name if several else Path(state_dir)
+            values["state_dir"] = Path(state_dir) / name if mounted else Path(state_dir)
         unknown = sorted(set(values) - fields)
         if unknown:  # a settings key this version of ServeConfig does not take
             raise click.ClickException(f"{where}: unsupported setting(s): {', '.join(unknown)}")
@@ -159,7 +162,7 @@ def plan_models(process: dict[str, Any], models: list[dict[str, Any]]) -> list[M
             config = ServeConfig(**values)
         except (ValueError, TypeError) as exc:
             raise click.ClickException(f"{where} ({name}): {exc}") from exc
-        prefix = f"/models/{name}/" if several else ""
+        prefix = f"/models/{name}/" if mounted else ""
         plans.append(ModelPlan(name=name, prefix=prefix, config=config))
     return plans
 
@@ -315,7 +318,7 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     if not process.get("admin_token"):
         process["admin_token"] = secrets.token_urlsafe(24)
 
-    plans = plan_models(process, models)
+    plans = plan_models(process, models, mounted=file.multi or len(models) > 1)
     setup = None
     if process["local_workers"] > 0:
         try:

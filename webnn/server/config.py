@@ -1,8 +1,8 @@
 """`ServeConfig`: everything one served model needs, validated with clear errors.
 
-`ServeConfig.validate()` lists problems as ``field: message`` strings; `check()` raises `ConfigError`
-with all of them. `load_parts()` turns the references (spec path, data module, strategy name) into the
-objects the coordinator uses.
+`ServeConfig.validate()` lists problems as ``field: message`` strings; `check()` raises
+`ConfigError` with all of them. `load_parts()` turns the references (spec path, data module,
+strategy name) into the objects the coordinator uses.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ def default_client_dir() -> Path:
 class ServeConfig:
     """Configuration of one served model (`create_app(config)`).
 
-    `spec` is a path, a dict or a loaded `ModelSpec`; `data` a data-module reference (path to a ``.py``
-    or a dotted module name) or a `Dataset` object; `strategy` a strategy name / ``module:attr``
-    reference or a `Strategy` instance. `state_dir=None` keeps everything in memory. `admin_token=None`
-    generates one (read it back from `config.admin_token`); `join_token=None` lets anyone join.
+    `spec` is a path, a dict or a loaded `ModelSpec`; `data` a data-module reference (path to a
+    ``.py`` or a dotted module name) or a `Dataset` object; `strategy` a strategy name /
+    ``module:attr`` reference or a `Strategy` instance. `state_dir=None` keeps everything in memory.
+    `admin_token=None` generates one (read it back from `config.admin_token`); `join_token=None`
+    lets anyone join.
     Evaluation overrides (`eval_every_*`, `eval_chunk_size`) default to the spec's training config.
     """
 
@@ -117,7 +118,8 @@ class ServeConfig:
             isinstance(self.target_accuracy, int | float) and 0 < self.target_accuracy <= 1
         ):
             problems.append(f"target_accuracy: must be in (0, 1], got {self.target_accuracy!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (isinstance(self.seed, bool)
+                                      or not isinstance(self.seed, int)):
             problems.append(f"seed: must be an integer, got {self.seed!r}")
         if not isinstance(self.data_options, dict):
             problems.append("data_options: must be a dict of name -> value")
@@ -130,7 +132,8 @@ class ServeConfig:
         if self.state_dir is not None and self.state_dir.exists() and not self.state_dir.is_dir():
             problems.append(f"state_dir: {self.state_dir} exists and is not a directory")
         if self.tfjs_url is not None and not (
-            isinstance(self.tfjs_url, str) and self.tfjs_url.startswith(("http://", "https://", "/"))
+            isinstance(self.tfjs_url, str)
+            and self.tfjs_url.startswith(("http://", "https://", "/"))
         ):
             problems.append(f"tfjs_url: must be an http(s) URL or an absolute path, "
                             f"got {self.tfjs_url!r}")

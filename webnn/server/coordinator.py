@@ -1,14 +1,15 @@
-"""The coordinator: the model's versions, steps t and merges; tasks and leases; evaluations; the end.
+"""The coordinator: versions, steps t and merges; tasks and leases; evaluations; the end.
 
-Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t, set by
-the strategy), `merges` (updates handed to the strategy). Each accepted update is merged as it arrives
-(no barrier): merges are serialised by an `asyncio.Lock` and run in a worker thread, so the server keeps
-answering while it merges. Staleness = current version - the task's base version.
+Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t, set
+by the strategy), `merges` (updates handed to the strategy). Each accepted update is merged as it
+arrives (no barrier): merges are serialised by an `asyncio.Lock` and run in a worker thread, so the
+server keeps answering while it merges. Staleness = current version - the task's base version.
 
-Weights of every version still referenced (by an open train lease, or an evaluation in progress) are kept
-as immutable byte snapshots; a version nobody references is dropped. The current version is always kept.
-Training batches come from ``dataset.train_batches(batch_size * local_steps, seed, start=n)``; `n` and
-the batches still out on lease are checkpointed, so a restarted server hands out the same sequence.
+Weights of every version still referenced (by an open train lease, or an evaluation in progress) are
+kept as immutable byte snapshots; a version nobody references is dropped. The current version is
+always kept. Training batches come from ``dataset.train_batches(batch_size * local_steps, seed,
+start=n)``; `n` and the batches still out on lease are checkpointed, so a restarted server hands out
+the same sequence.
 """
 
 from __future__ import annotations
@@ -307,9 +308,9 @@ class Coordinator:
             self._unref(task.version)
             if self.state != "ended":
                 self.train_queue.appendleft(task.work)
-        elif self.evaluation is not None and self.evaluation.id == task.work.evaluation:
-            if task.work.chunk not in self.evaluation.results:
-                self.evaluation.pending.appendleft(task.work.chunk)
+        elif (self.evaluation is not None and self.evaluation.id == task.work.evaluation
+              and task.work.chunk not in self.evaluation.results):
+            self.evaluation.pending.appendleft(task.work.chunk)
 
     # ------------------------------------------------------------------------------- weights
 
@@ -367,7 +368,8 @@ class Coordinator:
             result = await self._merge(session, task, weights, header)
         except BaseException as error:
             task.pending = None
-            future.set_exception(error if isinstance(error, Exception) else RuntimeError("cancelled"))
+            failure = error if isinstance(error, Exception) else RuntimeError("cancelled")
+            future.set_exception(failure)
             raise
         future.set_result(result)
         return result
@@ -392,7 +394,8 @@ class Coordinator:
                             f"must be an integer from 1 to {self.local_steps}, got {steps!r}")
         for key in ("loss", "accuracy"):
             value = header.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
                 raise bad_field(f"header.{key}", f"must be a number or null, got {value!r}")
         timings = header.get("timings", {})
         if not isinstance(timings, dict) or not all(
@@ -539,13 +542,15 @@ class Coordinator:
     def _maybe_start_evaluation(self) -> None:
         if self.evaluation is not None or not self._val_frames or self.state == "ended":
             return
-        if self.merges <= self.last_eval_merges:
+        if self.finishing_since is not None:
+            due = not any(h["version"] == self.model.version for h in self.history)
+        elif self.merges <= self.last_eval_merges:
             return
-        due = bool(self.eval_every_merges
-                   and self.merges - self.last_eval_merges >= self.eval_every_merges)
-        due |= bool(self.eval_every_seconds
-                    and self.elapsed() - self.last_eval_elapsed >= self.eval_every_seconds)
-        due |= self.finishing_since is not None
+        else:
+            due = bool(self.eval_every_merges
+                       and self.merges - self.last_eval_merges >= self.eval_every_merges)
+            due |= bool(self.eval_every_seconds
+                        and self.elapsed() - self.last_eval_elapsed >= self.eval_every_seconds)
         if due:
             self._start_evaluation(self.model.version, self.model.steps, self.merges)
 

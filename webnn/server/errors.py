@@ -20,7 +20,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ProtocolError(Exception):
-    """A request the server refuses: HTTP `status`, a stable `code` and a message saying what is wrong."""
+    """A refused request: HTTP `status`, a stable `code` and a message saying what is wrong."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None

@@ -1,8 +1,8 @@
 """One evaluation of one model version over the whole validation set, split into chunks.
 
-Clients report the mean loss and accuracy over their chunk; the combined result weights each chunk by
-its number of examples: ``loss = sum(loss_i * n_i) / sum(n_i)`` (same for accuracy), which equals the
-mean over the whole validation set.
+Clients report the mean loss and accuracy over their chunk; the combined result weights each chunk
+by its number of examples: ``loss = sum(loss_i * n_i) / sum(n_i)`` (same for accuracy), which equals
+the mean over the whole validation set.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Server-sent events: a small publish/subscribe bus and the ``text/event-stream`` handler.
 
-Each subscriber owns a bounded queue; a subscriber that does not keep up loses the oldest events rather
-than slowing the server. `close()` ends every stream (app shutdown); a client that disconnects is
-unsubscribed in the handler's ``finally``.
+Each subscriber owns a bounded queue; a subscriber that does not keep up loses the oldest events
+rather than slowing the server. `close()` ends every stream (app shutdown); a client that
+disconnects is noticed within `POLL_SECONDS` and unsubscribed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aiohttp import web
 
 QUEUE_SIZE = 256
 KEEPALIVE_SECONDS = 15.0
+POLL_SECONDS = 0.5
 _CLOSE = object()
 
 
@@ -72,12 +73,20 @@ async def stream_events(request: web.Request, bus: EventBus, hello: dict) -> web
     try:
         await response.prepare(request)
         await response.write(format_event("state", hello))
+        idle = 0.0
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                item = await asyncio.wait_for(queue.get(), POLL_SECONDS)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                # aiohttp does not cancel a handler whose client went away: look for it ourselves
+                if request.transport is None or request.transport.is_closing():
+                    break
+                idle += POLL_SECONDS
+                if idle >= KEEPALIVE_SECONDS:
+                    idle = 0.0
+                    await response.write(b": keepalive\n\n")
                 continue
+            idle = 0.0
             if item is _CLOSE:
                 break
             await response.write(format_event(*item))

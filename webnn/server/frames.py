@@ -5,11 +5,11 @@ Layout (all integers little-endian)::
     bytes 0..3   ASCII "WNF1"
     bytes 4..7   uint32 H: byte length of the JSON header
     bytes 8..    H bytes of UTF-8 JSON header, then zero padding to the next multiple of 8
-    payload      tensors, each at header.tensors[i].offset bytes from the payload start (multiple of 8)
+    payload      tensors, each at header.tensors[i].offset (multiple of 8) from the payload start
 
 The header holds ``"tensors": [{"name", "dtype", "shape", "offset", "byteLength"}]`` plus message
-fields. Decoding checks every field and bound and raises `FrameError` with code ``bad_frame`` (malformed)
-or ``truncated`` (a header or tensor extends past the end of the data).
+fields. Decoding checks every field and bound and raises `FrameError` with code ``bad_frame``
+(malformed) or ``truncated`` (a header or tensor extends past the end of the data).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class FrameError(ValueError):
 
 @dataclass
 class Frame:
-    """A decoded frame: the JSON header (without ``tensors``) and the tensors by name (read-only views)."""
+    """A decoded frame: the JSON header (minus ``tensors``) and the tensors by name (read-only)."""
 
     header: dict
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
@@ -80,7 +80,8 @@ def _tensor_entry(entry: object, index: int, payload_size: int) -> tuple[str, np
     if not isinstance(name, str):
         raise FrameError("bad_frame", f"{where}.name must be a string")
     if dtype not in DTYPES:
-        raise FrameError("bad_frame", f"{where}.dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise FrameError("bad_frame",
+                         f"{where}.dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):

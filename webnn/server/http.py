@@ -21,7 +21,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise ProtocolError(413, "too_large",
-                            f"body of {declared} bytes exceeds this endpoint's limit of {limit} bytes")
+                            f"body of {declared} bytes exceeds this endpoint's limit of "
+                            f"{limit} bytes")
     data = bytearray()
     while True:
         chunk = await request.content.read(65536)
@@ -40,7 +41,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 def require_content_type(request: web.Request, expected: str) -> None:
     if request.content_type != expected:
         raise ProtocolError(415, "wrong_content_type",
-                            f"expected Content-Type {expected}, got {request.content_type or 'none'}")
+                            f"expected Content-Type {expected}, "
+                            f"got {request.content_type or 'none'}")
 
 
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict:

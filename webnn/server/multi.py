@@ -43,16 +43,17 @@ def create_multi_app(apps: dict[str, web.Application]) -> web.Application:
     if not apps:
         raise ValueError("create_multi_app needs at least one model app")
     parent = web.Application()
+    parent.router.add_get("/", index_page)
+    parent.router.add_get("/models.json", models_json)
     mounted = []
     for name, app in apps.items():
         prefix = f"/models/{name}/"
+        # "/models/x" -> "/models/x/" so the page's relative URLs resolve; registered before the
+        # sub-app, whose prefix resource would otherwise answer it with a 404
+        parent.router.add_get(prefix.rstrip("/"), _redirect_to(prefix))
         parent.add_subapp(prefix, app)
         mounted.append(MountedModel(name=name, prefix=prefix, app=app))
     parent[MODELS] = tuple(mounted)
-    parent.router.add_get("/", index_page)
-    parent.router.add_get("/models.json", models_json)
-    for model in mounted:  # "/models/x" -> "/models/x/" so the page's relative URLs resolve
-        parent.router.add_get(model.prefix.rstrip("/"), _redirect_to(model.prefix))
     return parent
 
 

@@ -1,9 +1,9 @@
 """The volunteer page, the dashboard and the browser libraries, served from ``client_js``.
 
-``GET /`` -> ``src/index.html``; ``GET /dashboard`` -> ``src/dashboard.html``; ``/static/client/`` ->
-``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/chart/`` -> the ``dist`` folders in
-``node_modules``. Pages use relative URLs, so they work under a mount prefix. ``GET /config.json``
-tells a page where TF.js is (the local copy, or `tfjs_url` when configured).
+``GET /`` -> ``src/index.html``; ``GET /dashboard`` -> ``src/dashboard.html``; ``/static/client/``
+-> ``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/chart/`` -> the ``dist`` folders
+in ``node_modules``. Pages use relative URLs, so they work under a mount prefix. ``GET
+/config.json`` tells a page where TF.js is (the local copy, or `tfjs_url` when configured).
 """
 
 from __future__ import annotations

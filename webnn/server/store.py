@@ -10,9 +10,9 @@ Layout::
         strategy.npz                       the merge strategy's state arrays
     state_dir/final/                       the final model (model.json + weights.bin) at the end
 
-A checkpoint is written into a temporary directory (every file fsynced), renamed into place, and only
-then is CURRENT replaced (temporary file, fsync, rename, fsync of the directory). A crash at any point
-leaves CURRENT naming one complete checkpoint; two checkpoints are never mixed.
+A checkpoint is written into a temporary directory (every file fsynced), renamed into place, and
+only then is CURRENT replaced (temporary file, fsync, rename, fsync of the directory). A crash at
+any point leaves CURRENT naming one complete checkpoint; two checkpoints are never mixed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Tasks and their leases.
 
 A unit of work (`TrainWork`: one training batch; `EvalWork`: one validation chunk of one evaluation)
-is handed to a client as a `Task` with a lease. When the lease expires (or the client leaves) the task
-closes as ``expired`` and its work goes back to be handed out again under a new task id; a late
-submission of the old task id is refused with ``lease_expired``. A finished task keeps its answer for
-`keep_seconds` so that a retried submission gets the first answer again.
+is handed to a client as a `Task` with a lease. When the lease expires (or the client leaves) the
+task closes as ``expired`` and its work goes back to be handed out again under a new task id; a late
+submission of the old task id is refused with ``lease_expired``. A finished task keeps its answer
+for `keep_seconds` so that a retried submission gets the first answer again.
 """
 
 from __future__ import annotations

@@ -63,9 +63,14 @@ class Flatten(LayerKind):
 
 
 class Reshape(LayerKind):
-    """Reshapes each example to `targetShape`; one entry may be -1 (inferred)."""
+    """Reshapes each example to `targetShape`; one entry may be -1 (inferred).
+
+    The topology gets the resolved shape: TF.js infers a -1 only at run time (its symbolic output
+    shape keeps it unknown, which a following flatten or dense layer cannot take).
+    """
 
     type, class_name, prefix, schema_def = "reshape", "Reshape", "reshape", "reshape"
+    resolved: tuple[int, ...] | None = None
 
     def infer(self, shape: Shape) -> Inference:
         target = list(self.config["targetShape"])
@@ -84,10 +89,12 @@ class Reshape(LayerKind):
             return Inference(None, [("targetShape", (
                 f"target shape {self.config['targetShape']} holds {known} elements but the input "
                 f"{describe(shape)} holds {size} per example"))])
-        return Inference(tuple(target))
+        self.resolved = tuple(target)
+        return Inference(self.resolved)
 
     def tfjs_config(self) -> dict[str, Any]:
-        return {"targetShape": [None if d == -1 else d for d in self.config["targetShape"]]}
+        target = self.resolved or self.config["targetShape"]
+        return {"targetShape": [None if d == -1 else d for d in target]}
 
 
 class Dropout(LayerKind):
