@@ -2,16 +2,21 @@
 // Client efficiency in Node: steps/s of the worker loop against a real `wnn serve` over steps/s of
 // raw TF.js `model.fit`, same model, batch size and backend, measured side by side in one run.
 //
-//   node bench/client_efficiency.mjs [--backend cpu|wasm] [--rounds N] [--tasks N] [--server URL]
+//   node bench/client_efficiency.mjs [--backend cpu|wasm] [--rounds N] [--tasks N]
+//                                    [--local-steps N] [--server URL]
 //
 // Without --server it starts `wnn serve model_specs/digits_mlp.json --data data_modules/digits.py`
-// on a free port and stops it afterwards. Prints one JSON line with the figures, then the ratio.
+// on a free port and stops it afterwards; `--local-steps N` serves a copy of the spec with N local
+// steps per task (the network cost per task is fixed, so bigger tasks hide more of it).
+// Prints one JSON line with the figures, then the ratio.
 
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 
 import { measure } from './client_efficiency_core.mjs';
 
@@ -25,12 +30,24 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     tasks: { type: 'string', default: '10' },
     server: { type: 'string' },
+    'local-steps': { type: 'string' },
   },
 });
 
+function specPath() {
+  const spec = path.join(ROOT, 'model_specs', 'digits_mlp.json');
+  if (!values['local-steps']) return spec;
+  const json = JSON.parse(readFileSync(spec, 'utf8'));
+  delete json.$schema;
+  json.training.localSteps = Number(values['local-steps']);
+  const copy = path.join(mkdtempSync(path.join(os.tmpdir(), 'webnn-bench-')), 'digits_mlp.json');
+  writeFileSync(copy, JSON.stringify(json));
+  return copy;
+}
+
 function startServer() {
   const child = spawn(path.join(ROOT, '.venv', 'bin', 'wnn'),
-    ['serve', 'model_specs/digits_mlp.json', '--data', 'data_modules/digits.py', '--port', '0'],
+    ['serve', specPath(), '--data', 'data_modules/digits.py', '--port', '0'],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let text = '';
@@ -45,17 +62,18 @@ function startServer() {
   });
 }
 
-const info = console.log;
+const { log: info, warn } = console;
 console.log = () => {}; // TF.js's banner about the node backend
+console.warn = () => {};
 const tf = await import(pathToFileURL(requireClient.resolve('@tensorflow/tfjs')).href);
 if (values.backend === 'wasm') {
   const wasmPath = requireClient.resolve('@tensorflow/tfjs-backend-wasm');
   const wasm = await import(pathToFileURL(wasmPath).href);
   wasm.setWasmPaths(path.dirname(wasmPath) + path.sep);
 }
-console.log = info;
 await tf.setBackend(values.backend);
 await tf.ready();
+Object.assign(console, { log: info, warn });
 
 const { WebnnClient } = await import(pathToFileURL(path.join(CLIENT, 'src', 'protocol.js')).href);
 const { Trainer } = await import(pathToFileURL(path.join(CLIENT, 'src', 'trainer.js')).href);
@@ -69,7 +87,7 @@ try {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(JSON.stringify({ environment: 'node', ...result }));
-  console.log(`client efficiency (node, ${result.backend}): ${result.participatingStepsPerSecond.toFixed(1)} / ${result.rawStepsPerSecond.toFixed(1)} steps/s = ratio ${result.ratio.toFixed(3)}`);
+  console.log(`client efficiency (node, ${result.backend}, ${result.localSteps} local steps): ${result.participatingStepsPerSecond.toFixed(1)} / ${result.rawStepsPerSecond.toFixed(1)} steps/s = ratio ${result.ratio.toFixed(3)}`);
 } finally {
   await server.stop();
 }

@@ -24,7 +24,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from protocol_client import ProtocolClient
+
+from webnn.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 WNN = Path(sys.executable).parent / "wnn"
@@ -157,6 +160,7 @@ async def test_sigterm_writes_a_checkpoint_that_a_restart_resumes(
 
     before, weights_before = await train(first.url, updates=4)
     assert before["merges"] == 4 and before["version"] >= 1 and before["steps"] > 0
+    assert before["history"]  # at least the initial model's evaluation
     assert current_checkpoint_state(state) is None  # nothing written yet at this interval
 
     assert first.stop(signal.SIGTERM) == 0, first.output()
@@ -209,12 +213,11 @@ async def test_sigkill_resumes_from_the_last_checkpoint(
     ],
 )
 def test_bad_values_exit_before_serving(args: list[str], message: str) -> None:
-    argv = [str(DIGITS_SPEC), "--data", str(DIGITS_DATA), *args]
-    done = subprocess.run([str(WNN), "serve", *argv, "--port", "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
-    assert message in done.stderr
-    assert "listening" not in done.stdout
+    argv = [str(DIGITS_SPEC), "--data", str(DIGITS_DATA), *args, "--port", "0"]
+    result = CliRunner().invoke(main, ["serve", *argv])  # in process: the same code, faster
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "listening" not in result.output
 
 
 def test_invalid_spec_names_the_json_path(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +209,41 @@ def test_chromium_volunteers(tmp_path: Path) -> None:
     rows = read_csv(out / "runs" / "average__seed1.csv")
     assert rows[-1]["merges"] > 0  # only the tabs train: the Node evaluator never does
     assert not (out / "logs" / "average__seed1" / "steady-1.log").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_interrupt_keeps_finished_runs_and_stops_workers(tmp_path: Path) -> None:
+    config = tmp_path / "int.toml"
+    config.write_text(config_text(seeds=(1,)).replace("seconds = 6", "seconds = 3"))
+    out = tmp_path / "out"
+    process = subprocess.Popen([*WNN, "compare", str(config), "--out", str(out)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = out / "logs" / "weighted__seed1" / "evaluator.log"
+    try:
+        for _ in range(1200):  # wait for the second run's workers, not for a time
+            if second.is_file() and "--server" in second.read_text():
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["average__seed1.csv",
+                                                               "average__seed1.json"]
+    assert "average" in stdout and (out / "report.html").is_file()
+    url = second.read_text().split("--server ", 1)[1].split()[0]
+    assert _processes_mentioning(url) == []  # every worker of the interrupted run is gone

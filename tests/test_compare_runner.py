@@ -23,6 +23,7 @@ def test_parse_metrics_from_the_server_metrics() -> None:
     metrics.updates_accepted.inc(5)
     metrics.updates_rejected.labels(reason="not_finite").inc(2)
     metrics.updates_rejected.labels(reason="too_stale").inc(1)
+    metrics.updates_rejected.labels(reason="ended").inc(4)  # after the stop: not counted
     for staleness in (0, 1, 2, 5):
         metrics.staleness.observe(staleness)
     sample = parse_metrics(metrics.render().decode())
@@ -102,3 +103,35 @@ async def test_crashing_worker_fails_with_its_output(tmp_path: Path) -> None:
 def test_worker_command_find(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="wnn-worker.js does not exist"):
         WorkerCommand.find(tmp_path)
+
+
+@pytest.mark.skipif(NODE is None, reason="needs node")
+async def test_a_failing_run_is_recorded_and_the_next_one_runs(tmp_path: Path) -> None:
+    """Workers that crash at start fail their run; the comparison goes on and reports both."""
+    from webnn.compare.report import render_report
+    from webnn.compare.results import read_runs
+    from webnn.compare.runner import Prepared, Progress, run_comparison
+    from webnn.data import load_data_module
+    from webnn.spec import load_spec
+
+    repo = Path(__file__).resolve().parent.parent
+    spec_path = repo / "model_specs" / "digits_mlp.json"
+    if not spec_path.is_file():
+        pytest.skip("needs model_specs/digits_mlp.json")
+    command = write_script(tmp_path, "crash.js", "console.error('no TF.js here'); process.exit(1);")
+    parsed = parse_config({
+        "model": str(spec_path), "data": str(repo / "data_modules" / "digits.py"),
+        "stop": {"seconds": 30}, "strategies": [{"name": "average"}, {"name": "weighted"}],
+        "clients": [{"count": 1}]}, base_dir=tmp_path)
+    prepared = Prepared(load_spec(spec_path), load_data_module(parsed.data, {}), command)
+    log = tmp_path / "progress.txt"
+    with open(log, "w") as stream:
+        records = await asyncio.wait_for(
+            run_comparison(parsed, prepared, tmp_path / "out", Progress(stream)), 120)
+    assert [(r.label, r.status) for r in records] == [("average", "failed"), ("weighted", "failed")]
+    assert all("WorkerCrashed" in r.error and "no TF.js here" in r.error for r in records)
+    assert "FAILED" in log.read_text()
+    assert [r.record.status for r in read_runs(tmp_path / "out")] == ["failed", "failed"]
+    report = render_report(tmp_path / "out")
+    assert report.summaries[0].failed == 1 and report.summaries[0].runs == 0
+    assert "no TF.js here" in (tmp_path / "out" / "report.html").read_text()

@@ -254,3 +254,38 @@ async def test_garbage_never_breaks_the_server(setup):
     assert await _snapshot(client) == before
     await client.join()  # the garbage included a (valid) leave
     assert (await client.train_once(rng)).status == 200
+
+
+async def test_screening_refuses_or_clips_large_updates(make_config, serve, http):
+    served = await serve(create_app(make_config(screening={"norm_bound": 1.0},
+                                                evaluate_initial=False)))
+    client = ProtocolClient(http, served.url)
+    await client.join()
+    task = (await client.task("train"))["task"]
+    w = await client.weights_array(task["urls"]["weights"])
+    before = await _snapshot(client)
+    big = await client.submit_update(task, w + 1.0)
+    assert (big.status, big.code) == (400, "norm_too_large"), big.body
+    assert "above the bound 1" in big.body["error"]["message"]
+    assert await _snapshot(client) == before
+    small = await client.submit_update(task, w + 1e-3)
+    assert small.status == 200 and small.body["clipped"] is False
+
+    clipping = await serve(create_app(make_config(
+        screening={"norm_bound": 1.0, "action": "clip"}, evaluate_initial=False)))
+    client = ProtocolClient(http, clipping.url)
+    await client.join()
+    task = (await client.task("train"))["task"]
+    w = await client.weights_array(task["urls"]["weights"])
+    answer = await client.submit_update(task, w + 1.0)
+    assert answer.status == 200 and answer.body["clipped"] is True
+    merged = await client.weights_array()
+    # average of w and the clipped update (delta norm 1): the model moved by half of it
+    assert np.linalg.norm(merged - w) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_bad_screening_config_is_refused(make_config):
+    from webnn.server.config import ConfigError
+
+    with pytest.raises(ConfigError, match="screening.action"):
+        create_app(make_config(screening={"norm_bound": 1.0, "action": "explode"}))

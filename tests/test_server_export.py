@@ -23,7 +23,8 @@ const model = await tf.loadLayersModel(url, init);
 const flat = [];
 for (const w of model.getWeights()) flat.push(...w.dataSync());
 const probe = model.predict(tf.ones([1, 64])).dataSync();
-console.log(JSON.stringify({flat, probe: Array.from(probe), names: model.weights.map(w => w.name)}));
+const names = model.weights.map(w => w.name);
+console.log(JSON.stringify({flat, probe: Array.from(probe), names}));
 """
 
 

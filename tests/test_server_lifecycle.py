@@ -88,6 +88,8 @@ async def test_mounted_under_a_prefix(make_config, serve, http):
     page = await client.get("")
     assert page.status == 200 and b"<html" in page.raw.lower()
     assert (await client.get("static/tfjs/tf.min.js")).status == 200
+    assert (await client.get("dashboard")).status == 200
+    assert (await client.get("static/client/page.js")).status == 200
     assert (await client.get("static/chart/chart.umd.js")).status == 200
 
 
@@ -273,3 +275,27 @@ async def test_admin_pause_resume_end_and_export(make_config, serve, http):
     assert (await client.admin("end", token)).body["state"] == "ended"
     late = (await client.task())
     assert late["state"] == "ended"
+
+
+async def test_periodic_checkpoints_while_running(make_config, serve, http, tmp_path):
+    state_dir = tmp_path / "state"
+    served = await serve(create_app(make_config(
+        state_dir=state_dir, checkpoint_every_merges=2, checkpoint_every_seconds=None,
+        evaluate_initial=False)))
+    client = ProtocolClient(http, served.url)
+    await client.join()
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        assert (await client.train_once(rng)).status == 200
+
+    async def written():
+        pointer = state_dir / "CURRENT"
+        if not pointer.exists():
+            return None
+        return json.loads((state_dir / pointer.read_text().strip() / "state.json").read_text())
+
+    state = await _wait_for(written)
+    assert (state["version"], state["merges"]) == (2, 2)
+    weights = np.frombuffer((state_dir / (state_dir / "CURRENT").read_text().strip()
+                             / "weights.bin").read_bytes(), "<f4")
+    np.testing.assert_array_equal(weights, await client.weights_array())

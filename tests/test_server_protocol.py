@@ -3,6 +3,9 @@ evaluations, leave, status, history, clients."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import numpy as np
 import pytest
 from protocol_client import ProtocolClient
@@ -156,3 +159,28 @@ async def test_training_loop_with_evaluations(running, http):
     assert all(h["examples"] == 359 for h in history)
     status = (await clients[0].get("api/v1/status")).body
     assert status["merges"] == 12 and status["version"] == 12
+
+
+async def test_concurrent_duplicate_submissions_merge_once(running, http):
+    client = ProtocolClient(http, running.url)
+    await client.join()
+    await client.evaluate_all()
+    task = (await client.task("train"))["task"]
+    w = await client.weights_array(task["urls"]["weights"])
+    answers = await asyncio.gather(*(client.submit_update(task, w + 0.25) for _ in range(4)))
+    assert all(a.status == 200 for a in answers), [a.body for a in answers]
+    assert len({json.dumps(a.body, sort_keys=True) for a in answers}) == 1
+    assert (await client.get("api/v1/status")).body["merges"] == 1
+
+
+async def test_idle_sessions_expire(make_config, serve, http):
+    served = await serve(create_app(make_config(session_timeout=0.2, evaluate_initial=False)))
+    client = ProtocolClient(http, served.url)
+    await client.join()
+    watcher = ProtocolClient(http, served.url)
+    for _ in range(100):
+        if (await watcher.get("api/v1/status")).body["clients"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    answer = await client.request("POST", "api/v1/tasks", json_body={})
+    assert (answer.status, answer.code) == (401, "unknown_session")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from webnn.spec import CompiledModel, load_spec
+from webnn.spec import CompiledModel, load_spec, validate_spec
 from webnn.spec.layers import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,8 @@ EXTRA: dict[str, dict[str, Any]] = {
         {"type": "dense", "units": 3, "activation": "softmax"}),
     "conv2d_strides_valid": spec(
         [9, 7, 2],
-        {"type": "conv2d", "filters": 3, "kernelSize": [4, 3], "strides": [2, 3], "activation": "elu"},
+        {"type": "conv2d", "filters": 3, "kernelSize": [4, 3], "strides": [2, 3],
+         "activation": "elu"},
         {"type": "maxPooling2d", "poolSize": 2, "strides": 1, "padding": "same"},
         {"type": "averagePooling2d", "poolSize": [2, 1], "strides": [1, 1]},
         {"type": "globalAveragePooling2d"},
@@ -125,6 +126,21 @@ BUILT: dict[str, dict[str, Any]] = {
 }
 
 
+REJECTED: dict[str, tuple[list[int], list[Any], dict[str, Any]]] = {
+    # (input shape, TF.js layer to build, the same layer as a spec): TF.js refuses to build these
+    "flatten_of_flat": ([64], ["flatten", {}], {"type": "flatten"}),
+    "conv2d_on_2d": ([64], ["conv2d", {"filters": 2, "kernelSize": 3}],
+                     {"type": "conv2d", "filters": 2, "kernelSize": 3}),
+    "lstm_on_2d": ([64], ["lstm", {"units": 2}], {"type": "lstm", "units": 2}),
+    "kernel_too_large": ([3, 3, 1], ["conv2d", {"filters": 1, "kernelSize": 5}],
+                         {"type": "conv2d", "filters": 1, "kernelSize": 5}),
+    "batchnorm_axis0": ([4], ["batchNormalization", {"axis": 0}],
+                        {"type": "batchNormalization", "axis": 0}),
+    "gru_reset_after": ([5, 2], ["gru", {"units": 3, "resetAfter": True}],
+                        {"type": "gru", "units": 3, "resetAfter": True}),
+}
+
+
 def compiled_cases() -> dict[str, CompiledModel]:
     cases = {f"shipped:{p.stem}": load_spec(p).compiled for p in SHIPPED}
     cases.update({name: load_spec(doc).compiled for name, doc in EXTRA.items()})
@@ -153,7 +169,10 @@ def reference() -> tuple[dict[str, CompiledModel], dict[str, dict[str, Any]]]:
         {"id": name, "topology": model.topology, "weights": encode(model.initial_weights(7))}
         for name, model in compiled.items()]
     cases += [{"id": name, "build": build} for name, build in BUILT.items()]
-    cases.append({"id": "model_json:digits", "topology": compiled["shipped:digits_mlp"].model_json()})
+    cases += [{"id": f"rejected:{name}", "build": {"inputShape": shape, "layers": [layer]}}
+              for name, (shape, layer, _) in REJECTED.items()]
+    cases.append({"id": "model_json:digits",
+                  "topology": compiled["shipped:digits_mlp"].model_json()})
     return compiled, run_reference(cases)
 
 
@@ -232,3 +251,12 @@ def test_topology_written_by_tfjs_imports_to_the_same_model(name: str, reference
     again = load_spec({"modelTopology": results[name]["topology"]}).compiled
     assert again.layout == compiled[name].layout
     assert again.topology == compiled[name].topology
+
+
+@pytest.mark.parametrize("name", list(REJECTED))
+def test_what_tfjs_refuses_is_a_problem(name: str, reference) -> None:
+    _, results = reference
+    shape, _, layer = REJECTED[name]
+    assert "error" in results[f"rejected:{name}"]
+    problems = validate_spec(spec(shape, layer))
+    assert problems and all(p.path.startswith("$.layers[0]") for p in problems), problems

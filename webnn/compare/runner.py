@@ -128,7 +128,10 @@ class Sample:
 
 
 def parse_metrics(text: str) -> Sample:
-    """Accepted/rejected update counters and the staleness histogram from Prometheus text."""
+    """Accepted/rejected update counters and the staleness histogram from Prometheus text.
+
+    Refusals with reason ``ended`` (work submitted after the run stopped) are not counted.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
     sample = Sample()
@@ -136,8 +139,8 @@ def parse_metrics(text: str) -> Sample:
         for s in family.samples:
             if s.name == "webnn_updates_accepted_total":
                 sample.accepted = int(s.value)
-            elif s.name == "webnn_updates_rejected_total":
-                sample.rejected += int(s.value)
+            elif s.name == "webnn_updates_rejected_total" and s.labels.get("reason") != "ended":
+                sample.rejected += int(s.value)  # "ended": sent after the run stopped
             elif s.name == "webnn_update_staleness_sum":
                 sample.staleness_sum = s.value
             elif s.name == "webnn_update_staleness_count":

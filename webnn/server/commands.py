@@ -262,10 +262,11 @@ one process, each at /models/<name>/ with an index page at /.
 @click.argument("specs", nargs=-1, metavar="[SPEC]...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with serve settings; command-line flags override its values.")
-@click.option("--data", help="Data module: a .py file or a dotted module name.")
+@click.option("--data", metavar="MODULE", help="Data module: a .py file or a dotted module name.")
 @click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
               help="Option for the data module's load(); repeatable.")
-@click.option("--strategy", help="Merge strategy (see `wnn strategies`); default: the server's.")
+@click.option("--strategy", metavar="NAME",
+              help="Merge strategy (see `wnn strategies`) [average].")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Merge strategy parameter; repeatable.")
 @click.option("--host", help="Interface to listen on [127.0.0.1; 0.0.0.0 for other devices].")
@@ -362,12 +363,11 @@ def export(state_dir: Path, out_dir: Path, fmt: str) -> None:
     try:
         written = export_state_dir(state_dir, out_dir)
     except (OSError, ValueError, LookupError) as exc:
-        subdirs = sorted(p.name for p in state_dir.iterdir() if p.is_dir())
+        models = sorted(str(p) for p in state_dir.iterdir() if (p / "CURRENT").is_file())
         hint = ""
-        if subdirs:
-            hint = (f" (a state directory of several models holds one per model: "
-                    f"{', '.join(str(state_dir / s) for s in subdirs)})")
-        raise click.ClickException(f"{state_dir}: {exc}{hint}") from exc
+        if models:  # the state dir of a several-model run: one state subdirectory per model
+            hint = f"; export one model's state directory: {', '.join(models)}"
+        raise click.ClickException(f"{exc}{hint}") from exc
     for path in written:
         echo(f"wrote {path}")
     echo(f"webnn: exported {state_dir} as a TF.js model in {out_dir}")

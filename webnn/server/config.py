@@ -36,9 +36,10 @@ class ServeConfig:
     `spec` is a path, a dict or a loaded `ModelSpec`; `data` a data-module reference (path to a
     ``.py`` or a dotted module name) or a `Dataset` object; `strategy` a strategy name /
     ``module:attr`` reference or a `Strategy` instance. `state_dir=None` keeps everything in memory.
-    `admin_token=None` generates one (read it back from `config.admin_token`); `join_token=None`
-    lets anyone join.
-    Evaluation overrides (`eval_every_*`, `eval_chunk_size`) default to the spec's training config.
+    `screening` is a `webnn.merge.screening.ScreeningConfig` or its mapping (norm bound, clipping),
+    applied to every update before the strategy sees it. `admin_token=None` generates one (read it
+    back from `config.admin_token`); `join_token=None` lets anyone join. Evaluation overrides
+    (`eval_every_*`, `eval_chunk_size`) default to the spec's training config.
     """
 
     spec: Any
@@ -56,6 +57,7 @@ class ServeConfig:
     checkpoint_every_merges: int | None = 100
     checkpoint_every_seconds: float | None = 60.0
     max_staleness: int | None = None
+    screening: Any = None
     target_accuracy: float | None = None
     max_seconds: float | None = None
     max_merges: int | None = None
@@ -148,12 +150,26 @@ class ServeConfig:
 
 @dataclass
 class ModelParts:
-    """The loaded objects behind a config: spec, dataset and strategy instance."""
+    """The loaded objects behind a config: spec, dataset, strategy instance and update screening."""
 
     spec: Any
     dataset: Any
     strategy: Any
     seed: int
+    screening: Any = None
+
+
+def _load_screening(screening: Any) -> Any:
+    from webnn.merge.screening import ScreeningConfig, ScreeningConfigError
+
+    if screening is None or isinstance(screening, ScreeningConfig):
+        return screening
+    if not isinstance(screening, dict):
+        raise ConfigError([f"screening: must be a ScreeningConfig or a table, got {screening!r}"])
+    try:
+        return ScreeningConfig.from_mapping(screening)
+    except ScreeningConfigError as error:
+        raise ConfigError([str(error)]) from None
 
 
 def _load_spec(source: Any) -> Any:
@@ -207,4 +223,5 @@ def load_parts(config: ServeConfig) -> ModelParts:
     dataset = _load_dataset(config.data, config.data_options, spec)
     strategy = _load_strategy(config.strategy, config.strategy_params)
     seed = config.seed if config.seed is not None else int(getattr(spec.training, "seed", 0) or 0)
-    return ModelParts(spec=spec, dataset=dataset, strategy=strategy, seed=seed)
+    return ModelParts(spec=spec, dataset=dataset, strategy=strategy, seed=seed,
+                      screening=_load_screening(config.screening))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from webnn.merge.base import ModelState, StrategyState, Update
+from webnn.merge.screening import Screen, ScreenResult
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.evaluation import ChunkResult, Evaluation
@@ -40,7 +41,8 @@ from webnn.server.tasks import EvalWork, Task, TaskBook, TrainWork
 log = logging.getLogger("webnn.server")
 
 INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
-                                  "wrong_content_type", "bad_field", "too_large", "bad_json"})
+                                  "wrong_content_type", "bad_field", "too_large", "bad_json",
+                                  "norm_too_large"})
 ROLES = ("train", "evaluate", "any")
 STATE_FORMAT = 1
 
@@ -72,6 +74,8 @@ class Coordinator:
         self.spec, self.dataset, self.strategy, self.seed = (
             parts.spec, parts.dataset, parts.strategy, parts.seed)
         self.layout = self.spec.compiled.layout
+        self.screen = (Screen(parts.screening, self.layout)
+                       if parts.screening is not None and parts.screening.checks_norm else None)
         training = self.spec.training
         self.batch_size = int(training.batch_size)
         self.local_steps = int(training.local_steps)
@@ -454,20 +458,24 @@ class Coordinator:
             if self.state == "ended" or self.finishing_since is not None:
                 self._check_can_merge(session, task)
             staleness = self.model.version - task.version
-            base = None
-            if self.strategy.needs_base_weights:
-                base = np.frombuffer(self.versions[task.version], dtype=np.float32)
+            base = np.frombuffer(self.versions[task.version], dtype=np.float32)
             update = Update(weights=weights, base_version=task.version, base_steps=task.steps,
                             local_steps=int(header["steps"]), staleness=staleness,
-                            client=session.client_id, base_weights=base, examples=work.examples)
+                            client=session.client_id,
+                            base_weights=base if self.strategy.needs_base_weights else None,
+                            examples=work.examples)
             started = time.perf_counter()
             try:
-                changed, snapshot = await asyncio.to_thread(self._merge_in_thread, update)
+                verdict, changed, snapshot = await asyncio.to_thread(
+                    self._merge_in_thread, update, base)
             except Exception:
                 # a failing strategy may have half-written the buffer: restore the current version
                 self.model.weights[...] = np.frombuffer(self.versions[self.model.version],
                                                         dtype=np.float32)
                 raise
+            if verdict is not None and verdict.refused:
+                self.note_invalid(session, verdict.reason or "refused")
+                raise ProtocolError(400, verdict.reason or "refused", verdict.message)
             self.metrics.merge_seconds.observe(time.perf_counter() - started)
             self.merges += 1
             self.updates_accepted += 1
@@ -484,15 +492,24 @@ class Coordinator:
         self._unref(task.version)
         result = {"protocol": 1, "accepted": True, "version": self.model.version,
                   "merged": bool(changed), "staleness": staleness, "steps": self.model.steps,
-                  "merges": self.merges}
+                  "merges": self.merges,
+                  "clipped": verdict is not None and verdict.action == "clipped"}
         task.result = result
         self._record_update(session, work, header, staleness, changed)
         self._after_merge()
         return result
 
-    def _merge_in_thread(self, update: Update) -> tuple[bool, bytes | None]:
+    def _merge_in_thread(self, update: Update, base: np.ndarray
+                         ) -> tuple[ScreenResult | None, bool, bytes | None]:
+        """Screen the update against its base weights (norm bound / clipping), then merge it."""
+        verdict = None
+        if self.screen is not None:
+            verdict = self.screen.check(update.weights, base)
+            if verdict.refused:
+                return verdict, False, None
         changed = bool(self.strategy.merge(self.model, update))
-        return changed, bytes(self.layout.to_bytes(self.model.weights)) if changed else None
+        snapshot = bytes(self.layout.to_bytes(self.model.weights)) if changed else None
+        return verdict, changed, snapshot
 
     def _record_update(self, session: Session, work: TrainWork, header: dict, staleness: int,
                        changed: bool) -> None:
@@ -744,6 +761,7 @@ class Coordinator:
             "format": STATE_FORMAT, "name": self.spec.name,
             "fingerprint": layout_fingerprint(self.layout), "manifest": self.layout.manifest(),
             "strategy": {"name": self.strategy.name, "meta": strategy_state.meta},
+            "screening": self.screen.state() if self.screen is not None else None,
             "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
             "updatesAccepted": self.updates_accepted, "state": self.state,
             "endReason": self.end_reason, "history": self.history,
@@ -767,6 +785,8 @@ class Coordinator:
                              "another state dir")
         self.strategy.load_state(StrategyState(arrays=checkpoint.strategy_arrays,
                                                meta=state["strategy"].get("meta", {})))
+        if self.screen is not None and state.get("screening"):
+            self.screen.load_state(state["screening"])
         self.model.weights = checkpoint.weights
         self.model.steps = int(state["steps"])
         self.model.version = int(state["version"])

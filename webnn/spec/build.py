@@ -12,6 +12,7 @@ from typing import Any
 from webnn.spec import schema
 from webnn.spec.compile import PathOf, compile_layers
 from webnn.spec.errors import Problem
+from webnn.spec.layers import KINDS
 from webnn.spec.model import ModelSpec, TrainingConfig
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "momentum": 0.01, "adam": 0.001, "adamax": 0.002,
@@ -38,16 +39,14 @@ def build_spec(doc: dict[str, Any], default_name: str, path_of: PathOf,
     findings = schema.check(doc)
     problems = [Problem(path_of(f.parts), f.message) for f in findings]
     broken = {f.parts[0] for f in findings if f.parts}
-    bad_layers = {f.parts[1] for f in findings
-                  if len(f.parts) > 1 and f.parts[0] == "layers" and isinstance(f.parts[1], int)}
     layers = doc.get("layers") if isinstance(doc.get("layers"), list) else []
-    valid = [i not in bad_layers and isinstance(layer, dict) for i, layer in enumerate(layers)]
     name = doc.get("name") if "name" not in broken and doc.get("name") else default_name
 
     compiled, normalised = None, []
     if "inputShape" not in broken and "inputShape" in doc and layers:
         input_shape = tuple(int(d) for d in doc["inputShape"])
-        compiled, normalised, more = compile_layers(name, input_shape, layers, valid, path_of)
+        usable = usable_layers(layers, findings)
+        compiled, normalised, more = compile_layers(name, input_shape, usable, path_of)
         problems += more
 
     training = None
@@ -71,6 +70,33 @@ def build_spec(doc: dict[str, Any], default_name: str, path_of: PathOf,
         input_dtype=doc.get("inputDtype", "int32" if first == "embedding" else "float32"),
         description=doc.get("description", ""),
     ), []
+
+
+def usable_layers(layers: list[Any], findings: list[schema.Finding]) -> list[dict[str, Any] | None]:
+    """The layers shape inference can check: a layer the schema rejected only for optional fields
+    (a misspelt activation, an unknown option) is checked without them, so its shape problems are
+    reported too; a layer with a bad type or a bad required field is None (inference stops)."""
+    bad: dict[int, set[str] | None] = {}
+    for f in findings:
+        if len(f.parts) < 2 or f.parts[0] != "layers" or not isinstance(f.parts[1], int):
+            continue
+        i = f.parts[1]
+        if len(f.parts) == 2 or f.parts[2] == "type":
+            bad[i] = None
+        elif bad.get(i, set()) is not None:
+            bad.setdefault(i, set()).add(str(f.parts[2]))
+    out: list[dict[str, Any] | None] = []
+    for i, layer in enumerate(layers):
+        fields = bad.get(i, set())
+        if fields is None or not isinstance(layer, dict) or layer.get("type") not in KINDS:
+            out.append(None)
+            continue
+        definition = KINDS[layer["type"]].schema_def
+        known = schema.schema()["$defs"][definition]["properties"]
+        optional = set(schema.defaults(definition)) | {"name", "trainable"}
+        droppable = all(f in optional or f not in known for f in fields)
+        out.append({k: v for k, v in layer.items() if k not in fields} if droppable else None)
+    return out
 
 
 def optimizer_settings(value: str | dict[str, Any]) -> tuple[str, float]:

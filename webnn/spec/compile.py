@@ -32,14 +32,14 @@ class _Built:
     weights: list[WeightDef]
 
 
-def assign_names(layers: list[dict[str, Any]], valid: list[bool], path_of: PathOf
+def assign_names(layers: list[dict[str, Any] | None], path_of: PathOf
                  ) -> tuple[list[str], list[Problem]]:
     """Layer names: the user's `name`, else ``<prefix>_<n>`` counting per kind within the spec
     (skipping names the user took). Duplicate user names are problems."""
     problems: list[Problem] = []
     taken: dict[str, int] = {}
     for i, layer in enumerate(layers):
-        if valid[i] and isinstance(layer.get("name"), str):
+        if layer is not None and isinstance(layer.get("name"), str):
             if layer["name"] in taken:
                 problems.append(Problem(path_of(("layers", i, "name")), (
                     f"duplicate layer name {layer['name']!r} (also used by "
@@ -48,7 +48,7 @@ def assign_names(layers: list[dict[str, Any]], valid: list[bool], path_of: PathO
     counters: dict[str, int] = {}
     names: list[str] = []
     for i, layer in enumerate(layers):
-        if not valid[i]:
+        if layer is None:
             names.append("")
         elif isinstance(layer.get("name"), str):
             names.append(layer["name"])
@@ -68,20 +68,21 @@ def _init_problem(weight: WeightDef) -> str | None:
     return init.check(weight.shape) if isinstance(init, Initializer) else None
 
 
-def compile_layers(name: str, input_shape: Shape, layers: list[dict[str, Any]],
-                   valid: list[bool], path_of: PathOf
+def compile_layers(name: str, input_shape: Shape, layers: list[dict[str, Any] | None],
+                   path_of: PathOf
                    ) -> tuple[CompiledModel | None, list[dict[str, Any]], list[Problem]]:
-    """Check and compile `layers` (schema-valid where `valid[i]`) on `input_shape`.
+    """Check and compile `layers` on `input_shape`; a None layer (one the schema rejected) stops
+    shape inference.
 
     Returns the compiled model (None if anything is wrong), the normalised layer configs of the
     layers that were checked, and the problems.
     """
-    names, problems = assign_names(layers, valid, path_of)
+    names, problems = assign_names(layers, path_of)
     built: list[_Built] = []
     shape = input_shape
     complete = True
     for i, layer in enumerate(layers):
-        if not valid[i]:
+        if layer is None:
             complete = False
             break
         kind = KINDS[layer["type"]]({**layer, "name": names[i]})

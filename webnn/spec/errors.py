@@ -33,15 +33,20 @@ def _fold(name: str) -> str:
 
 
 def suggest(name: str, choices: Iterable[str], limit: int = 3) -> list[str]:
-    """Choices close to `name`, ignoring case and underscores (``sparse_categorical...`` finds the
-    camelCase spelling), best first."""
+    """Choices close to `name` (difflib ratio >= 0.6 and >= 0.9 x the best), ignoring case and
+    underscores (``sparse_categorical...`` finds the camelCase spelling), best first."""
     options = list(dict.fromkeys(choices))
     folded = {_fold(c): c for c in options}
     exact = folded.get(_fold(name))
     if exact is not None:
         return [exact]
     close = difflib.get_close_matches(_fold(name), list(folded), n=limit, cutoff=0.6)
-    return [folded[c] for c in close]
+    if not close:
+        return []
+    # keep only the names about as close as the best one
+    best = difflib.SequenceMatcher(None, _fold(name), close[0]).ratio()
+    return [folded[c] for c in close
+            if difflib.SequenceMatcher(None, _fold(name), c).ratio() >= 0.9 * best]
 
 
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> str:
