@@ -127,7 +127,8 @@ LAYERS = ["modelTopology", "config", "layers"]
 
 BAD: list[tuple[str, list[Any], Any, str, str]] = [
     ("unsupported layer class", [*LAYERS, 1, "class_name"], "Conv3D",
-     "$.modelTopology.config.layers[1].class_name", "unknown layer class"),
+     "$.modelTopology.config.layers[1].class_name",
+     "webnn does not support the TF.js layer class 'Conv3D' (did you mean 'Conv2D' or 'Conv1D'?)"),
     ("not sequential", ["modelTopology", "class_name"], "Functional",
      "$.modelTopology.class_name", "webnn supports Sequential models only"),
     ("bad units", [*LAYERS, 0, "config", "units"], 0,

@@ -61,6 +61,8 @@ BAD: list[tuple[str, dict[str, Any], str, str, bool]] = [
      "must be a positive integer, got -3", True),
     ("units as string", layers([64], {"type": "dense", "units": "10"}), "$.layers[0].units",
      'must be a positive integer, got "10" (a string)', True),
+    ("units as float", layers([64], {"type": "dense", "units": 3.0}), "$.layers[0].units",
+     "must be a positive integer, got 3.0", False),  # draft 2020-12 alone counts 3.0 as integer
     ("missing units", layers([64], {"type": "dense"}), "$.layers[0].units",
      "missing required field", True),
     ("unknown activation", layers([64], {"type": "dense", "units": 3, "activation": "rleu"}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from webnn.spec.loader import validate_spec_or_load
+from webnn.spec.loader import load_with_problems
 from webnn.spec.model import ModelSpec
 
 
@@ -31,7 +31,7 @@ def validate(spec: str) -> None:
     Prints every problem with the JSON path of the bad field and exits with status 1, or prints a
     summary of the model (layers, output shapes, parameter counts, training settings).
     """
-    loaded, problems = validate_spec_or_load(spec)
+    loaded, problems = load_with_problems(spec)
     if problems or loaded is None:
         count = len(problems)
         click.echo(f"{spec}: {count} problem{'s' if count != 1 else ''}")

@@ -64,7 +64,7 @@ def validate_spec(source: Source, *, base_dir: str | Path | None = None) -> list
     return _load(source, base_dir)[1]
 
 
-def validate_spec_or_load(source: Source, *, base_dir: str | Path | None = None
+def load_with_problems(source: Source, *, base_dir: str | Path | None = None
                           ) -> tuple[ModelSpec | None, list[Problem]]:
     """The spec and no problems, or None and every problem (one pass, for ``wnn validate``)."""
     return _load(source, base_dir)

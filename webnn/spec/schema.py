@@ -17,7 +17,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from webnn.spec.errors import either, suggest, unknown_name
@@ -39,12 +39,19 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("webnn.spec").joinpath("schema.json").read_text("utf-8"))
 
 
+# JSON Schema counts 3.0 as an integer; a layer size of 3.0 would then reach TF.js as a float.
+_StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 @cache
 def _validator(definition: str | None) -> Draft202012Validator:
     root = schema()
     if definition is None:
-        return Draft202012Validator(root)
-    return Draft202012Validator({"$defs": root["$defs"], "$ref": f"#/$defs/{definition}"})
+        return _StrictValidator(root)
+    return _StrictValidator({"$defs": root["$defs"], "$ref": f"#/$defs/{definition}"})
 
 
 def enum(definition: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from webnn.spec import schema
 from webnn.spec.build import build_spec, model_name
 from webnn.spec.casing import to_camel, to_snake
-from webnn.spec.errors import Problem, json_path, unknown_name
+from webnn.spec.errors import Problem, either, json_path, suggest
 from webnn.spec.initializers import Initializer
 from webnn.spec.layers import BY_CLASS_NAME
 from webnn.spec.model import ModelSpec
@@ -83,8 +83,11 @@ def _convert_layer(entry: Any, path: str) -> tuple[dict[str, Any] | None, list[P
         return None, [Problem(path, "must be a layer: an object with class_name and config")]
     kind = BY_CLASS_NAME.get(entry["class_name"])
     if kind is None:
-        return None, [Problem(f"{path}.class_name", unknown_name(
-            "layer class (webnn supports these TF.js layers)", entry["class_name"], BY_CLASS_NAME))]
+        close = suggest(entry["class_name"], BY_CLASS_NAME)
+        hint = f" (did you mean {either(close)}?)" if close else \
+            f"; supported: {', '.join(BY_CLASS_NAME)}"
+        return None, [Problem(f"{path}.class_name", (
+            f"webnn does not support the TF.js layer class {entry['class_name']!r}{hint}"))]
     config = entry.get("config") or {}
     allowed = schema.schema()["$defs"][kind.schema_def]["properties"]
     layer: dict[str, Any] = {"type": kind.type}
@@ -233,8 +236,8 @@ def convert(doc: dict[str, Any], default_name: str
     if "loss" not in spec:
         spec["loss"] = _default_loss(layers)
     if "name" not in spec:
-        spec["name"] = model_name(config.get("name") if isinstance(config, dict) else None) \
-            if isinstance(config, dict) and config.get("name") else default_name
+        topology_name = config.get("name") if isinstance(config, dict) else None
+        spec["name"] = model_name(topology_name) if topology_name else default_name
     if problems or input_shape is None:
         return None, paths, problems
     return spec, paths, problems

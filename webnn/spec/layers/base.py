@@ -13,7 +13,6 @@ without the batch dimension:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -116,6 +115,3 @@ class LayerKind:
 
     def tfjs_config(self) -> dict[str, Any]:
         return {}
-
-    def params(self, shape: Shape) -> int:
-        return sum(math.prod(w.shape) for w in self.weights(shape))
