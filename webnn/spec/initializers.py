@@ -123,9 +123,12 @@ class Initializer:
 
         Unknown class names are returned as ``{"type": <name>}`` so the schema reports them.
         """
-        class_name = str(config.get("class_name", config.get("className", "")))
+        class_name = config.get("class_name", config.get("className"))
+        if not isinstance(class_name, str):
+            return {"type": class_name}
         kind = _KIND_OF_CLASS.get(class_name, to_camel(class_name[:1].lower() + class_name[1:]))
-        params = {to_camel(k): v for k, v in (config.get("config") or {}).items()
+        inner = config.get("config")
+        params = {to_camel(k): v for k, v in (inner if isinstance(inner, dict) else {}).items()
                   if k not in ("seed", "dtype")}
         for key in ("mode", "distribution"):
             if isinstance(params.get(key), str):

@@ -89,6 +89,8 @@ def _convert_layer(entry: Any, path: str) -> tuple[dict[str, Any] | None, list[P
         return None, [Problem(f"{path}.class_name", (
             f"webnn does not support the TF.js layer class {entry['class_name']!r}{hint}"))]
     config = entry.get("config") or {}
+    if not isinstance(config, dict):
+        return None, [Problem(f"{path}.config", "must be an object of layer options")]
     allowed = schema.schema()["$defs"][kind.schema_def]["properties"]
     layer: dict[str, Any] = {"type": kind.type}
     problems: list[Problem] = []
@@ -123,7 +125,9 @@ def _convert_layer(entry: Any, path: str) -> tuple[dict[str, Any] | None, list[P
     return layer, problems
 
 
-def _input_shape(config: dict[str, Any], path: str) -> tuple[Any, str, list[Problem]]:
+def _input_shape(config: Any, path: str) -> tuple[Any, str, list[Problem]]:
+    if not isinstance(config, dict):
+        config = {}
     for key in ("batch_input_shape", "batch_shape", "batchInputShape"):
         shape = config.get(key)
         if isinstance(shape, list) and shape:
@@ -156,6 +160,8 @@ def _training_config(doc: dict[str, Any], keras: Any) -> tuple[dict[str, Any], d
     if isinstance(optimizer, dict) and isinstance(optimizer.get("class_name"), str):
         name = optimizer["class_name"].lower()
         settings = ts_value(optimizer.get("config") or {})
+        if not isinstance(settings, dict):
+            settings = {}
         if name == "sgd" and settings.get("momentum"):
             name = "momentum"
         block: dict[str, Any] = {"type": _OPTIMIZERS.get(name, name)}
@@ -237,7 +243,8 @@ def convert(doc: dict[str, Any], default_name: str
         spec["loss"] = _default_loss(layers)
     if "name" not in spec:
         topology_name = config.get("name") if isinstance(config, dict) else None
-        spec["name"] = model_name(topology_name) if topology_name else default_name
+        spec["name"] = model_name(topology_name) if isinstance(topology_name, str) \
+            and topology_name else default_name
     if problems or input_shape is None:
         return None, paths, problems
     return spec, paths, problems

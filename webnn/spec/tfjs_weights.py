@@ -46,9 +46,11 @@ def _entries(manifest: Any) -> tuple[list[_Entry], list[Problem]]:
             continue
         for k, w in enumerate(weights):
             path = f"$.weightsManifest[{g}].weights[{k}]"
-            if not isinstance(w, dict) or not isinstance(w.get("name"), str) \
-                    or not isinstance(w.get("shape"), list):
+            if not isinstance(w, dict) or not isinstance(w.get("name"), str):
                 problems.append(Problem(path, "must be {name, shape, dtype}"))
+            elif not isinstance(w.get("shape"), list) or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in w["shape"]):
+                problems.append(Problem(f"{path}.shape", "must be a list of integers >= 0"))
             elif w.get("dtype", "float32") != "float32":
                 problems.append(Problem(f"{path}.dtype", f"webnn reads float32 weights only, "
                                                           f"got {w['dtype']!r}"))
