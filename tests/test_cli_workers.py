@@ -58,7 +58,8 @@ def test_one_local_worker_makes_merges_happen(
 
 
 def test_missing_worker_script_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(WorkerError, match=r"wnn-worker\.js; it does not exist"):
+    with pytest.raises(WorkerError,
+                       match=r"--local-workers: the headless worker .*wnn-worker\.js does not"):
         check_worker_setup(tmp_path)
 
 
@@ -68,5 +69,5 @@ def test_missing_node_is_a_clear_error_before_serving(tmp_path: Path) -> None:
                            "--local-workers", "1", "--port", "0"], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120)
     assert done.returncode != 0
-    assert "--local-workers needs Node.js" in done.stderr
+    assert "--local-workers: Node.js (node >= 20) is needed on PATH" in done.stderr
     assert "listening" not in done.stdout

@@ -12,7 +12,8 @@ import pytest
 
 from webnn.compare.config import Churn, CompareConfig, parse_config
 from webnn.compare.runner import StopWatch, parse_metrics
-from webnn.compare.workers import MAX_CRASHES, ClientSlot, WorkerCommand, WorkerCrashed
+from webnn.compare.workers import MAX_CRASHES, ClientSlot, WorkerCrashed
+from webnn.node_worker import WorkerCommand, WorkerSetupError
 from webnn.server.metrics import Metrics
 
 NODE = shutil.which("node")
@@ -101,7 +102,7 @@ async def test_crashing_worker_fails_with_its_output(tmp_path: Path) -> None:
 
 
 def test_worker_command_find(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="wnn-worker.js does not exist"):
+    with pytest.raises(WorkerSetupError, match="wnn-worker.js does not exist"):
         WorkerCommand.find(tmp_path)
 
 

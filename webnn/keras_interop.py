@@ -129,7 +129,7 @@ def import_keras(source: str | Path, out_dir: str | Path, *,
         _convert(tfjs, source, artifact, work)
         model_json = artifact / "model.json"
         document = json.loads(model_json.read_text(encoding="utf-8"))
-        clean_topology(document)
+        clean_document(document)
         if settings:
             document["webnn"] = {**document.get("webnn", {}),
                                  **_complete_settings(document, settings, artifact)}
@@ -146,11 +146,13 @@ def _complete_settings(document: dict[str, Any], settings: dict[str, Any], artif
     optimizer = settings.get("optimizer")
     if not isinstance(optimizer, dict) or "type" in optimizer:
         return settings
+    from webnn.spec import SpecError, load_spec
     from webnn.spec.build import DEFAULT_OPTIMIZER
-    from webnn.spec.loader import validate_spec_or_load
 
-    spec, _ = validate_spec_or_load(document, base_dir=artifact)
-    kind = spec.optimizer if spec is not None else DEFAULT_OPTIMIZER
+    try:
+        kind = load_spec(document, base_dir=artifact).optimizer
+    except SpecError:  # reported in full once the settings are in
+        kind = DEFAULT_OPTIMIZER
     return {**settings, "optimizer": {"type": kind, **optimizer}}
 
 
@@ -222,15 +224,23 @@ def _load_keras3(source: Path) -> Any:
                                 f"{type(exc).__name__}: {exc}") from exc
 
 
-_KERAS3_ENTRY_KEYS = ("module", "registered_name", "build_config", "compile_config")
+_KERAS3_ENTRY_KEYS = frozenset({"module", "registered_name", "build_config", "compile_config"})
+_KERAS3_NO_OPS: dict[str, tuple[Any, ...]] = {
+    "quantization_config": (None,), "lora_rank": (None, 0), "lora_alpha": (None,),
+    "input_axes": (None,), "output_axes": (None,),
+}
+"""Keras 3 config keys TF.js does not have, with the values that leave the layer unchanged; any
+other value stays in and webnn's spec loader reports it against the layer."""
 
 
-def clean_topology(document: dict[str, Any]) -> None:
-    """Drop Keras 3 serialisation keys TF.js does not know, in place.
+def clean_document(document: dict[str, Any]) -> None:
+    """Make a converter-written Keras 3 ``model.json`` read like a TF.js one, in place.
 
-    Keras 3 wraps classes as ``{"module", "class_name", "config", "registered_name"}`` and stores
-    dtypes as ``DTypePolicy`` objects; TF.js (and webnn) read ``{"class_name", "config"}`` and a
-    dtype string. Values are unchanged, so the model is the same.
+    Keras 3 wraps classes as ``{"module", "class_name", "config", "registered_name"}``, stores
+    dtypes as ``DTypePolicy`` objects, adds options TF.js lacks (`_KERAS3_NO_OPS`) and prefixes
+    HDF5 weight names with the model's name (``model/dense/kernel``). TF.js (and webnn) read
+    ``{"class_name", "config"}``, a dtype string and ``dense/kernel``. No value that changes the
+    model is dropped.
     """
 
     def walk(value: Any) -> Any:
@@ -240,11 +250,26 @@ def clean_topology(document: dict[str, Any]) -> None:
             return value
         if value.get("class_name") == "DTypePolicy" and isinstance(value.get("config"), dict):
             return value["config"].get("name", "float32")
-        return {k: walk(v) for k, v in value.items() if k not in _KERAS3_ENTRY_KEYS}
+        return {k: walk(v) for k, v in value.items() if k not in _KERAS3_ENTRY_KEYS
+                and not (k in _KERAS3_NO_OPS and v in _KERAS3_NO_OPS[k])}
 
     topology = document.get("modelTopology")
-    if isinstance(topology, dict) and isinstance(topology.get("model_config"), dict):
-        topology["model_config"] = walk(topology["model_config"])
+    if not isinstance(topology, dict) or not isinstance(topology.get("model_config"), dict):
+        return
+    topology["model_config"] = walk(topology["model_config"])
+    config = topology["model_config"].get("config")
+    model = config.get("name") if isinstance(config, dict) else None
+    layers = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(model, str) or not isinstance(layers, list):
+        return
+    names = {(entry.get("config") or {}).get("name") for entry in layers if isinstance(entry, dict)}
+    prefix = f"{model}/"
+    for group in document.get("weightsManifest") or []:
+        for weight in group.get("weights", []) if isinstance(group, dict) else []:
+            name = weight.get("name") if isinstance(weight, dict) else None
+            if isinstance(name, str) and name.startswith(prefix) \
+                    and name[len(prefix):].split("/")[0] in names:
+                weight["name"] = name[len(prefix):]
 
 
 _LAYER_PATH = re.compile(r"^\$\.modelTopology\.model_config\.config(?:\.layers)?\[(\d+)\]")
@@ -276,12 +301,12 @@ def layer_problems(document: dict[str, Any], problems: list[Any]) -> list[LayerP
 
 
 def _check_spec(document: dict[str, Any], artifact: Path, source: Path) -> Any:
-    from webnn.spec.loader import validate_spec_or_load
+    from webnn.spec import SpecError, load_spec
 
-    spec, problems = validate_spec_or_load(document, base_dir=artifact)
-    if problems or spec is None:
-        raise UnsupportedModelError(source, layer_problems(document, problems))
-    return spec
+    try:
+        return load_spec(document, base_dir=artifact)
+    except SpecError as exc:
+        raise UnsupportedModelError(source, layer_problems(document, exc.problems)) from None
 
 
 def _install(artifact: Path, out_dir: Path) -> tuple[Path, ...]:

@@ -1,9 +1,9 @@
 """The flat weight buffer: one contiguous float32 array per model version.
 
-A `WeightLayout` maps each weight tensor of a model (in TF.js `model.weights` order) to an offset in the
-flat buffer. The wire format is the TF.js `weights.bin` layout: float32, little-endian, the tensors
-concatenated in manifest order, no header. On little-endian hosts converting to and from the wire is a
-view, never a per-tensor copy.
+A `WeightLayout` maps each weight tensor of a model (in TF.js `model.weights` order) to an offset
+in the flat buffer. The wire format is the TF.js `weights.bin` layout: float32, little-endian, the
+tensors concatenated in manifest order, no header. On little-endian hosts converting to and from
+the wire is a view, never a per-tensor copy.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class WeightLayout:
             raise WeightFormatError(f"duplicate weight names: {', '.join(duplicates)}")
         for spec in self.specs:
             if spec.dtype != "float32":
-                raise WeightFormatError(f"weight {spec.name!r} has dtype {spec.dtype}; only float32")
+                raise WeightFormatError(
+                    f"weight {spec.name!r} has dtype {spec.dtype}; only float32 is supported")
         offsets, total = [], 0
         for spec in self.specs:
             offsets.append(total)
@@ -84,7 +85,7 @@ class WeightLayout:
         return np.zeros(self.size, dtype=np.float32)
 
     def check(self, buffer: np.ndarray) -> None:
-        """Raise `WeightFormatError` unless `buffer` is a flat float32 array of this layout's size."""
+        """Raise `WeightFormatError` unless `buffer` is a flat float32 array of this size."""
         if buffer.dtype != np.float32 or buffer.ndim != 1 or buffer.size != self.size:
             raise WeightFormatError(
                 f"expected a flat float32 buffer of {self.size} values, "
@@ -100,7 +101,7 @@ class WeightLayout:
         }
 
     def from_arrays(self, arrays: Sequence[np.ndarray] | dict[str, np.ndarray]) -> np.ndarray:
-        """Pack tensors (in manifest order, or by name) into a new flat buffer, checking shapes."""
+        """Pack tensors (in manifest order, or by name) into a new flat buffer; checks shapes."""
         if isinstance(arrays, dict):
             missing = [n for n in self.names if n not in arrays]
             if missing:
@@ -111,16 +112,16 @@ class WeightLayout:
         buffer = self.zeros()
         for spec, view, array in zip(self.specs, self.views(buffer).values(), arrays, strict=True):
             if tuple(np.shape(array)) != spec.shape:
-                raise WeightFormatError(
-                    f"weight {spec.name!r} has shape {tuple(np.shape(array))}, expected {spec.shape}"
-                )
+                raise WeightFormatError(f"weight {spec.name!r} has shape "
+                                        f"{tuple(np.shape(array))}, expected {spec.shape}")
             view[...] = array
         return buffer
 
     def from_bytes(self, data: bytes | bytearray | memoryview, *, copy: bool = True) -> np.ndarray:
         """Decode the TF.js `weights.bin` layout into a flat float32 buffer.
 
-        With ``copy=False`` the result is a (possibly read-only) view of `data` on little-endian hosts.
+        With ``copy=False`` the result is a (possibly read-only) view of `data` on little-endian
+        hosts.
         """
         nbytes = memoryview(data).nbytes
         if nbytes != self.nbytes:
@@ -154,7 +155,7 @@ class WeightLayout:
         """Build a layout from a TF.js ``weightsManifest`` (groups) or a flat list of entries."""
         specs: list[WeightSpec] = []
         for entry in manifest:
-            entries = entry["weights"] if "weights" in entry else [entry]
+            entries = entry.get("weights", [entry])
             for w in entries:
                 specs.append(WeightSpec(w["name"], tuple(int(d) for d in w["shape"]),
                                         w.get("dtype", "float32")))

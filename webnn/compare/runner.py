@@ -29,7 +29,8 @@ from webnn.compare.browsers import BrowserSlot, Chromium
 from webnn.compare.config import CompareConfig, ConfigError, StrategyEntry
 from webnn.compare.proxy import LatencyProxy
 from webnn.compare.results import RunRecord, SeriesRow, write_run
-from webnn.compare.workers import ClientSlot, WorkerCommand, WorkerCrashed
+from webnn.compare.workers import ClientSlot, WorkerCrashed
+from webnn.node_worker import WorkerCommand, WorkerSetupError
 
 POLL_SECONDS = 0.5
 END_GRACE_SECONDS = 20.0
@@ -67,7 +68,7 @@ def prepare(config: CompareConfig, client_dir: Path | None = None) -> Prepared:
         raise ConfigError([f"data: {m}" for m in mismatches], source)
     try:
         command = WorkerCommand.find(client_dir or default_client_dir())
-    except FileNotFoundError as exc:
+    except WorkerSetupError as exc:
         raise ConfigError([f"worker: {exc}"], source) from None
     attacks = [i for i, g in enumerate(config.clients) if g.attack]
     speeds = [i for i, g in enumerate(config.clients) if g.speed != 1.0]

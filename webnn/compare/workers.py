@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import shutil
 import signal
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from webnn.compare.config import Churn
+from webnn.node_worker import WorkerArgs, WorkerCommand, die_with_parent
 
 MAX_CRASHES = 3
 """A slot fails the run after this many worker crashes."""
@@ -30,42 +28,11 @@ class WorkerCrashed(RuntimeError):
     """A client's worker kept exiting with an error."""
 
 
-@dataclass(frozen=True)
-class WorkerCommand:
-    """The node executable and worker script."""
-
-    node: str
-    script: Path
-
-    @classmethod
-    def find(cls, client_dir: Path) -> WorkerCommand:
-        """Locate node and ``bin/wnn-worker.js``; `FileNotFoundError` says what is missing."""
-        node = shutil.which("node")
-        if node is None:
-            raise FileNotFoundError("wnn compare needs Node.js (node >= 20) on PATH; none found")
-        script = client_dir / "bin" / "wnn-worker.js"
-        if not script.is_file():
-            raise FileNotFoundError(f"the headless worker {script} does not exist")
-        return cls(node, script)
-
-    def help_text(self) -> str:
-        """The worker's ``--help`` output (used to check that it supports a flag)."""
-        done = subprocess.run([self.node, str(self.script), "--help"], capture_output=True,
-                              text=True, timeout=60, check=False)
-        return done.stdout + done.stderr
-
-
 @dataclass
 class SlotStats:
     starts: int = 0
     crashes: int = 0
     churn_events: int = 0
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL the worker if the runner dies (Linux prctl)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 @dataclass
@@ -87,13 +54,9 @@ class ClientSlot:
     _process: asyncio.subprocess.Process | None = None
 
     def argv(self) -> list[str]:
-        argv = [self.command.node, str(self.command.script), "--server", self.server_url,
-                "--role", self.role, "--backend", self.backend, "--name", self.name]
-        if self.speed != 1.0:
-            argv += ["--speed", f"{self.speed:g}"]
-        if self.attack:
-            argv += ["--attack", self.attack, "--attack-scale", f"{self.attack_scale:g}"]
-        return argv
+        return WorkerArgs(server_url=self.server_url, name=self.name, role=self.role,
+                          backend=self.backend, speed=self.speed, attack=self.attack,
+                          attack_scale=self.attack_scale).argv(self.command)
 
     async def _start(self) -> asyncio.subprocess.Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +66,7 @@ class ClientSlot:
             self._process = await asyncio.create_subprocess_exec(
                 *self.argv(), stdin=asyncio.subprocess.DEVNULL, stdout=log,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent)
+                preexec_fn=die_with_parent(signal.SIGKILL))
         self.stats.starts += 1
         return self._process
 

@@ -320,22 +320,22 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
         process["admin_token"] = secrets.token_urlsafe(24)
 
     plans = plan_models(process, models, mounted=file.multi or len(models) > 1)
-    setup = None
+    command = None
     if process["local_workers"] > 0:
         try:
-            setup = check_worker_setup(plans[0].config.client_dir)
+            command = check_worker_setup(plans[0].config.client_dir)
         except WorkerError as exc:
             raise click.ClickException(str(exc)) from exc
     app = build_root_app(plans)
 
     def workers(base: str) -> LocalWorkers | None:
-        if setup is None:
+        if command is None:
             return None
         urls = {p.name: f"{base}{p.prefix or '/'}" for p in plans}
         specs_ = worker_specs(urls, process["local_workers"], process["worker_backend"],
                               process.get("join_token"))
         echo(f"webnn: starting {len(specs_)} local worker(s); watch them train on the dashboard")
-        return LocalWorkers(setup=setup, specs=specs_, echo=echo)
+        return LocalWorkers(command=command, specs=specs_, echo=echo)
 
     def on_listening(base: str, listen: str) -> None:
         print_banner(base, plans, process["admin_token"], listen)

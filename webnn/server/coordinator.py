@@ -111,6 +111,9 @@ class Coordinator:
         self._val_frames: list[bytes] | None = None
         self._val_examples: list[int] = []
         self._background: set[asyncio.Task] = set()
+        self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
+        # submitted task id -> the task leased right after its merge (update header "next")
+        self.follow_ups: dict[str, Task | None] = {}
         self._ticker: asyncio.Task | None = None
 
         checkpoint = self.store.load(self.layout) if self.store is not None else None
@@ -193,7 +196,7 @@ class Coordinator:
 
     def note_invalid(self, session: Session, code: str) -> None:
         """Count a refused submission; a streak of them cuts the session off for a while."""
-        self.metrics.updates_rejected.labels(code).inc()
+        self._count_refusal(code)
         session.updates_rejected += 1
         if code not in INVALID_UPDATE_CODES:
             return
@@ -204,6 +207,11 @@ class Coordinator:
             log.warning("client %s cut off for %.0f s after %d invalid updates",
                         session.client_id, self.config.cut_off_seconds,
                         self.config.max_invalid_updates)
+
+    def _count_refusal(self, code: str) -> None:
+        """One refused update or evaluation: the Prometheus counter and `status().rejected`."""
+        self.metrics.updates_rejected.labels(code).inc()
+        self.rejected[code] += 1
 
     # --------------------------------------------------------------------------------- tasks
 
@@ -406,6 +414,12 @@ class Coordinator:
             isinstance(v, int | float) and not isinstance(v, bool) for v in timings.values()
         ):
             raise bad_field("header.timings", "must be an object of numbers (seconds)")
+        follow = header.get("next", False)
+        if follow is True:
+            header["next"] = "any"
+        elif follow is not False and follow not in ROLES:
+            raise bad_field("header.next", f"must be true, false or one of {list(ROLES)}, "
+                            f"got {follow!r}")
         tensor = frame.tensors.get("weights")
         if tensor is None:
             raise ProtocolError(400, "bad_frame", "the frame holds no tensor named 'weights'")
@@ -435,7 +449,7 @@ class Coordinator:
     def _check_can_merge(self, session: Session, task: Task) -> None:
         if self.state == "ended" or self.finishing_since is not None:
             self._close_and_return(task, self.clock())
-            self.metrics.updates_rejected.labels("ended").inc()
+            self._count_refusal("ended")
             raise ProtocolError(409, "ended", f"training has ended ({self.end_reason}); "
                                 "no more updates are merged")
         staleness = self.model.version - task.version
@@ -447,7 +461,7 @@ class Coordinator:
                                   "batch is handed out again")
             self._close_and_return(task, self.clock())
             task.error = error
-            self.metrics.updates_rejected.labels("too_stale").inc()
+            self._count_refusal("too_stale")
             raise error
 
     async def _merge(self, session: Session, task: Task, weights: np.ndarray,
@@ -497,6 +511,9 @@ class Coordinator:
         task.result = result
         self._record_update(session, work, header, staleness, changed)
         self._after_merge()
+        if header.get("next"):
+            # Leased after the merge: the follow-up starts from the newest version, no staleness.
+            self.follow_ups[task.id] = self.next_task(session, header["next"])
         return result
 
     def _merge_in_thread(self, update: Update, base: np.ndarray
@@ -707,6 +724,7 @@ class Coordinator:
             "strategy": {"name": self.strategy.name,
                          "params": getattr(self.strategy, "param_values", {})},
             "openTasks": len(self.tasks.open_tasks()),
+            "rejected": dict(self.rejected),
         }
 
     # ---------------------------------------------------------------------------- the clock
@@ -726,6 +744,8 @@ class Coordinator:
         for session in self.sessions.idle(now, self.config.session_timeout):
             self.leave(session)
         self.tasks.prune(now)
+        for task_id in [t for t in self.follow_ups if self.tasks.get(t) is None]:
+            del self.follow_ups[task_id]
         if self.state == "running":
             max_seconds = self.config.max_seconds
             if max_seconds is not None and self.elapsed() >= max_seconds:

@@ -3,11 +3,13 @@ updates, evaluations, leave, plus the read-only status, history and client views
 
 from __future__ import annotations
 
+import numpy as np
 from aiohttp import web
 
 from webnn.server.coordinator import ROLES, Coordinator
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
+from webnn.server.frames import decode_frame, encode_frame
 from webnn.server.http import (
     SESSION_HEADER,
     json_response,
@@ -20,6 +22,7 @@ from webnn.server.http import (
     url,
 )
 from webnn.server.keys import CONFIG, COORDINATOR
+from webnn.server.sessions import Session
 from webnn.server.static import static_urls
 from webnn.server.tasks import Task
 
@@ -111,11 +114,15 @@ async def tasks(request: web.Request) -> web.Response:
     if role not in ROLES:
         raise bad_field("$.role", f"must be one of {list(ROLES)}, got {role!r}")
     coordinator.check_cut_off(client)
-    task = coordinator.next_task(client, role)
+    return json_response(tasks_answer(request, coordinator.next_task(client, role)))
+
+
+def tasks_answer(request: web.Request, task: Task | None) -> dict:
+    """A task request's answer: ``{"task": Task}`` or ``{"task": null, "retryAfter", "state"}``."""
     if task is None:
         poll = request.app[CONFIG].poll_seconds
-        return json_response({"task": None, "retryAfter": poll, "state": coordinator.state})
-    return json_response({"task": task_payload(request, task)})
+        return {"task": None, "retryAfter": poll, "state": _coordinator(request).state}
+    return {"task": task_payload(request, task)}
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -168,7 +175,27 @@ async def update(request: web.Request) -> web.Response:
             raise
     else:
         body = b""
-    return web.json_response(await coordinator.submit_update(client, task, body))
+    answer = await coordinator.submit_update(client, task, body)
+    if task.id not in coordinator.follow_ups:
+        return web.json_response(answer)
+    follow = coordinator.follow_ups[task.id]
+    answer = {**answer, "next": tasks_answer(request, follow)}
+    if follow is None or FRAME_TYPE not in request.headers.get("Accept", ""):
+        return web.json_response(answer)
+    return web.Response(body=_follow_up_frame(coordinator, client, follow, answer),
+                        content_type=FRAME_TYPE)
+
+
+def _follow_up_frame(coordinator: Coordinator, client: Session, follow: Task,
+                     answer: dict) -> bytes:
+    """The update answer as a frame that also carries the follow-up task's inputs: tensors
+    ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
+    batch frame's header fields under ``batch``. Saves the client the fetch round trip."""
+    version, _, data = coordinator.weights(follow.version)
+    batch = decode_frame(coordinator.batch(client, follow.id))
+    header = {**answer, "batch": batch.header}
+    tensors = {"weights": np.frombuffer(data, dtype="<f4"), **batch.tensors}
+    return encode_frame(header, tensors)
 
 
 async def evaluation(request: web.Request) -> web.Response:
@@ -210,7 +237,7 @@ async def history(request: web.Request) -> web.Response:
 async def clients(request: web.Request) -> web.Response:
     coordinator = _coordinator(request)
     now = coordinator.clock()
-    return json_response({"clients": [s.public(now) for s in coordinator.sessions]})
+    return json_response({"clients": [s.public(now) for s in coordinator.sessions], "now": now})
 
 
 def add_protocol_routes(app: web.Application) -> None:
