@@ -174,3 +174,31 @@ def test_serve_refuses_bad_settings_before_serving(
     assert result.exit_code != 0
     assert message in result.output
     assert "listening" not in result.output
+
+
+def test_screening_table_and_screen_flags(tmp_path: Path) -> None:
+    settings = load_toml(write(tmp_path, 'spec = "m.json"\ndata = "d.py"\n'
+                                         '[screening]\nnorm_bound = 5.0\naction = "refuse"\n'))
+    assert settings.models[0]["screening"] == {"norm_bound": 5.0, "action": "refuse"}
+    # a --screen flag overrides one key of the file's table and keeps the others
+    _, (model,) = merge_settings(settings, (), {"screening": {"action": "clip"}})
+    assert model["screening"] == {"norm_bound": 5.0, "action": "clip"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--screen", "action=explode"], "screening.action: must be one of refuse, clip"),
+        (["--screen", "norm_bound=abc"], "screening.norm_bound: must be a finite number"),
+        (["--screen", "colour=1"], "screening.colour: unknown setting"),
+        (["--screen", "norm_bound"], "'norm_bound': expected key=value"),
+    ],
+)
+def test_bad_screen_flags_are_refused_before_serving(flags: list[str], message: str) -> None:
+    root = Path(__file__).resolve().parents[1]
+    result = CliRunner().invoke(main, ["serve", str(root / "model_specs" / "digits_mlp.json"),
+                                       "--data", str(root / "data_modules" / "digits.py"),
+                                       "--port", "0", *flags])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "listening" not in result.output

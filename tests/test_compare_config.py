@@ -99,6 +99,25 @@ attack_scale = 10''')))
     assert plain.attack_for(attacker) == ("sign_flip", 4.0)
 
 
+def test_strategy_screening_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        model = "spec.json"
+        data = "data.py"
+        stop = { seconds = 5 }
+        clients = [{ count = 2 }]
+
+        [[strategies]]
+        name = "average"
+
+        [[strategies]]
+        name = "average"
+        label = "average-clip"
+        screening = { norm_bound = 4.0, action = "clip" }
+    """))
+    assert config.strategies[0].screening is None
+    assert config.strategies[1].screening == {"norm_bound": 4.0, "action": "clip"}
+
+
 def test_defaults_and_repetitions(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, """
         model = "spec.json"
@@ -135,6 +154,10 @@ BAD = [
     ({"stop": "{ merges = 2.5 }"}, "stop.merges: expected an integer, got 2.5"),
     ({"stop": "{ secs = 3 }"}, "stop.secs: unknown key"),
     ({"strategies": "[]"}, "strategies: must hold at least one strategy"),
+    ({"strategies": '[{ name = "average", screening = { action = "explode" } }]'},
+     "strategies[0].screening.action: must be one of refuse, clip"),
+    ({"strategies": '[{ name = "average", screening = { bound = 3 } }]'},
+     "strategies[0].screening.bound: unknown setting"),
     ({"strategies": '[{ name = "nosuch" }]'}, "strategies[0].name: unknown strategy 'nosuch'"),
     ({"strategies": '[{ name = "average" }, { name = "average" }]'},
      'strategies[1].name: duplicate label "average"'),

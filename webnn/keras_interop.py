@@ -17,7 +17,9 @@ core never needs it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import re
@@ -87,6 +89,7 @@ class ExportResult:
 
 def converters() -> ModuleType:
     """``tensorflowjs.converters``, or `MissingExtraError` saying how to install it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up log lines
     try:
         return importlib.import_module("tensorflowjs.converters")
     except ModuleNotFoundError as exc:
@@ -204,8 +207,10 @@ def _convert(tfjs: ModuleType, source: Path, artifact: Path, work: Path) -> None
             raise KerasInteropError(f"{source}: Keras cannot save this model as HDF5 for the "
                                     f"TF.js converter: {exc}") from exc
     try:
-        tfjs.converter.dispatch_keras_h5_to_tfjs_layers_model_conversion(
-            str(h5), output_dir=str(artifact))
+        # The converter prints a false "likely a weight only file" for Keras 3 files.
+        with contextlib.redirect_stdout(io.StringIO()):
+            tfjs.converter.dispatch_keras_h5_to_tfjs_layers_model_conversion(
+                str(h5), output_dir=str(artifact))
     except Exception as exc:
         raise KerasInteropError(f"{source}: the tensorflowjs converter failed: "
                                 f"{type(exc).__name__}: {exc}") from exc

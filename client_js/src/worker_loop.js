@@ -1,6 +1,15 @@
 // The contribute loop shared by the volunteer page and the headless worker:
 //   ask for a task -> fetch its weights and batch (in parallel) -> train or evaluate -> submit.
 //
+// Follow-ups (`followUp`, default on): an update asks the server for our next task ("next" in its
+// header); the server leases it right after merging ours (so it starts from the newest version
+// and adds no staleness) and answers with it, its weights and its batch. In steady state a train
+// task then costs one round trip (the update) instead of three (task; weights + batch; update).
+// The last task before `maxTasks` does not ask, so no lease is left behind.
+//
+// `transform(trained, base, task)`, when given, replaces the trained weights before they are sent
+// (hostile clients for experiments: see attacks.js); the reported loss stays the honest one.
+//
 // Timings per task, in seconds: fetch (weights + batch), compute (training or evaluation, including
 // the slowdown of `speed` < 1), send (the update or evaluation request). The update's header carries
 // this task's fetch and compute and the previous update's send (this one's is not known yet).
@@ -64,13 +73,18 @@ export class WorkerLoop {
    * @param {'train'|'evaluate'|'any'} [options.role='any']
    * @param {number} [options.maxTasks=Infinity] stop after this many finished tasks
    * @param {number} [options.speed=1] simulated relative device speed (see above)
+   * @param {boolean} [options.followUp=true] ask for the next task with each update (see above)
+   * @param {Function} [options.transform] (trained, base, task) => Float32Array sent instead
    */
-  constructor({ client, trainer, role = 'any', maxTasks = Infinity, speed = 1 }) {
+  constructor({ client, trainer, role = 'any', maxTasks = Infinity, speed = 1, followUp = true, transform = null }) {
     this.client = client;
     this.trainer = trainer;
     this.role = role;
     this.maxTasks = maxTasks;
     this.speed = speed;
+    this.followUp = followUp;
+    this.transform = transform;
+    this.queued = null; // the next task answer (and its inputs) that came with the last update
     this.stats = new ContributionStats();
     this.listeners = new Map();
     this.running = false;
@@ -121,6 +135,7 @@ export class WorkerLoop {
       if (err.name !== 'AbortError') throw err;
     } finally {
       this.running = false;
+      this.queued = null; // its lease goes back to the server when the caller leaves
       this.client.signal = null;
       this.controller = null;
       this.emit('state', { running: false, reason });
@@ -133,14 +148,15 @@ export class WorkerLoop {
       if (this.stats.tasks >= this.maxTasks) return 'max-tasks';
       try {
         await this.ensureModel();
-        const answer = await this.client.requestTask(this.role);
+        const answer = this.queued ?? await this.client.requestTask(this.role);
+        this.queued = null;
         if (!answer.task) {
           this.emit('idle', { retryAfter: answer.retryAfter, state: answer.state });
           if (answer.state === 'ended') return 'ended';
           await sleep(answer.retryAfter ?? this.pollSeconds, this.controller.signal);
           continue;
         }
-        await this.runTask(answer.task);
+        await this.runTask(answer.task, answer.inputs);
       } catch (err) {
         if (err.name === 'AbortError' || !this.running) return 'stopped';
         if (err instanceof ProtocolError && err.code === 'ended') return 'ended';
@@ -171,9 +187,12 @@ export class WorkerLoop {
     await sleep(wait, this.controller.signal);
   }
 
-  async runTask(task) {
+  /** Run one task; `inputs` ({weights, batch}) came with the previous update's answer. */
+  async runTask(task, inputs = null) {
     const start = now();
-    const [weights, batch] = await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
+    const [weights, batch] = inputs
+      ? [inputs.weights, inputs.batch]
+      : await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
     if (weights.version !== task.version) {
       throw new ProtocolError('bad_response', `task ${task.id} is for version ${task.version} but the weights are version ${weights.version}`);
     }
@@ -186,12 +205,16 @@ export class WorkerLoop {
     if (this.speed > 0 && this.speed < 1) await sleep((now() - fetched) * (1 / this.speed - 1), this.controller.signal);
     const computed = now();
     const timings = { fetch: fetched - start, compute: computed - fetched, send: 0 };
+    const next = this.followUp && this.running && this.stats.tasks + 1 < this.maxTasks ? this.role : null;
+    const sent = task.kind !== 'evaluate' && this.transform
+      ? this.transform(result.weights, weights.weights, task) : result.weights;
     const answer = task.kind === 'evaluate'
       ? await this.client.submitEvaluation(task, result)
-      : await this.client.submitUpdate(task, result.weights, {
+      : await this.client.submitUpdate(task, sent, {
         steps: result.steps, loss: result.loss, accuracy: result.accuracy,
         timings: { fetch: timings.fetch, compute: timings.compute, send: this.lastSend },
-      });
+      }, { next });
+    if (answer.next) this.queued = { ...answer.next, inputs: answer.inputs };
     timings.send = now() - computed;
     if (task.kind !== 'evaluate') this.lastSend = timings.send;
     this.stats.add(task.kind === 'evaluate' ? 'evaluate' : 'train', result, timings, answer);

@@ -41,6 +41,7 @@ class StrategyEntry:
     params: dict[str, Any] = field(default_factory=dict)
     attack: str | None = None  # overrides the hostile groups' attack; "none" = a clean baseline
     attack_scale: float | None = None
+    screening: dict[str, Any] | None = None  # a `ScreeningConfig` table, checked before merges
 
     def attack_for(self, group: ClientGroup) -> tuple[str | None, float]:
         """The attack (kind, scale) a client of `group` mounts in this entry's runs."""
@@ -385,7 +386,7 @@ def _strategies(top: _Reader) -> tuple[StrategyEntry, ...]:
             top.problems.append(f"{path}: expected a table, got {_show(raw)}")
             continue
         reader = _Reader(top.problems, raw, path,
-                         ("label", "name", "params", "attack", "attack_scale"))
+                         ("label", "name", "params", "attack", "attack_scale", "screening"))
         name = reader.get("name", "str", required=True)
         label = reader.get("label", "str", name)
         params = reader.get("params", "table", {})
@@ -393,6 +394,7 @@ def _strategies(top: _Reader) -> tuple[StrategyEntry, ...]:
         attack_scale = reader.get("attack_scale", "number", None)
         if attack_scale is not None and attack is None:
             reader.error("attack_scale", "given without attack")
+        screening = _check_screening(reader, reader.get("screening", "table", None))
         if name is None or label is None:
             continue
         if not _LABEL.match(label):
@@ -404,8 +406,21 @@ def _strategies(top: _Reader) -> tuple[StrategyEntry, ...]:
         seen[label] = i
         params = _check_strategy(reader, name, params)
         result.append(StrategyEntry(label=label, name=name, params=params, attack=attack,
-                                    attack_scale=attack_scale))
+                                    attack_scale=attack_scale, screening=screening))
     return tuple(result)
+
+
+def _check_screening(reader: _Reader, table: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Check a ``screening`` table against `ScreeningConfig` (its message names the key)."""
+    from webnn.merge.screening import ScreeningConfig, ScreeningConfigError
+
+    if table is None:
+        return None
+    try:
+        ScreeningConfig.from_mapping(table, path=reader.key("screening"))
+    except ScreeningConfigError as exc:
+        reader.problems.append(str(exc))
+    return dict(table)
 
 
 def _check_strategy(reader: _Reader, name: str, params: dict[str, Any]) -> dict[str, Any]:

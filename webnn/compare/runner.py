@@ -175,7 +175,7 @@ def serve_config(config: CompareConfig, prepared: Prepared, entry: StrategyEntry
 
     return ServeConfig(
         spec=prepared.spec, data=prepared.dataset, strategy=entry.name,
-        strategy_params=dict(entry.params), seed=seed, state_dir=None,
+        strategy_params=dict(entry.params), screening=entry.screening, seed=seed, state_dir=None,
         lease_seconds=config.server.lease_seconds, max_staleness=config.server.max_staleness,
         target_accuracy=config.stop.target_accuracy, max_seconds=config.stop.seconds,
         max_merges=config.stop.merges, eval_every_merges=config.evaluation.every_merges,

@@ -68,6 +68,18 @@ def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return pairs
 
 
+def _scalar(text: str) -> int | float | str | None:
+    """A flag value as TOML would type it: ``5`` -> 5, ``0.5`` -> 0.5, ``none`` -> None."""
+    if text.lower() == "none":
+        return None
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
 @dataclasses.dataclass
 class ModelPlan:
     """One model to serve: its name, mount prefix ("" when served alone) and `ServeConfig`."""
@@ -281,6 +293,9 @@ one process, each at /models/<name>/ with an index page at /.
               help="Seconds a client has to return a task before it is handed out again.")
 @click.option("--max-staleness", type=click.IntRange(min=0),
               help="Refuse updates more than this many versions behind.")
+@click.option("--screen", "screening", multiple=True, metavar="KEY=VALUE",
+              help="Update screening before every merge, e.g. norm_bound=5, action=clip, "
+                   "adaptive_quantile=0.5; repeatable.")
 @click.option("--target-accuracy", type=click.FloatRange(0, 1),
               help="End training when validation accuracy reaches this.")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
@@ -297,7 +312,7 @@ one process, each at /models/<name>/ with an index page at /.
               help="TF.js backend of the local workers [cpu].")
 @click.option("--tfjs-url", help="Load TF.js in the volunteer page from this URL (default: local).")
 def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[str, ...],
-          params: tuple[str, ...], **flags: Any) -> None:
+          params: tuple[str, ...], screening: tuple[str, ...], **flags: Any) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("webnn").setLevel(logging.INFO)
@@ -308,6 +323,8 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     cli = dict(flags)
     cli["data_options"] = parse_pairs(data_options, "--data-option")
     cli["params"] = parse_pairs(params, "--param")
+    cli["screening"] = {key: _scalar(value)
+                        for key, value in parse_pairs(screening, "--screen").items()}
     if cli.get("state_dir") is not None:
         cli["state_dir"] = str(Path(cli["state_dir"]))
     process, models = merge_settings(file, specs, cli)

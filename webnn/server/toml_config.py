@@ -59,6 +59,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", "int", "model", "seed of the initial weights and batch order"),
     Setting("lease_seconds", "float", "model", "seconds a client has to return a task"),
     Setting("max_staleness", "int", "model", "refuse updates staler than this many versions"),
+    Setting("screening", "table", "model",
+            "screen updates before any merge: norm_bound, adaptive_quantile, action = refuse|clip"),
     Setting("target_accuracy", "float", "model", "end when validation accuracy reaches this"),
     Setting("max_seconds", "float", "model", "end after this many seconds of training"),
     Setting("max_merges", "int", "model", "end after this many merges"),
