@@ -335,8 +335,8 @@ def export_keras(state_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
 
     The checkpoint goes out as a TF.js artifact (`export_state_dir`) and comes back through
     ``tensorflowjs.converters.load_keras_model``, which builds a tf_keras model and sets its
-    weights from the artifact; `out` is then written by Keras: ``.h5`` (HDF5, loads in Keras 2
-    and 3) or ``.keras`` (Keras v3 archive). `out` appears only when complete.
+    weights from the artifact. ``.h5``: tf_keras writes HDF5, which Keras 2 and 3 load;
+    ``.keras``: Keras 3 re-saves that file as its archive. `out` appears only when complete.
     """
     from webnn.server.export import export_state_dir
     from webnn.server.store import StateError
@@ -361,7 +361,18 @@ def export_keras(state_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
         except Exception as exc:
             raise KerasInteropError(f"{state_dir}: tensorflowjs cannot build a Keras model from "
                                     f"this checkpoint: {type(exc).__name__}: {exc}") from exc
-        staged = work / f"model{out.suffix.lower()}"
+        staged = work / "model.h5"
         model.save(staged)
+        if out.suffix.lower() == ".keras":
+            staged = _to_keras3(staged, work / "model.keras")
         os.replace(staged, out)
     return ExportResult(path=out, layers=len(model.layers), params=int(model.count_params()))
+
+
+def _to_keras3(h5: Path, target: Path) -> Path:
+    """Re-save a tf_keras HDF5 file as a Keras 3 ``.keras`` archive (tf_keras's own ``.keras``
+    archives do not load in Keras 3, which TensorFlow >= 2.16 users have as ``tf.keras``)."""
+    import keras
+
+    keras.models.load_model(h5).save(target)
+    return target

@@ -14,6 +14,9 @@
 //   momentum does; no re-allocation per task). `resetOptimizer: true` makes a fresh optimizer per
 //   task. A task with a different learning rate always gets a fresh optimizer.
 // - Every tensor made here is disposed: `tf.memory().numTensors` stays flat across tasks.
+// - `fit` yields to the event loop at most every 125 ms (TF.js's 'auto') so a page stays responsive,
+//   but through a message-channel task (Node: setImmediate) instead of TF.js's default
+//   requestAnimationFrame, which never fires in a hidden tab and would stall training there.
 // - The input buffer is never written to.
 
 import { evaluateChunk, readAccuracy, toTargetTensor, toTensor } from './evaluator.js';
@@ -36,6 +39,19 @@ export class ModelMismatchError extends Error {
   }
 }
 
+
+/** Resolves in a new event-loop task: not tied to frames, not throttled in hidden tabs. */
+export function yieldToEventLoop() {
+  if (typeof setImmediate === 'function') return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
 
 export class Trainer {
   /**
@@ -158,6 +174,7 @@ export class Trainer {
     try {
       const history = await this.model.fit(xs, ys, {
         batchSize: task.batchSize, epochs: 1, shuffle: false, verbose: 0,
+        callbacks: { nextFrameFunc: yieldToEventLoop },
       });
       const loss = history.history.loss[0];
       return {
