@@ -8,7 +8,7 @@
 // Without --server it starts `wnn serve model_specs/digits_mlp.json --data data_modules/digits.py`
 // on a free port and stops it afterwards; `--local-steps N` serves a copy of the spec with N local
 // steps per task (the network cost per task is fixed, so bigger tasks hide more of it).
-// Prints one JSON line with the figures, then the ratio.
+// Prints one JSON line with the figures, then a summary line (see client_efficiency_core.mjs).
 
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
-import { measure } from './client_efficiency_core.mjs';
+import { measure, summary } from './client_efficiency_core.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLIENT = path.join(ROOT, 'client_js');
@@ -87,7 +87,7 @@ try {
     log: (line) => process.stderr.write(`${line}\n`),
   });
   console.log(JSON.stringify({ environment: 'node', ...result }));
-  console.log(`client efficiency (node, ${result.backend}, ${result.localSteps} local steps): ${result.participatingStepsPerSecond.toFixed(1)} / ${result.rawStepsPerSecond.toFixed(1)} steps/s = ratio ${result.ratio.toFixed(3)}`);
+  console.log(summary('node', result));
 } finally {
   await server.stop();
 }

@@ -3,10 +3,18 @@
 // TF.js and the client classes are passed in.
 //
 //   raw rate           = optimizer steps / second of `model.fit` on the served model, batch size and
-//                        backend, on a batch of batchSize x localSteps examples held in memory
+//                        backend, on a batch of batchSize x localSteps examples held in memory, one
+//                        call of `tasksPerRound` epochs (no per-call cost, no yielding: the fastest
+//                        plain TF.js training of those steps)
 //   participating rate = optimizer steps / second of the worker loop against the real server
-//                        (ask task, fetch weights + batch, train, send the update), wall time
+//                        (ask task, fetch weights + batch, train, send the update), wall time; the
+//                        first task of a round asks for a task, the others come with the previous
+//                        update's answer ("follow-ups", the client's default)
+//   without follow-ups = the same loop with `followUp: false`: three round trips per task
 //   ratio              = median participating rate / median raw rate, rounds interleaved
+//                        (raw, participating, without follow-ups, raw, ...); `pairRatio` is the
+//                        median of each round's participating / raw, steadier when the machine's
+//                        load swings between rounds
 
 export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, rounds = 5, tasksPerRound = 10, log = () => {} }) {
   const viewer = new WebnnClient(baseUrl);
@@ -27,35 +35,51 @@ export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, r
 
   async function rawRound() {
     const start = now();
-    await raw.fit(x, y, { batchSize, epochs: tasksPerRound, shuffle: false, verbose: 0 });
+    await raw.fit(x, y, { batchSize, epochs: tasksPerRound, shuffle: false, verbose: 0, yieldEvery: 'never' });
     return (tasksPerRound * localSteps) / (now() - start);
   }
 
-  async function participatingRound() {
-    const loop = new WorkerLoop({ client, trainer, role: 'train', maxTasks: tasksPerRound });
+  async function loopRound(followUp) {
+    const loop = new WorkerLoop({ client, trainer, role: 'train', maxTasks: tasksPerRound, followUp });
     const start = now();
     await loop.run();
     return loop.stats.steps / (now() - start);
   }
 
-  await rawRound(); // warm-up: kernels, JIT, the join and the model build
-  await participatingRound();
-  const rates = { raw: [], participating: [] };
-  for (let round = 0; round < rounds; round++) {
-    rates.raw.push(await rawRound());
-    rates.participating.push(await participatingRound());
-    log(`round ${round + 1}: raw ${rates.raw.at(-1).toFixed(1)} steps/s, participating ${rates.participating.at(-1).toFixed(1)} steps/s`);
+  const kinds = {
+    raw: rawRound,
+    participating: () => loopRound(true),
+    withoutFollowUps: () => loopRound(false),
+  };
+  for (const round of Object.values(kinds)) await round(); // warm-up: kernels, JIT, join, model build
+  const rates = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [kind, round] of Object.entries(kinds)) rates[kind].push(await round());
+    log(`round ${r + 1}: ${Object.keys(kinds).map((k) => `${k} ${rates[k].at(-1).toFixed(1)}`).join(', ')} steps/s`);
   }
   await client.leave();
   trainer.dispose();
   tf.dispose([x, y]);
   raw.dispose();
   const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  const pairs = (kind) => median(rates[kind].map((rate, i) => rate / rates.raw[i]));
   return {
     backend: tf.getBackend(), batchSize, localSteps, rounds, tasksPerRound,
     rawStepsPerSecond: median(rates.raw),
     participatingStepsPerSecond: median(rates.participating),
+    withoutFollowUpsStepsPerSecond: median(rates.withoutFollowUps),
     ratio: median(rates.participating) / median(rates.raw),
+    pairRatio: pairs('participating'),
+    ratioWithoutFollowUps: median(rates.withoutFollowUps) / median(rates.raw),
+    pairRatioWithoutFollowUps: pairs('withoutFollowUps'),
     rates,
   };
+}
+
+/** One line of figures for a result of `measure`. */
+export function summary(environment, r) {
+  return `client efficiency (${environment}, ${r.backend}, ${r.localSteps} local steps, batch ${r.batchSize}): ` +
+    `participating ${r.participatingStepsPerSecond.toFixed(1)} / raw ${r.rawStepsPerSecond.toFixed(1)} steps/s = ` +
+    `ratio ${r.ratio.toFixed(2)} (median of per-round ratios ${r.pairRatio.toFixed(2)}); ` +
+    `without follow-ups ${r.ratioWithoutFollowUps.toFixed(2)} (${r.pairRatioWithoutFollowUps.toFixed(2)})`;
 }

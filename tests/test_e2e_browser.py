@@ -4,6 +4,10 @@ actions work only with the admin token."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 from test_e2e_support import (
     ARTIFACTS,
@@ -85,8 +89,31 @@ def test_volunteer_page_trains_and_its_updates_are_merged(browser):
         server.stop()
 
 
+def send_refused_update(server) -> str:
+    """Join, take a train task and submit it with the wrong content type (refused 415
+    ``wrong_content_type``), then leave; answers the error code."""
+    _, joined = server.post("api/v1/join", {"client": {"kind": "python", "name": "refused"}})
+    session = {"X-WebNN-Session": joined["token"], "Content-Type": "application/json"}
+
+    def post(path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(server.url + path.lstrip("/"), headers=session,
+                                         data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    task = wait_until(lambda: post("api/v1/tasks", {"role": "train"})[1]["task"], 60, "a task")
+    status, answer = post(task["urls"]["submit"], {"weights": []})
+    post("api/v1/leave", {})
+    assert status == 415, answer
+    return answer["error"]["code"]
+
+
 def test_dashboard_shows_live_clients_and_guards_admin_actions(browser):
     server = start_server()
+    assert send_refused_update(server) == "wrong_content_type"
     workers = [start_worker(server.url, name) for name in ("dash-1", "dash-2")]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
@@ -104,6 +131,15 @@ def test_dashboard_shows_live_clients_and_guards_admin_actions(browser):
             f"() => Number(document.querySelector('#merges').textContent) > {merges}",
             timeout=120_000)
         assert page.locator("#strategy-name").inner_text() == server.status()["strategy"]["name"]
+        # Refused updates by reason, from status.rejected.
+        page.wait_for_function(
+            "() => document.querySelector('#refusals tr[data-reason=wrong_content_type]')")
+        assert page.locator(
+            "#refusals tr[data-reason=wrong_content_type] td").all_inner_texts() == [
+                "wrong_content_type", "1"]
+        # "Last seen" uses the server's clock: a just-seen worker is a few seconds ago at most.
+        seen = page.locator("#client-rows tr td:nth-child(9)").all_inner_texts()
+        assert all(text.endswith(" s ago") and int(text.split()[0]) < 60 for text in seen), seen
         page.wait_for_function("() => globalThis.webnnDashboard.history.length >= 1")
 
         # Without a token, and with a wrong one, pause changes nothing.

@@ -118,9 +118,11 @@ class Server:
         return self.process.returncode
 
 
-def start_server(*extra: str, port: int = 0, deadline: float = 90.0) -> Server:
-    """Start ``wnn serve digits_mlp --data digits`` and wait for its banner (URL, admin token)."""
-    argv = [str(WNN), "serve", str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--port", str(port),
+def start_server(*extra: str, port: int = 0, deadline: float = 90.0,
+                 spec: Path = DIGITS_SPEC) -> Server:
+    """Start ``wnn serve <spec> --data digits`` (default spec digits_mlp) and wait for its banner
+    (URL, admin token)."""
+    argv = [str(WNN), "serve", str(spec), "--data", str(DIGITS_DATA), "--port", str(port),
             *extra]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,6 +53,18 @@ async def test_metrics_report_what_happened(make_config, serve, http):
     assert s[("webnn_tasks_issued_total", (("kind", "evaluate"),))] == 3
     requests = s[("webnn_request_seconds_count", (("method", "POST"), ("route", "update")))]
     assert requests == 4
+    # the same refusals by reason in the status, for the dashboard
+    assert (await a.get("api/v1/status")).body["rejected"] == {"wrong_length": 1}
+
+
+async def test_clients_view_carries_the_server_clock(make_config, serve, http):
+    served = await serve(create_app(make_config()))
+    client = ProtocolClient(http, served.url)
+    await client.join()
+    before = time.time()
+    body = (await client.get("api/v1/clients")).body
+    assert before <= body["now"] <= time.time()
+    assert body["clients"][0]["lastSeen"] <= body["now"]
 
 
 async def _read_events(response, wanted: set[str], limit: int = 50) -> list[tuple[str, dict]]:

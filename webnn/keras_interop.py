@@ -21,10 +21,12 @@ import contextlib
 import importlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,6 +92,9 @@ class ExportResult:
 def converters() -> ModuleType:
     """``tensorflowjs.converters``, or `MissingExtraError` saying how to install it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up log lines
+    # tensorflow_decision_forests (a tensorflowjs dependency) imports IPython to show an advert
+    # when sys.stdout is not a console or a file (pytest's capture, a notebook) and fails without.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     try:
         return importlib.import_module("tensorflowjs.converters")
     except ModuleNotFoundError as exc:
@@ -127,7 +132,7 @@ def import_keras(source: str | Path, out_dir: str | Path, *,
     _check_source(source)
     _check_out_dir(out_dir, overwrite)
     tfjs = converters()
-    with _scratch_dir(out_dir.parent) as work:
+    with _scratch_dir(out_dir) as work:
         artifact = work / "artifact"
         _convert(tfjs, source, artifact, work)
         model_json = artifact / "model.json"
@@ -179,9 +184,12 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 @contextmanager
-def _scratch_dir(near: Path) -> Iterator[Path]:
-    """A temporary directory on the same file system as `near` (so files move by rename)."""
-    near.mkdir(parents=True, exist_ok=True)
+def _scratch_dir(target: Path) -> Iterator[Path]:
+    """A temporary directory in the nearest existing ancestor of `target`: on its file system (so
+    files move there by rename), and creating no directory that would outlive a failure."""
+    near = target.absolute().parent
+    while not near.is_dir():
+        near = near.parent
     path = Path(tempfile.mkdtemp(prefix=".wnn-keras-", dir=near))
     try:
         yield path
@@ -202,7 +210,8 @@ def _convert(tfjs: ModuleType, source: Path, artifact: Path, work: Path) -> None
         h5 = work / "model.h5"
         model = _load_keras3(source)
         try:
-            model.save(h5)
+            with _quiet_absl():  # "HDF5 is a legacy format": it is the one the converter reads
+                model.save(h5)
         except Exception as exc:
             raise KerasInteropError(f"{source}: Keras cannot save this model as HDF5 for the "
                                     f"TF.js converter: {exc}") from exc
@@ -219,6 +228,17 @@ def _convert(tfjs: ModuleType, source: Path, artifact: Path, work: Path) -> None
                                 "whole model (model.save), not model.save_weights")
 
 
+@contextmanager
+def _quiet_absl() -> Iterator[None]:
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _load_keras3(source: Path) -> Any:
     import keras  # installed with TensorFlow >= 2.16, which the extra pins
 
@@ -230,19 +250,21 @@ def _load_keras3(source: Path) -> Any:
 
 
 _KERAS3_ENTRY_KEYS = frozenset({"module", "registered_name", "build_config", "compile_config"})
-_KERAS3_NO_OPS: dict[str, tuple[Any, ...]] = {
+_KERAS_NO_OPS: dict[str, tuple[Any, ...]] = {
     "quantization_config": (None,), "lora_rank": (None, 0), "lora_alpha": (None,),
-    "input_axes": (None,), "output_axes": (None,),
+    "input_axes": (None,), "output_axes": (None,), "synchronized": (False,), "groups": (1,),
+    "data_format": ("channels_last",), "keepdims": (False,), "seed": (None,),
 }
-"""Keras 3 config keys TF.js does not have, with the values that leave the layer unchanged; any
-other value stays in and webnn's spec loader reports it against the layer."""
+"""Keras config keys TF.js lacks (or ignores), with the values that leave the layer as TF.js
+builds it (TF.js is channels-last, ungrouped, unseeded); any other value stays in and webnn's
+spec loader reports it against the layer."""
 
 
 def clean_document(document: dict[str, Any]) -> None:
     """Make a converter-written Keras 3 ``model.json`` read like a TF.js one, in place.
 
     Keras 3 wraps classes as ``{"module", "class_name", "config", "registered_name"}``, stores
-    dtypes as ``DTypePolicy`` objects, adds options TF.js lacks (`_KERAS3_NO_OPS`) and prefixes
+    dtypes as ``DTypePolicy`` objects, adds options TF.js lacks (`_KERAS_NO_OPS`) and prefixes
     HDF5 weight names with the model's name (``model/dense/kernel``). TF.js (and webnn) read
     ``{"class_name", "config"}``, a dtype string and ``dense/kernel``. No value that changes the
     model is dropped.
@@ -256,7 +278,7 @@ def clean_document(document: dict[str, Any]) -> None:
         if value.get("class_name") == "DTypePolicy" and isinstance(value.get("config"), dict):
             return value["config"].get("name", "float32")
         return {k: walk(v) for k, v in value.items() if k not in _KERAS3_ENTRY_KEYS
-                and not (k in _KERAS3_NO_OPS and v in _KERAS3_NO_OPS[k])}
+                and not (k in _KERAS_NO_OPS and v in _KERAS_NO_OPS[k])}
 
     topology = document.get("modelTopology")
     if not isinstance(topology, dict) or not isinstance(topology.get("model_config"), dict):
@@ -299,7 +321,7 @@ def layer_problems(document: dict[str, Any], problems: list[Any]) -> list[LayerP
         entry = entries[int(match.group(1))]
         name = (entry.get("config") or {}).get("name") or f"layers[{match.group(1)}]"
         rest = problem.path[match.end():].removeprefix(".config.")
-        message = problem.message if not rest or rest in problem.message \
+        message = problem.message if rest in ("", ".class_name") or rest in problem.message \
             else f"{rest}: {problem.message}"
         out.append(LayerProblem(str(name), str(entry.get("class_name", "")), message))
     return out
@@ -351,7 +373,7 @@ def export_keras(state_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
     if not state_dir.is_dir():
         raise KerasInteropError(f"{state_dir}: no such state directory")
     tfjs = converters()
-    with _scratch_dir(out.parent) as work:
+    with _scratch_dir(out) as work:
         try:
             export_state_dir(state_dir, work / "tfjs")
         except (OSError, ValueError, StateError, LookupError) as exc:
@@ -362,9 +384,12 @@ def export_keras(state_dir: str | Path, out: str | Path, *, overwrite: bool = Fa
             raise KerasInteropError(f"{state_dir}: tensorflowjs cannot build a Keras model from "
                                     f"this checkpoint: {type(exc).__name__}: {exc}") from exc
         staged = work / "model.h5"
-        model.save(staged)
+        with warnings.catch_warnings():  # "HDF5 is a legacy format": it is the one both read
+            warnings.simplefilter("ignore", UserWarning)
+            model.save(staged)
         if out.suffix.lower() == ".keras":
             staged = _to_keras3(staged, work / "model.keras")
+        out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, out)
     return ExportResult(path=out, layers=len(model.layers), params=int(model.count_params()))
 

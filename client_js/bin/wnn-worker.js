@@ -3,6 +3,11 @@
 //
 //   wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm] [--name NAME]
 //              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
+//              [--no-follow-up] [--attack scaled|sign_flip|random|nan [--attack-scale S]
+//              [--attack-seed N]]
+//
+// --attack makes a hostile client for experiments: each trained weight set is replaced by
+// attacks.js's transform of it (given the task's base weights) before it is sent.
 //
 // Logs one line per task on stdout; problems and retries on stderr. SIGINT/SIGTERM: stop after the
 // current computation, leave (open tasks go back to the queue) and exit 0.
@@ -15,10 +20,12 @@ import os from 'node:os';
 import { WebnnClient } from '../src/protocol.js';
 import { Trainer } from '../src/trainer.js';
 import { WorkerLoop } from '../src/worker_loop.js';
+import { ATTACK_KINDS, applyAttack, seededRandom } from '../src/attacks.js';
 
 const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm]
                   [--name NAME] [--max-tasks N] [--speed FACTOR] [--join-token TOKEN]
-                  [--reset-optimizer]`;
+                  [--reset-optimizer] [--no-follow-up]
+                  [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]`;
 
 function usageError(message) {
   process.stderr.write(`wnn-worker: ${message}\n${USAGE}\n`);
@@ -40,6 +47,10 @@ export function parseOptions(argv) {
         speed: { type: 'string', default: '1' },
         'join-token': { type: 'string' },
         'reset-optimizer': { type: 'boolean', default: false },
+        'no-follow-up': { type: 'boolean', default: false },
+        attack: { type: 'string' },
+        'attack-scale': { type: 'string' },
+        'attack-seed': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -70,7 +81,37 @@ export function parseOptions(argv) {
     server: values.server, role: values.role, backend: values.backend,
     name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
     joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
+    followUp: !values['no-follow-up'], attack: attackOptions(values),
   };
+}
+
+/** `{kind, scale, seed}` from --attack, --attack-scale (default 1) and --attack-seed, or null. */
+function attackOptions(values) {
+  if (values.attack === undefined) {
+    for (const name of ['attack-scale', 'attack-seed']) {
+      if (values[name] !== undefined) usageError(`--${name} needs --attack`);
+    }
+    return null;
+  }
+  if (!ATTACK_KINDS.includes(values.attack)) {
+    usageError(`--attack: ${JSON.stringify(values.attack)} is not one of ${ATTACK_KINDS.join(', ')}`);
+  }
+  const scale = Number(values['attack-scale'] ?? '1');
+  if (values['attack-scale'] !== undefined && (values['attack-scale'].trim() === '' || !Number.isFinite(scale))) {
+    usageError(`--attack-scale: ${JSON.stringify(values['attack-scale'])} is not a finite number`);
+  }
+  let seed = null;
+  if (values['attack-seed'] !== undefined) {
+    seed = Number(values['attack-seed']);
+    if (!Number.isInteger(seed) || seed < 0) usageError(`--attack-seed: ${JSON.stringify(values['attack-seed'])} is not an integer >= 0`);
+  }
+  return { kind: values.attack, scale, seed };
+}
+
+/** The worker loop's `transform` for an attack: trained weights -> hostile weights. */
+function attackTransform({ kind, scale, seed }) {
+  const random = seed === null ? Math.random : seededRandom(seed);
+  return (trained, base) => applyAttack(kind, trained, base, { scale, random });
 }
 
 async function loadTf(backend) {
@@ -101,7 +142,8 @@ function describe({ task, kind, result, answer, timings }) {
     return `task ${task.id} evaluate v${task.version} examples ${result.examples} loss ${fmt(result.loss)} acc ${fmt(result.accuracy)} ${t}`;
   }
   return `task ${task.id} train v${task.version} steps ${result.steps} loss ${fmt(result.loss)} acc ${fmt(result.accuracy)} ${t}` +
-    ` -> v${answer.version} ${answer.merged ? 'merged' : 'buffered'} staleness ${answer.staleness}`;
+    ` -> v${answer.version} ${answer.merged ? 'merged' : 'buffered'} staleness ${answer.staleness}` +
+    `${answer.clipped ? ' clipped' : ''}`;
 }
 
 async function main() {
@@ -112,10 +154,14 @@ async function main() {
     joinToken: options.joinToken,
   });
   const trainer = new Trainer(tf, { resetOptimizer: options.resetOptimizer });
-  const loop = new WorkerLoop({ client, trainer, role: options.role, maxTasks: options.maxTasks, speed: options.speed });
+  const loop = new WorkerLoop({
+    client, trainer, role: options.role, maxTasks: options.maxTasks, speed: options.speed,
+    followUp: options.followUp, transform: options.attack ? attackTransform(options.attack) : null,
+  });
   const say = (line) => process.stdout.write(`${line}\n`);
   const warn = (line) => process.stderr.write(`${line}\n`);
-  loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}`));
+  const hostile = options.attack ? `; attack ${options.attack.kind} scale ${options.attack.scale}` : '';
+  loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}${hostile}`));
   loop.on('task', (event) => say(describe(event)));
   loop.on('dropped', ({ error }) => warn(`dropped task: ${error.code}: ${error.message}`));
   loop.on('problem', ({ error }) => warn(`problem: ${error.code ?? error.name}: ${error.message}`));

@@ -1,6 +1,7 @@
 // The operator dashboard: the run's status, every client, the validation curve, merges over time,
-// the strategy and its parameters, and admin actions (pause, resume, end, export) that send the
-// admin token typed into the page (kept in this tab's sessionStorage only).
+// the strategy and its parameters, refused updates by reason, and admin actions (pause, resume,
+// end, export) that send the admin token typed into the page (kept in this tab's sessionStorage
+// only). "Last seen" is measured on the server's clock (`now` in `api/v1/clients`).
 
 import { WebnnClient } from './protocol.js';
 import { createCurveChart } from './curve.js';
@@ -18,7 +19,7 @@ function cell(text) {
 
 function renderClients(payload) {
   const list = payload.clients ?? [];
-  const now = payload.now ?? Date.now() / 1000; // lastSeen is on the server's wall clock
+  const now = payload.now ?? Date.now() / 1000; // servers before `now` existed: the browser's clock
   const rows = list.map((c) => {
     const s = summariseClient(c, now);
     const tr = document.createElement('tr');
@@ -55,6 +56,19 @@ function renderStatus(status) {
   });
   if (!rows.length) rows.push(Object.assign(document.createElement('tr'), { innerHTML: '<td class="muted">no parameters</td>' }));
   $('strategy-params').replaceChildren(...rows);
+  renderRefusals(status.rejected ?? {});
+}
+
+/** Refused updates and evaluations by reason (the server's error code), most frequent first. */
+function renderRefusals(rejected) {
+  const rows = Object.entries(rejected).sort((a, b) => b[1] - a[1]).map(([reason, count]) => {
+    const tr = document.createElement('tr');
+    tr.dataset.reason = reason;
+    tr.append(cell(reason), cell(String(count)));
+    return tr;
+  });
+  if (!rows.length) rows.push(Object.assign(document.createElement('tr'), { innerHTML: '<td class="muted" colspan="2">none</td>' }));
+  $('refusals').replaceChildren(...rows);
 }
 
 function mergesChart(Chart, canvas) {
