@@ -1,5 +1,6 @@
-"""`wnn import-keras` / `wnn export-keras` refuse bad input before touching TensorFlow, and say how
-to install the keras extra when it is missing. Runs in both venvs (no tensorflowjs needed)."""
+"""`wnn import-keras` / `wnn export --format keras` refuse bad input before touching TensorFlow,
+and say how to install the keras extra when it is missing. Runs in both venvs (no tensorflowjs
+needed)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_export_refuses_bad_arguments(tmp_path: Path, case: str) -> None:
     if case == "exists":
         out.write_bytes(b"old")
     before = snapshot(tmp_path)
-    done = wnn("export-keras", str(state), str(out))
+    done = wnn("export", "--format", "keras", str(state), str(out))
     assert done.returncode == 1
     expected = {"suffix": f"{out}: the Keras file must end in .h5 or .keras, got '.onnx'",
                 "exists": f"{out}: already exists (use --overwrite to replace it)",
@@ -80,7 +81,7 @@ def test_without_the_extra_the_error_says_how_to_install_it(tmp_path: Path) -> N
     state = tmp_path / "state"
     state.mkdir()
     for args in (("import-keras", str(source), str(tmp_path / "out")),
-                 ("export-keras", str(state), str(tmp_path / "exported.h5"))):
+                 ("export", "--format", "keras", str(state), str(tmp_path / "exported.h5"))):
         done = wnn(*args)
         assert done.returncode == 1
         assert "needs the optional tensorflowjs package" in done.stderr, done.stderr

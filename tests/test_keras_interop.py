@@ -1,8 +1,9 @@
 """Keras interop through the real `tensorflowjs` converters (the ``keras`` extra, `.venv-keras`).
 
-A small Keras model built here goes through `wnn import-keras`, a `wnn serve` run (with and without
-Node workers training it) and `wnn export-keras`; weights are compared bit for bit and predictions
-against TF.js itself. Skipped where tensorflowjs is not installed (the main venv).
+A small Keras model built here goes through `wnn import-keras`, a `wnn serve` run (with and
+without Node workers training it) and `wnn export --format keras`; weights are compared bit for
+bit and predictions against TF.js itself. Skipped where tensorflowjs is not installed (the main
+venv).
 """
 
 from __future__ import annotations
@@ -243,7 +244,8 @@ def test_trained_model_exports_to_keras_predicting_like_tfjs(
     assert not np.array_equal(views["hidden/kernel"], initial["hidden/kernel"])  # it trained
 
     tfjs_dir, out = tmp_path / "tfjs", tmp_path / "trained.h5"
-    for args in (("export", str(state), str(tfjs_dir)), ("export-keras", str(state), str(out))):
+    for args in (("export", str(state), str(tfjs_dir)),
+                 ("export", "--format", "keras", str(state), str(out))):
         done = wnn(*args)
         assert done.returncode == 0, done.stderr
     model = keras.models.load_model(out)

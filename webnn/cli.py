@@ -6,7 +6,7 @@ import click
 
 from webnn import __version__
 from webnn.compare.commands import compare
-from webnn.interop_commands import export_keras_command, import_keras_command
+from webnn.interop_commands import import_keras_command
 from webnn.merge.commands import strategies
 from webnn.server.commands import export, serve
 from webnn.spec.commands import validate
@@ -18,6 +18,5 @@ def main() -> None:
     """Train neural networks across volunteers' web browsers with asynchronous weight merging."""
 
 
-for command in (serve, validate, strategies, export, compare, import_keras_command,
-                export_keras_command):
+for command in (serve, validate, strategies, export, compare, import_keras_command):
     main.add_command(command)

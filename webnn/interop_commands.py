@@ -1,4 +1,4 @@
-"""``wnn import-keras`` and ``wnn export-keras``: Keras models in and out of webnn.
+"""``wnn import-keras`` and ``wnn export --format keras``: Keras models in and out of webnn.
 
 Both need the optional ``tensorflowjs`` package (``pip install 'webnn[keras]'``); without it they
 exit with status 1 and say how to install it. The conversions live in `webnn.keras_interop`.
@@ -77,14 +77,10 @@ def import_keras_command(model: Path, out_dir: Path, name: str | None, loss: str
                f"`wnn serve {result.model_json} --data DATA_MODULE`")
 
 
-@click.command("export-keras")
-@click.argument("state_dir", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def export_keras_command(state_dir: Path, out: Path, overwrite: bool) -> None:
-    """Write the current (or final) model of the run in STATE_DIR as the Keras file OUT.
+def export_keras_file(state_dir: Path, out: Path, overwrite: bool) -> None:
+    """``wnn export --format keras``: the run in `state_dir` as the Keras file `out`.
 
-    OUT ends in .h5 (HDF5: Keras 2 and 3 load it) or .keras (Keras v3 archive).
+    `out` ends in .h5 (HDF5: Keras 2 and 3 load it) or .keras (Keras v3 archive).
     """
     try:
         result = export_keras(state_dir, out, overwrite=overwrite)

@@ -368,17 +368,27 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
 
 @click.command()
 @click.argument("state_dir", type=click.Path(path_type=Path))
-@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["tfjs"]), default="tfjs", show_default=True,
-              help="Artifact format: TF.js layers model (model.json + weights.bin).")
-def export(state_dir: Path, out_dir: Path, fmt: str) -> None:
-    """Export the current (or final) model of the run in STATE_DIR to OUT_DIR."""
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["tfjs", "keras"]), default="tfjs",
+              show_default=True,
+              help="tfjs: a TF.js layers model (OUT is a directory: model.json + weights.bin); "
+                   "keras: a Keras model file (OUT ends in .h5 or .keras; needs webnn[keras]).")
+@click.option("--overwrite", is_flag=True, help="keras: replace OUT if it exists.")
+def export(state_dir: Path, out: Path, fmt: str, overwrite: bool) -> None:
+    """Export the current (or final) model of the run in STATE_DIR to OUT."""
+    if fmt == "keras":
+        from webnn.interop_commands import export_keras_file
+
+        export_keras_file(state_dir, out, overwrite)
+        return
     from webnn.server.export import export_state_dir
 
     if not state_dir.is_dir():
         raise click.ClickException(f"{state_dir}: no such state directory")
+    if out.is_file():
+        raise click.ClickException(f"{out}: is a file; a TF.js export needs a directory")
     try:
-        written = export_state_dir(state_dir, out_dir)
+        written = export_state_dir(state_dir, out)
     except (OSError, ValueError, LookupError) as exc:
         models = sorted(str(p) for p in state_dir.iterdir() if (p / "CURRENT").is_file())
         hint = ""
@@ -387,4 +397,4 @@ def export(state_dir: Path, out_dir: Path, fmt: str) -> None:
         raise click.ClickException(f"{exc}{hint}") from exc
     for path in written:
         echo(f"wrote {path}")
-    echo(f"webnn: exported {state_dir} as a TF.js model in {out_dir}")
+    echo(f"webnn: exported {state_dir} as a TF.js model in {out}")
