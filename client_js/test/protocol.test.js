@@ -164,3 +164,53 @@ test('5xx answers are retried; 4xx answers are not', async () => {
     proxy.close();
   }
 });
+
+test('an update asking for "next" brings the next task with its weights and batch', async () => {
+  const client = new WebnnClient(server.url, { client: { kind: 'node', name: 'follow-up-test' } });
+  const joined = await client.join();
+  const trainer = new Trainer(tf);
+  await trainer.setModel(joined.model);
+  const task = await taskOf(client, 'train');
+  const [weights, batch] = await Promise.all([client.weights(task.urls.weights), client.batch(task)]);
+  const result = await trainer.train(weights.weights, batch.x, batch.y, task);
+  const answer = await client.submitUpdate(task, result.weights, { ...result, timings: { fetch: 0, compute: 0, send: 0 } }, { next: 'train' });
+  assert.equal(answer.accepted, true);
+  const next = answer.next.task;
+  assert.equal(next.kind, 'train');
+  assert.equal(next.version, answer.version); // leased after our merge
+  // The inputs that came along are what the task's URLs serve; the weights are now cached.
+  assert.equal(answer.inputs.weights.version, next.version);
+  assert.equal((await client.weights(next.urls.weights)).cached, true);
+  const fresh = new WebnnClient(server.url);
+  fresh.token = client.token;
+  assert.deepEqual(Array.from(answer.inputs.weights.weights), Array.from((await fresh.weights(next.urls.weights)).weights));
+  const served = await client.batch(next);
+  assert.deepEqual(answer.inputs.batch.x, served.x);
+  assert.deepEqual(answer.inputs.batch.y, served.y);
+  trainer.dispose();
+  await client.leave();
+});
+
+test('with follow-ups the worker loop makes one request per task after the first', async () => {
+  const { WorkerLoop } = await import('../src/worker_loop.js');
+  for (const followUp of [true, false]) {
+    const requests = [];
+    const counting = (url, init) => {
+      requests.push(`${init.method} ${new URL(url).pathname.replace(/t-[\w-]+/, 't-*').replace(/weights\/\d+/, 'weights/*')}`);
+      return fetch(url, init);
+    };
+    const client = new WebnnClient(server.url, { client: { kind: 'node', name: `loop-${followUp}` }, fetch: counting });
+    const trainer = new Trainer(tf);
+    const loop = new WorkerLoop({ client, trainer, role: 'train', maxTasks: 4, followUp });
+    assert.equal(await loop.run(), 'max-tasks');
+    const count = (what) => requests.filter((r) => r === what).length;
+    assert.equal(count('POST /api/v1/tasks/t-*/update'), 4);
+    assert.equal(count('POST /api/v1/tasks'), followUp ? 1 : 4, requests.join('\n'));
+    assert.equal(count('GET /api/v1/tasks/t-*/batch'), followUp ? 1 : 4);
+    assert.equal(count('GET /api/v1/weights/*'), followUp ? 1 : 4);
+    assert.equal(loop.stats.updates, 4);
+    assert.equal((await client.status()).openTasks, 0); // the last update asked for no follow-up
+    trainer.dispose();
+    await client.leave();
+  }
+});
