@@ -37,6 +37,7 @@ from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
 from webnn.server.tasks import EvalWork, Task, TaskBook, TrainWork
+from webnn.server.versions import Snapshot, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
 
@@ -98,8 +99,6 @@ class Coordinator:
         self.history: list[dict] = []
         self.next_batch = 0
         self.train_queue: deque[TrainWork] = deque()
-        self.versions: dict[int, bytes] = {}
-        self.refs: Counter[int] = Counter()
         self.evaluation: Evaluation | None = None
         self.eval_seq = 0
         self.last_eval_merges = 0
@@ -119,7 +118,7 @@ class Coordinator:
         checkpoint = self.store.load(self.layout) if self.store is not None else None
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.versions[self.model.version] = bytes(self.layout.to_bytes(self.model.weights))
+        self.versions = VersionSnapshots(self.model.version, self._snapshot())
         self._update_gauges()
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -132,7 +131,7 @@ class Coordinator:
                 and not any(h["version"] == 0 for h in self.history)):
             if 0 not in self.versions:
                 initial = self.spec.compiled.initial_weights(self.seed)
-                self.versions[0] = bytes(self.layout.to_bytes(initial))
+                self.versions.add(0, Snapshot(bytes(self.layout.to_bytes(initial)), 0))
             self._start_evaluation(0, 0, 0)
         self._ticker = asyncio.create_task(self._tick_loop())
 
@@ -229,7 +228,7 @@ class Coordinator:
                                now)
         if role in ("train", "any") and self.finishing_since is None:
             work = self.train_queue.popleft() if self.train_queue else self._new_train_work()
-            self.refs[self.model.version] += 1
+            self.versions.hold(self.model.version)
             return self._issue("train", work, self.model.version, self.model.steps, session, now)
         return None
 
@@ -317,7 +316,7 @@ class Coordinator:
         if session is not None:
             session.open_tasks.discard(task.id)
         if isinstance(task.work, TrainWork):
-            self._unref(task.version)
+            self.versions.release(task.version)
             if self.state != "ended":
                 self.train_queue.appendleft(task.work)
         elif (self.evaluation is not None and self.evaluation.id == task.work.evaluation
@@ -330,29 +329,17 @@ class Coordinator:
         """``(version, steps, bytes)`` of `version` (None = current); 404 if not held."""
         if version is None:
             version = self.model.version
-        data = self.versions.get(version)
-        if data is None:
+        snapshot = self.versions.get(version)
+        if snapshot is None:
             raise ProtocolError(404, "unknown_version",
                                 f"version {version} is not held (current version is "
                                 f"{self.model.version}; only versions referenced by open tasks "
                                 "are kept)")
-        steps = self.model.steps if version == self.model.version else self._version_steps(version)
-        return version, steps, data
+        return version, snapshot.steps, snapshot.data
 
-    def _version_steps(self, version: int) -> int:
-        for task in self.tasks.open_tasks():
-            if task.version == version:
-                return task.steps
-        if self.evaluation is not None and self.evaluation.version == version:
-            return self.evaluation.steps
-        return 0
-
-    def _unref(self, version: int) -> None:
-        self.refs[version] -= 1
-        if self.refs[version] <= 0:
-            del self.refs[version]
-            if version != self.model.version:
-                self.versions.pop(version, None)
+    def _snapshot(self) -> Snapshot:
+        """The current weights as an immutable wire copy (clients fetch it while we merge on)."""
+        return Snapshot(bytes(self.layout.to_bytes(self.model.weights)), self.model.steps)
 
     # ------------------------------------------------------------------------------- updates
 
@@ -472,7 +459,7 @@ class Coordinator:
             if self.state == "ended" or self.finishing_since is not None:
                 self._check_can_merge(session, task)
             staleness = self.model.version - task.version
-            base = np.frombuffer(self.versions[task.version], dtype=np.float32)
+            base = np.frombuffer(self.versions.get(task.version).data, dtype=np.float32)
             update = Update(weights=weights, base_version=task.version, base_steps=task.steps,
                             local_steps=int(header["steps"]), staleness=staleness,
                             client=session.client_id,
@@ -484,8 +471,9 @@ class Coordinator:
                     self._merge_in_thread, update, base)
             except Exception:
                 # a failing strategy may have half-written the buffer: restore the current version
-                self.model.weights[...] = np.frombuffer(self.versions[self.model.version],
-                                                        dtype=np.float32)
+                current = self.versions.get(self.model.version)
+                self.model.weights[...] = np.frombuffer(current.data, dtype=np.float32)
+                self.model.steps = current.steps
                 raise
             if verdict is not None and verdict.refused:
                 self.note_invalid(session, verdict.reason or "refused")
@@ -494,16 +482,12 @@ class Coordinator:
             self.merges += 1
             self.updates_accepted += 1
             if changed:
-                old = self.model.version
                 self.model.version += 1
-                self.versions[self.model.version] = snapshot
-                if self.refs[old] <= 0:
-                    self.refs.pop(old, None)
-                    self.versions.pop(old, None)
+                self.versions.advance(self.model.version, snapshot)
         now = self.clock()
         self.tasks.finish(task, "done", now)
         session.open_tasks.discard(task.id)
-        self._unref(task.version)
+        self.versions.release(task.version)
         result = {"protocol": 1, "accepted": True, "version": self.model.version,
                   "merged": bool(changed), "staleness": staleness, "steps": self.model.steps,
                   "merges": self.merges,
@@ -517,7 +501,7 @@ class Coordinator:
         return result
 
     def _merge_in_thread(self, update: Update, base: np.ndarray
-                         ) -> tuple[ScreenResult | None, bool, bytes | None]:
+                         ) -> tuple[ScreenResult | None, bool, Snapshot | None]:
         """Screen the update against its base weights (norm bound / clipping), then merge it."""
         verdict = None
         if self.screen is not None:
@@ -525,7 +509,7 @@ class Coordinator:
             if verdict.refused:
                 return verdict, False, None
         changed = bool(self.strategy.merge(self.model, update))
-        snapshot = bytes(self.layout.to_bytes(self.model.weights)) if changed else None
+        snapshot = self._snapshot() if changed else None
         return verdict, changed, snapshot
 
     def _record_update(self, session: Session, work: TrainWork, header: dict, staleness: int,
@@ -571,7 +555,7 @@ class Coordinator:
         self.evaluation = Evaluation(id=self.eval_seq, version=version, steps=steps,
                                      merges=merges, started=self.elapsed(),
                                      chunk_examples=list(self._val_examples))
-        self.refs[version] += 1
+        self.versions.hold(version)
 
     def _maybe_start_evaluation(self) -> None:
         if self.evaluation is not None or not self._val_frames or self.state == "ended":
@@ -633,7 +617,7 @@ class Coordinator:
                  "examples": examples}
         self.history.append(entry)
         self.evaluation = None
-        self._unref(evaluation.version)
+        self.versions.release(evaluation.version)
         if evaluation.version != 0 or evaluation.merges:
             self.last_eval_merges = evaluation.merges
             self.last_eval_elapsed = evaluation.started
@@ -693,7 +677,7 @@ class Coordinator:
                 self._close_and_return(task, now)
         self.train_queue.clear()
         if self.evaluation is not None:
-            self._unref(self.evaluation.version)
+            self.versions.release(self.evaluation.version)
             self.evaluation = None
         log.info("training ended: %s", reason)
         self._set_state("ended")
