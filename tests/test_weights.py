@@ -93,3 +93,11 @@ def test_duplicate_names_and_non_float_weights_are_refused() -> None:
         WeightLayout([WeightSpec("a", (1,)), WeightSpec("a", (2,))])
     with pytest.raises(WeightFormatError, match="only float32"):
         WeightLayout([WeightSpec("ids", (3,), "int32")])
+
+
+def test_locate_names_the_tensor_and_position_of_a_flat_index() -> None:
+    assert LAYOUT.locate(0) == "dense_1/kernel[0, 0] (index 0)"
+    assert LAYOUT.locate(5) == "dense_1/kernel[2, 1] (index 5)"
+    assert LAYOUT.locate(7) == "dense_1/bias[1] (index 7)"
+    assert LAYOUT.locate(8) == "bn_1/moving_mean[0] (index 8)"
+    assert LAYOUT.locate(10) == "index 10 (outside the 10 values)"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BACKENDS = ("cpu", "wasm")
-ROLES = ("train", "evaluate", "any")
 WORKER_SCRIPT = Path("bin") / "wnn-worker.js"
 _PR_SET_PDEATHSIG = 1
 

@@ -9,6 +9,7 @@ the wire is a view, never a per-tensor copy.
 from __future__ import annotations
 
 import sys
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -141,6 +142,15 @@ class WeightLayout:
         if _NATIVE_IS_WIRE:
             return memoryview(np.ascontiguousarray(buffer)).cast("B")
         return memoryview(buffer.astype(WIRE_DTYPE).tobytes())
+
+    def locate(self, index: int) -> str:
+        """Where flat `index` lies, for messages: ``dense_1/kernel[3, 7] (index 199)``."""
+        if not 0 <= index < self.size:
+            return f"index {index} (outside the {self.size} values)"
+        i = bisect_right(self.offsets, index) - 1
+        spec = self.specs[i]
+        position = np.unravel_index(index - self.offsets[i], spec.shape) if spec.shape else ()
+        return f"{spec.name}[{', '.join(str(int(p)) for p in position)}] (index {index})"
 
     def manifest(self) -> list[dict]:
         """``[{name, shape, dtype}]`` in manifest order."""

@@ -19,7 +19,6 @@ Everything is numpy on the flat float32 buffer; no temporary the size of the mod
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -333,10 +332,4 @@ class Screen:
         self._window.load(norms)
 
     def _where(self, index: int) -> str:
-        if self.layout is None:
-            return f"index {index}"
-        i = bisect_right(self.layout.offsets, index) - 1
-        spec = self.layout.specs[i]
-        local = index - self.layout.offsets[i]
-        position = np.unravel_index(local, spec.shape) if spec.shape else ()
-        return f"{spec.name}[{', '.join(str(int(p)) for p in position)}] (index {index})"
+        return self.layout.locate(index) if self.layout is not None else f"index {index}"

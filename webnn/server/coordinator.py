@@ -32,11 +32,12 @@ from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.evaluation import ChunkResult, Evaluation
 from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, model_json
-from webnn.server.frames import FrameError, decode_frame, encode_frame
+from webnn.server.frames import encode_frame
 from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
 from webnn.server.tasks import EvalWork, Task, TaskBook, TrainWork
+from webnn.server.updates import UpdateHeader, decode_update
 from webnn.server.versions import Snapshot, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
@@ -44,7 +45,6 @@ log = logging.getLogger("webnn.server")
 INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
                                   "norm_too_large"})
-ROLES = ("train", "evaluate", "any")
 STATE_FORMAT = 1
 
 
@@ -355,7 +355,9 @@ class Coordinator:
             raise ProtocolError(409, "task_closed", f"task {task.id} is already finished")
         self.check_cut_off(session)
         try:
-            weights, header = self._decode_update(task, body)
+            weights, header = decode_update(body, self.layout, task_id=task.id,
+                                            task_version=task.version,
+                                            max_steps=self.local_steps)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
             raise
@@ -372,66 +374,6 @@ class Coordinator:
             raise
         future.set_result(result)
         return result
-
-    def _decode_update(self, task: Task, body: bytes) -> tuple[np.ndarray, dict]:
-        try:
-            frame = decode_frame(body)
-        except FrameError as error:
-            raise ProtocolError(400, error.code, str(error)) from None
-        header = frame.header
-        base = header.get("baseVersion")
-        if isinstance(base, bool) or not isinstance(base, int):
-            raise bad_field("header.baseVersion", "required integer is missing or not an integer")
-        if base != task.version:
-            raise bad_field("header.baseVersion",
-                            f"task {task.id} was issued for version {task.version}, got {base}")
-        steps = header.get("steps")
-        if isinstance(steps, bool) or not isinstance(steps, int) or not (
-            1 <= steps <= self.local_steps
-        ):
-            raise bad_field("header.steps",
-                            f"must be an integer from 1 to {self.local_steps}, got {steps!r}")
-        for key in ("loss", "accuracy"):
-            value = header.get(key)
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, int | float)):
-                raise bad_field(f"header.{key}", f"must be a number or null, got {value!r}")
-        timings = header.get("timings", {})
-        if not isinstance(timings, dict) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in timings.values()
-        ):
-            raise bad_field("header.timings", "must be an object of numbers (seconds)")
-        follow = header.get("next", False)
-        if follow is True:
-            header["next"] = "any"
-        elif follow is not False and follow not in ROLES:
-            raise bad_field("header.next", f"must be true, false or one of {list(ROLES)}, "
-                            f"got {follow!r}")
-        tensor = frame.tensors.get("weights")
-        if tensor is None:
-            raise ProtocolError(400, "bad_frame", "the frame holds no tensor named 'weights'")
-        if tensor.dtype != np.dtype("<f4"):
-            raise ProtocolError(400, "bad_frame", f"tensor 'weights' must be float32, "
-                                f"got {tensor.dtype}")
-        if tensor.nbytes != self.layout.nbytes:
-            raise ProtocolError(400, "wrong_length",
-                                f"update holds {tensor.nbytes} bytes of weights; the model needs "
-                                f"{self.layout.nbytes} bytes ({self.layout.size} float32)")
-        weights = tensor.reshape(-1).astype(np.float32, copy=True)
-        finite = np.isfinite(weights)
-        if not finite.all():
-            bad = int(finite.size - np.count_nonzero(finite))
-            first = int(np.argmin(finite))
-            raise ProtocolError(400, "not_finite",
-                                f"update holds {bad} NaN or infinite values (first at index "
-                                f"{first}, in weight {self._weight_name(first)!r})")
-        return weights, header
-
-    def _weight_name(self, index: int) -> str:
-        for spec, offset in zip(self.layout.specs, self.layout.offsets, strict=True):
-            if offset <= index < offset + spec.size:
-                return spec.name
-        return "?"
 
     def _check_can_merge(self, session: Session, task: Task) -> None:
         if self.state == "ended" or self.finishing_since is not None:
@@ -452,7 +394,7 @@ class Coordinator:
             raise error
 
     async def _merge(self, session: Session, task: Task, weights: np.ndarray,
-                     header: dict) -> dict:
+                     header: UpdateHeader) -> dict:
         work = task.work
         assert isinstance(work, TrainWork)
         async with self.lock:
@@ -461,7 +403,7 @@ class Coordinator:
             staleness = self.model.version - task.version
             base = np.frombuffer(self.versions.get(task.version).data, dtype=np.float32)
             update = Update(weights=weights, base_version=task.version, base_steps=task.steps,
-                            local_steps=int(header["steps"]), staleness=staleness,
+                            local_steps=header.steps, staleness=staleness,
                             client=session.client_id,
                             base_weights=base if self.strategy.needs_base_weights else None,
                             examples=work.examples)
@@ -495,9 +437,9 @@ class Coordinator:
         task.result = result
         self._record_update(session, work, header, staleness, changed)
         self._after_merge()
-        if header.get("next"):
+        if header.next_role is not None:
             # Leased after the merge: the follow-up starts from the newest version, no staleness.
-            self.follow_ups[task.id] = self.next_task(session, header["next"])
+            self.follow_ups[task.id] = self.next_task(session, header.next_role)
         return result
 
     def _merge_in_thread(self, update: Update, base: np.ndarray
@@ -512,17 +454,18 @@ class Coordinator:
         snapshot = self._snapshot() if changed else None
         return verdict, changed, snapshot
 
-    def _record_update(self, session: Session, work: TrainWork, header: dict, staleness: int,
+    def _record_update(self, session: Session, work: TrainWork, header: UpdateHeader,
+                       staleness: int,
                        changed: bool) -> None:
         session.invalid_streak = 0
         session.updates_accepted += 1
         session.examples_trained += work.examples
         session.last_staleness = staleness
-        session.compute_seconds += float(header.get("timings", {}).get("compute", 0) or 0)
-        for key in ("loss", "accuracy"):
-            value = header.get(key)
-            if isinstance(value, int | float) and math.isfinite(value):
-                setattr(session, f"last_{key}", float(value))
+        session.compute_seconds += header.timings.get("compute", 0.0)
+        if header.loss is not None:
+            session.last_loss = header.loss
+        if header.accuracy is not None:
+            session.last_accuracy = header.accuracy
         self.metrics.merges.inc()
         self.metrics.updates_accepted.inc()
         self.metrics.staleness.observe(staleness)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from aiohttp import web
 
-from webnn.server.coordinator import ROLES, Coordinator
+from webnn.server.coordinator import Coordinator
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.frames import decode_frame, encode_frame
@@ -24,7 +24,7 @@ from webnn.server.http import (
 from webnn.server.keys import CONFIG, COORDINATOR
 from webnn.server.sessions import Session
 from webnn.server.static import static_urls
-from webnn.server.tasks import Task
+from webnn.server.tasks import ROLES, Task
 
 CLIENT_KINDS = ("browser", "node", "python", "other")
 MAX_TEXT = 200

@@ -16,6 +16,8 @@ from typing import Literal
 
 TaskKind = Literal["train", "evaluate"]
 TaskState = Literal["open", "done", "expired"]
+ROLES = ("train", "evaluate", "any")
+"""What a client may ask for: training tasks, evaluation tasks, or whatever is due."""
 
 
 @dataclass
