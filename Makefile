@@ -1,50 +1,50 @@
 # Two entry points, both idempotent and both doing their own set-up:
 #   make run   - install everything, then serve the default model (digits) with local workers
-#   make test  - install everything (Chromium included), then run the Python and JavaScript tests
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := .make
+#   make test  - install everything (Chromium and the Keras extra included), then run all tests
+# Each set-up step leaves its stamp inside what it installed, so deleting a venv or node_modules
+# makes the next call install it again.
+PYTHON     ?= python3
+VENV       := .venv
 KERAS_VENV := .venv-keras
+NODE_DIR   := client_js/node_modules
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup lint clean
+.PHONY: run test setup chromium clean
 
-setup: $(STAMP)/python $(STAMP)/npm
+setup: $(VENV)/.installed $(NODE_DIR)/.installed
 
-$(STAMP)/python: pyproject.toml
-	@mkdir -p $(STAMP)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
-$(STAMP)/npm: client_js/package.json client_js/package-lock.json
-	@mkdir -p $(STAMP)
+$(NODE_DIR)/.installed: client_js/package.json client_js/package-lock.json
 	cd client_js && npm ci --no-audit --no-fund
 	@touch $@
 
 # The optional Keras extra (tensorflowjs: TensorFlow, JAX, ~3 GB) lives in its own venv so the
 # main one stays small; only `make test` needs it.
-$(STAMP)/keras: pyproject.toml
-	@mkdir -p $(STAMP)
+$(KERAS_VENV)/.installed: pyproject.toml
 	test -x $(KERAS_VENV)/bin/python || $(PYTHON) -m venv $(KERAS_VENV)
 	$(KERAS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(KERAS_VENV)/bin/python -m pip install --quiet -e '.[keras,test]'
 	@touch $@
 
-$(STAMP)/chromium:
-	@mkdir -p $(STAMP)
-	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
-	@touch $@
+# Debian's Chromium for the browser tests (never a browser download: see docs).
+chromium:
+	command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
 run: setup
-	$(VENV)/bin/wnn serve model_specs/digits_mlp.json --data data_modules/digits.py --local-workers 2 --state-dir state/digits
+	$(VENV)/bin/wnn serve model_specs/digits_mlp.json --data data_modules/digits.py \
+	  --local-workers 2 --state-dir state/digits
 
-test: setup $(STAMP)/chromium $(STAMP)/keras
+test: setup chromium $(KERAS_VENV)/.installed
 	$(VENV)/bin/ruff check webnn tests bench examples data_modules
 	cd client_js && npm test
 	$(VENV)/bin/pytest -q
 	$(KERAS_VENV)/bin/pytest -q tests/test_keras_*.py
 
 clean:
-	rm -rf $(VENV) $(KERAS_VENV) $(STAMP) client_js/node_modules
+	rm -rf $(VENV) $(KERAS_VENV) $(NODE_DIR) .make

@@ -60,9 +60,9 @@ def test_a_fitting_dataset_has_no_problems() -> None:
 
 def test_wrong_x_shape() -> None:
     assert check_dataset(arrays(x_shape=(5,)), spec()) == [
-        "x: examples have shape (5,); the model's input shape is (4,) (spec input_shape)"]
+        "x: examples have shape (5,); the model's input shape is (4,) (spec inputShape)"]
     assert check_dataset(arrays(x_shape=(2, 2)), spec()) == [
-        "x: examples have shape (2, 2); the model's input shape is (4,) (spec input_shape)"]
+        "x: examples have shape (2, 2); the model's input shape is (4,) (spec inputShape)"]
     assert check_dataset(arrays(x_shape=(7, 4)), spec(input_shape=(None, 4))) == []
 
 
@@ -229,7 +229,7 @@ def test_digits_against_specs_they_do_not_fit() -> None:
     source = digits_spec_source()
     source["inputShape"] = [63]
     assert check_dataset(digits, load_spec(source)) == [
-        "x: examples have shape (64,); the model's input shape is (63,) (spec input_shape)"]
+        "x: examples have shape (64,); the model's input shape is (63,) (spec inputShape)"]
     source = digits_spec_source()
     source["layers"][-1]["units"] = 9
     problems = check_dataset(digits, load_spec(source))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
+import time
 
 import numpy as np
 import pytest
 from protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 
+from webnn.merge.webnn_strategies import WebNNAverage
 from webnn.server.app import create_app
 
 
@@ -75,6 +78,10 @@ CASES = {
                                  "bad_field"),
     "timings_not_object": lambda t, w: ("data", _frame(t, w, timings=[1]), FRAME_TYPE, 400,
                                         "bad_field"),
+    "timings_nan": lambda t, w: ("data", _frame(t, w, timings={"compute": float("nan")}),
+                                 FRAME_TYPE, 400, "bad_field"),
+    "timings_negative": lambda t, w: ("data", _frame(t, w, timings={"send": -1}), FRAME_TYPE,
+                                      400, "bad_field"),
     "too_large": lambda t, w: ("data", b"\0" * (w.nbytes + (2 << 20)), FRAME_TYPE, 413,
                                "too_large"),
 }
@@ -218,6 +225,37 @@ async def test_too_stale_update_is_refused_and_its_batch_handed_out_again(make_c
     again = (await fast.task("train"))["task"]
     header, _ = await fast.batch(again)
     assert header["index"] == stale_header["index"]
+
+
+class SlowAverage(WebNNAverage):
+    """Average that takes a while, so that updates queue up behind the merge lock."""
+
+    def merge(self, model, update):
+        time.sleep(0.2)
+        return super().merge(model, update)
+
+
+@pytest.mark.parametrize("where", ["max_staleness", "screening"])
+async def test_staleness_bound_holds_for_updates_queued_behind_a_merge(make_config, serve, http,
+                                                                       where):
+    bound = {"max_staleness": 0} if where == "max_staleness" else {
+        "screening": {"max_staleness": 0}}
+    served = await serve(create_app(make_config(strategy=SlowAverage(), evaluate_initial=False,
+                                                **bound)))
+    clients = [ProtocolClient(http, served.url) for _ in range(4)]
+    tasks = []
+    for client in clients:
+        await client.join()
+        task = (await client.task("train"))["task"]
+        tasks.append((task, await client.weights_array(task["urls"]["weights"])))
+    assert {t["version"] for t, _ in tasks} == {0}
+    answers = await asyncio.gather(*(c.submit_update(t, w + 0.01)
+                                     for c, (t, w) in zip(clients, tasks, strict=True)))
+    codes = sorted((a.status, a.code) for a in answers)
+    # the first merge makes version 1; every update queued behind it is now 1 version stale
+    assert codes == [(200, None)] + [(409, "too_stale")] * 3, [a.body for a in answers]
+    status = (await clients[0].get("api/v1/status")).body
+    assert status["version"] == 1 and status["merges"] == 1
 
 
 async def test_join_token(make_config, serve, http):

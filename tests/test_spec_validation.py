@@ -46,6 +46,8 @@ DENSE = {"type": "dense", "units": 4}
 # (id, spec, expected path, expected words in the reason, rejected by the bare JSON Schema too)
 BAD: list[tuple[str, dict[str, Any], str, str, bool]] = [
     ("missing loss", without("loss"), "$.loss", "missing required field", True),
+    ("absurd model size", layers([64], {"type": "dense", "units": 1_000_000_000}),
+     "$.layers[0]", "reaches 65,000,000,000 parameters at this layer; webnn serves at most", False),
     ("missing layers", without("layers"), "$.layers", "missing required field", True),
     ("zero input size", base(inputShape=[64, 0]), "$.inputShape[1]",
      "must be a positive integer, got 0", True),

@@ -88,7 +88,7 @@ def _x_problems(dataset: IterableDataset, input_shape: tuple,
     example_shape = tuple(dataset.example_shape)
     if not _shape_matches(example_shape, input_shape):
         problems.append(f"x: examples have shape {example_shape}; the model's input shape is "
-                        f"{input_shape} (spec input_shape)")
+                        f"{input_shape} (spec inputShape)")
     x_dtype = np.dtype(dataset.x_dtype)
     if input_dtype is not None and x_dtype in WIRE_DTYPES and x_dtype != np.dtype(input_dtype):
         problems.append(f"x: dtype {x_dtype}; the model's input dtype is {input_dtype} "

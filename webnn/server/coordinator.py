@@ -77,6 +77,10 @@ class Coordinator:
         self.layout = self.spec.compiled.layout
         self.screen = (Screen(parts.screening, self.layout)
                        if parts.screening is not None and parts.screening.checks_norm else None)
+        bounds = [config.max_staleness,
+                  parts.screening.max_staleness if parts.screening is not None else None]
+        # the staleness cutoff: the tighter of max_staleness and screening.max_staleness
+        self.max_staleness = min((b for b in bounds if b is not None), default=None)
         training = self.spec.training
         self.batch_size = int(training.batch_size)
         self.local_steps = int(training.local_steps)
@@ -382,7 +386,7 @@ class Coordinator:
             raise ProtocolError(409, "ended", f"training has ended ({self.end_reason}); "
                                 "no more updates are merged")
         staleness = self.model.version - task.version
-        bound = self.config.max_staleness
+        bound = self.max_staleness
         if bound is not None and staleness > bound:
             error = ProtocolError(409, "too_stale",
                                   f"update is {staleness} versions behind (base {task.version}, "
@@ -398,8 +402,9 @@ class Coordinator:
         work = task.work
         assert isinstance(work, TrainWork)
         async with self.lock:
-            if self.state == "ended" or self.finishing_since is not None:
-                self._check_can_merge(session, task)
+            # again under the lock: merges queued before this one may have ended the run or made
+            # this update staler than the bound since the first check
+            self._check_can_merge(session, task)
             staleness = self.model.version - task.version
             base = np.frombuffer(self.versions.get(task.version).data, dtype=np.float32)
             update = Update(weights=weights, base_version=task.version, base_steps=task.steps,

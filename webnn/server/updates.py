@@ -67,8 +67,10 @@ def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_versi
             raise bad_field(f"header.{key}", f"must be a number or null, got {value!r}")
         metrics[key] = float(value) if value is not None and math.isfinite(value) else None
     timings = raw.get("timings", {})
-    if not isinstance(timings, dict) or not all(_is_number(v) for v in timings.values()):
-        raise bad_field("header.timings", "must be an object of numbers (seconds)")
+    if not isinstance(timings, dict) or not all(
+        _is_number(v) and math.isfinite(v) and v >= 0 for v in timings.values()
+    ):
+        raise bad_field("header.timings", "must be an object of finite numbers >= 0 (seconds)")
     follow = raw.get("next", False)
     if follow is not True and follow is not False and follow not in ROLES:
         raise bad_field("header.next", f"must be true, false or one of {list(ROLES)}, "

@@ -24,6 +24,10 @@ TFJS_LAYERS_VERSION = "tfjs-layers 4.22.0"
 
 PathOf = Callable[[Parts], str]
 
+MAX_PARAMS = 250_000_000
+"""Largest model accepted: 1 GB of float32 per version. Browsers cannot train more, and the server
+holds a few versions at once; a spec beyond it is almost always a typo (``units: 1000000000``)."""
+
 
 @dataclass
 class _Built:
@@ -103,6 +107,14 @@ def compile_layers(name: str, input_shape: Shape, layers: list[dict[str, Any] | 
         built.append(_Built(kind, inferred.output, weights))
         shape = inferred.output
     normalised = [b.kind.config for b in built]
+    total = 0
+    for i, b in enumerate(built):
+        total += sum(WeightSpec("", w.shape).size for w in b.weights)
+        if total > MAX_PARAMS:
+            problems.append(Problem(path_of(("layers", i)), (
+                f"the model reaches {total:,} parameters at this layer; webnn serves at most "
+                f"{MAX_PARAMS:,} ({MAX_PARAMS * 4 // 10**9} GB of float32 per version)")))
+            break
     if problems or not complete:
         return None, normalised, problems
     return _assemble(name, input_shape, built), normalised, []
