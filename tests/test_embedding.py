@@ -59,3 +59,10 @@ async def test_embedded_training_app_works_under_its_prefix(tmp_path: Path) -> N
     finally:
         await runner.cleanup()
     assert (tmp_path / "state" / "CURRENT").is_file()  # cleanup wrote the checkpoint
+
+
+def test_readme_shows_the_example_word_for_word() -> None:
+    readme = (EXAMPLE.parent.parent / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- embed.py -->\n```python\n", 1)[1].split("```", 1)[0]
+    code = EXAMPLE.read_text(encoding="utf-8")
+    assert shown == code[code.index("from __future__"):].rstrip() + "\n"

@@ -55,6 +55,10 @@ class LatencyProxy:
                                  return_exceptions=True)
             for writer in (client_w, server_w):
                 writer.close()
+        except asyncio.CancelledError:
+            # closed by `close()`: end quietly, since asyncio's stream callback would otherwise
+            # log the cancelled handler as an error (Python 3.11)
+            client_w.close()
         finally:
             if task is not None:
                 self._tasks.discard(task)
