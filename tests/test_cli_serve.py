@@ -25,6 +25,7 @@ import aiohttp
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from processes import stop_process
 from protocol_client import ProtocolClient
 
 from webnn.cli import main
@@ -68,14 +69,7 @@ class ServeProcess:
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Send `signum` and wait for the exit status (kill if it hangs)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, signum, timeout=60)
 
 
 def start_serve(*args: str, url_label: str = "volunteer page") -> ServeProcess:

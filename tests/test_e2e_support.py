@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 WNN = ROOT / ".venv" / "bin" / "wnn"
@@ -108,14 +109,7 @@ class Server:
         return max((h["valAccuracy"] or 0.0 for h in self.history()), default=0.0)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def start_server(*extra: str, port: int = 0, deadline: float = 90.0,
@@ -161,14 +155,7 @@ class Worker:
 
     def stop(self) -> int:
         """SIGTERM (the worker leaves), then wait; kill if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def start_worker(server_url: str, name: str, *extra: str) -> Worker:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # see webnn.keras_interop.converters
 pytest.importorskip("tensorflowjs", reason="needs the keras extra: pip install 'webnn[keras]'")
 keras = pytest.importorskip("keras")
+
+from processes import stop_process  # noqa: E402
 
 from webnn.keras_interop import (  # noqa: E402
     KerasInteropError,
@@ -133,13 +134,7 @@ class Serve:
 
     def stop(self) -> str:
         """SIGTERM (the server writes its final checkpoint), then its whole output."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=120)
         self.reader.join(timeout=30)
         return "".join(self.lines)
 
