@@ -1,0 +1,78 @@
+"""How close each merge strategy runs to memory bandwidth.
+
+For a model of N float32 weights, times one merge of every built-in strategy and, side by side in
+the same run, two references: ``np.copyto`` of the model (one read + one write of N floats, the
+floor for any merge that touches every weight) and the update decode the server does per request
+(``WeightLayout.from_bytes``: one copy). Prints milliseconds and the ratio to the copy.
+
+    .venv/bin/python bench/merge_throughput.py [--floats 10000000] [--repeat 7]
+
+Buffering strategies (fedbuff, robust) are timed per update over a full buffer cycle, so the cost
+of the flush is spread over the K updates that trigger it, as a server sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from webnn.merge import ModelState, Update, available_strategies, create_strategy
+from webnn.weights import WeightLayout, WeightSpec
+
+BUFFERED = {"fedbuff": {"k": 5}, "robust": {"k": 5}}
+
+
+def median_ms(run: Callable[[], None], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--floats", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    n = args.floats
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(n, dtype=np.float32)
+    trained = base + rng.standard_normal(n, dtype=np.float32) * 0.01
+    layout = WeightLayout([WeightSpec("w", (n,))])
+    wire = bytes(layout.to_bytes(trained))
+    scratch = np.empty_like(base)
+
+    copy_ms = median_ms(lambda: np.copyto(scratch, base), args.repeat)
+    rows = [("np.copyto (reference)", copy_ms),
+            ("decode update (from_bytes)", median_ms(lambda: layout.from_bytes(wire), args.repeat))]
+    for info in available_strategies():
+        if info.strategy is None or info.origin != "built-in":
+            continue
+        params = BUFFERED.get(info.name, {})
+        strategy = create_strategy(info.name, params)
+        model = ModelState(weights=base.copy(), steps=100, version=10)
+        per_cycle = int(params.get("k", 1))
+
+        def one_cycle(strategy=strategy, model=model, per_cycle=per_cycle) -> None:
+            for _ in range(per_cycle):
+                update = Update(weights=trained.copy(), base_version=9, base_steps=95,
+                                local_steps=10, staleness=1, client="bench",
+                                base_weights=base if strategy.needs_base_weights else None)
+                strategy.merge(model, update)
+
+        # the update's copy is part of what the server pays per update (it decodes into one)
+        rows.append((f"merge: {info.name}", median_ms(one_cycle, args.repeat) / per_cycle))
+    print(f"{n:,} float32 weights ({n * 4 / 1e6:.0f} MB), median of {args.repeat} runs")
+    print(f"{'operation':32} {'ms':>9} {'x copy':>7}")
+    for name, ms in rows:
+        print(f"{name:32} {ms:9.2f} {ms / copy_ms:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
