@@ -327,3 +327,10 @@ def test_bad_screening_config_is_refused(make_config):
 
     with pytest.raises(ConfigError, match="screening.action"):
         create_app(make_config(screening={"norm_bound": 1.0, "action": "explode"}))
+
+
+def test_missing_browser_client_is_a_clear_config_error(make_config, tmp_path):
+    from webnn.server.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"client_dir: no browser client at .*install webnn from"):
+        create_app(make_config(client_dir=tmp_path / "nowhere"))

@@ -133,6 +133,11 @@ class ServeConfig:
                 problems.append(f"{name}: must be a string of at least 8 characters")
         if self.state_dir is not None and self.state_dir.exists() and not self.state_dir.is_dir():
             problems.append(f"state_dir: {self.state_dir} exists and is not a directory")
+        if self.client_dir is not None and not (self.client_dir / "src" / "index.html").is_file():
+            problems.append(
+                f"client_dir: no browser client at {self.client_dir} (src/index.html); webnn "
+                "serves its page and TF.js from the repository's client_js/: install webnn from "
+                "a checkout (`pip install -e .`, then `npm ci` in client_js/) or set client_dir")
         if self.tfjs_url is not None and not (
             isinstance(self.tfjs_url, str)
             and self.tfjs_url.startswith(("http://", "https://", "/"))
