@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import numpy as np
 import pytest
@@ -23,10 +24,12 @@ def f32(*values: float) -> np.ndarray:
     return np.array(values, dtype=np.float32)
 
 
-def update(delta: np.ndarray, base: np.ndarray, base_steps: int = 0) -> Update:
+def update(delta: np.ndarray, base: np.ndarray, base_steps: int = 0,
+           client: str | None = None) -> Update:
+    """An update of `delta` from `base`; each from its own client unless `client` is given."""
     return Update(weights=(base + delta).astype(np.float32), base_version=0,
-                  base_steps=base_steps, local_steps=5, staleness=0, client="c",
-                  base_weights=base.copy())
+                  base_steps=base_steps, local_steps=5, staleness=0,
+                  client=client or f"c-{uuid.uuid4().hex[:8]}", base_weights=base.copy())
 
 
 def checkpoint(state: StrategyState) -> StrategyState:
@@ -153,15 +156,16 @@ def test_half_full_buffer_with_adaptive_norms_survives_a_restart() -> None:
 
     straight = ModelState(initial.copy())
     uninterrupted = Robust(**params)
-    expected = [uninterrupted.merge(straight, update(d, initial, 10 * i))
+    expected = [uninterrupted.merge(straight, update(d, initial, 10 * i, client=f"c{i}"))
                 for i, d in enumerate(deltas)]
 
     model = ModelState(initial.copy())
     first = Robust(**params)
-    got = [first.merge(model, update(d, initial, 10 * i)) for i, d in enumerate(deltas[:4])]
+    got = [first.merge(model, update(d, initial, 10 * i, client=f"c{i}"))
+           for i, d in enumerate(deltas[:4])]
     fresh = Robust(**params)
     fresh.load_state(checkpoint(first.state()))
-    got += [fresh.merge(model, update(d, initial, 10 * (i + 4)))
+    got += [fresh.merge(model, update(d, initial, 10 * (i + 4), client=f"c{i + 4}"))
             for i, d in enumerate(deltas[4:])]
 
     assert got == expected == [False] * 5 + [True] + [False] * 3
@@ -205,3 +209,36 @@ def test_update_without_base_weights_is_a_clear_error() -> None:
                   client="c3")
     with pytest.raises(StrategyError, match="strategy 'robust' needs the weights"):
         Robust().merge(ModelState(f32(0)), bare)
+
+
+def test_a_fast_client_counts_once_per_buffer() -> None:
+    """3 of K=5 deltas from one hostile client: per client (default) the median stays honest;
+    counted per update, the hostile client owns the median."""
+    base = np.zeros(4, dtype=np.float32)
+    honest, wild = f32(1, 1, 1, 1), f32(1e3, -1e3, 1e3, -1e3)
+
+    def run(per_client: bool) -> np.ndarray:
+        model = ModelState(base.copy())
+        strategy = create_strategy("robust", {"k": 5, "per_client": per_client})
+        sends = [(wild, "mallory"), (honest, "alice"), (wild, "mallory"), (honest, "bob"),
+                 (wild, "mallory")]
+        merged = [strategy.merge(model, update(d, base, client=c)) for d, c in sends]
+        assert merged == [False] * 4 + [True]
+        return model.weights
+
+    # clients: mallory (mean of her 3 = wild), alice, bob -> median per coordinate = honest
+    np.testing.assert_array_equal(run(per_client=True), honest)
+    np.testing.assert_array_equal(run(per_client=False), wild)
+
+
+def test_client_ids_of_a_half_full_buffer_survive_a_checkpoint() -> None:
+    base = np.zeros(3, dtype=np.float32)
+    first = create_strategy("robust", {"k": 3})
+    model = ModelState(base.copy())
+    first.merge(model, update(f32(9, 9, 9), base, client="mallory"))
+    first.merge(model, update(f32(9, 9, 9), base, client="mallory"))
+    second = create_strategy("robust", {"k": 3})
+    second.load_state(checkpoint(first.state()))
+    assert second.merge(model, update(f32(1, 1, 1), base, client="alice"))
+    # two clients: mallory's mean (9) and alice (1); median of two = 5
+    np.testing.assert_array_equal(model.weights, f32(5, 5, 5))

@@ -16,6 +16,11 @@ After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with ag
                 average the ``K - 2g`` left (Yin et al. 2018); K=5, trim=0.2 drops one at each end;
 - mean:         the plain mean (with clipping, the baseline).
 
+With ``per_client`` (the default) each client counts once per buffer: the deltas one client sent
+into the same buffer are averaged first, and agg runs over the distinct clients. Asynchrony lets a
+fast client fill most of a buffer; without this, a hostile client that lands 3 of K=5 deltas owns
+the median (``wnn compare experiments/poisoning.toml`` showed exactly that).
+
 The K deltas are held as one (K, n) float32 array: the median and trimmed mean need every copy.
 Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``.
 """
@@ -87,6 +92,23 @@ def mean(stack: np.ndarray, out: np.ndarray) -> None:
     out *= np.float32(1.0 / stack.shape[0])
 
 
+def client_means(stack: np.ndarray, clients: list[str]) -> np.ndarray:
+    """One row per distinct client (first-seen order): the mean of that client's rows of `stack`.
+
+    `stack` itself when every client holds one row (no copy).
+    """
+    if len(clients) != stack.shape[0]:
+        raise ValueError(f"{len(clients)} client ids for {stack.shape[0]} rows")
+    order = list(dict.fromkeys(clients))
+    if len(order) == len(clients):
+        return stack
+    means = np.empty((len(order), stack.shape[1]), dtype=np.float32)
+    for i, client in enumerate(order):
+        rows = [j for j, c in enumerate(clients) if c == client]
+        np.mean(stack[rows], axis=0, dtype=np.float32, out=means[i])
+    return means
+
+
 def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1) -> None:
     """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered)."""
     if aggregator == "median":
@@ -123,6 +145,8 @@ class Robust(Strategy):
         Param("clip_min_history", int, 10, "clip=adaptive: norms needed before clipping starts",
               minimum=1),
         Param("server_lr", float, 1.0, "server learning rate", minimum=0),
+        Param("per_client", bool, True, "count each client once per buffer (its deltas in one "
+              "buffer are averaged first), so a fast client cannot fill a buffer"),
     )
     needs_base_weights = True
     aggregator: str
@@ -135,6 +159,7 @@ class Robust(Strategy):
     clip_window: int
     clip_min_history: int
     server_lr: float
+    per_client: bool
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -142,6 +167,7 @@ class Robust(Strategy):
         self.window = NormWindow(self.clip_window, self.clip_quantile, self.clip_factor,
                                  self.clip_min_history)
         self._buffer: np.ndarray | None = None
+        self._clients: list[str] = []  # who sent each buffered row
         self.count = 0
         self.max_steps = 0
         self.clipped = 0
@@ -184,16 +210,19 @@ class Robust(Strategy):
         row = self._buffer[self.count]
         np.subtract(update.weights, base, out=row)
         self._clip(row)
+        self._clients.append(update.client)
         self.count += 1
         self.max_steps = max(self.max_steps, update.steps_behind)
         if self.count < self.k:
             return False
         out = update.weights  # scratch: the delta is already in the buffer
-        aggregate(self.aggregator, self._buffer, out, self.trim)
+        stack = client_means(self._buffer, self._clients) if self.per_client else self._buffer
+        aggregate(self.aggregator, stack, out, self.trim)
         out *= np.float32(self.server_lr)
         model.weights += out
         model.steps = merged_steps(model.steps, self.max_steps)
         self.count = 0
+        self._clients = []
         self.max_steps = 0
         return True
 
@@ -210,12 +239,14 @@ class Robust(Strategy):
 
     def state(self) -> StrategyState:
         """``arrays["deltas"]``: the buffered (count, n) deltas (a copy, only while buffering);
-        meta: count, max_steps, clipped, norms (the adaptive window, oldest first)."""
+        meta: count, clients (who sent each row), max_steps, clipped, norms (the adaptive
+        window, oldest first)."""
         arrays = {}
         if self.count and self._buffer is not None:
             arrays["deltas"] = self._buffer[: self.count].copy()
-        return StrategyState(arrays, {"count": self.count, "max_steps": self.max_steps,
-                                      "clipped": self.clipped, "norms": self.window.norms()})
+        return StrategyState(arrays, {"count": self.count, "clients": list(self._clients),
+                                      "max_steps": self.max_steps, "clipped": self.clipped,
+                                      "norms": self.window.norms()})
 
     def load_state(self, state: StrategyState) -> None:
         meta = state.meta
@@ -241,6 +272,11 @@ class Robust(Strategy):
                 f"of shape {getattr(deltas, 'shape', '?')}"
             raise StrategyError(f"robust state: meta.count is {count}, so arrays.deltas must be a "
                                 f"float32 array of shape ({count}, n); got {got}")
+        # states written before per-client buffers: every row its own client
+        clients = meta.get("clients", [f"row-{i}" for i in range(count)])
+        if not isinstance(clients, list) or len(clients) != count or not all(
+                isinstance(c, str) for c in clients):
+            raise StrategyError(f"robust state: meta.clients must list {count} client ids")
         if count >= self.k:
             raise StrategyError(f"robust state: {count} buffered deltas need k > {count}, "
                                 f"this strategy has k={self.k}")
@@ -248,6 +284,7 @@ class Robust(Strategy):
             self._buffer = np.empty((self.k, deltas.shape[1]), dtype=np.float32)
             self._buffer[:count] = deltas
         self.count = count
+        self._clients = list(clients)
         self.max_steps = meta.get("max_steps", 0)
         self.clipped = meta.get("clipped", 0)
         self.window.load(norms)
