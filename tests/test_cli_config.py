@@ -150,7 +150,8 @@ def test_spec_arguments_and_models_array_conflict(tmp_path: Path) -> None:
 
 
 def test_parse_pairs() -> None:
-    assert parse_pairs(("a=1", "b=x=y"), "--param") == {"a": "1", "b": "x=y"}
+    assert parse_pairs(("a=1", "b=x=y", "empty="), "--param") == {"a": "1", "b": "x=y",
+                                                                   "empty": ""}
     with pytest.raises(Exception, match="'alpha': expected key=value"):
         parse_pairs(("alpha",), "--param")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from webnn.data import ArrayDataset, DataModuleError, load_data_module, parse_options
+from webnn.data import ArrayDataset, DataModuleError, load_data_module
 
 HEADER = '''
 from __future__ import annotations
@@ -119,13 +119,6 @@ def test_unknown_dotted_name_suggests_a_shipped_file(tmp_path: Path,
                                               "not an importable module; did you mean "
                                               "data_modules/cifar_xyz.py\\?"):
         load_data_module("cifar_xyz", {})
-
-
-def test_parse_options() -> None:
-    assert parse_options(["a=1", "path=x=y.txt", "empty="]) == {
-        "a": "1", "path": "x=y.txt", "empty": ""}
-    with pytest.raises(DataModuleError, match="'seq_len' is not of the form name=value"):
-        parse_options(["seq_len"])
 
 
 def test_returned_dataset_is_usable(tmp_path: Path) -> None:

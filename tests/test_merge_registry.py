@@ -23,7 +23,6 @@ from webnn.merge import (
     builtin_strategies,
     create_strategy,
     get_strategy,
-    parse_params,
 )
 
 EMA_SOURCE = '''
@@ -164,13 +163,6 @@ def test_entry_point_registered_twice_is_ambiguous(
     monkeypatch.syspath_prepend(str(site))
     with pytest.raises(StrategyError, match="'ema' is registered more than once"):
         get_strategy("ema")
-
-
-def test_parse_params() -> None:
-    assert parse_params(["alpha=0.6", "mode=a=b", "empty="]) == {
-        "alpha": "0.6", "mode": "a=b", "empty": ""}
-    with pytest.raises(StrategyError, match="'alpha' is not of the form name=value"):
-        parse_params(["alpha"])
 
 
 def test_the_documented_ten_line_example_works() -> None:

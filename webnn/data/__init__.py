@@ -15,7 +15,6 @@ from webnn.data.loader import (
     coerce_options,
     import_data_module,
     load_data_module,
-    parse_options,
 )
 
 __all__ = [
@@ -32,5 +31,4 @@ __all__ = [
     "import_data_module",
     "interface_problems",
     "load_data_module",
-    "parse_options",
 ]

@@ -10,20 +10,19 @@ gets the string as is, for the module to parse. An option ``load`` does not take
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
-import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from webnn.data.base import DatasetError, IterableDataset
 from webnn.data.checks import interface_problems
+from webnn.pyfile import PyFileError, import_file
 
 _OPTION_TYPES: dict[Any, type] = {int: int, float: float, bool: bool, str: str, Path: Path,
                                   "int": int, "float": float, "bool": bool, "str": str,
@@ -107,35 +106,11 @@ def coerce_options(load: Any, options: Mapping[str, Any], label: str) -> dict[st
     return kwargs
 
 
-def parse_options(pairs: Iterable[str]) -> dict[str, str]:
-    """``["seq_len=64", "path=a=b.txt"]`` -> ``{"seq_len": "64", "path": "a=b.txt"}``."""
-    options: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise DataModuleError(f"data option {pair!r} is not of the form name=value")
-        options[key.strip()] = value
-    return options
-
-
 def _import_file(path: Path) -> ModuleType:
-    resolved = path.resolve()
-    if not resolved.is_file():
-        raise DataModuleError(f"data module file not found: {path} (looked at {resolved})")
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    module_name = f"webnn_data_{resolved.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, resolved)
-    if spec is None or spec.loader is None:
-        raise DataModuleError(f"cannot import data module {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look classes up by module name
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise DataModuleError(f"data module {path} failed to import: {type(exc).__name__}: {exc}"
-                              ) from exc
-    return module
+        return import_file(path, "data module")
+    except PyFileError as exc:
+        raise DataModuleError(str(exc)) from exc.__cause__
 
 
 def _signature(load: Any) -> inspect.Signature:

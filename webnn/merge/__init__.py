@@ -11,7 +11,6 @@ from webnn.merge.registry import (
     builtin_strategies,
     create_strategy,
     get_strategy,
-    parse_params,
     strategy_info,
 )
 from webnn.merge.webnn_strategies import WebNNAverage, WebNNMimic, WebNNWeighted
@@ -34,6 +33,5 @@ __all__ = [
     "builtin_strategies",
     "create_strategy",
     "get_strategy",
-    "parse_params",
     "strategy_info",
 ]

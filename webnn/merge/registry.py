@@ -8,14 +8,11 @@ installed package registers its strategies, e.g. in its pyproject.toml
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +22,7 @@ from webnn.merge.fedasync import FedAsync
 from webnn.merge.fedbuff import FedBuff
 from webnn.merge.robust import Robust
 from webnn.merge.webnn_strategies import WebNNAverage, WebNNMimic, WebNNWeighted
+from webnn.pyfile import PyFileError, import_file
 
 ENTRY_POINT_GROUP = "webnn.strategies"
 
@@ -107,17 +105,6 @@ def available_strategies() -> list[StrategyInfo]:
     return infos
 
 
-def parse_params(pairs: Iterable[str]) -> dict[str, str]:
-    """``["alpha=0.6", "mode=p"]`` -> ``{"alpha": "0.6", "mode": "p"}``; values stay strings."""
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise StrategyError(f"strategy parameter {pair!r} is not of the form name=value")
-        params[key.strip()] = value
-    return params
-
-
 def check_strategy_class(obj: object, where: str) -> type[Strategy]:
     """`obj` if it is a concrete `Strategy` subclass with a name, else a `StrategyError`."""
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
@@ -182,22 +169,7 @@ def _import_module(name: str) -> ModuleType:
 
 
 def _import_file(path_text: str) -> ModuleType:
-    path = Path(path_text).resolve()
-    if not path.is_file():
-        raise StrategyError(f"strategy file not found: {path}")
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    module_name = f"webnn_strategy_{path.stem}_{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise StrategyError(f"cannot import strategy file {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # classes defined there need their module while executing
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise StrategyError(f"strategy file {path} failed to import: {type(exc).__name__}: {exc}"
-                            ) from exc
-    return module
+        return import_file(path_text, "strategy")
+    except PyFileError as exc:
+        raise StrategyError(str(exc)) from exc.__cause__
