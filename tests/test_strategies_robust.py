@@ -177,10 +177,13 @@ def test_half_full_buffer_with_adaptive_norms_survives_a_restart() -> None:
 
 def test_bad_state_is_refused() -> None:
     strategy = Robust(k=3)
-    with pytest.raises(StrategyError, match=r"meta.count is 2, so arrays.deltas must be"):
+    with pytest.raises(StrategyError, match=r"meta.count is 2 in 2 rows, so arrays.deltas must"):
         strategy.load_state(StrategyState({}, {"count": 2}))
-    with pytest.raises(StrategyError, match="3 buffered deltas need k > 3"):
+    with pytest.raises(StrategyError, match="3 buffered deltas in 3 rows need k > 3"):
         strategy.load_state(StrategyState({"deltas": np.zeros((3, 4), np.float32)}, {"count": 3}))
+    with pytest.raises(StrategyError, match="meta.clients and meta.counts must list each row"):
+        strategy.load_state(StrategyState({"deltas": np.zeros((1, 4), np.float32)},
+                                          {"count": 2, "clients": ["a"], "counts": [1]}))
     with pytest.raises(StrategyError, match="meta.norms must be a list"):
         strategy.load_state(StrategyState({}, {"norms": [1, float("nan")]}))
 
@@ -233,12 +236,28 @@ def test_a_fast_client_counts_once_per_buffer() -> None:
 
 def test_client_ids_of_a_half_full_buffer_survive_a_checkpoint() -> None:
     base = np.zeros(3, dtype=np.float32)
-    first = create_strategy("robust", {"k": 3})
+    first = create_strategy("robust", {"k": 3, "min_clients": 2})
     model = ModelState(base.copy())
     first.merge(model, update(f32(9, 9, 9), base, client="mallory"))
     first.merge(model, update(f32(9, 9, 9), base, client="mallory"))
-    second = create_strategy("robust", {"k": 3})
+    second = create_strategy("robust", {"k": 3, "min_clients": 2})
     second.load_state(checkpoint(first.state()))
     assert second.merge(model, update(f32(1, 1, 1), base, client="alice"))
     # two clients: mallory's mean (9) and alice (1); median of two = 5
     np.testing.assert_array_equal(model.weights, f32(5, 5, 5))
+
+
+def test_a_buffer_waits_for_min_clients_distinct_clients() -> None:
+    """Two clients alone (one hostile) never move the model: their K deltas wait for a third."""
+    base = np.zeros(2, dtype=np.float32)
+    model = ModelState(base.copy())
+    strategy = create_strategy("robust", {"k": 4})  # min_clients 3
+    sends = [(f32(1e3, 1e3), "mallory"), (f32(1, 1), "alice"), (f32(1e3, 1e3), "mallory"),
+             (f32(3, 3), "alice"), (f32(1e3, 1e3), "mallory")]
+    assert [strategy.merge(model, update(d, base, client=c)) for d, c in sends] == [False] * 5
+    assert np.array_equal(model.weights, base)
+    state = strategy.state()
+    assert state.meta["clients"] == ["mallory", "alice"] and state.meta["counts"] == [3, 2]
+    np.testing.assert_allclose(state.arrays["deltas"], [[1e3, 1e3], [2, 2]])  # running means
+    assert strategy.merge(model, update(f32(2, 2), base, client="bob"))
+    np.testing.assert_allclose(model.weights, f32(2, 2))  # median of mallory, alice, bob

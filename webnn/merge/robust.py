@@ -16,12 +16,16 @@ After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with ag
                 average the ``K - 2g`` left (Yin et al. 2018); K=5, trim=0.2 drops one at each end;
 - mean:         the plain mean (with clipping, the baseline).
 
-With ``per_client`` (the default) each client counts once per buffer: the deltas one client sent
-into the same buffer are averaged first, and agg runs over the distinct clients. Asynchrony lets a
-fast client fill most of a buffer; without this, a hostile client that lands 3 of K=5 deltas owns
-the median (``wnn compare experiments/poisoning.toml`` showed exactly that).
+With ``per_client`` (the default) each client counts once per buffer: its deltas in one buffer
+are kept as their running mean in one row, agg runs over the distinct clients' rows, and the
+buffer flushes once it holds K deltas from at least ``min(min_clients, K)`` distinct clients
+(3 by default: the fewest a median can outvote one client with). Asynchrony lets a fast client
+fill most of a buffer; counted per update, a hostile client that lands 3 of K=5 deltas, or a
+buffer filled by two clients (one of them hostile), hands it the aggregate (``wnn compare
+experiments/poisoning.toml`` showed both). With fewer than ``min_clients`` clients active the model
+waits.
 
-The K deltas are held as one (K, n) float32 array: the median and trimmed mean need every copy.
+The rows are one (K, n) float32 array: the median and trimmed mean need every copy.
 Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``.
 """
 
@@ -92,23 +96,6 @@ def mean(stack: np.ndarray, out: np.ndarray) -> None:
     out *= np.float32(1.0 / stack.shape[0])
 
 
-def client_means(stack: np.ndarray, clients: list[str]) -> np.ndarray:
-    """One row per distinct client (first-seen order): the mean of that client's rows of `stack`.
-
-    `stack` itself when every client holds one row (no copy).
-    """
-    if len(clients) != stack.shape[0]:
-        raise ValueError(f"{len(clients)} client ids for {stack.shape[0]} rows")
-    order = list(dict.fromkeys(clients))
-    if len(order) == len(clients):
-        return stack
-    means = np.empty((len(order), stack.shape[1]), dtype=np.float32)
-    for i, client in enumerate(order):
-        rows = [j for j, c in enumerate(clients) if c == client]
-        np.mean(stack[rows], axis=0, dtype=np.float32, out=means[i])
-    return means
-
-
 def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1) -> None:
     """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered)."""
     if aggregator == "median":
@@ -146,7 +133,9 @@ class Robust(Strategy):
               minimum=1),
         Param("server_lr", float, 1.0, "server learning rate", minimum=0),
         Param("per_client", bool, True, "count each client once per buffer (its deltas in one "
-              "buffer are averaged first), so a fast client cannot fill a buffer"),
+              "buffer are averaged), so a fast client cannot fill a buffer"),
+        Param("min_clients", int, 3, "per_client: distinct clients a buffer needs before it "
+              "flushes (at most k)", minimum=1),
     )
     needs_base_weights = True
     aggregator: str
@@ -160,6 +149,7 @@ class Robust(Strategy):
     clip_min_history: int
     server_lr: float
     per_client: bool
+    min_clients: int
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -167,8 +157,9 @@ class Robust(Strategy):
         self.window = NormWindow(self.clip_window, self.clip_quantile, self.clip_factor,
                                  self.clip_min_history)
         self._buffer: np.ndarray | None = None
-        self._clients: list[str] = []  # who sent each buffered row
-        self.count = 0
+        self._clients: list[str] = []  # who owns each row
+        self._counts: list[int] = []  # deltas averaged into each row
+        self.count = 0  # deltas buffered
         self.max_steps = 0
         self.clipped = 0
 
@@ -207,24 +198,43 @@ class Robust(Strategy):
                 raise StrategyError(f"strategy 'robust': the buffer holds deltas of "
                                     f"{self._buffer.shape[1]} values, the model {size}")
             self._buffer = np.empty((self.k, size), dtype=np.float32)
-        row = self._buffer[self.count]
-        np.subtract(update.weights, base, out=row)
-        self._clip(row)
-        self._clients.append(update.client)
+        delta = update.weights  # scratch: becomes the delta
+        np.subtract(delta, base, out=delta)
+        self._clip(delta)
+        self._add(update.client, delta)
         self.count += 1
         self.max_steps = max(self.max_steps, update.steps_behind)
-        if self.count < self.k:
+        if not self._ready():
             return False
-        out = update.weights  # scratch: the delta is already in the buffer
-        stack = client_means(self._buffer, self._clients) if self.per_client else self._buffer
-        aggregate(self.aggregator, stack, out, self.trim)
-        out *= np.float32(self.server_lr)
-        model.weights += out
+        aggregate(self.aggregator, self._buffer[: len(self._clients)], delta, self.trim)
+        delta *= np.float32(self.server_lr)
+        model.weights += delta
         model.steps = merged_steps(model.steps, self.max_steps)
         self.count = 0
-        self._clients = []
+        self._clients, self._counts = [], []
         self.max_steps = 0
         return True
+
+    def _add(self, client: str, delta: np.ndarray) -> None:
+        """A new row, or (per_client) the running mean of the client's row: r += (d - r) / n."""
+        assert self._buffer is not None
+        if self.per_client and client in self._clients:
+            i = self._clients.index(client)
+            self._counts[i] += 1
+            row = self._buffer[i]
+            np.subtract(delta, row, out=delta)
+            delta *= np.float32(1.0 / self._counts[i])
+            row += delta
+            return
+        np.copyto(self._buffer[len(self._clients)], delta)
+        self._clients.append(client)
+        self._counts.append(1)
+
+    def _ready(self) -> bool:
+        if not self.per_client:
+            return self.count >= self.k
+        # rows never outnumber deltas and a k-th row always flushes, so k rows suffice
+        return self.count >= self.k and len(self._clients) >= min(self.min_clients, self.k)
 
     def _clip(self, delta: np.ndarray) -> None:
         if self.clip is None:
@@ -238,15 +248,15 @@ class Robust(Strategy):
             self.clipped += 1
 
     def state(self) -> StrategyState:
-        """``arrays["deltas"]``: the buffered (count, n) deltas (a copy, only while buffering);
-        meta: count, clients (who sent each row), max_steps, clipped, norms (the adaptive
-        window, oldest first)."""
+        """``arrays["deltas"]``: the buffered rows (a copy, only while buffering); meta: count
+        (deltas buffered), clients and counts (each row's owner and how many deltas it averages),
+        max_steps, clipped, norms (the adaptive window, oldest first)."""
         arrays = {}
-        if self.count and self._buffer is not None:
-            arrays["deltas"] = self._buffer[: self.count].copy()
+        if self._clients and self._buffer is not None:
+            arrays["deltas"] = self._buffer[: len(self._clients)].copy()
         return StrategyState(arrays, {"count": self.count, "clients": list(self._clients),
-                                      "max_steps": self.max_steps, "clipped": self.clipped,
-                                      "norms": self.window.norms()})
+                                      "counts": list(self._counts), "max_steps": self.max_steps,
+                                      "clipped": self.clipped, "norms": self.window.norms()})
 
     def load_state(self, state: StrategyState) -> None:
         meta = state.meta
@@ -264,27 +274,33 @@ class Robust(Strategy):
         if unknown:
             raise StrategyError(f"robust state: unknown arrays {unknown}")
         count = meta.get("count", 0)
+        # states from before per-client rows hold one row per delta
+        clients = meta.get("clients", [f"row-{i}" for i in range(count)])
+        counts = meta.get("counts", [1] * len(clients) if isinstance(clients, list) else None)
+        if not (isinstance(clients, list) and all(isinstance(c, str) for c in clients)
+                and isinstance(counts, list) and len(counts) == len(clients)
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts)
+                and sum(counts) == count):
+            raise StrategyError(f"robust state: meta.clients and meta.counts must list each row's "
+                                f"client and its number of deltas, {count} in all")
+        rows = len(clients)
         deltas = state.arrays.get("deltas")
-        if count and (deltas is None or not isinstance(deltas, np.ndarray)
-                      or deltas.dtype != np.float32 or deltas.ndim != 2
-                      or deltas.shape[0] != count):
+        if rows and (deltas is None or not isinstance(deltas, np.ndarray)
+                     or deltas.dtype != np.float32 or deltas.ndim != 2
+                     or deltas.shape[0] != rows):
             got = "nothing" if deltas is None else f"{getattr(deltas, 'dtype', type(deltas))} " \
                 f"of shape {getattr(deltas, 'shape', '?')}"
-            raise StrategyError(f"robust state: meta.count is {count}, so arrays.deltas must be a "
-                                f"float32 array of shape ({count}, n); got {got}")
-        # states written before per-client buffers: every row its own client
-        clients = meta.get("clients", [f"row-{i}" for i in range(count)])
-        if not isinstance(clients, list) or len(clients) != count or not all(
-                isinstance(c, str) for c in clients):
-            raise StrategyError(f"robust state: meta.clients must list {count} client ids")
-        if count >= self.k:
-            raise StrategyError(f"robust state: {count} buffered deltas need k > {count}, "
-                                f"this strategy has k={self.k}")
-        if count:
+            raise StrategyError(f"robust state: meta.count is {count} in {rows} rows, so "
+                                f"arrays.deltas must be a float32 array of shape ({rows}, n); "
+                                f"got {got}")
+        if rows >= self.k or (not self.per_client and count >= self.k):
+            raise StrategyError(f"robust state: {count} buffered deltas in {rows} rows need "
+                                f"k > {rows}, this strategy has k={self.k}")
+        if rows:
             self._buffer = np.empty((self.k, deltas.shape[1]), dtype=np.float32)
-            self._buffer[:count] = deltas
+            self._buffer[:rows] = deltas
         self.count = count
-        self._clients = list(clients)
+        self._clients, self._counts = list(clients), list(counts)
         self.max_steps = meta.get("max_steps", 0)
         self.clipped = meta.get("clipped", 0)
         self.window.load(norms)
