@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import json
 import math
 
 import numpy as np
 import pytest
+from strategy_helpers import checkpoint
 
 from webnn.merge import ModelState, StrategyError, StrategyState, Update, create_strategy
 from webnn.merge.fedbuff import FedBuff
@@ -22,16 +21,6 @@ def update(weights: np.ndarray, base: np.ndarray, staleness: int = 0, base_steps
     return Update(weights=weights.copy(), base_version=0, base_steps=base_steps,
                   local_steps=local_steps, staleness=staleness, client="c",
                   base_weights=base.copy())
-
-
-def checkpoint(state: StrategyState) -> StrategyState:
-    """Round-trip a state through the bytes a checkpoint holds (npz arrays, JSON meta)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **state.arrays)
-    buffer.seek(0)
-    with np.load(buffer) as loaded:
-        arrays = {name: loaded[name] for name in loaded.files}
-    return StrategyState(arrays, json.loads(json.dumps(state.meta)))
 
 
 def test_three_updates_make_one_version_equal_to_the_weighted_mean() -> None:

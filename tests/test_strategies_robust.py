@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import json
 import uuid
 
 import numpy as np
 import pytest
+from strategy_helpers import checkpoint
 
 from webnn.merge import (
     ModelState,
@@ -30,16 +29,6 @@ def update(delta: np.ndarray, base: np.ndarray, base_steps: int = 0,
     return Update(weights=(base + delta).astype(np.float32), base_version=0,
                   base_steps=base_steps, local_steps=5, staleness=0,
                   client=client or f"c-{uuid.uuid4().hex[:8]}", base_weights=base.copy())
-
-
-def checkpoint(state: StrategyState) -> StrategyState:
-    """Round-trip a state through the bytes a checkpoint holds (npz arrays, JSON meta)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **state.arrays)
-    buffer.seek(0)
-    with np.load(buffer) as loaded:
-        arrays = {name: loaded[name] for name in loaded.files}
-    return StrategyState(arrays, json.loads(json.dumps(state.meta)))
 
 
 def test_trim_count_is_floor_of_trim_times_k() -> None:
