@@ -82,6 +82,11 @@ CASES = {
                                  FRAME_TYPE, 400, "bad_field"),
     "timings_negative": lambda t, w: ("data", _frame(t, w, timings={"send": -1}), FRAME_TYPE,
                                       400, "bad_field"),
+    "timings_huge": lambda t, w: ("data", _frame(t, w, timings={"send": 10**400}), FRAME_TYPE,
+                                  400, "bad_field"),
+    "header_int_too_long": lambda t, w: ("data", b"WNF1" + struct.pack("<I", 5012)
+                                         + b'{"steps": 1%s}' % (b"0" * 5000), FRAME_TYPE, 400,
+                                         "bad_frame"),
     "too_large": lambda t, w: ("data", b"\0" * (w.nbytes + (2 << 20)), FRAME_TYPE, 413,
                                "too_large"),
 }
@@ -181,6 +186,14 @@ async def test_bad_evaluations_change_nothing(setup, make_config):
                                data=b'{"loss": NaN, "accuracy": 0.5, "examples": %d}' % n,
                                content_type="application/json")
     assert (raw.status, raw.code) == (400, "not_finite")
+    huge = await client.request("POST", task["urls"]["submit"],  # an integer no float can hold
+                                data=b'{"loss": 1%s, "accuracy": 0.5, "examples": %d}'
+                                % (b"0" * 400, n), content_type="application/json")
+    assert (huge.status, huge.code) == (400, "not_finite"), huge.body
+    endless = await client.request("POST", task["urls"]["submit"],  # too long for json to parse
+                                   data=b'{"loss": 1%s}' % (b"0" * 5000),
+                                   content_type="application/json")
+    assert (endless.status, endless.code) == (400, "bad_json"), endless.body
     assert await _snapshot(client) == before
     assert (await client.submit_evaluation(task, 1.0, 0.5, n)).status == 200
 

@@ -139,7 +139,9 @@ async def test_restart_resumes_counters_history_data_and_strategy_state(make_con
 
     second = await serve(create_app(config(tmp_path / "state")))
     client = ProtocolClient(http, second.url)
-    await client.join()
+    joined = await client.join()
+    # client ids go on from before the restart: c-1 joined the first server
+    assert joined["clientId"] == "c-2"
     after = (await client.get("api/v1/status")).body
     for key in ("version", "steps", "merges"):
         assert after[key] == before[key], key

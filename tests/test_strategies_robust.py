@@ -236,7 +236,8 @@ def test_client_ids_of_a_half_full_buffer_survive_a_checkpoint() -> None:
     np.testing.assert_array_equal(model.weights, f32(5, 5, 5))
 
 
-def test_a_buffer_waits_for_min_clients_distinct_clients() -> None:
+def test_a_buffer_waits_for_min_clients_distinct_clients(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
     """Two clients alone (one hostile) never move the model: their K deltas wait for a third."""
     base = np.zeros(2, dtype=np.float32)
     model = ModelState(base.copy())
@@ -245,6 +246,9 @@ def test_a_buffer_waits_for_min_clients_distinct_clients() -> None:
              (f32(3, 3), "alice"), (f32(1e3, 1e3), "mallory")]
     assert [strategy.merge(model, update(d, base, client=c)) for d, c in sends] == [False] * 5
     assert np.array_equal(model.weights, base)
+    waiting = [r.getMessage() for r in caplog.records if "waiting for 3 distinct" in r.getMessage()]
+    assert waiting == ["robust: 4 deltas buffered from 2 client(s); waiting for 3 distinct "
+                       "clients (min_clients) before the model moves"]
     state = strategy.state()
     assert state.meta["clients"] == ["mallory", "alice"] and state.meta["counts"] == [3, 2]
     np.testing.assert_allclose(state.arrays["deltas"], [[1e3, 1e3], [2, 2]])  # running means

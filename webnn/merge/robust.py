@@ -31,6 +31,7 @@ Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -42,6 +43,8 @@ from webnn.merge.fedbuff import base_delta_check
 from webnn.merge.params import Param
 from webnn.merge.screening import NormWindow, delta_norm
 from webnn.merge.webnn_rules import merged_steps
+
+log = logging.getLogger("webnn.merge")
 
 AGGREGATORS: tuple[str, ...] = ("median", "trimmed_mean", "mean")
 CLIP_MODES: tuple[str, ...] = ("fixed", "adaptive")
@@ -205,6 +208,10 @@ class Robust(Strategy):
         self.count += 1
         self.max_steps = max(self.max_steps, update.steps_behind)
         if not self._ready():
+            if self.count == self.k:  # once per buffer: say why the model does not move
+                log.warning("robust: %d deltas buffered from %d client(s); waiting for %d "
+                            "distinct clients (min_clients) before the model moves", self.count,
+                            len(self._clients), min(self.min_clients, self.k))
             return False
         aggregate(self.aggregator, self._buffer[: len(self._clients)], delta, self.trim)
         delta *= np.float32(self.server_lr)

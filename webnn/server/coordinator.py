@@ -37,7 +37,7 @@ from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
 from webnn.server.tasks import EvalWork, Task, TaskBook, TrainWork
-from webnn.server.updates import UpdateHeader, decode_update
+from webnn.server.updates import UpdateHeader, decode_update, finite_float
 from webnn.server.versions import Snapshot, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
@@ -63,7 +63,10 @@ def _number(body: dict, key: str, *, optional: bool) -> float | None:
         raise bad_field(f"$.{key}", "required number is missing")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad_field(f"$.{key}", f"must be a number, got {type(value).__name__}")
-    return float(value)
+    number = finite_float(value)
+    if number is None:
+        raise ProtocolError(400, "not_finite", f"$.{key} must be a finite number, got {value!r}")
+    return number
 
 
 class Coordinator:
@@ -233,7 +236,8 @@ class Coordinator:
         if role in ("train", "any") and self.finishing_since is None:
             work = self.train_queue.popleft() if self.train_queue else self._new_train_work()
             self.versions.hold(self.model.version)
-            return self._issue("train", work, self.model.version, self.model.steps, session, now)
+            return self._issue("train", work, self.model.version, self.current_steps, session,
+                               now)
         return None
 
     def _issue(self, kind: str, work: TrainWork | EvalWork, version: int, steps: int,
@@ -341,6 +345,14 @@ class Coordinator:
                                 "are kept)")
         return version, snapshot.steps, snapshot.data
 
+    @property
+    def current_steps(self) -> int:
+        """Steps t of the current version. ``model.steps`` runs ahead of it while a merge is in
+        its worker thread (the version is bumped on the event loop afterwards)."""
+        snapshot = self.versions.get(self.model.version)
+        assert snapshot is not None  # the current version is always held
+        return snapshot.steps
+
     def _snapshot(self) -> Snapshot:
         """The current weights as an immutable wire copy (clients fetch it while we merge on)."""
         return Snapshot(bytes(self.layout.to_bytes(self.model.weights)), self.model.steps)
@@ -436,7 +448,7 @@ class Coordinator:
         session.open_tasks.discard(task.id)
         self.versions.release(task.version)
         result = {"protocol": 1, "accepted": True, "version": self.model.version,
-                  "merged": bool(changed), "staleness": staleness, "steps": self.model.steps,
+                  "merged": bool(changed), "staleness": staleness, "steps": self.current_steps,
                   "merges": self.merges,
                   "clipped": verdict is not None and verdict.action == "clipped"}
         task.result = result
@@ -478,7 +490,7 @@ class Coordinator:
             self.metrics.versions.inc()
         self._update_gauges()
         self.events.publish("merge", {
-            "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
+            "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
             "staleness": staleness, "merged": changed, "clientId": session.client_id,
             "loss": session.last_loss, "accuracy": session.last_accuracy, "time": self.clock()})
 
@@ -494,7 +506,7 @@ class Coordinator:
 
     def _update_gauges(self) -> None:
         self.metrics.version.set(self.model.version)
-        self.metrics.steps.set(self.model.steps)
+        self.metrics.steps.set(self.current_steps)
 
     # --------------------------------------------------------------------------- evaluations
 
@@ -518,7 +530,7 @@ class Coordinator:
             due |= bool(self.eval_every_seconds
                         and self.elapsed() - self.last_eval_elapsed >= self.eval_every_seconds)
         if due:
-            self._start_evaluation(self.model.version, self.model.steps, self.merges)
+            self._start_evaluation(self.model.version, self.current_steps, self.merges)
 
     def submit_evaluation(self, session: Session, task: Task, body: dict) -> dict:
         """Record one chunk's mean loss/accuracy; the last chunk completes the evaluation."""
@@ -537,8 +549,6 @@ class Coordinator:
             if examples != work.examples:
                 raise bad_field("$.examples", f"chunk {work.chunk} holds {work.examples} "
                                 f"examples, got {examples}")
-            if any(v is not None and not math.isfinite(v) for v in (loss, accuracy)):
-                raise ProtocolError(400, "not_finite", "loss and accuracy must be finite numbers")
             if accuracy is not None and not 0 <= accuracy <= 1:
                 raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy}")
         except ProtocolError as error:
@@ -647,7 +657,7 @@ class Coordinator:
         return {
             "protocol": 1, "name": self.spec.name, "state": self.state,
             "endReason": self.end_reason, "finishing": self.finishing_since is not None,
-            "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
+            "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
             "clients": len(self.sessions), "elapsed": round(self.elapsed(), 3),
             "lastEvaluation": last,
             "evaluating": None if self.evaluation is None else {
@@ -715,7 +725,8 @@ class Coordinator:
             "strategy": {"name": self.strategy.name, "meta": strategy_state.meta},
             "screening": self.screen.state() if self.screen is not None else None,
             "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
-            "updatesAccepted": self.updates_accepted, "state": self.state,
+            "updatesAccepted": self.updates_accepted, "clientsJoined": self.sessions.joined,
+            "state": self.state,
             "endReason": self.end_reason, "history": self.history,
             "data": {"nextBatch": self.next_batch, "outstanding": outstanding,
                      "batchExamples": self.batch_size * self.local_steps, "seed": self.seed},
@@ -744,6 +755,7 @@ class Coordinator:
         self.model.version = int(state["version"])
         self.merges = int(state["merges"])
         self.updates_accepted = int(state.get("updatesAccepted", 0))
+        self.sessions.joined = int(state.get("clientsJoined", 0))
         self.history = list(state.get("history", []))
         self.state = state.get("state", "running")
         self.end_reason = state.get("endReason")

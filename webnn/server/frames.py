@@ -122,7 +122,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
         )
     try:
         header = json.loads(bytes(view[8 : 8 + head_len]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # bad UTF-8, bad JSON, or an integer too long to parse
         raise FrameError("bad_frame", f"header is not valid UTF-8 JSON: {error}") from None
     if not isinstance(header, dict):
         raise FrameError("bad_frame", "header must be a JSON object")

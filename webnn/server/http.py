@@ -55,7 +55,7 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> dict:
     require_content_type(request, "application/json")
     try:
         body = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # bad UTF-8, bad JSON, or an integer too long to parse
         raise ProtocolError(400, "bad_json", f"body is not valid UTF-8 JSON: {error}") from None
     if not isinstance(body, dict):
         raise bad_field("$", f"must be a JSON object, got {type(body).__name__}")

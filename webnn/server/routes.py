@@ -47,7 +47,7 @@ def model_description(request: web.Request) -> dict:
                      "learningRate": spec.learning_rate, "metrics": list(spec.metrics),
                      "batchSize": coordinator.batch_size, "localSteps": coordinator.local_steps},
         "version": coordinator.model.version,
-        "steps": coordinator.model.steps,
+        "steps": coordinator.current_steps,
         "totalParams": coordinator.layout.size,
         "urls": {"weights": url(request, "weights"), "tasks": url(request, "tasks"),
                  **static_urls(request)},

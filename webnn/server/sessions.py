@@ -50,11 +50,15 @@ class Session:
 
 
 class SessionRegistry:
-    """Sessions by token; client ids are ``c-1``, ``c-2``, ... in join order."""
+    """Sessions by token; client ids are ``c-1``, ``c-2``, ... in join order.
+
+    `joined` is checkpointed, so ids stay unique across restarts: strategy state that remembers
+    clients (robust's per-client rows) never mistakes a new client for one from before.
+    """
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
-        self._joined = 0
+        self.joined = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -63,9 +67,9 @@ class SessionRegistry:
         return iter(list(self._sessions.values()))
 
     def join(self, info: dict, now: float) -> Session:
-        self._joined += 1
+        self.joined += 1
         session = Session(
-            token=secrets.token_urlsafe(24), client_id=f"c-{self._joined}",
+            token=secrets.token_urlsafe(24), client_id=f"c-{self.joined}",
             kind=info.get("kind", "browser"), name=info.get("name"),
             user_agent=info.get("userAgent"), backend=info.get("backend"),
             joined=now, last_seen=now,

@@ -43,6 +43,18 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def finite_float(value: object) -> float | None:
+    """`value` as a finite float; None for anything else (bools, NaN, Inf, or an integer too
+    large for a float, which JSON allows)."""
+    if not _is_number(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_version: int,
                   max_steps: int) -> tuple[np.ndarray, UpdateHeader]:
     """Check an update frame against its task and the model; return a writable copy of weights."""
@@ -65,10 +77,10 @@ def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_versi
         value = raw.get(key)
         if value is not None and not _is_number(value):
             raise bad_field(f"header.{key}", f"must be a number or null, got {value!r}")
-        metrics[key] = float(value) if value is not None and math.isfinite(value) else None
+        metrics[key] = finite_float(value)
     timings = raw.get("timings", {})
     if not isinstance(timings, dict) or not all(
-        _is_number(v) and math.isfinite(v) and v >= 0 for v in timings.values()
+        (seconds := finite_float(v)) is not None and seconds >= 0 for v in timings.values()
     ):
         raise bad_field("header.timings", "must be an object of finite numbers >= 0 (seconds)")
     follow = raw.get("next", False)
