@@ -13,7 +13,7 @@ import pytest
 from webnn.compare.config import Churn, CompareConfig, parse_config
 from webnn.compare.runner import StopWatch, parse_metrics
 from webnn.compare.workers import MAX_CRASHES, ClientSlot, WorkerCrashed
-from webnn.node_worker import WorkerCommand, WorkerSetupError
+from webnn.node_worker import WorkerArgs, WorkerCommand, WorkerSetupError
 from webnn.server.metrics import Metrics
 
 NODE = shutil.which("node")
@@ -66,9 +66,9 @@ async def test_churn_kills_and_restarts(tmp_path: Path) -> None:
     command = write_script(tmp_path, "idle.js",
                            "console.log('up', process.argv.slice(2).join(' '));"
                            "setInterval(() => {}, 1000);")
-    slot = ClientSlot(name="phone-1", command=command, server_url="http://127.0.0.1:1/",
-                      log_path=tmp_path / "logs" / "phone-1.log", speed=0.5,
-                      attack="sign_flip", attack_scale=4,
+    slot = ClientSlot(WorkerArgs(server_url="http://127.0.0.1:1/", name="phone-1", role="train",
+                                 speed=0.5, attack="sign_flip", attack_scale=4),
+                      command=command, log_path=tmp_path / "logs" / "phone-1.log",
                       churn=Churn(mean_online_seconds=0.2, mean_offline_seconds=0.05),
                       rng=np.random.default_rng(0))
     task = asyncio.create_task(slot.run())
@@ -93,8 +93,8 @@ async def test_crashing_worker_fails_with_its_output(tmp_path: Path) -> None:
     command = write_script(tmp_path, "crash.js",
                            "console.error('wnn-worker: --attack: unknown option');"
                            "process.exit(2);")
-    slot = ClientSlot(name="w", command=command, server_url="http://127.0.0.1:1/",
-                      log_path=tmp_path / "w.log")
+    slot = ClientSlot(WorkerArgs(server_url="http://127.0.0.1:1/", name="w", role="train"),
+                      command=command, log_path=tmp_path / "w.log")
     with pytest.raises(WorkerCrashed, match="exited with status 2 3 times") as info:
         await asyncio.wait_for(slot.run(), 60)
     assert "--attack: unknown option" in str(info.value)

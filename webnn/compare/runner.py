@@ -30,7 +30,7 @@ from webnn.compare.config import CompareConfig, ConfigError, StrategyEntry
 from webnn.compare.proxy import LatencyProxy
 from webnn.compare.results import RunRecord, SeriesRow, write_run
 from webnn.compare.workers import ClientSlot, WorkerCrashed
-from webnn.node_worker import WorkerCommand, WorkerSetupError
+from webnn.node_worker import WorkerArgs, WorkerCommand, WorkerSetupError
 
 POLL_SECONDS = 0.5
 END_GRACE_SECONDS = 20.0
@@ -290,8 +290,9 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
         stack.push_async_callback(chromium.close)
         await chromium.start()
     slots: list[ClientSlot | BrowserSlot] = [ClientSlot(
-        name="evaluator", server_url=url, log_path=logs / "evaluator.log", role="evaluate",
-        backend=config.evaluation.backend, **common)]
+        WorkerArgs(server_url=url, name="evaluator", role="evaluate",
+                   backend=config.evaluation.backend),
+        log_path=logs / "evaluator.log", **common)]
     # One stream per client, derived from the run's seed: churn repeats across strategies.
     streams = np.random.SeedSequence(seed).spawn(config.num_clients)
     n = 0
@@ -311,9 +312,9 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 n += 1
                 continue
             slots.append(ClientSlot(
-                name=name, server_url=client_url, log_path=logs / f"{name}.log", role="train",
-                backend=group.backend, speed=group.speed, attack=attack, attack_scale=scale,
-                churn=group.churn,
+                WorkerArgs(server_url=client_url, name=name, role="train", backend=group.backend,
+                           speed=group.speed, attack=attack, attack_scale=scale),
+                log_path=logs / f"{name}.log", churn=group.churn,
                 rng=np.random.default_rng(streams[n]), **common))
             n += 1
     return slots

@@ -39,24 +39,20 @@ class SlotStats:
 class ClientSlot:
     """One client of a run (see module docstring)."""
 
-    name: str
+    args: WorkerArgs
     command: WorkerCommand
-    server_url: str
     log_path: Path
-    role: str = "train"
-    backend: str = "cpu"
-    speed: float = 1.0
-    attack: str | None = None
-    attack_scale: float = 1.0
     churn: Churn | None = None
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     stats: SlotStats = field(default_factory=SlotStats)
     _process: asyncio.subprocess.Process | None = None
 
     def argv(self) -> list[str]:
-        return WorkerArgs(server_url=self.server_url, name=self.name, role=self.role,
-                          backend=self.backend, speed=self.speed, attack=self.attack,
-                          attack_scale=self.attack_scale).argv(self.command)
+        return self.args.argv(self.command)
+
+    @property
+    def name(self) -> str:
+        return self.args.name
 
     async def _start(self) -> asyncio.subprocess.Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
