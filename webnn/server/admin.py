@@ -9,35 +9,37 @@ from webnn.server.events import stream_events
 from webnn.server.export import model_json
 from webnn.server.http import require_admin
 from webnn.server.keys import COORDINATOR, EVENTS, METRICS
+from webnn.server.wire import json_response
 
 
 async def pause(request: web.Request) -> web.Response:
     require_admin(request)
     coordinator = request.app[COORDINATOR]
     coordinator.pause()
-    return web.json_response(coordinator.status())
+    return json_response(coordinator.status())
 
 
 async def resume(request: web.Request) -> web.Response:
     require_admin(request)
     coordinator = request.app[COORDINATOR]
     coordinator.resume()
-    return web.json_response(coordinator.status())
+    return json_response(coordinator.status())
 
 
 async def end(request: web.Request) -> web.Response:
     require_admin(request)
     coordinator = request.app[COORDINATOR]
     coordinator.end("ended by the admin")
-    return web.json_response(coordinator.status())
+    return json_response(coordinator.status())
 
 
 async def export_model_json(request: web.Request) -> web.Response:
     """The current model's ``model.json``; its weights path ``weights.bin`` resolves next to it."""
     require_admin(request)
     coordinator = request.app[COORDINATOR]
-    return web.json_response(model_json(coordinator.spec, "weights.bin"),
-                             headers={"X-WebNN-Version": str(coordinator.model.version)})
+    return json_response(model_json(coordinator.spec, "weights.bin"),
+                         headers={"X-WebNN-Version": str(coordinator.model.version)},
+                         envelope=False)
 
 
 async def export_weights(request: web.Request) -> web.Response:

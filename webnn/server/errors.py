@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-PROTOCOL_VERSION = 1
+from webnn.server.wire import PROTOCOL_VERSION, json_response
 
 log = logging.getLogger("webnn.server")
 
@@ -35,7 +35,8 @@ class ProtocolError(Exception):
         return {"protocol": PROTOCOL_VERSION, "error": {"code": self.code, "message": self.message}}
 
     def response(self) -> web.Response:
-        return web.json_response(self.payload(), status=self.status, headers=self.headers)
+        return json_response(self.payload(), status=self.status, headers=self.headers,
+                             envelope=False)
 
 
 def bad_field(path: str, message: str) -> ProtocolError:
@@ -49,9 +50,20 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "timeout",
+    411: "length_required",
     413: "too_large",
+    414: "too_large",
     415: "wrong_content_type",
+    429: "too_many_requests",
+    431: "too_large",
+    503: "unavailable",
 }
+_KEPT_HEADERS = ("Allow", "Retry-After")
+
+
+def _shown(path: str, limit: int = 200) -> str:
+    return path if len(path) <= limit else path[:limit] + "..."
 
 
 @web.middleware
@@ -69,8 +81,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         code = _HTTP_CODES.get(error.status, "http_error")
+        kept = {k: error.headers[k] for k in _KEPT_HEADERS if k in error.headers}
         return ProtocolError(
-            error.status, code, f"{error.reason}: {request.method} {request.path}"
+            error.status, code, f"{error.reason}: {request.method} {_shown(request.path)}", kept
         ).response()
     except (ConnectionResetError, TimeoutError):
         raise

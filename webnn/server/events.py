@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from aiohttp import web
+
+from webnn.server.wire import dumps
 
 QUEUE_SIZE = 256
 KEEPALIVE_SECONDS = 15.0
@@ -56,7 +57,8 @@ class EventBus:
 
 
 def format_event(event: str, data: dict) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    """One SSE message; `data` is strict JSON (`wire.dumps`: non-finite numbers become null)."""
+    return f"event: {event}\ndata: {dumps(data)}\n\n".encode()
 
 
 async def stream_events(request: web.Request, bus: EventBus, hello: dict) -> web.StreamResponse:

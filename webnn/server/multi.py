@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from webnn.server.errors import error_middleware
 from webnn.server.keys import COORDINATOR
+from webnn.server.wire import json_response
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def create_multi_app(apps: dict[str, web.Application]) -> web.Application:
     """Mount each ``name -> app`` at ``/models/<name>/`` under a parent app with an index page."""
     if not apps:
         raise ValueError("create_multi_app needs at least one model app")
-    parent = web.Application()
+    parent = web.Application(middlewares=[error_middleware])  # JSON errors outside the mounts
     parent.router.add_get("/", index_page)
     parent.router.add_get("/models.json", models_json)
     mounted = []
@@ -65,7 +67,7 @@ def _redirect_to(location: str) -> Callable[[web.Request], Awaitable[web.StreamR
 
 
 async def models_json(request: web.Request) -> web.Response:
-    return web.json_response({"models": [m.summary() for m in request.app[MODELS]]})
+    return json_response({"models": [m.summary() for m in request.app[MODELS]]})
 
 
 async def index_page(request: web.Request) -> web.Response:
@@ -76,8 +78,8 @@ async def index_page(request: web.Request) -> web.Response:
         rows.append(
             f'<tr><td><a href="{link}">{html.escape(s["name"])}</a></td>'
             f'<td><a href="{link}dashboard">dashboard</a></td>'
-            f"<td>{html.escape(str(s['state']))}</td><td>{s['version']}</td>"
-            f"<td>{s['merges']}</td><td>{s['clients']}</td></tr>"
+            f"<td>{html.escape(str(s['state']))}</td><td>{int(s['version'])}</td>"
+            f"<td>{int(s['merges'])}</td><td>{int(s['clients'])}</td></tr>"
         )
     body = INDEX_TEMPLATE.replace("{rows}", "\n".join(rows))
     return web.Response(text=body, content_type="text/html")

@@ -3,6 +3,8 @@ updates, evaluations, leave, plus the read-only status, history and client views
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 from aiohttp import web
 
@@ -12,7 +14,7 @@ from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.frames import decode_frame, encode_frame
 from webnn.server.http import (
     SESSION_HEADER,
-    json_response,
+    decimal_param,
     maybe_session,
     read_body,
     read_json,
@@ -25,10 +27,17 @@ from webnn.server.keys import CONFIG, COORDINATOR
 from webnn.server.sessions import Session
 from webnn.server.static import static_urls
 from webnn.server.tasks import ROLES, Task
+from webnn.server.updates import finite_float
+from webnn.server.wire import json_response
 
 CLIENT_KINDS = ("browser", "node", "python", "other")
 MAX_TEXT = 200
 FRAME_OVERHEAD = 1 << 20
+MAX_LOSS = 1e30
+# Losses that may legitimately be negative (TF.js cosineProximity is -cos; poisson is
+# y_pred - y_true * log(y_pred)); every other loss is >= 0.
+SIGNED_LOSSES = frozenset({"cosineProximity", "poisson"})
+_STRIPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
 def _coordinator(request: web.Request) -> Coordinator:
@@ -74,12 +83,16 @@ def task_payload(request: web.Request, task: Task) -> dict:
 
 
 def _text(info: dict, key: str) -> str | None:
+    """A client-supplied display string: at most `MAX_TEXT` characters, with control, format
+    (bidi overrides, zero-width), surrogate, private-use and unassigned characters removed, so
+    it shows as plain text on the dashboard and in logs."""
     value = info.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise bad_field(f"$.client.{key}", f"must be a string of at most {MAX_TEXT} characters")
-    return value
+    clean = "".join(c for c in value if unicodedata.category(c) not in _STRIPPED_CATEGORIES)
+    return clean.strip() or None
 
 
 async def join(request: web.Request) -> web.Response:
@@ -149,10 +162,8 @@ async def weights(request: web.Request) -> web.Response:
 
 
 async def weights_version(request: web.Request) -> web.Response:
-    text = request.match_info["version"]
-    if not text.isdigit() or len(text) > 18:
-        raise ProtocolError(404, "unknown_version", f"{text!r} is not a model version number")
-    return _weights_response(request, int(text))
+    version = decimal_param(request, "version", "unknown_version", "a model version number")
+    return _weights_response(request, version)
 
 
 async def batch(request: web.Request) -> web.Response:
@@ -203,14 +214,28 @@ async def evaluation(request: web.Request) -> web.Response:
     client = session(request)
     task = coordinator.task(client, request.match_info["task_id"], "evaluate")
     if task.result is not None:
-        return web.json_response(task.result)
+        return json_response(task.result)
     coordinator.check_cut_off(client)
     try:
         body = await read_json(request)
+        _check_evaluation_bounds(body, signed_loss=coordinator.spec.loss in SIGNED_LOSSES)
     except ProtocolError as error:
         coordinator.note_invalid(client, error.code)
         raise
-    return web.json_response(coordinator.submit_evaluation(client, task, body))
+    return json_response(coordinator.submit_evaluation(client, task, body))
+
+
+def _check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
+    """Bound an evaluation's figures at the door so no sum of them can overflow: a finite loss
+    must lie in [0, `MAX_LOSS`] ([-`MAX_LOSS`, `MAX_LOSS`] for `SIGNED_LOSSES`), a finite
+    accuracy in [0, 1]. Types, non-finite values and the example count are the coordinator's."""
+    loss = finite_float(body.get("loss"))
+    low = -MAX_LOSS if signed_loss else 0.0
+    if loss is not None and not low <= loss <= MAX_LOSS:
+        raise bad_field("$.loss", f"must be between {low:g} and {MAX_LOSS:g}, got {loss!r}")
+    accuracy = finite_float(body.get("accuracy"))
+    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+        raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy!r}")
 
 
 async def leave(request: web.Request) -> web.Response:
@@ -227,7 +252,7 @@ async def leave(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(_coordinator(request).status())
+    return json_response(_coordinator(request).status())
 
 
 async def history(request: web.Request) -> web.Response:

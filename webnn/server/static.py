@@ -4,6 +4,11 @@
 -> ``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/chart/`` -> the ``dist`` folders
 in ``node_modules``. Pages use relative URLs, so they work under a mount prefix. ``GET
 /config.json`` tells a page where TF.js is (the local copy, or `tfjs_url` when configured).
+
+Static files are served by `_directory` (not aiohttp's static resource, whose missing files and
+directories answer an empty 404 or a 403): a file is served only when the resolved path is a
+regular file inside its folder; anything else (missing, a directory, ``..``, a link leading out,
+a name with NUL or control characters) answers the protocol's JSON 404 ``not_found``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from aiohttp import web
 
 from webnn.server.errors import ProtocolError
 from webnn.server.keys import CONFIG
+from webnn.server.wire import json_response
+
+MAX_PATH_CHARS = 1024
 
 STATIC_DIRS = {
     "static_client": ("/static/client", "src"),
@@ -43,6 +51,40 @@ def _missing(path: Path) -> web.Handler:
     return handler
 
 
+def _not_found(shown: str) -> ProtocolError:
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+    return ProtocolError(404, "not_found", f"no file {shown!r} here")
+
+
+def _resolve(root: Path, filename: str) -> Path | None:
+    """The regular file `filename` names inside `root` (already resolved), or None."""
+    if not filename or len(filename) > MAX_PATH_CHARS or any(ord(c) < 32 for c in filename):
+        return None
+    parts = filename.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    try:
+        path = root.joinpath(*parts).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+    except (OSError, ValueError):  # a name too long for the file system, or not encodable
+        return None
+    return path
+
+
+def _directory(root: Path) -> web.Handler:
+    resolved = root.resolve()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        filename = request.match_info["filename"]
+        path = _resolve(resolved, filename)
+        if path is None:
+            raise _not_found(filename)
+        return web.FileResponse(path)
+    return handler
+
+
 def _page(path: Path) -> web.Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if not path.is_file():
@@ -52,18 +94,15 @@ def _page(path: Path) -> web.Handler:
 
 
 async def config_json(request: web.Request) -> web.Response:
-    return web.json_response({"protocol": 1, "urls": static_urls(request),
-                              "api": str(request.app.router["status"].url_for()).rsplit(
-                                  "status", 1)[0]})
+    api = str(request.app.router["status"].url_for()).rsplit("status", 1)[0]
+    return json_response({"urls": static_urls(request), "api": api})
 
 
 def add_static_routes(app: web.Application, client_dir: Path) -> None:
     for name, (prefix, sub) in STATIC_DIRS.items():
         directory = client_dir / sub
-        if directory.is_dir():
-            app.router.add_static(prefix, directory, name=name)
-        else:
-            app.router.add_get(prefix + "/{filename:.*}", _missing(directory), name=name)
+        handler = _directory(directory) if directory.is_dir() else _missing(directory)
+        app.router.add_get(prefix + "/{filename:.*}", handler, name=name)
     for name, (route, sub) in PAGES.items():
         app.router.add_get(route, _page(client_dir / sub), name=name)
     app.router.add_get("/config.json", config_json, name="config")
