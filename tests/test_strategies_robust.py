@@ -31,12 +31,20 @@ def update(delta: np.ndarray, base: np.ndarray, base_steps: int = 0,
                   client=client or f"c-{uuid.uuid4().hex[:8]}", base_weights=base.copy())
 
 
-def test_trim_count_is_floor_of_trim_times_k() -> None:
+def test_trim_count_is_floor_of_trim_times_k_but_at_least_one() -> None:
     assert trim_count(5, 0.2) == 1
     assert trim_count(10, 0.1) == 1
     assert trim_count(10, 0.15) == 1
+    assert trim_count(20, 0.15) == 3
     assert trim_count(100, 0.29) == 29  # 0.29 * 100 is 28.999999999999996 in floating point
     assert trim_count(4, 0.0) == 0
+    # fewer rows than 1/trim: a bare floor would trim nothing (a plain mean)
+    assert trim_count(4, 0.1) == 1
+    assert trim_count(3, 0.1) == 1
+    # one value always survives
+    assert trim_count(2, 0.1) == 0
+    assert trim_count(1, 0.4) == 0
+    assert trim_count(5, 0.45) == 2
     with pytest.raises(ValueError, match=r"trim must be in \[0, 0.5\), got 0.5"):
         trim_count(10, 0.5)
 
@@ -57,8 +65,16 @@ def test_trimmed_mean_k5_trim_02_drops_one_at_each_end() -> None:
     trimmed_mean(stack, 0.2, out)
     np.testing.assert_allclose(out, f32(3, 0))  # (2 + 3 + 4) / 3, (0 + 0 + 0) / 3
     stack = np.array([[1, 0], [2, 0], [3, 0], [4, 0], [100, 30]], dtype=np.float32)
-    trimmed_mean(stack, 0.1, out)  # g = 0: the plain mean
+    trimmed_mean(stack, 0.0, out)  # g = 0: the plain mean
     np.testing.assert_allclose(out, f32(22, 6))
+
+
+def test_trimmed_mean_trims_a_buffer_smaller_than_one_over_trim() -> None:
+    # 4 clients at the default trim 0.1: floor(0.4) = 0 would average the outlier in
+    stack = np.array([[1, -50], [2, 0], [3, 1], [100, 2]], dtype=np.float32)
+    out = np.empty(2, dtype=np.float32)
+    trimmed_mean(stack, 0.1, out)
+    np.testing.assert_allclose(out, f32(2.5, 0.5))  # (2 + 3) / 2, (0 + 1) / 2
 
 
 @pytest.mark.parametrize("aggregator", ["median", "trimmed_mean"])

@@ -12,8 +12,11 @@ After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with ag
 
 - median:       coordinate-wise median (mean of the two middle values for even K)
                 (Yin et al. 2018, "Byzantine-Robust Distributed Learning", ICML);
-- trimmed_mean: per coordinate, drop the ``g = floor(trim * K)`` smallest and g largest values and
-                average the ``K - 2g`` left (Yin et al. 2018); K=5, trim=0.2 drops one at each end;
+- trimmed_mean: per coordinate, drop the g smallest and g largest values and average the ``K - 2g``
+                left (Yin et al. 2018), ``g = clamp(floor(trim * K), 1, (K - 1) // 2)`` when
+                ``trim > 0``: K=5, trim=0.2 drops one at each end, and so does any buffer of 3 to
+                9 rows at the default trim 0.1 (a bare floor would trim nothing below 1/trim rows,
+                which with per-client rows means below 10 clients: a plain mean);
 - mean:         the plain mean (with clipping, the baseline).
 
 With ``per_client`` (the default) each client counts once per buffer: its deltas in one buffer
@@ -52,10 +55,15 @@ CLIP_MODES: tuple[str, ...] = ("fixed", "adaptive")
 
 
 def trim_count(k: int, trim: float) -> int:
-    """``g = floor(trim * k)``: values dropped at each end; needs ``0 <= trim < 0.5``."""
+    """Values dropped at each end of `k`: ``floor(trim * k)``, but with ``trim > 0`` at least 1
+    and at most ``(k - 1) // 2`` (one value always survives); 0 for ``trim = 0``. Needs
+    ``0 <= trim < 0.5``."""
     if not 0.0 <= trim < 0.5:
         raise ValueError(f"trim must be in [0, 0.5), got {trim}")
-    return int(math.floor(trim * k + 1e-9))  # 0.29 * 100 is 28.999999999999996
+    if trim == 0.0:
+        return 0
+    g = int(math.floor(trim * k + 1e-9))  # 0.29 * 100 is 28.999999999999996
+    return min(max(g, 1), (k - 1) // 2)
 
 
 def _check_stack(stack: np.ndarray, out: np.ndarray) -> None:
@@ -81,7 +89,7 @@ def coordinate_median(stack: np.ndarray, out: np.ndarray) -> None:
 
 def trimmed_mean(stack: np.ndarray, trim: float, out: np.ndarray) -> None:
     """``out[j]`` = mean of ``stack[:, j]`` without its g smallest and g largest values,
-    ``g = floor(trim * K)``. Sorts `stack` in place along axis 0 when g > 0.
+    ``g = trim_count(K, trim)``. Sorts `stack` in place along axis 0 when g > 0.
     """
     _check_stack(stack, out)
     k = stack.shape[0]
@@ -124,7 +132,7 @@ class Robust(Strategy):
               choices=AGGREGATORS),
         Param("k", int, 10, "deltas buffered before the model moves", minimum=1),
         Param("trim", float, 0.1, "trimmed_mean: fraction dropped at each end, floor(trim*K) "
-              "values", minimum=0, maximum=0.49),
+              "values, at least one when trim > 0 and K >= 3", minimum=0, maximum=0.49),
         Param("clip", str, None, "norm clipping of each delta: none, fixed (clip_norm) or "
               "adaptive (clip_factor * clip_quantile of recent norms)", choices=CLIP_MODES),
         Param("clip_norm", float, None, "clip=fixed: the bound C", minimum=0),
