@@ -115,6 +115,29 @@ def test_summary_math(results: Path) -> None:
     assert "reached 0.8" in table and "2 (+1 failed)" in table and "0.880 ± 0.028" in table
 
 
+def test_summary_statistics_pair_seeds_and_count_censored_runs(results: Path) -> None:
+    slow, fast = summarize(read_runs(results), TARGET, order=["slow", "fast"])
+    # Kaplan-Meier: fast reached at 5.0 s and 4.0 s; slow seed 1 never reached (censored at its
+    # last validation, 8.0 s), seed 2 reached at 9.0 s: the censored run is counted, not dropped
+    assert fast.time_to_target_median == 4.0 and fast.merges_to_target_median == 12
+    assert slow.time_to_target_median == 9.0
+    # AUC over merges [0, 16] (the fewest merges of any finished run):
+    # fast 1: (0.1 * 10 + 0.7 * 6) / 16, fast 2: (0.1 * 12 + 0.82 * 4) / 16
+    assert fast.auc_horizon == 16
+    assert fast.auc == pytest.approx((0.325 + 0.28) / 2)
+    assert slow.auc == pytest.approx((0.3 + 0.31875) / 2)
+    # paired by seed against the reference (the first strategy): 0.9 - 0.6 and 0.86 - 0.81
+    assert slow.reference is None and slow.final_accuracy_diff is None
+    assert fast.reference == "slow"
+    diff = fast.final_accuracy_diff
+    assert diff.n == 2 and diff.estimate == pytest.approx(0.175)
+    assert (diff.low, diff.high) == pytest.approx((0.05, 0.3)) and diff.excludes_zero
+    assert fast.auc_diff.estimate == pytest.approx((0.325 - 0.3 + 0.28 - 0.31875) / 2)
+    assert not fast.auc_diff.excludes_zero
+    table = format_table([slow, fast])
+    assert "strategy − slow" in table and "+0.175 [+0.050, +0.300] *" in table
+
+
 def test_summary_edge_cases() -> None:
     assert first_reaching(series([(1.0, 1, 0.5), (2.0, 2, 0.9)]), 0.9).time == 2.0
     assert first_reaching(series([(1.0, 1, 0.5)]), 0.9) is None
@@ -149,20 +172,53 @@ def test_report_files(results: Path) -> None:
     report = render_report(results)
     names = {p.name for p in report.files}
     assert names == {"summary.md", "summary.json", "accuracy_vs_time.png",
-                     "accuracy_vs_merges.png", "report.html"}
+                     "accuracy_vs_merges.png", "accuracy_vs_time.svg", "accuracy_vs_merges.svg",
+                     "report.html"}
     for name in ("accuracy_vs_time.png", "accuracy_vs_merges.png"):
         width, height = png_size(results / name)
         assert width > 300 and height > 200
+    svg = (results / "accuracy_vs_merges.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    render_report(results)  # re-rendering gives the same SVG (no dates, fixed ids)
+    assert (results / "accuracy_vs_merges.svg").read_text() == svg
     summary = json.loads((results / "summary.json").read_text())
     assert [s["label"] for s in summary["strategies"]] == ["slow", "fast"]
     assert summary["strategies"][1]["final_accuracy_mean"] == pytest.approx(0.88)
     assert summary["strategies"][0]["reached_target"] == 1
     md = (results / "summary.md").read_text()
     assert md.startswith("# Comparison: synthetic") and "| fast | 2 |" in md
+    assert "| strategy − slow |" in md
+    assert summary["strategies"][1]["final_accuracy_diff"]["estimate"] == pytest.approx(0.175)
     html = (results / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     assert "RuntimeError: boom" in html and "<td>fast</td>" in html
     assert "src='http" not in html and 'src="http' not in html  # self-contained
+
+
+def test_report_shows_provenance(results: Path) -> None:
+    (results / "provenance.json").write_text(json.dumps({"webnn": "0.1.0", "commit": "abc123",
+                                                         "cpus": 16}))
+    render_report(results)
+    assert "Provenance: webnn 0.1.0, commit abc123, cpus 16" in (results / "summary.md").read_text()
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["provenance"]["commit"] == "abc123"
+    assert "<td>abc123</td>" in (results / "report.html").read_text()
+    (results / "provenance.json").write_text("[1]")
+    with pytest.raises(ResultsError, match="provenance.json: expected a JSON object"):
+        render_report(results)
+
+
+def test_collect_provenance_names_versions_and_machine(tmp_path: Path) -> None:
+    from webnn.compare.provenance import collect_provenance
+
+    modules = tmp_path / "node_modules" / "@tensorflow" / "tfjs"
+    modules.mkdir(parents=True)
+    (modules / "package.json").write_text('{"version": "4.22.0"}')
+    facts = collect_provenance(tmp_path)
+    assert facts["tfjs"] == "4.22.0" and facts["node"].startswith("v")
+    assert facts["cpus"] >= 1 and facts["python"].count(".") == 2
+    assert facts["commit"] == "unknown" or len(facts["commit"].removesuffix("+dirty")) == 40
+    assert collect_provenance(tmp_path / "missing")["tfjs"] == "unknown"
 
 
 def test_plots_differ_by_axis_and_data(results: Path) -> None:

@@ -129,10 +129,28 @@ async def test_a_failing_run_is_recorded_and_the_next_one_runs(tmp_path: Path) -
     with open(log, "w") as stream:
         records = await asyncio.wait_for(
             run_comparison(parsed, prepared, tmp_path / "out", Progress(stream)), 120)
-    assert [(r.label, r.status) for r in records] == [("average", "failed"), ("weighted", "failed")]
+    assert sorted((r.label, r.status) for r in records) == [("average", "failed"),
+                                                            ("weighted", "failed")]
     assert all("WorkerCrashed" in r.error and "no TF.js here" in r.error for r in records)
     assert "FAILED" in log.read_text()
     assert [r.record.status for r in read_runs(tmp_path / "out")] == ["failed", "failed"]
     report = render_report(tmp_path / "out")
     assert report.summaries[0].failed == 1 and report.summaries[0].runs == 0
     assert "no TF.js here" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_run_plan_is_seed_major_and_shuffles_strategies_reproducibly() -> None:
+    from webnn.compare.config import StrategyEntry
+    from webnn.compare.runner import run_plan
+
+    entries = [StrategyEntry(label=name, name="average") for name in "abcdef"]
+    fixed = run_plan(entries, [1, 2], "fixed")
+    assert [(e.label, s) for e, s in fixed] == [(x, s) for s in (1, 2) for x in "abcdef"]
+    shuffled = run_plan(entries, [1, 2, 3], "random")
+    assert shuffled == run_plan(entries, [1, 2, 3], "random")  # reproducible
+    for i, seed in enumerate((1, 2, 3)):  # each seed runs every strategy before the next seed
+        block = shuffled[6 * i: 6 * i + 6]
+        assert {s for _, s in block} == {seed}
+        assert sorted(e.label for e, _ in block) == list("abcdef")
+    orders = {tuple(e.label for e, _ in shuffled[6 * i: 6 * i + 6]) for i in range(3)}
+    assert len(orders) > 1  # not one fixed order (3 seeds of 720 orders each)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from webnn.compare.config import ConfigError, load_config
+from webnn.compare.provenance import collect_provenance
 from webnn.compare.report import render_report
 from webnn.compare.results import ResultsError, write_text
 
@@ -98,6 +99,9 @@ def compare(config: Path | None, out_dir: Path | None, report_dir: Path | None,
                                    "directory (or re-render it with --report)")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.json", json.dumps(parsed.to_json(), indent=2) + "\n")
+    provenance = collect_provenance(prepared.command.script.parent.parent,
+                                    prepared.command.node)
+    write_text(out_dir / "provenance.json", json.dumps(provenance, indent=2) + "\n")
     shutil.copyfile(config, out_dir / "config.toml")
     click.echo(f"{parsed.name}: {len(parsed.strategies)} strategies x {len(parsed.seeds)} seeds, "
                f"{parsed.num_clients} clients + 1 evaluator; results in {out_dir}", err=True)

@@ -126,6 +126,7 @@ class CompareConfig:
     worker: str = "node"
     target_accuracy: float | None = None
     description: str = ""
+    order: str = "random"
 
     @property
     def num_clients(self) -> int:
@@ -144,6 +145,7 @@ class CompareConfig:
             "seeds": list(self.seeds), "stop": vars(self.stop),
             "evaluation": vars(self.evaluation), "server": vars(self.server),
             "worker": self.worker, "target_accuracy": self.target_accuracy,
+            "order": self.order,
         }
 
 
@@ -231,7 +233,10 @@ def load_config(path: str | Path) -> CompareConfig:
 
 
 _TOP = ("name", "description", "model", "data", "data_options", "seeds", "repetitions", "worker",
-        "target_accuracy", "stop", "evaluation", "server", "strategies", "clients")
+        "target_accuracy", "order", "stop", "evaluation", "server", "strategies", "clients")
+RUN_ORDERS = ("random", "fixed")
+"""``random`` (default): seed by seed, the strategies in a seeded random order within each seed,
+so drifts of a shared machine's load fall on every strategy alike; ``fixed``: as listed."""
 
 
 def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str = "compare",
@@ -257,6 +262,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
     seeds = _seeds(top)
     worker = top.get("worker", "str", "node", choices=WORKER_KINDS)
     target = top.get("target_accuracy", "number", None, minimum=0, maximum=1)
+    order = top.get("order", "str", "random", choices=RUN_ORDERS)
     stop = _stop(top)
     evaluation = _evaluation(top)
     server = _server(top)
@@ -275,7 +281,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
         strategies=strategies, clients=clients, seeds=seeds, stop=stop, evaluation=evaluation,
         server=server, worker=worker,
         target_accuracy=target if target is not None else stop.target_accuracy,
-        description=top.get("description", "str", "") or "",
+        description=top.get("description", "str", "") or "", order=order or "random",
     )
 
 

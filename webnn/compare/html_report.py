@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webnn.compare.results import Run
-from webnn.compare.summary import StrategySummary, table_rows
+from webnn.compare.summary import DIFFERENCE_NOTE, StrategySummary, difference_rows, table_rows
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
@@ -38,7 +38,8 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[StrategySummary],
-                runs: Sequence[Run], images: Mapping[str, bytes]) -> str:
+                runs: Sequence[Run], images: Mapping[str, bytes],
+                provenance: Mapping[str, Any] | None = None) -> str:
     """The report page as one string."""
     header, rows = table_rows(summaries)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -47,6 +48,10 @@ def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[Strat
     if config.get("description"):
         parts.append(f"<p>{html.escape(config['description'])}</p>")
     parts.append("<h2>Summary</h2>" + _table(header, rows))
+    diff_header, diff_rows = difference_rows(summaries)
+    if diff_rows:
+        parts.append("<h2>Paired differences</h2>" + _table(diff_header, diff_rows)
+                     + f"<p>{html.escape(DIFFERENCE_NOTE)}</p>")
     for name, data in images.items():
         encoded = base64.b64encode(data).decode("ascii")
         parts.append(f"<h2>{html.escape(name.removesuffix('.png').replace('_', ' '))}</h2>"
@@ -71,6 +76,9 @@ def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[Strat
         parts.append("<h2>Clients</h2>" + _table(
             ["group", "count", "speed", "latency (ms)", "backend", "churn", "attack"],
             client_rows))
+    if provenance:
+        parts.append("<h2>Provenance</h2>" + _table(
+            ["what", "value"], [[k, str(v)] for k, v in provenance.items()]))
     if config:
         parts.append("<h2>Config</h2><pre>"
                      + html.escape(json.dumps(config, indent=2, default=str)) + "</pre>")

@@ -41,9 +41,9 @@ def band(series: Sequence[tuple[np.ndarray, np.ndarray]],
     return grid, mean, low, high
 
 
-def accuracy_figure_png(runs: Sequence[Run], x: str, order: Sequence[str] = (),
-                        target: float | None = None, title: str = "") -> bytes:
-    """A PNG of validation accuracy against `x` ("time" or "merges")."""
+def accuracy_figure(runs: Sequence[Run], x: str, order: Sequence[str] = (),
+                    target: float | None = None, title: str = "", fmt: str = "png") -> bytes:
+    """Validation accuracy against `x` ("time" or "merges") as `fmt` ("png" or "svg") bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,16 +86,21 @@ def accuracy_figure_png(runs: Sequence[Run], x: str, order: Sequence[str] = (),
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # a fixed SVG hash salt and no date keep re-rendered SVGs identical
+    fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
     return buffer.getvalue()
 
 
 def write_plots(out_dir: Path, runs: Sequence[Run], order: Sequence[str] = (),
                 target: float | None = None, title: str = "") -> dict[str, bytes]:
-    """Write ``accuracy_vs_time.png`` and ``accuracy_vs_merges.png``; returns bytes by name."""
+    """Write ``accuracy_vs_{time,merges}.{png,svg}``; returns bytes by name."""
+    import matplotlib
+
     images = {}
-    for x in ("time", "merges"):
-        name = f"accuracy_vs_{x}.png"
-        images[name] = accuracy_figure_png(runs, x, order, target, title)
-        (Path(out_dir) / name).write_bytes(images[name])
+    with matplotlib.rc_context({"svg.hashsalt": "webnn"}):
+        for x in ("time", "merges"):
+            for fmt in ("png", "svg"):
+                name = f"accuracy_vs_{x}.{fmt}"
+                images[name] = accuracy_figure(runs, x, order, target, title, fmt)
+                (Path(out_dir) / name).write_bytes(images[name])
     return images

@@ -166,5 +166,19 @@ def read_config_json(out_dir: Path) -> dict[str, Any]:
         raise ResultsError(f"{path}: not valid JSON: {exc}") from None
 
 
+def read_provenance(out_dir: Path) -> dict[str, Any]:
+    """``provenance.json`` of a results directory ({} for results written before it existed)."""
+    path = Path(out_dir) / "provenance.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    return data
+
+
 def write_text(path: Path, text: str) -> None:
     _atomic_write(path, text)

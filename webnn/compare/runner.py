@@ -16,7 +16,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +33,8 @@ from webnn.compare.workers import ClientSlot, WorkerCrashed
 from webnn.node_worker import WorkerArgs, WorkerCommand, WorkerSetupError
 
 POLL_SECONDS = 0.5
+RUN_ORDER_SEED = 0x5EED
+"""Mixed with each seed to draw that seed's strategy order (``order = "random"``)."""
 END_GRACE_SECONDS = 20.0
 """How long after the stop condition holds the server gets to validate the final model and end."""
 
@@ -382,15 +384,30 @@ def _row(entry: dict[str, Any], t0: float, sample: Sample) -> SeriesRow:
     )
 
 
+def run_plan(strategies: Sequence[StrategyEntry], seeds: Sequence[int],
+             order: str = "random") -> list[tuple[StrategyEntry, int]]:
+    """Every seed x strategy, seed-major (interleaved: partial results cover every strategy, and
+    slow drifts of the machine's load spread over all of them); with ``random`` the strategies of
+    each seed run in an order drawn from ``default_rng([RUN_ORDER_SEED, seed])`` (reproducible)."""
+    plan = []
+    for seed in seeds:
+        entries = list(strategies)
+        if order == "random":
+            picks = np.random.default_rng([RUN_ORDER_SEED, seed]).permutation(len(entries))
+            entries = [entries[i] for i in picks]
+        plan += [(entry, seed) for entry in entries]
+    return plan
+
+
 async def run_comparison(config: CompareConfig, prepared: Prepared, out_dir: Path,
                          progress: Progress | None = None,
                          on_run: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
-    """Every seed x strategy, in that order (seed-major, so partial results cover all strategies).
+    """Every seed x strategy in `run_plan` order.
 
     Each finished run is written to `out_dir` at once; on cancellation the finished runs stay.
     """
     progress = progress or Progress()
-    plan = [(entry, seed) for seed in config.seeds for entry in config.strategies]
+    plan = run_plan(config.strategies, config.seeds, config.order)
     records = []
     for index, (entry, seed) in enumerate(plan, start=1):
         ctx = RunContext(config, prepared, out_dir, progress, index, len(plan))

@@ -8,7 +8,14 @@ For each strategy label, over its runs that finished with at least one validatio
 - updates merged / rejected = `updates_accepted` / `updates_rejected` of the last row,
   mean over runs;
 - mean staleness = `mean_staleness` of the last row (the server's mean over the run),
-  mean over runs.
+  mean over runs;
+- final accuracy's 95 % percentile-bootstrap interval of the mean over seeds;
+- time / merges to target as Kaplan-Meier medians: a run that never reached the target counts as
+  censored at its end instead of being dropped (None: over half the runs never got there);
+- AUC = mean validation accuracy over merges ``[0, H]``, with H the fewest merges any finished run
+  of the comparison reached (one horizon for all, see `webnn.compare.stats`);
+- against the reference strategy (the first in the config): paired differences by seed of final
+  accuracy and AUC, each with its bootstrap interval.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from webnn.compare.results import Run, SeriesRow
+from webnn.compare.stats import (
+    Interval,
+    area_under_curve,
+    bootstrap_interval,
+    kaplan_meier_median,
+    paired_difference,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,14 @@ class StrategySummary:
     updates_merged_mean: float
     updates_rejected_mean: float
     mean_staleness: float
+    final_accuracy_ci: tuple[float, float] = (math.nan, math.nan)
+    time_to_target_median: float | None = None  # Kaplan-Meier, censored runs counted
+    merges_to_target_median: float | None = None
+    auc: float = math.nan  # mean accuracy over merges [0, auc_horizon]
+    auc_horizon: float = math.nan
+    reference: str | None = None  # the label the differences below are against
+    final_accuracy_diff: Interval | None = None
+    auc_diff: Interval | None = None
 
 
 def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None:
@@ -54,12 +76,35 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _auc(run: Run, horizon: float) -> float:
+    return area_under_curve([r.merges for r in run.rows], [r.val_accuracy for r in run.rows],
+                            horizon)
+
+
+def _km_median(runs: Sequence[Run], target: float, field: str) -> float | None:
+    times, reached = [], []
+    for run in runs:
+        hit = first_reaching(run.rows, target)
+        times.append(float(getattr(hit if hit is not None else run.rows[-1], field)))
+        reached.append(hit is not None)
+    return kaplan_meier_median(times, reached) if runs else None
+
+
 def summarize(runs: Sequence[Run], target: float | None,
               order: Sequence[str] = ()) -> list[StrategySummary]:
-    """One `StrategySummary` per label, in `order` first, then in order of appearance."""
+    """One `StrategySummary` per label, in `order` first, then in order of appearance; the first
+    label is the reference of the paired differences."""
     labels = [*order, *(r.record.label for r in runs)]
     labels = list(dict.fromkeys(label for label in labels if any(r.record.label == label
                                                                  for r in runs)))
+    finished = [r for r in runs if r.record.status == "ok" and r.rows]
+    horizon = float(min((r.rows[-1].merges for r in finished), default=0))
+    by_seed: dict[str, dict[str, dict[int, float]]] = {}
+    for run in finished:
+        mine = by_seed.setdefault(run.record.label, {"final": {}, "auc": {}})
+        mine["final"][run.record.seed] = run.rows[-1].val_accuracy
+        mine["auc"][run.record.seed] = _auc(run, horizon)
+    reference = labels[0] if labels else None
     summaries = []
     for label in labels:
         mine = [r for r in runs if r.record.label == label]
@@ -68,6 +113,10 @@ def summarize(runs: Sequence[Run], target: float | None,
         acc = np.array([f.val_accuracy for f in finals], dtype=float)
         reached = [first_reaching(r.rows, target) for r in good] if target is not None else []
         hits = [h for h in reached if h is not None]
+        ci = bootstrap_interval(list(acc))
+        seeds = by_seed.get(label, {"final": {}, "auc": {}})
+        ref = by_seed.get(reference or "", {"final": {}, "auc": {}})
+        compared = label != reference
         summaries.append(StrategySummary(
             label=label,
             strategy=mine[0].record.strategy,
@@ -87,6 +136,17 @@ def summarize(runs: Sequence[Run], target: float | None,
             updates_merged_mean=_mean([float(f.updates_accepted) for f in finals]),
             updates_rejected_mean=_mean([float(f.updates_rejected) for f in finals]),
             mean_staleness=_mean([f.mean_staleness for f in finals]),
+            final_accuracy_ci=(ci.low, ci.high),
+            time_to_target_median=(_km_median(good, target, "time")
+                                   if target is not None else None),
+            merges_to_target_median=(_km_median(good, target, "merges")
+                                     if target is not None else None),
+            auc=_mean(list(seeds["auc"].values())),
+            auc_horizon=horizon,
+            reference=reference if compared else None,
+            final_accuracy_diff=(paired_difference(seeds["final"], ref["final"])
+                                 if compared else None),
+            auc_diff=paired_difference(seeds["auc"], ref["auc"]) if compared else None,
         ))
     return summaries
 
@@ -95,49 +155,112 @@ def _num(value: float, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _range(low: float, high: float, digits: int = 3) -> str:
+    return "-" if math.isnan(low) or math.isnan(high) else (
+        f"[{low:.{digits}f}, {high:.{digits}f}]")
+
+
+def _censored(value: float | None, digits: int) -> str:
+    """A Kaplan-Meier median; None means over half the runs never reached the target."""
+    return "not reached" if value is None else f"{value:.{digits}f}"
+
+
+def _difference(interval: Interval | None) -> str:
+    if interval is None or interval.n == 0:
+        return "-"
+    text = f"{interval.estimate:+.3f}"
+    if interval.n > 1:
+        text += f" [{interval.low:+.3f}, {interval.high:+.3f}]"
+        text += " *" if interval.excludes_zero else ""
+    return text
+
+
+def difference_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[list[str]]]:
+    """Paired differences against the reference: header and cells (empty with one strategy)."""
+    compared = [s for s in summaries if s.reference is not None]
+    if not compared:
+        return [], []
+    header = [f"strategy − {compared[0].reference}", "seeds paired",
+              "final acc diff [95% CI]", "AUC diff [95% CI]"]
+    rows = [[s.label, str(s.final_accuracy_diff.n if s.final_accuracy_diff else 0),
+             _difference(s.final_accuracy_diff), _difference(s.auc_diff)] for s in compared]
+    return header, rows
+
+
 def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the terminal, Markdown and HTML tables."""
     target = next((s.target_accuracy for s in summaries if s.target_accuracy is not None), None)
-    header = ["strategy", "runs", "final acc (mean ± sd)", "min – max"]
+    header = ["strategy", "runs", "final acc (mean ± sd)", "95% CI", "min – max"]
     if target is not None:
-        header += [f"reached {target:g}", "time to target (s)", "merges to target"]
-    header += ["merges", "updates merged", "rejected", "mean staleness"]
+        header += [f"reached {target:g}", "time to target (s)", "merges to target",
+                   "median time (KM)", "median merges (KM)"]
+    header += ["AUC", "merges", "updates merged", "rejected", "mean staleness"]
     rows = []
     for s in summaries:
         runs = f"{s.runs}" + (f" (+{s.failed} failed)" if s.failed else "")
         row = [s.label, runs,
                f"{_num(s.final_accuracy_mean)} ± {_num(s.final_accuracy_std)}",
+               _range(*s.final_accuracy_ci),
                f"{_num(s.final_accuracy_min)} – {_num(s.final_accuracy_max)}"]
         if target is not None:
             row += [f"{s.reached_target}/{s.runs}", _num(s.time_to_target_mean, 1),
-                    _num(s.merges_to_target_mean, 1)]
-        row += [_num(s.merges_mean, 1), _num(s.updates_merged_mean, 1),
+                    _num(s.merges_to_target_mean, 1), _censored(s.time_to_target_median, 1),
+                    _censored(s.merges_to_target_median, 0)]
+        row += [_num(s.auc), _num(s.merges_mean, 1), _num(s.updates_merged_mean, 1),
                 _num(s.updates_rejected_mean, 1), _num(s.mean_staleness, 2)]
         rows.append(row)
     return header, rows
 
 
-def format_table(summaries: Sequence[StrategySummary]) -> str:
-    """A plain-text table for the terminal."""
-    header, rows = table_rows(summaries)
+DIFFERENCE_NOTE = ("Differences are paired by seed (same initial weights and data order); "
+                   "* marks a 95% bootstrap interval that excludes 0.")
+
+
+def _plain(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return [line.rstrip() for line in lines]
 
 
-def to_markdown(summaries: Sequence[StrategySummary], title: str = "") -> str:
-    header, rows = table_rows(summaries)
+def format_table(summaries: Sequence[StrategySummary]) -> str:
+    """Plain-text tables for the terminal: the summary, then the paired differences."""
+    lines = _plain(*table_rows(summaries))
+    header, rows = difference_rows(summaries)
+    if rows:
+        lines += ["", *_plain(header, rows), DIFFERENCE_NOTE]
+    return "\n".join(lines)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def to_markdown(summaries: Sequence[StrategySummary], title: str = "",
+                provenance: dict | None = None) -> str:
     lines = [f"# {title}", ""] if title else []
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += _markdown(*table_rows(summaries))
+    header, rows = difference_rows(summaries)
+    if rows:
+        lines += ["", *_markdown(header, rows), "", DIFFERENCE_NOTE]
+    if provenance:
+        lines += ["", "Provenance: " + ", ".join(f"{k} {v}" for k, v in provenance.items())]
     return "\n".join(lines) + "\n"
 
 
-def to_json(summaries: Sequence[StrategySummary]) -> str:
+def to_json(summaries: Sequence[StrategySummary], provenance: dict | None = None) -> str:
     """JSON with NaN written as null."""
-    def clean(d: dict) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
-    return json.dumps({"strategies": [clean(asdict(s)) for s in summaries]}, indent=2) + "\n"
+    def clean(value: object) -> object:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+    payload = {"strategies": [clean(asdict(s)) for s in summaries]}
+    if provenance:
+        payload["provenance"] = provenance
+    return json.dumps(payload, indent=2, allow_nan=False) + "\n"
