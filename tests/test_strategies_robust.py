@@ -270,3 +270,46 @@ def test_a_buffer_waits_for_min_clients_distinct_clients(caplog: pytest.LogCaptu
     np.testing.assert_allclose(state.arrays["deltas"], [[1e3, 1e3], [2, 2]])  # running means
     assert strategy.merge(model, update(f32(2, 2), base, client="bob"))
     np.testing.assert_allclose(model.weights, f32(2, 2))  # median of mallory, alice, bob
+
+
+def test_krum_scores_worked_example() -> None:
+    # Four 1-D deltas 0, 1, 2, 10 with f = 1: each row keeps its K - f - 2 = 1 nearest neighbour.
+    # squared distances: 0-1: 1, 0-2: 4, 1-2: 1, to 10: 100, 81, 64 -> scores 1, 1, 1, 64
+    from webnn.merge.robust import krum_scores
+
+    stack = np.array([[0], [1], [2], [10]], dtype=np.float32)
+    np.testing.assert_allclose(krum_scores(stack, 1), [1, 1, 1, 64])
+    # f = 0: two neighbours each: 0: 1 + 4, 1: 1 + 1, 2: 1 + 4, 10: 64 + 81
+    np.testing.assert_allclose(krum_scores(stack, 0), [5, 2, 5, 145])
+    with pytest.raises(ValueError, match="krum needs K >= f \\+ 3 rows"):
+        krum_scores(stack, 2)
+
+
+def test_krum_picks_one_delta_and_multi_krum_averages_the_best_m() -> None:
+    from webnn.merge.robust import multi_krum
+
+    stack = np.array([[0, 0], [1, 1], [2, 2], [50, -50], [1.5, 1.5]], dtype=np.float32)
+    out = np.empty(2, dtype=np.float32)
+    # f = 1, K = 5: two nearest neighbours each. Scores (squared distances):
+    # (0,0): 2 + 4.5 = 6.5; (1,1): 0.5 + 2 = 2.5; (2,2): 0.5 + 2 = 2.5; (1.5,1.5): 0.5 + 0.5 = 1
+    assert multi_krum(stack, 1, 1, out) == [4]
+    np.testing.assert_allclose(out, f32(1.5, 1.5))
+    # m = K - f = 4 drops only the outlier: mean of rows 0, 1, 2, 4
+    assert multi_krum(stack, 1, 4, out) == [0, 1, 2, 4]
+    np.testing.assert_allclose(out, f32(1.125, 1.125))
+
+
+def test_robust_multi_krum_ignores_a_wild_client() -> None:
+    strategy = create_strategy("robust", {"aggregator": "multi_krum", "k": 5, "f": 1})
+    base = np.zeros(3, dtype=np.float32)
+    model = ModelState(weights=base.copy(), steps=0, version=0)
+    deltas = [f32(1, 1, 1), f32(1.1, 0.9, 1), f32(0.9, 1.1, 1), f32(1, 1, 1.2), f32(-90, 90, 0)]
+    for i, delta in enumerate(deltas):
+        changed = strategy.merge(model, update(delta, base, client=f"c-{i}"))
+    assert changed
+    np.testing.assert_allclose(model.weights, f32(1, 1, 1.05), rtol=1e-5)
+
+
+def test_robust_m_needs_multi_krum() -> None:
+    with pytest.raises(ParamError, match="m is the number of deltas multi_krum averages"):
+        create_strategy("robust", {"aggregator": "median", "m": 2})

@@ -17,7 +17,16 @@ After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with ag
                 ``trim > 0``: K=5, trim=0.2 drops one at each end, and so does any buffer of 3 to
                 9 rows at the default trim 0.1 (a bare floor would trim nothing below 1/trim rows,
                 which with per-client rows means below 10 clients: a plain mean);
-- mean:         the plain mean (with clipping, the baseline).
+- mean:         the plain mean (with clipping, the baseline);
+- krum:         the one delta whose ``K - f - 2`` nearest other deltas are closest to it:
+                score ``s(i) = sum_{j in N(i)} ||d_i - d_j||^2`` over those neighbours N(i), the
+                delta of least score wins (Blanchard et al. 2017, "Machine Learning with
+                Adversaries: Byzantine Tolerant Gradient Descent", NeurIPS); its guarantee needs
+                ``K > 2f + 2``;
+- multi_krum:   the mean of the ``m`` deltas of least Krum score (same paper; m defaults to
+                ``K - f``).
+With fewer rows than ``f + 3`` (Krum needs one neighbour) f is lowered to ``K - 3`` for that
+buffer, and a warning says so.
 
 With ``per_client`` (the default) each client counts once per buffer: its deltas in one buffer
 are kept as their running mean in one row, agg runs over the distinct clients' rows, and the
@@ -49,7 +58,7 @@ from webnn.merge.webnn_rules import merged_steps
 
 log = logging.getLogger("webnn.merge")
 
-AGGREGATORS: tuple[str, ...] = ("median", "trimmed_mean", "mean")
+AGGREGATORS: tuple[str, ...] = ("median", "trimmed_mean", "mean", "krum", "multi_krum")
 CLIP_MODES: tuple[str, ...] = ("fixed", "adaptive")
 """Values of ``clip`` besides None (given as ``none``: no clipping)."""
 
@@ -100,6 +109,42 @@ def trimmed_mean(stack: np.ndarray, trim: float, out: np.ndarray) -> None:
     out *= np.float32(1.0 / (k - 2 * g))
 
 
+_CHUNK = 1 << 16
+
+
+def krum_scores(stack: np.ndarray, f: int) -> np.ndarray:
+    """Krum score of each row: the sum of its squared distances to its ``K - f - 2`` nearest other
+    rows. Needs ``K - f - 2 >= 1``. Distances come from row differences in one scratch row (no
+    K x n temporary), summed per 64k-value chunk in float32 and across chunks in float64."""
+    k = stack.shape[0]
+    neighbours = k - f - 2
+    if neighbours < 1:
+        raise ValueError(f"krum needs K >= f + 3 rows, got K={k} with f={f}")
+    squared = np.zeros((k, k), dtype=np.float64)
+    scratch = np.empty_like(stack[0])
+    for i in range(k):
+        for j in range(i + 1, k):
+            np.subtract(stack[i], stack[j], out=scratch)
+            squared[i, j] = squared[j, i] = sum(
+                float(np.dot(part, part)) for part in np.array_split(
+                    scratch, max(1, scratch.size // _CHUNK)))
+    np.fill_diagonal(squared, np.inf)
+    nearest = np.sort(squared, axis=1)[:, :neighbours]
+    return nearest.sum(axis=1)
+
+
+def multi_krum(stack: np.ndarray, f: int, m: int, out: np.ndarray) -> list[int]:
+    """``out`` = mean of the `m` rows of least `krum_scores` (m = 1: Krum); returns their indices
+    (ties go to the lower index)."""
+    _check_stack(stack, out)
+    if not 1 <= m <= stack.shape[0]:
+        raise ValueError(f"multi_krum needs 1 <= m <= K={stack.shape[0]}, got m={m}")
+    chosen = sorted(np.argsort(krum_scores(stack, f), kind="stable")[:m].tolist())
+    np.sum(stack[chosen], axis=0, out=out)
+    out *= np.float32(1.0 / m)
+    return chosen
+
+
 def mean(stack: np.ndarray, out: np.ndarray) -> None:
     """``out[j] = mean(stack[:, j])``."""
     _check_stack(stack, out)
@@ -107,9 +152,19 @@ def mean(stack: np.ndarray, out: np.ndarray) -> None:
     out *= np.float32(1.0 / stack.shape[0])
 
 
-def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1) -> None:
-    """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered)."""
-    if aggregator == "median":
+def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1,
+              f: int = 1, m: int | None = None) -> None:
+    """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered).
+    Krum's `f` is lowered to ``K - 3`` when K is too small for it; multi_krum's `m` defaults to
+    ``K - f``."""
+    if aggregator in ("krum", "multi_krum"):
+        k = stack.shape[0]
+        if k < 3:
+            mean(stack, out)  # no neighbour to compare with: nothing to vote out
+            return
+        f = min(f, k - 3)
+        multi_krum(stack, f, 1 if aggregator == "krum" else min(m or k - f, k), out)
+    elif aggregator == "median":
         coordinate_median(stack, out)
     elif aggregator == "trimmed_mean":
         trimmed_mean(stack, trim, out)
@@ -128,11 +183,14 @@ class Robust(Strategy):
                    "norm C (none, fixed or adaptive quantile of recent norms), then "
                    "x += server_lr * agg(d_1..d_K), agg = coordinate median, trimmed mean or mean.")
     params = (
-        Param("aggregator", str, "median", "coordinate-wise median, trimmed_mean or mean",
-              choices=AGGREGATORS),
+        Param("aggregator", str, "median", "coordinate-wise median, trimmed_mean, mean, krum or "
+              "multi_krum", choices=AGGREGATORS),
         Param("k", int, 10, "deltas buffered before the model moves", minimum=1),
         Param("trim", float, 0.1, "trimmed_mean: fraction dropped at each end, floor(trim*K) "
               "values, at least one when trim > 0 and K >= 3", minimum=0, maximum=0.49),
+        Param("f", int, 1, "krum/multi_krum: hostile clients assumed per buffer (guarantee "
+              "needs k > 2f + 2)", minimum=0),
+        Param("m", int, None, "multi_krum: deltas averaged (default k - f)", minimum=1),
         Param("clip", str, None, "norm clipping of each delta: none, fixed (clip_norm) or "
               "adaptive (clip_factor * clip_quantile of recent norms)", choices=CLIP_MODES),
         Param("clip_norm", float, None, "clip=fixed: the bound C", minimum=0),
@@ -152,6 +210,8 @@ class Robust(Strategy):
     aggregator: str
     k: int
     trim: float
+    f: int
+    m: int | None
     clip: str | None
     clip_norm: float | None
     clip_quantile: float
@@ -192,6 +252,10 @@ class Robust(Strategy):
                       f"clip_window ({self.clip_window}) can hold")
         if self.server_lr <= 0:
             raise bad("server_lr", f"server_lr must be > 0, got {self.server_lr}")
+        if self.m is not None and (self.aggregator != "multi_krum" or self.m > self.k):
+            raise bad("m", f"m is the number of deltas multi_krum averages: needs "
+                      f"aggregator=multi_krum and m <= k ({self.k}), got m={self.m} with "
+                      f"aggregator={self.aggregator}")
 
     def clip_bound(self) -> float | None:
         """The bound the next delta is clipped to (None: not clipped)."""
@@ -221,7 +285,11 @@ class Robust(Strategy):
                             "distinct clients (min_clients) before the model moves", self.count,
                             len(self._clients), min(self.min_clients, self.k))
             return False
-        aggregate(self.aggregator, self._buffer[: len(self._clients)], delta, self.trim)
+        rows = len(self._clients)
+        if self.aggregator in ("krum", "multi_krum") and rows < self.f + 3:
+            log.warning("robust %s: %d rows are too few for f=%d; using f=%d for this buffer",
+                        self.aggregator, rows, self.f, max(rows - 3, 0))
+        aggregate(self.aggregator, self._buffer[:rows], delta, self.trim, self.f, self.m)
         delta *= np.float32(self.server_lr)
         model.weights += delta
         model.steps = merged_steps(model.steps, self.max_steps)
