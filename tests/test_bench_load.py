@@ -1,0 +1,84 @@
+"""bench/load.py end to end: a real `wnn serve`, real HTTP, simulated clients in real processes.
+
+Only the report's structure and its counts are checked (merges happened, nothing failed); speed
+figures belong to the benchmark's docs, not to tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
+
+from load_model import param_count, width_for  # noqa: E402
+from load_server import parse_cpus  # noqa: E402
+
+KINDS = {"join", "task", "weights", "batch", "update", "evaluation"}
+
+
+def run_bench(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "report.json"
+    command = [sys.executable, str(BENCH / "load.py"), "--params", "2000", "--clients", "4",
+               "--processes", "2", "--think", "0:0.05", "--warmup", "1", "--duration", "3",
+               "--eval-seconds", "1", "--json", str(out), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "merges/s" in done.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("follow_up", [True, False], ids=["follow-up", "three-requests"])
+def test_load_bench_reports_merges_without_errors(tmp_path: Path, follow_up: bool) -> None:
+    report = run_bench(tmp_path, *([] if follow_up else ["--no-follow-up"]))
+    assert report["follow_up"] is follow_up
+    assert report["params"] >= 2000 and report["model_bytes"] == 4 * report["params"]
+    assert report["clients"] == 4 and report["processes"] == 2
+    assert report["errors_total"] == 0, report["errors"]
+    assert report["errors"] == {}
+    assert report["merges_per_s"] > 0
+    assert report["accepted_updates_per_s"] > 0
+    assert report["server"]["final_status"]["merges"] > 0
+    assert set(report["latency_s"]) >= KINDS
+    update = report["latency_s"]["update"]
+    assert update["count"] > 0 and 0 < update["p50"] <= update["p99"] <= update["max"]
+    if not follow_up:
+        assert report["latency_s"]["weights"]["count"] > 0
+        assert report["latency_s"]["batch"]["count"] > 0
+    assert isinstance(report["busy_503_total"], int)
+    server = report["server"]
+    assert server["cpu_mean_pct"] > 0
+    assert server["rss"]["max_mb"] > 0 and server["rss"]["first_mb"] > 0
+    ingest = report["ingest"]
+    assert ingest["bytes_per_s"] > 0 and ingest["memcopy_bytes_per_s"] > 0
+    assert ingest["ratio_to_memcopy"] == pytest.approx(
+        ingest["bytes_per_s"] / ingest["memcopy_bytes_per_s"])
+    series = report["series"]
+    assert len(series["merges_per_s"]["t"]) == len(series["merges_per_s"]["value"]) > 0
+    assert len(series["rss_mb"]["value"]) > 0
+    assert sum(series["updates_per_s"]) > 0
+    assert str(tmp_path / "report.json") in report["command"]
+    assert report["date"] and report["machine"]["cpus"]
+
+
+def test_model_width_meets_the_requested_parameter_count() -> None:
+    for params in (1, 2000, 100_000, 1_000_000, 10_000_000):
+        width = width_for(params)
+        assert param_count(width) >= params
+        assert width == 1 or param_count(width - 1) < params
+
+
+def test_cpu_lists_parse_like_taskset() -> None:
+    assert parse_cpus("0") == (0,)
+    assert parse_cpus("1-3,7") == (1, 2, 3, 7)
+    assert parse_cpus(None) is None
+    with pytest.raises(ValueError, match="'x'"):
+        parse_cpus("x")
+    with pytest.raises(ValueError, match="bad range"):
+        parse_cpus("3-1")
