@@ -16,7 +16,7 @@ setup: $(VENV)/.installed $(NODE_DIR)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,privacy]'
 	@touch $@
 
 $(NODE_DIR)/.installed: client_js/package.json client_js/package-lock.json
