@@ -4,9 +4,12 @@ Definitions (window = [measure_from, stop_at], after the warm-up):
 - merges/s = (status.merges at the last sample in the window − at the first) / their time apart;
 - latency p50/p99 per request kind over the successful requests that finished in the window;
 - ingest bytes/s = bytes of the accepted updates (whole frames) that finished in the window /
-  window length; its ratio is to the ``np.copyto`` bandwidth of a model-sized array;
+  window length; its ratio is to the ``np.copyto`` bandwidth of a model-sized array; the same per
+  second of server CPU (ingest / mean server CPU fraction) shows the path's cost when the server
+  is not saturated;
 - server CPU % = Δ(utime + stime) / Δt per sample pair (100 % = one core busy);
 - RSS flatness: mean RSS over the window's first vs last `span` seconds, span = min(60, window/3);
+  merges/s is given over the same first and last spans too;
 - errors, refusals, 503s and 429s count the whole run, warm-up included.
 """
 
@@ -96,6 +99,15 @@ def rss_summary(samples: list[Sample], t0: float, t1: float) -> dict[str, float 
             "span_s": span, "max_whole_run_mb": max(every) / MB}
 
 
+def merges_flatness(samples: list[Sample], t0: float, t1: float) -> dict[str, float | None]:
+    """merges/s over the window's first and last `span` seconds (span as for RSS): a run whose
+    throughput falls as it ages shows last < first."""
+    span = min(60.0, (t1 - t0) / 3)
+    first, _ = window_rate(samples, "merges", t0, t0 + span)
+    last, _ = window_rate(samples, "merges", t1 - span, t1)
+    return {"first": first, "last": last, "span_s": span}
+
+
 def build_report(*, config: dict[str, Any], samples: list[Sample],
                  results: list[ProcessResult], start: float, t0: float, t1: float,
                  memcopy_bytes_per_s: float, final_status: dict | None) -> dict[str, Any]:
@@ -122,6 +134,7 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
         "window_s": window,
         "merges_per_s": merges_per_s,
         "merges_window_span_s": merge_span,
+        "merges_per_s_first_last": merges_flatness(samples, t0, t1),
         "accepted_updates_per_s": accepted_updates / window if window > 0 else float("nan"),
         "latency_s": latencies,
         "errors": errors,
@@ -140,6 +153,9 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
             "bytes_per_s": ingest,
             "memcopy_bytes_per_s": memcopy_bytes_per_s,
             "ratio_to_memcopy": ingest / memcopy_bytes_per_s,
+            "bytes_per_server_cpu_s": ingest / cpu_mean if cpu_mean > 0 else None,
+            "per_cpu_ratio_to_memcopy": (ingest / cpu_mean / memcopy_bytes_per_s
+                                         if cpu_mean > 0 else None),
         },
         "generator": {
             "processes": len(results),
@@ -167,6 +183,7 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 3) -> str:
 def format_report(report: dict[str, Any]) -> str:
     """The stdout table of a report."""
     rss = report["server"]["rss"]
+    flat = report["merges_per_s_first_last"]
     ingest = report["ingest"]
     generator = [v for v in report["generator"]["cpu_pct_per_process"] if v is not None]
     lines = [
@@ -176,7 +193,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"follow-up {'on' if report['follow_up'] else 'off'}",
         f"window {report['window_s']:.0f} s after {report['warmup_s']:.0f} s warm-up",
         "",
-        f"merges/s            {_fmt(report['merges_per_s'], digits=4)}",
+        f"merges/s            {_fmt(report['merges_per_s'], digits=4)} (first "
+        f"{_fmt(flat['span_s'])} s {_fmt(flat['first'], digits=4)}, last "
+        f"{_fmt(flat['last'], digits=4)})",
         f"accepted updates/s  {_fmt(report['accepted_updates_per_s'], digits=4)}",
         f"errors              {report['errors_total']}  {report['errors'] or ''}",
         f"503 busy            {report['busy_503_total']}  {report['busy_503'] or ''}",
@@ -189,7 +208,9 @@ def format_report(report: dict[str, Any]) -> str:
         f"{_fmt(rss['first_mb'], digits=4)} MB, last {_fmt(rss['last_mb'], digits=4)} MB",
         f"ingest              {_fmt(ingest['bytes_per_s'], 1 / MB, 4)} MB/s = "
         f"{_fmt(ingest['ratio_to_memcopy'], 100, 3)} % of memcopy "
-        f"({_fmt(ingest['memcopy_bytes_per_s'], 1 / MB, 4)} MB/s)",
+        f"({_fmt(ingest['memcopy_bytes_per_s'], 1 / MB, 4)} MB/s); per server CPU second "
+        f"{_fmt(ingest['bytes_per_server_cpu_s'], 1 / MB, 4)} MB = "
+        f"{_fmt(ingest['per_cpu_ratio_to_memcopy'], 100, 3)} %",
         f"generator CPU       max {_fmt(max(generator) if generator else None)} % per process",
         "",
         f"{'request':<12}{'count':>9}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}",

@@ -1,5 +1,6 @@
 """The server side of bench/load.py: start ``wnn serve`` as a child process (optionally pinned with
-``taskset``), wait until it answers, read its CPU time and RSS from /proc, and stop it.
+``taskset``, or sched_setaffinity where taskset is missing), wait until it answers, read its CPU
+time and RSS from /proc, and stop it.
 
 CPU comes from ``/proc/<pid>/stat`` (utime + stime, in clock ticks), RSS from ``/proc/<pid>/statm``
 (resident pages x page size). A plain memory copy's bandwidth (``np.copyto`` of a model-sized
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -98,12 +100,18 @@ class ServerProcess:
     """A ``wnn serve`` child with its log in a file (so a full pipe can never stall it)."""
 
     def __init__(self, args: list[str], log_path: Path, cpus: tuple[int, ...] | None) -> None:
-        pin = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+        taskset = shutil.which("taskset")
+        pin = [taskset, "-c", ",".join(map(str, cpus))] if cpus and taskset else []
         self.command = [*pin, *wnn_command(), "serve", *args]
         self.log_path = log_path
         self._log = log_path.open("wb")
+
+        def pin_without_taskset() -> None:
+            if cpus and not taskset:
+                os.sched_setaffinity(0, cpus)
+
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, preexec_fn=pin_without_taskset)
         self.base_url = ""
 
     @property

@@ -52,6 +52,8 @@ def test_load_bench_reports_merges_without_errors(tmp_path: Path, follow_up: boo
         assert report["latency_s"]["weights"]["count"] > 0
         assert report["latency_s"]["batch"]["count"] > 0
     assert isinstance(report["busy_503_total"], int)
+    assert isinstance(report["throttled_429"], dict)
+    assert report["merges_per_s_first_last"]["first"] is not None
     server = report["server"]
     assert server["cpu_mean_pct"] > 0
     assert server["rss"]["max_mb"] > 0 and server["rss"]["first_mb"] > 0
