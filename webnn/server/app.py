@@ -38,7 +38,7 @@ def create_app(config: ServeConfig) -> web.Application:
     events = EventBus()
     coordinator = Coordinator(config, parts, metrics, events)
     app = web.Application(
-        middlewares=[error_middleware, metrics.middleware()],
+        middlewares=[error_middleware, metrics.middleware(), coordinator.join_middleware()],
         client_max_size=coordinator.layout.nbytes + BODY_MARGIN,
     )
     app[CONFIG] = config

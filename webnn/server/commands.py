@@ -80,6 +80,29 @@ def _scalar(text: str) -> int | float | str | None:
     return text
 
 
+class ByteSize(click.ParamType):
+    """A byte count: an integer, optionally with a K, M or G suffix (powers of 1024)."""
+
+    name = "bytes"
+    _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in "KMG" else ""
+        try:
+            number = float(text[:-1] if unit else text)
+        except ValueError:
+            self.fail(f"{value!r} is not a byte count (e.g. 268435456, 256M, 1G)", param, ctx)
+        if not number > 0:
+            self.fail(f"{value!r}: must be > 0", param, ctx)
+        return int(number * self._UNITS[unit])
+
+
+BYTES = ByteSize()
+
+
 @dataclasses.dataclass
 class ModelPlan:
     """One model to serve: its name, mount prefix ("" when served alone) and `ServeConfig`."""
@@ -306,6 +329,23 @@ one process, each at /models/<name>/ with an index page at /.
               help="Write a checkpoint every N merges.")
 @click.option("--checkpoint-every-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Write a checkpoint every T seconds.")
+@click.option("--update-budget", type=BYTES, metavar="BYTES",
+              help="Update bodies in flight (e.g. 512M) before updates get 503 busy "
+                   "[32 bodies, at most 512 MiB].")
+@click.option("--snapshot-budget", type=BYTES, metavar="BYTES",
+              help="Kept version snapshots (e.g. 1G) [64 snapshots, at most 1 GiB].")
+@click.option("--merge-queue", type=click.IntRange(min=1),
+              help="Updates waiting to be merged before 503 busy [32].")
+@click.option("--max-open-tasks", type=click.IntRange(min=1),
+              help="Open tasks one session may hold [4].")
+@click.option("--max-sessions", type=click.IntRange(min=1),
+              help="Live sessions before joins get 503 busy [10000].")
+@click.option("--joins-per-minute", type=click.FloatRange(min=0),
+              help="Joins per client address per minute; 0 turns the limit off [60].")
+@click.option("--join-burst", type=click.IntRange(min=1),
+              help="Joins one client address may make at once [60].")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
+              help="A reverse proxy whose X-Forwarded-For names the client; repeatable.")
 @click.option("--local-workers", type=click.IntRange(min=0),
               help="Start N headless Node workers per model beside the server.")
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
@@ -321,6 +361,7 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     cli = dict(flags)
+    cli["trusted_proxies"] = tuple(cli.get("trusted_proxies") or ()) or None
     cli["data_options"] = parse_pairs(data_options, "--data-option")
     cli["params"] = parse_pairs(params, "--param")
     cli["screening"] = {key: _scalar(value)

@@ -40,6 +40,13 @@ class ServeConfig:
     applied to every update before the strategy sees it. `admin_token=None` generates one (read it
     back from `config.admin_token`); `join_token=None` lets anyone join. Evaluation overrides
     (`eval_every_*`, `eval_chunk_size`) default to the spec's training config.
+
+    Capacity limits (see `webnn.server.admission`): `update_budget` bytes of update bodies in flight
+    (None: room for 32 bodies, at most 512 MiB, at least 4), `snapshot_budget` bytes of kept
+    version snapshots (None: 64 snapshots, at most 1 GiB, at least 4), `merge_queue` updates
+    waiting for the merge lock, `max_open_tasks` per session, `max_sessions` live sessions,
+    `joins_per_minute` per client address with bursts of `join_burst` (0: no join rate limit), and
+    `trusted_proxies`: addresses whose ``X-Forwarded-For`` names the client.
     """
 
     spec: Any
@@ -71,6 +78,14 @@ class ServeConfig:
     max_invalid_updates: int = 5
     cut_off_seconds: float = 60.0
     tick_seconds: float = 0.25
+    update_budget: int | None = None
+    snapshot_budget: int | None = None
+    merge_queue: int = 32
+    max_open_tasks: int = 4
+    max_sessions: int = 10_000
+    joins_per_minute: float = 60.0
+    join_burst: int = 60
+    trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.admin_token is None:
@@ -112,6 +127,18 @@ class ServeConfig:
                      "eval_chunk_size"):
             positive(name, optional=True, integer=True)
         positive("max_invalid_updates", optional=False, integer=True)
+        for name in ("merge_queue", "max_open_tasks", "max_sessions", "join_burst"):
+            positive(name, optional=False, integer=True)
+        for name in ("update_budget", "snapshot_budget"):
+            positive(name, optional=True, integer=True)
+        rate = self.joins_per_minute
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not (
+                math.isfinite(rate) and rate >= 0):
+            problems.append(f"joins_per_minute: must be a number >= 0 (0: no limit), got {rate!r}")
+        if not isinstance(self.trusted_proxies, list | tuple | set | frozenset) or not all(
+                isinstance(a, str) and a for a in self.trusted_proxies):
+            problems.append("trusted_proxies: must be a list of addresses, got "
+                            f"{self.trusted_proxies!r}")
         if self.max_staleness is not None and (
             not isinstance(self.max_staleness, int) or self.max_staleness < 0
         ):

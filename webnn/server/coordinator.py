@@ -1,15 +1,31 @@
-"""The coordinator: versions, steps t and merges; tasks and leases; evaluations; the end.
+"""The coordinator: the orchestrator of one served model.
 
-Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t, set
-by the strategy), `merges` (updates handed to the strategy). Each accepted update is merged as it
-arrives (no barrier): merges are serialised by an `asyncio.Lock` and run in a worker thread, so the
-server keeps answering while it merges. Staleness = current version - the task's base version.
+It owns the model (`ModelState`: flat weights, WebNN's step count t, `version`) and wires together
+collaborators that each do one job and receive values, never the coordinator:
 
-Weights of every version still referenced (by an open train lease, or an evaluation in progress) are
-kept as immutable byte snapshots; a version nobody references is dropped. The current version is
-always kept. Training batches come from ``dataset.train_batches(batch_size * local_steps, seed,
-start=n)``; `n` and the batches still out on lease are checkpointed, so a restarted server hands out
-the same sequence.
+- `tasks.TaskBook` — the lease book (leases indexed by expiry, finished tasks pruned in order);
+- `batch_feed.BatchFeed` — training batches in data order, work handed back, validation chunks;
+- `evaluation.EvaluationSchedule` — when an evaluation is due, its chunks and results;
+- `versions.VersionSnapshots` — the snapshots clients may still fetch (pooled buffers);
+- `admission.Admission` and `ingest.Ingest` — what is refused before memory grows, and the update
+  body path (pooled buffer, in-place decode, one-pass checks);
+- `sessions.SessionRegistry` — who is joined, in last-seen order;
+- `events.EventBus` — what happened; the metrics listen to it.
+
+Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t,
+set by the strategy), `merges` (updates handed to the strategy). Each accepted update is merged as
+it arrives (no barrier): merges are serialised by an `asyncio.Lock` and run in a worker thread
+(checks, merge and the new version's snapshot copy all happen there), so the event loop does no
+model-sized work. Staleness = current version - the task's base version.
+
+A merge whose result is not finite is rolled back: the weights are restored from the current
+version's snapshot, the step count with them, and a strategy that is not one of webnn's own gets
+the `state()` taken before the merge back (webnn's strategies are checked by the same test and keep
+their own state consistent); the update is refused with ``merge_not_finite``.
+
+Screening's norm check measures the update against the weights its client started from when that
+version is still kept (always for strategies that need base weights), else against the current
+model.
 """
 
 from __future__ import annotations
@@ -19,40 +35,46 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from webnn.merge.base import ModelState, StrategyState, Update
+from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import Screen, ScreenResult
+from webnn.server.admission import (
+    BODY_SLACK,
+    MIN_BODY_SLACK,
+    Admission,
+    AdmissionLimits,
+    busy,
+    default_body_budget,
+    default_snapshot_budget,
+)
+from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.errors import ProtocolError, bad_field
-from webnn.server.evaluation import ChunkResult, Evaluation
+from webnn.server.evaluation import ChunkResult, Evaluation, EvaluationSchedule
 from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, model_json
-from webnn.server.frames import encode_frame
+from webnn.server.follow_up import BatchFrame, split_frame
+from webnn.server.ingest import Ingest, check_weights
 from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
-from webnn.server.tasks import EvalWork, Task, TaskBook, TrainWork
-from webnn.server.updates import UpdateHeader, decode_update, finite_float
-from webnn.server.versions import Snapshot, VersionSnapshots
+from webnn.server.tasks import EvalWork, FollowUp, Task, TaskBook, TrainWork
+from webnn.server.updates import UpdateHeader, decode_update, finite_float, not_finite_error
+from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
 
 INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
-                                  "norm_too_large"})
+                                  "norm_too_large", "merge_not_finite"})
 STATE_FORMAT = 1
-
-
-def _frame_array(array: np.ndarray) -> np.ndarray:
-    """Batches travel as float32, or int32 for integer data (token ids, class indices)."""
-    array = np.asarray(array)
-    return array.astype(np.int32 if np.issubdtype(array.dtype, np.integer) else np.float32,
-                        copy=False)
+FRAME_OVERHEAD = 1 << 20
+"""Bytes an update body may hold beyond the weights (frame prefix and JSON header)."""
 
 
 def _number(body: dict, key: str, *, optional: bool) -> float | None:
@@ -67,6 +89,15 @@ def _number(body: dict, key: str, *, optional: bool) -> float | None:
     if number is None:
         raise ProtocolError(400, "not_finite", f"$.{key} must be a finite number, got {value!r}")
     return number
+
+
+def _own_strategy(strategy: Strategy) -> bool:
+    """One of webnn's strategies (they keep their state consistent themselves)."""
+    return type(strategy).__module__.startswith("webnn.merge.")
+
+
+def _stateful(strategy: Strategy) -> bool:
+    return type(strategy).state is not Strategy.state
 
 
 class Coordinator:
@@ -84,16 +115,36 @@ class Coordinator:
                   parts.screening.max_staleness if parts.screening is not None else None]
         # the staleness cutoff: the tighter of max_staleness and screening.max_staleness
         self.max_staleness = min((b for b in bounds if b is not None), default=None)
+        self.needs_base = bool(getattr(self.strategy, "needs_base_weights", False))
+        self._save_state = _stateful(self.strategy) and not _own_strategy(self.strategy)
         training = self.spec.training
         self.batch_size = int(training.batch_size)
         self.local_steps = int(training.local_steps)
-        self.eval_every_merges = config.eval_every_merges or training.validation_every_merges
-        self.eval_every_seconds = config.eval_every_seconds or training.validation_every_seconds
         self.eval_chunk_size = int(config.eval_chunk_size or training.validation_chunk_size or 256)
         self.store = Store(config.state_dir) if config.state_dir is not None else None
         self.sessions = SessionRegistry()
         self.tasks = TaskBook(keep_seconds=max(600.0, 4 * config.lease_seconds))
+        self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed)
+        self.schedule = EvaluationSchedule(
+            config.eval_every_merges or training.validation_every_merges,
+            config.eval_every_seconds or training.validation_every_seconds)
         self.lock = asyncio.Lock()
+        self.merge_waiting = 0
+
+        nbytes = self.layout.nbytes
+        self.limits = AdmissionLimits(
+            body_budget=max(config.update_budget or default_body_budget(nbytes),
+                            nbytes + MIN_BODY_SLACK),
+            snapshot_budget=max(config.snapshot_budget or default_snapshot_budget(nbytes),
+                                2 * nbytes),
+            merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
+            max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
+            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies))
+        self.admission = Admission(self.limits, clock)
+        self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
+                             pool_size=nbytes + BODY_SLACK)
+        keep = max(2, min(16, self.limits.snapshot_budget // max(1, nbytes)))
+        self.pool = SnapshotPool(self.layout.size, keep=keep)
 
         self.model = ModelState(weights=self.spec.compiled.initial_weights(self.seed), steps=0,
                                 version=0)
@@ -104,28 +155,20 @@ class Coordinator:
         self.end_reason: str | None = None
         self.finishing_since: float | None = None
         self.history: list[dict] = []
-        self.next_batch = 0
-        self.train_queue: deque[TrainWork] = deque()
-        self.evaluation: Evaluation | None = None
-        self.eval_seq = 0
-        self.last_eval_merges = 0
-        self.last_eval_elapsed = 0.0
+        self._evaluated: set[int] = set()  # versions in the history
         self.elapsed_before = 0.0
         self.started = clock()
         self.last_checkpoint = (0, 0, self.started)  # merges, history length, time
-        self._batches: Iterator[Any] | None = None
         self._val_frames: list[bytes] | None = None
-        self._val_examples: list[int] = []
         self._background: set[asyncio.Task] = set()
         self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
-        # submitted task id -> the task leased right after its merge (update header "next")
-        self.follow_ups: dict[str, Task | None] = {}
         self._ticker: asyncio.Task | None = None
 
         checkpoint = self.store.load(self.layout) if self.store is not None else None
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.versions = VersionSnapshots(self.model.version, self._snapshot())
+        self.versions = VersionSnapshots(self.model.version, self._snapshot(), self.pool)
+        events.listen(metrics.on_event)
         self._update_gauges()
 
     # ----------------------------------------------------------------------------- lifecycle
@@ -133,12 +176,15 @@ class Coordinator:
     async def start(self) -> None:
         """Prepare validation chunks, start the initial evaluation and the periodic tick."""
         if getattr(self.dataset, "num_validation", 0):
-            self._val_frames, self._val_examples = await asyncio.to_thread(self._encode_validation)
+            self._val_frames, examples = await asyncio.to_thread(
+                encode_validation, self.dataset, self.eval_chunk_size)
+            self.schedule.chunk_examples = examples
         if (self.config.evaluate_initial and self._val_frames and self.state != "ended"
-                and not any(h["version"] == 0 for h in self.history)):
+                and 0 not in self._evaluated):
             if 0 not in self.versions:
                 initial = self.spec.compiled.initial_weights(self.seed)
-                self.versions.add(0, Snapshot(bytes(self.layout.to_bytes(initial)), 0))
+                initial.flags.writeable = False
+                self.versions.add(0, Snapshot(initial, 0))
             self._start_evaluation(0, 0, 0)
         self._ticker = asyncio.create_task(self._tick_loop())
 
@@ -165,9 +211,31 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------ sessions
 
+    def join_middleware(self) -> Callable:
+        """An aiohttp middleware applying the join limits (session cap, joins per address) to
+        the route named ``join`` before its handler reads anything."""
+        from aiohttp import web
+
+        from webnn.server.admission import client_address
+
+        trusted = self.limits.trusted_proxies
+
+        @web.middleware
+        async def admit_joins(request: web.Request, handler: Callable) -> web.StreamResponse:
+            if request.match_info.route.name == "join":
+                address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                         trusted)
+                try:
+                    self.admission.admit_join(address, len(self.sessions))
+                except ProtocolError as error:
+                    self._count_refusal(error.code)
+                    raise
+            return await handler(request)
+
+        return admit_joins
+
     def join(self, info: dict) -> Session:
         session = self.sessions.join(info, self.clock())
-        self.metrics.active_clients.set(len(self.sessions))
         self.events.publish("client", {"event": "join", "clientId": session.client_id,
                                        "kind": session.kind, "clients": len(self.sessions)})
         return session
@@ -179,7 +247,6 @@ class Coordinator:
             if task is not None and task.state == "open" and task.pending is None:
                 self._close_and_return(task, now)
         self.sessions.remove(session.token)
-        self.metrics.active_clients.set(len(self.sessions))
         self.events.publish("client", {"event": "leave", "clientId": session.client_id,
                                        "clients": len(self.sessions)})
 
@@ -188,7 +255,7 @@ class Coordinator:
         if session is None:
             raise ProtocolError(401, "unknown_session",
                                 "unknown or expired session token (X-WebNN-Session); join again")
-        session.last_seen = self.clock()
+        self.sessions.touch(session, self.clock())
         return session
 
     def check_cut_off(self, session: Session) -> None:
@@ -214,31 +281,63 @@ class Coordinator:
                         session.client_id, self.config.cut_off_seconds,
                         self.config.max_invalid_updates)
 
+    def note_busy(self) -> None:
+        """An update turned away by admission (503 busy): counted, never held against the client;
+        its task stays open for the retry."""
+        self._count_refusal("busy")
+        self.metrics.body_bytes.set(self.admission.bodies.used)
+
     def _count_refusal(self, code: str) -> None:
-        """One refused update or evaluation: the Prometheus counter and `status().rejected`."""
+        """One refused request: the Prometheus counter and `status().rejected`."""
         self.metrics.updates_rejected.labels(code).inc()
         self.rejected[code] += 1
 
     # --------------------------------------------------------------------------------- tasks
 
     def next_task(self, session: Session, role: str) -> Task | None:
-        """The next task for `session` (evaluation chunks first), or None when there is none."""
+        """The next task for `session` (evaluation chunks first), or None when there is none.
+
+        While the run is finishing no training is handed out (a training-only client gets None
+        and the run ends without it after `finish_seconds`). Raises ``429 too_many_tasks`` when the
+        session holds its cap of open tasks and ``503 busy`` when kept snapshots fill their budget
+        (strategies needing base weights: each lease keeps its version)."""
         now = self.clock()
         self._expire(now)
         if self.state != "running":
             return None
-        evaluation = self.evaluation
+        finishing = self.finishing_since is not None
+        evaluation = self.schedule.current
         if role in ("evaluate", "any") and evaluation is not None and evaluation.pending:
-            chunk = evaluation.pending.popleft()
+            self._admit_lease(session)
+            found = self.schedule.next_chunk()
+            assert found is not None
+            chunk = found[1]
             work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
             return self._issue("evaluate", work, evaluation.version, evaluation.steps, session,
                                now)
-        if role in ("train", "any") and self.finishing_since is None:
-            work = self.train_queue.popleft() if self.train_queue else self._new_train_work()
-            self.versions.hold(self.model.version)
-            return self._issue("train", work, self.model.version, self.current_steps, session,
-                               now)
+        if role in ("train", "any") and not finishing:
+            self._admit_lease(session)
+            if self.needs_base and self.versions.nbytes > self.limits.snapshot_budget:
+                self._count_refusal("busy")
+                raise busy(f"kept snapshots fill their budget of {self.limits.snapshot_budget} "
+                           "bytes until open leases finish", self.config.poll_seconds)
+            work = self.feed.take()
+            version = self.model.version
+            task = self._issue("train", work, version, self.current_steps, session, now)
+            if self.needs_base:
+                self.versions.hold(version)
+                task.base_hold = True
+            else:
+                self.versions.expect_fetch(version, session.token)
+            return task
         return None
+
+    def _admit_lease(self, session: Session) -> None:
+        try:
+            self.admission.admit_lease(len(session.open_tasks), self.config.poll_seconds)
+        except ProtocolError as error:
+            self._count_refusal(error.code)
+            raise
 
     def _issue(self, kind: str, work: TrainWork | EvalWork, version: int, steps: int,
                session: Session, now: float) -> Task:
@@ -247,39 +346,6 @@ class Coordinator:
         session.open_tasks.add(task.id)
         self.metrics.tasks_issued.labels(kind).inc()
         return task
-
-    def _new_train_work(self) -> TrainWork:
-        if self._batches is None:
-            self._batches = iter(self.dataset.train_batches(
-                self.batch_size * self.local_steps, self.seed, start=self.next_batch))
-        batch = next(self._batches)
-        work = self._train_work(self.next_batch, batch)
-        self.next_batch += 1
-        return work
-
-    def _train_work(self, index: int, batch: Any) -> TrainWork:
-        x, y = _frame_array(batch.x), _frame_array(batch.y)
-        frame = encode_frame({"kind": "train", "index": index, "examples": int(x.shape[0])},
-                             {"x": x, "y": y})
-        return TrainWork(index=index, frame=frame, examples=int(x.shape[0]))
-
-    def _regenerate_batch(self, index: int) -> TrainWork:
-        batches = self.dataset.train_batches(self.batch_size * self.local_steps, self.seed,
-                                             start=index)
-        try:
-            return self._train_work(index, next(iter(batches)))
-        finally:
-            with contextlib.suppress(AttributeError):
-                batches.close()
-
-    def _encode_validation(self) -> tuple[list[bytes], list[int]]:
-        frames, examples = [], []
-        for index, batch in enumerate(self.dataset.validation_chunks(self.eval_chunk_size)):
-            x, y = _frame_array(batch.x), _frame_array(batch.y)
-            frames.append(encode_frame({"kind": "evaluate", "chunk": index,
-                                        "examples": int(x.shape[0])}, {"x": x, "y": y}))
-            examples.append(int(x.shape[0]))
-        return frames, examples
 
     def task(self, session: Session, task_id: str, kind: str | None = None) -> Task:
         """The task `task_id` of `session`; raises unknown_task / not_your_task / lease_expired."""
@@ -307,6 +373,9 @@ class Coordinator:
         task = self.task(session, task_id)
         if task.state != "open":
             raise ProtocolError(409, "task_closed", f"task {task_id} is already finished")
+        return self._batch_frame(task)
+
+    def _batch_frame(self, task: Task) -> bytes:
         if isinstance(task.work, TrainWork):
             return task.work.frame
         assert self._val_frames is not None
@@ -324,17 +393,27 @@ class Coordinator:
         if session is not None:
             session.open_tasks.discard(task.id)
         if isinstance(task.work, TrainWork):
-            self.versions.release(task.version)
+            self._release_lease_version(task)
             if self.state != "ended":
-                self.train_queue.appendleft(task.work)
-        elif (self.evaluation is not None and self.evaluation.id == task.work.evaluation
-              and task.work.chunk not in self.evaluation.results):
-            self.evaluation.pending.appendleft(task.work.chunk)
+                self.feed.give_back(task.work)
+        else:
+            self.schedule.give_back(task.work.evaluation, task.work.chunk)
+
+    def _release_lease_version(self, task: Task) -> None:
+        if task.base_hold:
+            task.base_hold = False
+            self.versions.release(task.version)
+        else:
+            self.versions.forget_fetch(task.version, task.session)
 
     # ------------------------------------------------------------------------------- weights
 
-    def weights(self, version: int | None) -> tuple[int, int, bytes]:
-        """``(version, steps, bytes)`` of `version` (None = current); 404 if not held."""
+    def weights(self, version: int | None, token: str | None = None
+                ) -> tuple[int, int, memoryview]:
+        """``(version, steps, bytes)`` of `version` (None = current); 404 if not held. Fetching
+        a given version satisfies a lease of session `token` waiting to fetch it (any lease's,
+        without a token; see `versions`)."""
+        asked = version is not None
         if version is None:
             version = self.model.version
         snapshot = self.versions.get(version)
@@ -343,7 +422,22 @@ class Coordinator:
                                 f"version {version} is not held (current version is "
                                 f"{self.model.version}; only versions referenced by open tasks "
                                 "are kept)")
-        return version, snapshot.steps, snapshot.data
+        wire = snapshot.wire()
+        if asked:
+            session = self.sessions.get(token)
+            self.versions.fetched(version, session.token if session is not None else None)
+        return version, snapshot.steps, wire
+
+    def follow_up_inputs(self, follow: Task) -> tuple[memoryview, BatchFrame] | None:
+        """The weights and batch of a follow-up task, as existing buffers; None when the task is
+        no longer open or its version is gone (the answer then goes as JSON)."""
+        if follow.state != "open":
+            return None
+        snapshot = self.versions.get(follow.version)
+        if snapshot is None:
+            return None
+        self.versions.fetched(follow.version, follow.session)
+        return snapshot.wire(), split_frame(self._batch_frame(follow))
 
     @property
     def current_steps(self) -> int:
@@ -354,13 +448,26 @@ class Coordinator:
         return snapshot.steps
 
     def _snapshot(self) -> Snapshot:
-        """The current weights as an immutable wire copy (clients fetch it while we merge on)."""
-        return Snapshot(bytes(self.layout.to_bytes(self.model.weights)), self.model.steps)
+        """The current weights copied into a pooled read-only buffer (run in the merge's worker
+        thread: `np.copyto` releases the GIL)."""
+        buffer = self.pool.acquire()
+        np.copyto(buffer, self.model.weights)
+        buffer.flags.writeable = False
+        return Snapshot(buffer, self.model.steps)
 
     # ------------------------------------------------------------------------------- updates
 
-    async def submit_update(self, session: Session, task: Task, body: bytes) -> dict:
-        """Validate and merge one update; a retry of a finished task gets the first answer."""
+    def check_update_task(self, session: Session, task: Task) -> bool:
+        """Whether an update body must be read for `task` (False: a retry answered from what is
+        stored, or a submission in progress to wait for); checks the cut-off first."""
+        if task.result is not None or task.pending is not None or task.error is not None:
+            return False
+        self.check_cut_off(session)
+        return True
+
+    async def submit_update(self, session: Session, task: Task, body: Any) -> dict:
+        """Validate and merge one update (`body`: its bytes, None for a retry); a retry of a
+        finished task gets the first answer."""
         if task.result is not None:
             return task.result
         if task.error is not None:
@@ -370,6 +477,8 @@ class Coordinator:
         if task.state != "open":
             raise ProtocolError(409, "task_closed", f"task {task.id} is already finished")
         self.check_cut_off(session)
+        if body is None:
+            raise ProtocolError(400, "truncated", "the update has no body")
         try:
             weights, header = decode_update(body, self.layout, task_id=task.id,
                                             task_version=task.version,
@@ -392,7 +501,14 @@ class Coordinator:
         return result
 
     def _check_can_merge(self, session: Session, task: Task) -> None:
-        if self.state == "ended" or self.finishing_since is not None:
+        if self.finishing_since is not None:
+            self._close_and_return(task, self.clock())
+            self._count_refusal("finishing")
+            raise ProtocolError(409, "finishing",
+                                f"training is finishing ({self.end_reason}) with a final "
+                                "evaluation; no more updates are merged. Ask for a task: the "
+                                "evaluation's chunks are handed to every role")
+        if self.state == "ended":
             self._close_and_return(task, self.clock())
             self._count_refusal("ended")
             raise ProtocolError(409, "ended", f"training has ended ({self.end_reason}); "
@@ -413,27 +529,32 @@ class Coordinator:
                      header: UpdateHeader) -> dict:
         work = task.work
         assert isinstance(work, TrainWork)
-        async with self.lock:
+        self.merge_waiting += 1
+        self.metrics.merge_queue.set(self.merge_waiting)
+        try:
+            await self.lock.acquire()
+        finally:
+            self.merge_waiting -= 1
+            self.metrics.merge_queue.set(self.merge_waiting)
+        try:
             # again under the lock: merges queued before this one may have ended the run or made
             # this update staler than the bound since the first check
             self._check_can_merge(session, task)
             staleness = self.model.version - task.version
-            base = np.frombuffer(self.versions.get(task.version).data, dtype=np.float32)
+            kept = self.versions.get(task.version)
+            base = kept.array() if kept is not None else None
+            if self.needs_base and base is None:
+                raise RuntimeError(f"version {task.version} of a base-holding lease is gone")
             update = Update(weights=weights, base_version=task.version, base_steps=task.steps,
                             local_steps=header.steps, staleness=staleness,
                             client=session.client_id,
-                            base_weights=base if self.strategy.needs_base_weights else None,
+                            base_weights=base if self.needs_base else None,
                             examples=work.examples)
             started = time.perf_counter()
-            try:
-                verdict, changed, snapshot = await asyncio.to_thread(
-                    self._merge_in_thread, update, base)
-            except Exception:
-                # a failing strategy may have half-written the buffer: restore the current version
-                current = self.versions.get(self.model.version)
-                self.model.weights[...] = np.frombuffer(current.data, dtype=np.float32)
-                self.model.steps = current.steps
-                raise
+            current = self.versions.get(self.model.version)
+            assert current is not None
+            verdict, changed, snapshot = await asyncio.to_thread(
+                self._merge_in_thread, update, base, current)
             if verdict is not None and verdict.refused:
                 self.note_invalid(session, verdict.reason or "refused")
                 raise ProtocolError(400, verdict.reason or "refused", verdict.message)
@@ -441,12 +562,17 @@ class Coordinator:
             self.merges += 1
             self.updates_accepted += 1
             if changed:
+                assert snapshot is not None
                 self.model.version += 1
                 self.versions.advance(self.model.version, snapshot)
+                if not self.needs_base:
+                    self.versions.trim(self.limits.snapshot_budget)
+        finally:
+            self.lock.release()
         now = self.clock()
         self.tasks.finish(task, "done", now)
         session.open_tasks.discard(task.id)
-        self.versions.release(task.version)
+        self._release_lease_version(task)
         result = {"protocol": 1, "accepted": True, "version": self.model.version,
                   "merged": bool(changed), "staleness": staleness, "steps": self.current_steps,
                   "merges": self.merges,
@@ -456,24 +582,56 @@ class Coordinator:
         self._after_merge()
         if header.next_role is not None:
             # Leased after the merge: the follow-up starts from the newest version, no staleness.
-            self.follow_ups[task.id] = self.next_task(session, header.next_role)
+            try:
+                follow = self.next_task(session, header.next_role)
+            except ProtocolError:
+                follow = None  # busy or at its task cap: the client asks on its own later
+            task.follow_up = FollowUp(follow, {})
         return result
 
-    def _merge_in_thread(self, update: Update, base: np.ndarray
+    def _merge_in_thread(self, update: Update, base: np.ndarray | None, current: Snapshot
                          ) -> tuple[ScreenResult | None, bool, Snapshot | None]:
-        """Screen the update against its base weights (norm bound / clipping), then merge it."""
+        """In a worker thread: check the update (finiteness, and the norm bound against its base
+        weights, or the current model when those are not kept), merge it, check the result and
+        snapshot the new version. A non-finite result is rolled back (module docstring)."""
         verdict = None
         if self.screen is not None:
-            verdict = self.screen.check(update.weights, base)
+            reference = base if base is not None else self.model.weights
+            verdict = self.screen.check(update.weights, reference)
             if verdict.refused:
                 return verdict, False, None
-        changed = bool(self.strategy.merge(self.model, update))
-        snapshot = self._snapshot() if changed else None
-        return verdict, changed, snapshot
+        else:
+            check = check_weights(update.weights)
+            if not check.finite:
+                error = not_finite_error(check.bad, check.first, self.layout)
+                return ScreenResult("refused", "not_finite", error.message), False, None
+        saved: StrategyState | None = None
+        if self._save_state:
+            saved = self.strategy.state()
+            saved = StrategyState({k: np.array(v) for k, v in saved.arrays.items()}, saved.meta)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
+                changed = bool(self.strategy.merge(self.model, update))
+        except Exception:
+            self._roll_back(current, saved)
+            raise
+        if changed and not check_weights(self.model.weights).finite:
+            self._roll_back(current, saved)
+            return ScreenResult(
+                "refused", "merge_not_finite",
+                "merging this update would make the model's weights non-finite (overflow); it "
+                "was rolled back and the update refused"), False, None
+        return verdict, changed, self._snapshot() if changed else None
+
+    def _roll_back(self, current: Snapshot, saved: StrategyState | None) -> None:
+        """Restore the model (and a plug-in strategy's state) to the current version."""
+        np.copyto(self.model.weights, current.array())
+        self.model.steps = current.steps
+        if saved is not None:
+            self.strategy.load_state(saved)
 
     def _record_update(self, session: Session, work: TrainWork, header: UpdateHeader,
-                       staleness: int,
-                       changed: bool) -> None:
+                       staleness: int, changed: bool) -> None:
         session.invalid_streak = 0
         session.updates_accepted += 1
         session.examples_trained += work.examples
@@ -483,11 +641,6 @@ class Coordinator:
             session.last_loss = header.loss
         if header.accuracy is not None:
             session.last_accuracy = header.accuracy
-        self.metrics.merges.inc()
-        self.metrics.updates_accepted.inc()
-        self.metrics.staleness.observe(staleness)
-        if changed:
-            self.metrics.versions.inc()
         self._update_gauges()
         self.events.publish("merge", {
             "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
@@ -507,30 +660,27 @@ class Coordinator:
     def _update_gauges(self) -> None:
         self.metrics.version.set(self.model.version)
         self.metrics.steps.set(self.current_steps)
+        self.metrics.body_bytes.set(self.admission.bodies.used)
+        self.metrics.snapshot_bytes.set(self.versions.nbytes)
 
     # --------------------------------------------------------------------------- evaluations
 
     def _start_evaluation(self, version: int, steps: int, merges: int) -> None:
-        self.eval_seq += 1
-        self.evaluation = Evaluation(id=self.eval_seq, version=version, steps=steps,
-                                     merges=merges, started=self.elapsed(),
-                                     chunk_examples=list(self._val_examples))
+        self.schedule.start(version, steps, merges, self.elapsed())
         self.versions.hold(version)
 
     def _maybe_start_evaluation(self) -> None:
-        if self.evaluation is not None or not self._val_frames or self.state == "ended":
+        if self.state == "ended":
             return
-        if self.finishing_since is not None:
-            due = not any(h["version"] == self.model.version for h in self.history)
-        elif self.merges <= self.last_eval_merges:
-            return
-        else:
-            due = bool(self.eval_every_merges
-                       and self.merges - self.last_eval_merges >= self.eval_every_merges)
-            due |= bool(self.eval_every_seconds
-                        and self.elapsed() - self.last_eval_elapsed >= self.eval_every_seconds)
-        if due:
+        if self.schedule.due(merges=self.merges, elapsed=self.elapsed(),
+                             finishing=self.finishing_since is not None,
+                             evaluated=self.model.version in self._evaluated):
             self._start_evaluation(self.model.version, self.current_steps, self.merges)
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        """The evaluation in progress, if any."""
+        return self.schedule.current
 
     def submit_evaluation(self, session: Session, task: Task, body: dict) -> dict:
         """Record one chunk's mean loss/accuracy; the last chunk completes the evaluation."""
@@ -559,11 +709,10 @@ class Coordinator:
         session.open_tasks.discard(task.id)
         session.evaluations += 1
         session.invalid_streak = 0
-        evaluation = self.evaluation
-        if evaluation is not None and evaluation.id == work.evaluation:
-            evaluation.results[work.chunk] = ChunkResult(loss, accuracy, examples)
-            if evaluation.complete:
-                self._complete_evaluation(evaluation)
+        completed = self.schedule.record(work.evaluation, work.chunk,
+                                         ChunkResult(loss, accuracy, examples))
+        if completed is not None:
+            self._complete_evaluation(completed)
         assert task.result is not None
         return task.result
 
@@ -574,16 +723,9 @@ class Coordinator:
                  "merges": evaluation.merges, "valLoss": loss, "valAccuracy": accuracy,
                  "examples": examples}
         self.history.append(entry)
-        self.evaluation = None
+        self._evaluated.add(evaluation.version)
+        self.schedule.finish(evaluation)
         self.versions.release(evaluation.version)
-        if evaluation.version != 0 or evaluation.merges:
-            self.last_eval_merges = evaluation.merges
-            self.last_eval_elapsed = evaluation.started
-        self.metrics.evaluations.inc()
-        if loss is not None:
-            self.metrics.val_loss.set(loss)
-        if accuracy is not None:
-            self.metrics.val_accuracy.set(accuracy)
         self.events.publish("evaluation", entry)
         target = self.config.target_accuracy
         if target is not None and accuracy is not None and accuracy >= target:
@@ -608,17 +750,28 @@ class Coordinator:
         self.events.publish("state", self.status())
 
     def _finish(self, reason: str) -> None:
-        """Stop training; end after a final evaluation of the last version (if there is data)."""
+        """Stop training; end after a final evaluation of the last version (if there is data).
+
+        While finishing, no training is handed out or merged (updates get ``409 finishing``, so
+        their clients stay and ask for a task) and the final evaluation's chunks go to whoever
+        asks for evaluation or any task; if it is not complete within `finish_seconds` the run ends
+        without it
+        (the end reason says so)."""
         if self.state == "ended" or self.finishing_since is not None:
             return
-        evaluated = any(h["version"] == self.model.version for h in self.history)
-        if not self._val_frames or evaluated:
+        if not self._val_frames or self.model.version in self._evaluated:
             self._end(reason)
             return
         self.end_reason = reason
         self.finishing_since = self.clock()
+        self.feed.clear()
         self._maybe_start_evaluation()
         self.events.publish("state", self.status())
+
+    @property
+    def finish_seconds(self) -> float:
+        """How long a finishing run waits for its final evaluation."""
+        return max(60.0, 4 * self.config.lease_seconds)
 
     def end(self, reason: str) -> None:
         """End now (admin), without a final evaluation."""
@@ -629,14 +782,15 @@ class Coordinator:
             return
         self.end_reason = reason
         self.finishing_since = None
+        self.state = "ended"  # before the leases close: their work is not queued again
         now = self.clock()
         for task in self.tasks.open_tasks():
             if task.pending is None:
                 self._close_and_return(task, now)
-        self.train_queue.clear()
-        if self.evaluation is not None:
-            self.versions.release(self.evaluation.version)
-            self.evaluation = None
+        self.feed.clear()
+        evaluation = self.schedule.abandon()
+        if evaluation is not None:
+            self.versions.release(evaluation.version)
         log.info("training ended: %s", reason)
         self._set_state("ended")
         self._spawn(self._finalise())
@@ -654,19 +808,27 @@ class Coordinator:
 
     def status(self) -> dict:
         last = self.history[-1] if self.history else None
+        evaluation = self.schedule.current
         return {
             "protocol": 1, "name": self.spec.name, "state": self.state,
             "endReason": self.end_reason, "finishing": self.finishing_since is not None,
+            "finishingDeadline": (None if self.finishing_since is None
+                                  else self.finishing_since + self.finish_seconds),
             "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
             "clients": len(self.sessions), "elapsed": round(self.elapsed(), 3),
             "lastEvaluation": last,
-            "evaluating": None if self.evaluation is None else {
-                "version": self.evaluation.version, "chunks": len(self.evaluation.chunk_examples),
-                "done": len(self.evaluation.results)},
+            "evaluating": None if evaluation is None else {
+                "version": evaluation.version, "chunks": len(evaluation.chunk_examples),
+                "done": len(evaluation.results)},
             "strategy": {"name": self.strategy.name,
                          "params": getattr(self.strategy, "param_values", {})},
-            "openTasks": len(self.tasks.open_tasks()),
+            "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
+            "capacity": {
+                "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,
+                "snapshots": len(self.versions), "snapshotBytes": self.versions.nbytes,
+                "snapshotBudget": self.limits.snapshot_budget,
+                "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue},
         }
 
     # ---------------------------------------------------------------------------- the clock
@@ -686,17 +848,16 @@ class Coordinator:
         for session in self.sessions.idle(now, self.config.session_timeout):
             self.leave(session)
         self.tasks.prune(now)
-        for task_id in [t for t in self.follow_ups if self.tasks.get(t) is None]:
-            del self.follow_ups[task_id]
         if self.state == "running":
             max_seconds = self.config.max_seconds
             if max_seconds is not None and self.elapsed() >= max_seconds:
                 self._finish(f"max_seconds={max_seconds} reached")
             self._maybe_start_evaluation()
-        if self.finishing_since is not None and (
-            now - self.finishing_since > max(60.0, 4 * self.config.lease_seconds)
-        ):
+        if self.finishing_since is not None and now - self.finishing_since > self.finish_seconds:
+            log.warning("the final evaluation did not complete within %.0f s; ending without it",
+                        self.finish_seconds)
             self._end(f"{self.end_reason} (final evaluation not completed in time)")
+        self._update_gauges()
         every = self.config.checkpoint_every_seconds
         merges, history_len, last_time = self.last_checkpoint
         if (self.store is not None and every and now - last_time >= every
@@ -717,8 +878,8 @@ class Coordinator:
 
     def _checkpoint(self) -> Checkpoint:
         strategy_state = self.strategy.state()
-        outstanding = sorted({w.index for w in self.train_queue} | {
-            t.work.index for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork)})
+        outstanding = self.feed.outstanding(
+            t.work.index for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork))
         state = {
             "format": STATE_FORMAT, "name": self.spec.name,
             "fingerprint": layout_fingerprint(self.layout), "manifest": self.layout.manifest(),
@@ -728,10 +889,9 @@ class Coordinator:
             "updatesAccepted": self.updates_accepted, "clientsJoined": self.sessions.joined,
             "state": self.state,
             "endReason": self.end_reason, "history": self.history,
-            "data": {"nextBatch": self.next_batch, "outstanding": outstanding,
+            "data": {"nextBatch": self.feed.position, "outstanding": outstanding,
                      "batchExamples": self.batch_size * self.local_steps, "seed": self.seed},
-            "evaluation": {"seq": self.eval_seq, "lastMerges": self.last_eval_merges,
-                           "lastElapsed": self.last_eval_elapsed},
+            "evaluation": self.schedule.state(),
             "elapsed": self.elapsed(), "savedAt": self.clock(),
         }
         return Checkpoint(weights=self.model.weights.copy(), state=state,
@@ -757,6 +917,7 @@ class Coordinator:
         self.updates_accepted = int(state.get("updatesAccepted", 0))
         self.sessions.joined = int(state.get("clientsJoined", 0))
         self.history = list(state.get("history", []))
+        self._evaluated = {h["version"] for h in self.history}
         self.state = state.get("state", "running")
         self.end_reason = state.get("endReason")
         data = state.get("data", {})
@@ -764,12 +925,8 @@ class Coordinator:
                 or data.get("seed") != self.seed):
             log.warning("batch size or seed changed since the checkpoint; the data sequence "
                         "continues at the stored position with the new settings")
-        self.next_batch = int(data.get("nextBatch", 0))
-        self.train_queue.extend(self._regenerate_batch(i) for i in data.get("outstanding", []))
-        evaluation = state.get("evaluation", {})
-        self.eval_seq = int(evaluation.get("seq", 0))
-        self.last_eval_merges = int(evaluation.get("lastMerges", 0))
-        self.last_eval_elapsed = float(evaluation.get("lastElapsed", 0.0))
+        self.feed.resume(int(data.get("nextBatch", 0)), data.get("outstanding", []))
+        self.schedule.load(state.get("evaluation", {}))
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.last_checkpoint = (self.merges, len(self.history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,

@@ -55,3 +55,88 @@ class Evaluation:
         loss = _weighted_mean([(r.loss, r.examples) for r in results])
         accuracy = _weighted_mean([(r.accuracy, r.examples) for r in results])
         return loss, accuracy, sum(r.examples for r in results)
+
+
+class EvaluationSchedule:
+    """When an evaluation is due, the one in progress and its chunks.
+
+    Due (at most one at a time, and only with validation data): after `every_merges` merges since
+    the last one, or `every_seconds` of training since the last one started, and, while the run is
+    finishing, for the current version unless it was evaluated already. `seq`, `last_merges` and
+    `last_elapsed` are checkpointed.
+    """
+
+    def __init__(self, every_merges: int | None, every_seconds: float | None,
+                 chunk_examples: list[int] | None = None) -> None:
+        self.every_merges = every_merges
+        self.every_seconds = every_seconds
+        self.chunk_examples: list[int] = list(chunk_examples or [])
+        self.current: Evaluation | None = None
+        self.seq = 0
+        self.last_merges = 0
+        self.last_elapsed = 0.0
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.chunk_examples)
+
+    def due(self, *, merges: int, elapsed: float, finishing: bool, evaluated: bool) -> bool:
+        """Whether to start one now; `evaluated`: the current version was evaluated already."""
+        if self.current is not None or not self.chunk_examples:
+            return False
+        if finishing:
+            return not evaluated
+        if merges <= self.last_merges:
+            return False
+        return bool(
+            (self.every_merges and merges - self.last_merges >= self.every_merges)
+            or (self.every_seconds and elapsed - self.last_elapsed >= self.every_seconds))
+
+    def start(self, version: int, steps: int, merges: int, elapsed: float) -> Evaluation:
+        self.seq += 1
+        self.current = Evaluation(id=self.seq, version=version, steps=steps, merges=merges,
+                                  started=elapsed, chunk_examples=list(self.chunk_examples))
+        return self.current
+
+    def next_chunk(self) -> tuple[Evaluation, int] | None:
+        """The evaluation in progress and a chunk of it not handed out yet, if any."""
+        evaluation = self.current
+        if evaluation is None or not evaluation.pending:
+            return None
+        return evaluation, evaluation.pending.popleft()
+
+    def give_back(self, evaluation_id: int, chunk: int) -> None:
+        """A chunk whose lease ended unfinished goes back (if its evaluation is still running)."""
+        evaluation = self.current
+        if (evaluation is not None and evaluation.id == evaluation_id
+                and chunk not in evaluation.results):
+            evaluation.pending.appendleft(chunk)
+
+    def record(self, evaluation_id: int, chunk: int, result: ChunkResult) -> Evaluation | None:
+        """Store a chunk's result; answers the evaluation when this completed it."""
+        evaluation = self.current
+        if evaluation is None or evaluation.id != evaluation_id:
+            return None
+        evaluation.results[chunk] = result
+        return evaluation if evaluation.complete else None
+
+    def finish(self, evaluation: Evaluation) -> None:
+        """`evaluation` completed: the next is due counting from it (the initial one does not
+        count)."""
+        self.current = None
+        if evaluation.version != 0 or evaluation.merges:
+            self.last_merges = evaluation.merges
+            self.last_elapsed = evaluation.started
+
+    def abandon(self) -> Evaluation | None:
+        """Drop the evaluation in progress (the run ended); answers it."""
+        evaluation, self.current = self.current, None
+        return evaluation
+
+    def state(self) -> dict:
+        return {"seq": self.seq, "lastMerges": self.last_merges, "lastElapsed": self.last_elapsed}
+
+    def load(self, state: dict) -> None:
+        self.seq = int(state.get("seq", 0))
+        self.last_merges = int(state.get("lastMerges", 0))
+        self.last_elapsed = float(state.get("lastElapsed", 0.0))

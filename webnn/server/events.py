@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -21,11 +22,17 @@ _CLOSE = object()
 
 
 class EventBus:
-    """Fan-out of ``(event, data)`` pairs to subscriber queues."""
+    """Fan-out of ``(event, data)`` pairs to subscriber queues (event streams) and to listeners
+    (synchronous callbacks in this process, such as the metrics: `listen`)."""
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue] = set()
+        self._listeners: list[Callable[[str, dict], None]] = []
         self.closed = False
+
+    def listen(self, callback: Callable[[str, dict], None]) -> None:
+        """Call ``callback(event, data)`` on every publish, before the streams get it."""
+        self._listeners.append(callback)
 
     def __len__(self) -> int:
         return len(self._queues)
@@ -41,6 +48,8 @@ class EventBus:
         self._queues.discard(queue)
 
     def publish(self, event: str, data: dict) -> None:
+        for callback in self._listeners:
+            callback(event, data)
         for queue in self._queues:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):

@@ -37,6 +37,13 @@ class Metrics:
         self.val_accuracy = Gauge("webnn_validation_accuracy", "Last validation accuracy",
                                   registry=r)
         self.val_loss = Gauge("webnn_validation_loss", "Last validation loss", registry=r)
+        self.body_bytes = Gauge("webnn_update_body_bytes",
+                                "Bytes of update bodies in flight (admission budget in use)",
+                                registry=r)
+        self.snapshot_bytes = Gauge("webnn_snapshot_bytes", "Bytes of kept version snapshots",
+                                    registry=r)
+        self.merge_queue = Gauge("webnn_merge_queue", "Updates waiting for the merge lock",
+                                 registry=r)
         self.staleness = Histogram("webnn_update_staleness", "Staleness of merged updates",
                                    buckets=STALENESS_BUCKETS, registry=r)
         self.merge_seconds = Histogram("webnn_merge_seconds", "Time spent in strategy.merge",
@@ -44,6 +51,26 @@ class Metrics:
         self.request_seconds = Histogram(
             "webnn_request_seconds", "Request latency by route", ["route", "method"],
             buckets=LATENCY_BUCKETS, registry=r)
+
+    def on_event(self, event: str, data: dict) -> None:
+        """Follow the coordinator's event bus (`EventBus.listen`): merges, evaluations and the
+        client count are counted from the events, not by inline calls."""
+        if event == "merge":
+            self.merges.inc()
+            self.updates_accepted.inc()
+            self.staleness.observe(data["staleness"])
+            if data.get("merged"):
+                self.versions.inc()
+            self.version.set(data["version"])
+            self.steps.set(data["steps"])
+        elif event == "evaluation":
+            self.evaluations.inc()
+            if data.get("valLoss") is not None:
+                self.val_loss.set(data["valLoss"])
+            if data.get("valAccuracy") is not None:
+                self.val_accuracy.set(data["valAccuracy"])
+        elif event == "client":
+            self.active_clients.set(data["clients"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import unicodedata
 
-import numpy as np
 from aiohttp import web
 
 from webnn.server.coordinator import Coordinator
 from webnn.server.errors import ProtocolError, bad_field
+from webnn.server.follow_up import BatchFrame, follow_up_pieces
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
-from webnn.server.frames import decode_frame, encode_frame
 from webnn.server.http import (
     SESSION_HEADER,
     decimal_param,
     maybe_session,
-    read_body,
     read_json,
     require_content_type,
     require_join_token,
@@ -24,7 +22,6 @@ from webnn.server.http import (
     url,
 )
 from webnn.server.keys import CONFIG, COORDINATOR
-from webnn.server.sessions import Session
 from webnn.server.static import static_urls
 from webnn.server.tasks import ROLES, Task
 from webnn.server.updates import finite_float
@@ -148,7 +145,8 @@ def _etag_matches(request: web.Request, etag: str) -> bool:
 
 def _weights_response(request: web.Request, version: int | None) -> web.Response:
     maybe_session(request)
-    version, steps, data = _coordinator(request).weights(version)
+    version, steps, data = _coordinator(request).weights(version,
+                                                         request.headers.get(SESSION_HEADER))
     etag = f'"v{version}"'
     headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
                "Cache-Control": "no-cache"}
@@ -172,41 +170,57 @@ async def batch(request: web.Request) -> web.Response:
     return web.Response(body=frame, content_type=FRAME_TYPE)
 
 
-async def update(request: web.Request) -> web.Response:
+async def update(request: web.Request) -> web.StreamResponse:
+    """Read the body into a pooled buffer (after admission: ``503 busy`` when full, not counted
+    against the client), merge it, answer; a retry gets the first answer, follow-up included."""
     coordinator = _coordinator(request)
     client = session(request)
     task = coordinator.task(client, request.match_info["task_id"], "train")
-    if task.result is None and task.pending is None:
-        coordinator.check_cut_off(client)
+    body = None
+    if coordinator.check_update_task(client, task):
         try:
             require_content_type(request, FRAME_TYPE)
-            body = await read_body(request, coordinator.layout.nbytes + FRAME_OVERHEAD)
+            body = await coordinator.ingest.read(request, coordinator.merge_waiting)
         except ProtocolError as error:
-            coordinator.note_invalid(client, error.code)
+            if error.code == "busy":
+                coordinator.note_busy()
+            else:
+                coordinator.note_invalid(client, error.code)
             raise
-    else:
-        body = b""
-    answer = await coordinator.submit_update(client, task, body)
-    if task.id not in coordinator.follow_ups:
+    try:
+        answer = await coordinator.submit_update(client, task, None if body is None
+                                                 else body.data)
+    finally:
+        if body is not None:
+            body.release()
+    follow = task.follow_up
+    if follow is None:
         return web.json_response(answer)
-    follow = coordinator.follow_ups[task.id]
-    answer = {**answer, "next": tasks_answer(request, follow)}
-    if follow is None or FRAME_TYPE not in request.headers.get("Accept", ""):
-        return web.json_response(answer)
-    return web.Response(body=_follow_up_frame(coordinator, client, follow, answer),
-                        content_type=FRAME_TYPE)
+    if not follow.answer:  # rendered once: a retry gets this very answer
+        follow.answer = {**answer, "next": tasks_answer(request, follow.task)}
+    inputs = None
+    if follow.task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
+        inputs = coordinator.follow_up_inputs(follow.task)
+    if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
+        return web.json_response(follow.answer)
+    return await _follow_up_frame(request, follow.answer, *inputs)
 
 
-def _follow_up_frame(coordinator: Coordinator, client: Session, follow: Task,
-                     answer: dict) -> bytes:
+async def _follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
+                           batch: BatchFrame) -> web.StreamResponse:
     """The update answer as a frame that also carries the follow-up task's inputs: tensors
     ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
-    batch frame's header fields under ``batch``. Saves the client the fetch round trip."""
-    version, _, data = coordinator.weights(follow.version)
-    batch = decode_frame(coordinator.batch(client, follow.id))
-    header = {**answer, "batch": batch.header}
-    tensors = {"weights": np.frombuffer(data, dtype="<f4"), **batch.tensors}
-    return encode_frame(header, tensors)
+    batch frame's header fields under ``batch``. Saves the client the fetch round trip. Written
+    as header + the snapshot's buffer + the batch payload (scatter writes, nothing re-encoded)."""
+    pieces = follow_up_pieces(answer, weights, batch)
+    response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
+    response.content_length = sum(len(piece) for piece in pieces)
+    await response.prepare(request)
+    for piece in pieces:
+        if len(piece):
+            await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 async def evaluation(request: web.Request) -> web.Response:

@@ -2,11 +2,15 @@
 
 A session is identified by an unguessable token (never by IP). A client that sends
 `max_invalid_updates` invalid updates in a row is cut off for `cut_off_seconds`.
+
+Sessions are kept in last-seen order (an `OrderedDict` moved to the end on every `touch`), so idle
+expiry looks only at the oldest sessions: O(expired + idle ones still holding a lease), never all.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 
@@ -57,7 +61,7 @@ class SessionRegistry:
     """
 
     def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
         self.joined = 0
 
     def __len__(self) -> int:
@@ -80,10 +84,24 @@ class SessionRegistry:
     def get(self, token: str | None) -> Session | None:
         return self._sessions.get(token) if token else None
 
+    def touch(self, session: Session, now: float) -> None:
+        """`session` was seen at `now`: it moves to the young end of the last-seen order."""
+        session.last_seen = now
+        if session.token in self._sessions:
+            self._sessions.move_to_end(session.token)
+
     def remove(self, token: str) -> Session | None:
         return self._sessions.pop(token, None)
 
     def idle(self, now: float, timeout: float) -> list[Session]:
-        """Sessions not seen for `timeout` seconds that hold no open task."""
-        return [s for s in self._sessions.values()
-                if now - s.last_seen > timeout and not s.open_tasks]
+        """Sessions not seen for `timeout` seconds that hold no open task.
+
+        Walks the last-seen order from the oldest and stops at the first session seen recently.
+        """
+        found = []
+        for session in self._sessions.values():
+            if now - session.last_seen <= timeout:
+                break
+            if not session.open_tasks:
+                found.append(session)
+        return found

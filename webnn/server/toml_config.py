@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Scope = Literal["process", "model"]
-Kind = Literal["str", "int", "float", "path", "data", "table"]
+Kind = Literal["str", "int", "float", "path", "data", "table", "strs"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """A model name is used as a URL path segment and a directory name."""
@@ -66,6 +66,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_merges", "int", "model", "end after this many merges"),
     Setting("checkpoint_every_merges", "int", "model", "write a checkpoint every N merges"),
     Setting("checkpoint_every_seconds", "float", "model", "write a checkpoint every T seconds"),
+    Setting("update_budget", "int", "model",
+            "bytes of update bodies in flight before updates get 503 busy (default: 32 bodies)"),
+    Setting("snapshot_budget", "int", "model",
+            "bytes of kept version snapshots (default: 64 snapshots, at most 1 GiB)"),
+    Setting("merge_queue", "int", "model", "updates waiting to be merged before 503 busy"),
+    Setting("max_open_tasks", "int", "model", "open tasks one session may hold"),
+    Setting("max_sessions", "int", "model", "live sessions before joins get 503 busy"),
+    Setting("joins_per_minute", "float", "model", "joins per client address per minute (0: off)"),
+    Setting("join_burst", "int", "model", "joins one address may make at once"),
+    Setting("trusted_proxies", "strs", "model",
+            "addresses of reverse proxies whose X-Forwarded-For names the client"),
 )
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 PROCESS_KEYS = frozenset(s.key for s in SETTINGS if s.scope == "process")
@@ -170,6 +181,10 @@ def _check_value(label: str, where: str, setting: Setting, value: Any, base_dir:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise wrong("a number")
         return float(value)
+    if kind == "strs":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise wrong("an array of strings")
+        return tuple(value)
     if not isinstance(value, dict):
         raise wrong("a table")
     for sub_key, sub_value in value.items():

@@ -1,8 +1,10 @@
 """Decoding and checking a submitted update (protocol v1, ``POST api/v1/tasks/{id}/update``).
 
-Pure: bytes in, a float32 buffer and a typed header out, or a `ProtocolError` that names the bad
-field (``header.steps``), the byte counts, or the first non-finite value's tensor. Nothing here
-touches server state, so a refused update changes nothing.
+Pure: bytes in, a float32 view on them and a typed header out, or a `ProtocolError` that names the
+bad field (``header.steps``), the shape or byte counts. Nothing is copied: the weights are a view on
+the body's (pooled, writable) buffer, and finiteness is checked by the ingest path in one pass
+(`ingest.check_weights`); `not_finite_error` words its refusal. Nothing here touches server state,
+so a refused update changes nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from webnn.merge.screening import all_finite, first_non_finite
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.frames import FrameError, decode_frame
 from webnn.server.tasks import ROLES
 from webnn.weights import WeightLayout
+
+MAX_TIMING_SECONDS = 86400.0
+"""A timing in an update header is a duration of one task: 0 <= t <= one day."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,11 @@ def finite_float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_version: int,
-                  max_steps: int) -> tuple[np.ndarray, UpdateHeader]:
-    """Check an update frame against its task and the model; return a writable copy of weights."""
+def decode_update(body: bytes | bytearray | memoryview, layout: WeightLayout, *, task_id: str,
+                  task_version: int, max_steps: int) -> tuple[np.ndarray, UpdateHeader]:
+    """Check an update frame against its task and the model; return the weights as a flat
+    float32 view on `body` (writable when `body` is) and the header. Finiteness is not checked
+    here (see the module docstring)."""
     try:
         frame = decode_frame(body)
     except FrameError as error:
@@ -78,11 +84,7 @@ def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_versi
         if value is not None and not _is_number(value):
             raise bad_field(f"header.{key}", f"must be a number or null, got {value!r}")
         metrics[key] = finite_float(value)
-    timings = raw.get("timings", {})
-    if not isinstance(timings, dict) or not all(
-        (seconds := finite_float(v)) is not None and seconds >= 0 for v in timings.values()
-    ):
-        raise bad_field("header.timings", "must be an object of finite numbers >= 0 (seconds)")
+    timings = _timings(raw.get("timings", {}))
     follow = raw.get("next", False)
     if follow is not True and follow is not False and follow not in ROLES:
         raise bad_field("header.next", f"must be true, false or one of {list(ROLES)}, "
@@ -99,13 +101,32 @@ def decode_update(body: bytes, layout: WeightLayout, *, task_id: str, task_versi
         raise ProtocolError(400, "wrong_length",
                             f"update holds {tensor.nbytes} bytes of weights; the model needs "
                             f"{layout.nbytes} bytes ({layout.size} float32)")
-    weights = tensor.reshape(-1).astype(np.float32, copy=True)
-    if not all_finite(weights):
-        count, first = first_non_finite(weights)
-        raise ProtocolError(400, "not_finite",
-                            f"update holds {count} NaN or infinite values (first at "
-                            f"{layout.locate(first)})")
+    if tensor.shape != (layout.size,):
+        raise ProtocolError(400, "bad_frame",
+                            f"tensor 'weights' must have shape [{layout.size}] (all the model's "
+                            f"parameters, flat), got {list(tensor.shape)}")
     header = UpdateHeader(base_version=base, steps=steps, loss=metrics["loss"],
-                          accuracy=metrics["accuracy"],
-                          timings={k: float(v) for k, v in timings.items()}, next_role=next_role)
-    return weights, header
+                          accuracy=metrics["accuracy"], timings=timings, next_role=next_role)
+    return tensor.view(np.float32), header
+
+
+def _timings(timings: object) -> dict[str, float]:
+    """``header.timings``: an object of at most 16 durations, each 0 <= t <= one day (seconds)."""
+    if not isinstance(timings, dict) or len(timings) > 16:
+        raise bad_field("header.timings", "must be an object of at most 16 durations (seconds)")
+    clean: dict[str, float] = {}
+    for key, value in timings.items():
+        seconds = finite_float(value)
+        if seconds is None or not 0 <= seconds <= MAX_TIMING_SECONDS:
+            raise bad_field(f"header.timings.{key}",
+                            f"must be a finite number of seconds from 0 to "
+                            f"{MAX_TIMING_SECONDS:g}, got {value!r}")
+        clean[str(key)] = seconds
+    return clean
+
+
+def not_finite_error(count: int, first: int, layout: WeightLayout) -> ProtocolError:
+    """The refusal of an update holding `count` NaN/Inf values, the first at index `first`."""
+    return ProtocolError(400, "not_finite",
+                         f"update holds {count} NaN or infinite values (first at "
+                         f"{layout.locate(first)})")

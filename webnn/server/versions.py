@@ -1,34 +1,104 @@
-"""Snapshots of model versions that clients may still ask for.
+"""The version store: snapshots of model versions that clients may still ask for.
 
 The model's flat buffer is merged into in place, so what clients fetch is an immutable copy made
-when a version is born (the TF.js ``weights.bin`` bytes, served without further copies). The
-current version is always held; an older one only while something references it: an open train
-lease that started from it (its update is merged against it, and delta strategies need it as the
-base) or an evaluation of it. Its last release drops it, so memory holds a handful of versions,
-not the history.
+when a version is born (in the merge's worker thread, with `np.copyto` into a pooled buffer: no
+allocation and no GIL-held copy on the event loop). The wire bytes of a version are its snapshot's
+memory, served without further copies.
+
+Which versions are kept (everything else is dropped at once):
+
+- the current version, always;
+- a version held by `hold` (reference counted): an evaluation of it, or an open train lease when
+  the strategy needs the client's base weights (`Strategy.needs_base_weights`);
+- a version a client was leased but has not fetched yet (`expect_fetch`): strategies that need no
+  base weights keep a lease's version only until its client fetched ``weights/{version}`` (or got
+  it in a follow-up frame), so memory holds the versions in transit, not one per client. The hold
+  ends when its session fetches that version (`fetched`) or when the lease ends (`forget_fetch`).
+
+`nbytes` is what the kept snapshots take; `trim(budget)` drops the oldest versions kept only for a
+pending fetch until the rest fits (a client that then fetches one gets ``unknown_version`` and asks
+for a new task). A dropped snapshot's buffer goes back to the pool only when nothing else (a
+response still being written) refers to it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import sys
+from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class SnapshotPool:
+    """Model-sized float32 buffers for snapshots, reused; at most `keep` are kept free.
+
+    `acquire` and `give_back` may be called from worker threads (deque operations are atomic).
+    """
+
+    def __init__(self, size: int, keep: int = 8) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: deque[np.ndarray] = deque()
+        self.allocated = 0
+
+    def acquire(self) -> np.ndarray:
+        """A writable buffer of `size` float32 (contents undefined)."""
+        try:
+            return self._free.pop()
+        except IndexError:
+            self.allocated += 1
+            return np.empty(self.size, dtype=np.float32)
+
+    def give_back(self, array: Any) -> bool:
+        """Return `array` for reuse when it is one of ours and unreferenced elsewhere.
+
+        The caller holds one reference (the dropped `Snapshot`), the parameter another and
+        `sys.getrefcount` a third; any more is a memoryview or response still reading it, and then
+        the buffer is left to the garbage collector instead.
+        """
+        if (not isinstance(array, np.ndarray) or array.size != self.size or array.base is not None
+                or len(self._free) >= self.keep or sys.getrefcount(array) > 3):
+            return False
+        array.flags.writeable = True
+        self._free.append(array)
+        return True
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One version's weights as wire bytes, and WebNN's step count t behind them."""
+    """One version's weights (a read-only flat float32 array, or wire bytes) and WebNN's step
+    count t behind them."""
 
-    data: bytes
+    data: Any
     steps: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes) if isinstance(self.data, np.ndarray) else len(self.data)
+
+    def wire(self) -> memoryview:
+        """The TF.js ``weights.bin`` bytes (little-endian float32), without a copy."""
+        return memoryview(self.data).cast("B")
+
+    def array(self) -> np.ndarray:
+        """The weights as a flat float32 array (a view)."""
+        if isinstance(self.data, np.ndarray):
+            return self.data
+        return np.frombuffer(self.data, dtype="<f4")
 
 
 class VersionSnapshots:
-    """Reference-counted snapshots; see the module docstring for the holding rule."""
+    """Snapshots by version; see the module docstring for the keeping rule."""
 
-    def __init__(self, current: int, snapshot: Snapshot) -> None:
+    def __init__(self, current: int, snapshot: Snapshot, pool: SnapshotPool | None = None) -> None:
         self.current = current
+        self.pool = pool
         self._snapshots: dict[int, Snapshot] = {current: snapshot}
         self._refs: Counter[int] = Counter()
+        self._fetch: dict[int, Counter[str]] = {}
+        self._nbytes = snapshot.nbytes
 
     def get(self, version: int) -> Snapshot | None:
         return self._snapshots.get(version)
@@ -39,10 +109,17 @@ class VersionSnapshots:
     def __len__(self) -> int:
         return len(self._snapshots)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept snapshots."""
+        return self._nbytes
+
     def add(self, version: int, snapshot: Snapshot) -> None:
         """Hold an older version again (e.g. version 0 for the initial evaluation on resume);
         it is dropped at its last release like any other."""
-        self._snapshots.setdefault(version, snapshot)
+        if version not in self._snapshots:
+            self._snapshots[version] = snapshot
+            self._nbytes += snapshot.nbytes
 
     def hold(self, version: int) -> None:
         if version not in self._snapshots:
@@ -53,14 +130,69 @@ class VersionSnapshots:
         self._refs[version] -= 1
         if self._refs[version] <= 0:
             del self._refs[version]
-            if version != self.current:
-                self._snapshots.pop(version, None)
+            self._maybe_drop(version)
+
+    def expect_fetch(self, version: int, owner: str) -> None:
+        """Keep `version` until `owner` (a session) fetches it or `forget_fetch(version, owner)`;
+        counted, so one owner may wait for a version for several leases."""
+        if version not in self._snapshots:
+            raise KeyError(f"version {version} is not held")
+        self._fetch.setdefault(version, Counter())[owner] += 1
+
+    def fetched(self, version: int, owner: str | None = None) -> None:
+        """`owner` fetched `version`: one of its pending fetches is satisfied (any owner's, the
+        longest waiting first, when the fetch names none)."""
+        waiting = self._fetch.get(version)
+        if not waiting:
+            return
+        if owner is None:
+            owner = next(iter(waiting))
+        self._forget(version, waiting, owner)
+
+    def forget_fetch(self, version: int, owner: str) -> None:
+        """A lease of `owner` ended: it no longer keeps `version` for a fetch."""
+        waiting = self._fetch.get(version)
+        if waiting:
+            self._forget(version, waiting, owner)
+
+    def _forget(self, version: int, waiting: Counter[str], owner: str) -> None:
+        if waiting[owner] <= 0:
+            waiting.pop(owner, None)
+            return
+        waiting[owner] -= 1
+        if waiting[owner] <= 0:
+            del waiting[owner]
+        if not waiting:
+            del self._fetch[version]
+            self._maybe_drop(version)
 
     def advance(self, version: int, snapshot: Snapshot) -> None:
         """Make `version` the current one; the previous current goes unless referenced."""
         previous = self.current
         self.current = version
         self._snapshots[version] = snapshot
-        if self._refs[previous] <= 0:
-            self._refs.pop(previous, None)
-            self._snapshots.pop(previous, None)
+        self._nbytes += snapshot.nbytes
+        self._maybe_drop(previous)
+
+    def trim(self, budget: int) -> list[int]:
+        """Drop the oldest versions kept only for a pending fetch until `nbytes <= budget`;
+        returns the versions dropped (O(dropped + versions in transit))."""
+        dropped: list[int] = []
+        for version in sorted(self._fetch):
+            if self._nbytes <= budget:
+                break
+            if version == self.current or self._refs[version] > 0:
+                continue
+            del self._fetch[version]
+            self._maybe_drop(version)
+            dropped.append(version)
+        return dropped
+
+    def _maybe_drop(self, version: int) -> None:
+        if version == self.current or self._refs[version] > 0 or version in self._fetch:
+            return
+        snapshot = self._snapshots.pop(version, None)
+        if snapshot is not None:
+            self._nbytes -= snapshot.nbytes
+            if self.pool is not None:
+                self.pool.give_back(snapshot.data)

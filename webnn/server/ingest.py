@@ -1,0 +1,193 @@
+"""The update ingest path: body bytes straight into a pooled buffer, checked in place.
+
+1. `Ingest.read(request, merge_waiting)` asks admission for the body's declared Content-Length
+   (503 ``busy`` when the budget or the merge queue is full, before anything is read), takes a
+   buffer of that size from the pool and copies the socket's chunks into it as they arrive: one copy
+   from aiohttp's chunk into the buffer, no growing bytearray, no ``bytes()`` of the whole.
+   A body over the limit is ``413 too_large``; one shorter than declared ``400 truncated``.
+2. `updates.decode_update` decodes the frame in place: the weights are a float32 view on the
+   pooled buffer (writable, so the strategy may use them as scratch, as the `Update` contract
+   allows).
+3. `check_weights` checks finiteness and, when screening wants it, the delta norm in one chunked
+   pass (`CHUNK` values at a time, a chunk-sized scratch, no model-sized temporary).
+4. After the merge the route calls `PooledBody.release()`: the buffer goes back to the pool and its
+   bytes back to the budget. In steady state no model-sized allocation happens per request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiohttp import web
+
+from webnn.server.admission import Admission
+from webnn.server.errors import ProtocolError
+
+CHUNK = 1 << 16
+"""Values per pass of `check_weights` (256 KiB of float32: stays in cache between its steps)."""
+
+
+class BufferPool:
+    """Byte buffers of `size` bytes, reused; at most `keep` are kept free. A request for more than
+    `size` bytes gets a one-off buffer that is not kept."""
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: deque[np.ndarray] = deque()
+        self.allocated = 0
+
+    def acquire(self, nbytes: int) -> np.ndarray:
+        if nbytes > self.size:
+            self.allocated += 1
+            return np.empty(nbytes, dtype=np.uint8)
+        try:
+            return self._free.pop()
+        except IndexError:
+            self.allocated += 1
+            return np.empty(self.size, dtype=np.uint8)
+
+    def give_back(self, buffer: np.ndarray) -> None:
+        if buffer.size == self.size and len(self._free) < self.keep:
+            self._free.append(buffer)
+
+
+@dataclass
+class PooledBody:
+    """An update body held in a pooled buffer; `data` is a view of its `length` bytes."""
+
+    buffer: np.ndarray
+    length: int
+    reserved: int
+    _release: object = field(repr=False)
+    released: bool = False
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.buffer)[: self.length]
+
+    def release(self) -> None:
+        """Give the buffer back to the pool and the bytes back to the budget (once)."""
+        if not self.released:
+            self.released = True
+            self._release(self)  # type: ignore[operator]
+
+
+class Ingest:
+    """Reads update bodies for one model: pool, budget and limit."""
+
+    def __init__(self, admission: Admission, limit: int, pool_size: int) -> None:
+        self.admission = admission
+        self.limit = limit
+        self.pool = BufferPool(pool_size, keep=max(1, admission.limits.body_budget // pool_size))
+
+    async def read(self, request: web.Request, merge_waiting: int) -> PooledBody:
+        """The request's body in a pooled buffer; see the module docstring for the errors."""
+        declared = request.content_length
+        if declared is not None and declared > self.limit:
+            raise ProtocolError(413, "too_large",
+                                f"body of {declared} bytes exceeds this endpoint's limit of "
+                                f"{self.limit} bytes")
+        reserve = declared if declared is not None else self.limit
+        self.admission.admit_body(reserve, merge_waiting)
+        buffer = self.pool.acquire(reserve)
+        body = PooledBody(buffer, 0, reserve, self._give_back)
+        try:
+            body.length = await _read_into(request, buffer, reserve, self.limit)
+        except BaseException:
+            body.release()
+            raise
+        if declared is not None and body.length != declared:
+            body.release()
+            raise ProtocolError(400, "truncated",
+                                f"body holds {body.length} bytes; Content-Length said {declared}")
+        return body
+
+    def _give_back(self, body: PooledBody) -> None:
+        self.pool.give_back(body.buffer)
+        self.admission.release_body(body.reserved)
+
+
+async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit: int) -> int:
+    """Copy the body's chunks into `buffer` as they arrive; returns the byte count."""
+    view = memoryview(buffer)
+    length = 0
+    content = request.content
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            return length
+        end = length + len(chunk)
+        if end > room:
+            raise ProtocolError(413, "too_large",
+                                f"body exceeds this endpoint's limit of {min(room, limit)} bytes")
+        view[length:end] = chunk
+        length = end
+
+
+@dataclass(frozen=True)
+class WeightCheck:
+    """Result of `check_weights`: `bad` non-finite values (first at `first`), and the delta's
+    L2 norm when asked for (None otherwise, or when not finite)."""
+
+    bad: int = 0
+    first: int = -1
+    norm: float | None = None
+
+    @property
+    def finite(self) -> bool:
+        return self.bad == 0
+
+
+def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
+                  norm: bool = False) -> WeightCheck:
+    """One pass over `weights` (flat float32), `CHUNK` values at a time.
+
+    Finiteness: a chunk's float32 sum is finite exactly when the chunk holds no NaN/Inf, unless
+    finite values overflow it; only then is the chunk checked value by value. With `norm`, adds
+    ``||weights - reference||_2`` (``||weights||_2`` without a reference) from the same chunks:
+    per chunk ``dot(d, d)`` in float32, redone in float64 when it overflows, summed in float64.
+    """
+    size = weights.size
+    scratch = np.empty(min(CHUNK, size), dtype=np.float32) if norm and reference is not None \
+        else None
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, size, CHUNK):
+            stop = min(start + CHUNK, size)
+            part = weights[start:stop]
+            if not math.isfinite(float(np.add.reduce(part))):
+                bad = ~np.isfinite(part)
+                if bad.any():
+                    return _count_bad(weights, start + int(np.argmax(bad)))
+            if norm:
+                total += _square(part, None if reference is None else reference[start:stop],
+                                 scratch)
+    return WeightCheck(norm=math.sqrt(total) if norm else None)
+
+
+def _square(part: np.ndarray, reference: np.ndarray | None,
+            scratch: np.ndarray | None) -> float:
+    """``||part - reference||^2`` of one chunk: float32 dot, redone in float64 on overflow."""
+    delta = part
+    if reference is not None:
+        assert scratch is not None
+        delta = np.subtract(part, reference, out=scratch[: part.size])
+    square = float(np.dot(delta, delta))
+    if not math.isfinite(square):  # finite values whose squares overflow float32
+        wide = part.astype(np.float64)
+        if reference is not None:
+            wide -= reference
+        square = float(np.dot(wide, wide))
+    return square
+
+
+def _count_bad(weights: np.ndarray, first: int) -> WeightCheck:
+    """The slow path for the error message: how many values are not finite (counted in chunks)."""
+    bad = 0
+    for start in range(first, weights.size, CHUNK):
+        bad += int(np.count_nonzero(~np.isfinite(weights[start:start + CHUNK])))
+    return WeightCheck(bad=bad, first=first)
