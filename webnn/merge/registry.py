@@ -21,6 +21,7 @@ from webnn.merge.dp import DifferentialPrivacy
 from webnn.merge.errors import StrategyError
 from webnn.merge.fedasync import FedAsync
 from webnn.merge.fedbuff import FedBuff
+from webnn.merge.fedopt import FedOpt
 from webnn.merge.robust import Robust
 from webnn.merge.webnn_strategies import WebNNAverage, WebNNMimic, WebNNWeighted
 from webnn.pyfile import PyFileError, import_file
@@ -28,7 +29,8 @@ from webnn.pyfile import PyFileError, import_file
 ENTRY_POINT_GROUP = "webnn.strategies"
 
 BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (WebNNAverage, WebNNWeighted, WebNNMimic,
-                                                 FedAsync, FedBuff, Robust, DifferentialPrivacy)
+                                                 FedAsync, FedBuff, FedOpt, Robust,
+                                                 DifferentialPrivacy)
 """Built-in strategy classes, in listing order."""
 
 
