@@ -19,9 +19,9 @@ array, so making an update costs O(slice), not O(model).
 Outcomes are sorted as: `busy` (503, retried after ``Retry-After``), `throttled` (429 with
 ``Retry-After``, e.g. a join rate limit: retried the same way), `refused` (documented protocol
 answers a real worker handles by dropping its task or session: 409 ``too_stale``, ``lease_expired``,
-``task_closed``, 404 ``unknown_task``, 401 ``unknown_session``), `errors` (network errors, timeouts
-and any other status). Latencies are recorded for successful requests that complete inside the
-measured window; counts cover the whole run (warm-up included).
+``task_closed``, ``finishing``, 404 ``unknown_task``, 401 ``unknown_session``), `errors` (network
+errors, timeouts and any other status). Latencies are recorded for successful requests that
+complete inside the measured window; counts cover the whole run (warm-up included).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from aiohttp.payload import Payload
 
 from webnn.server.frames import ALIGN, CONTENT_TYPE, MAGIC, FrameError, decode_frame
 
-REFUSALS = frozenset({"too_stale", "lease_expired", "task_closed", "unknown_task"})
+REFUSALS = frozenset({"too_stale", "lease_expired", "task_closed", "unknown_task", "finishing"})
 """Error codes that drop the task: the client asks for a new one."""
 NOISE_SCALE = 1e-3
 
