@@ -140,7 +140,7 @@ class WeightLayout:
         """The TF.js `weights.bin` bytes of `buffer`: a view on little-endian hosts."""
         self.check(buffer)
         if _NATIVE_IS_WIRE:
-            return memoryview(np.ascontiguousarray(buffer)).cast("B")
+            return memoryview(np.ascontiguousarray(buffer)).cast("B")  # type: ignore[arg-type]
         return memoryview(buffer.astype(WIRE_DTYPE).tobytes())
 
     def locate(self, index: int) -> str:

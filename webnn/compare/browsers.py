@@ -103,7 +103,7 @@ class BrowserSlot:
                     raise WorkerCrashed(f"browser tab {self.name} failed {self.stats.crashes} "
                                         f"times; last error: {self.last_error}")
                 await asyncio.sleep(0.5)
-            else:
+            elif self.churn is not None:  # not failed: only churn ends a page
                 await asyncio.sleep(self.rng.exponential(self.churn.mean_offline_seconds))
 
     async def _watch(self, page: Any, crashed: asyncio.Event, online: float | None) -> bool:

@@ -56,14 +56,15 @@ def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[Strat
         encoded = base64.b64encode(data).decode("ascii")
         parts.append(f"<h2>{html.escape(name.removesuffix('.png').replace('_', ' '))}</h2>"
                      f"<img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
-    run_rows, classes = [], []
+    run_rows: list[list[str]] = []
+    classes: list[str] = []
     for run in runs:
         r = run.record
         last = run.rows[-1] if run.rows else None
-        run_rows.append([r.label, r.seed, r.status, r.stopped_by or "-",
+        run_rows.append([r.label, str(r.seed), r.status, r.stopped_by or "-",
                          _num(last.val_accuracy) if last else "-",
-                         last.merges if last else "-", _num(r.duration, 1),
-                         r.worker_restarts, r.churn_events, r.error or ""])
+                         str(last.merges) if last else "-", _num(r.duration, 1),
+                         str(r.worker_restarts), str(r.churn_events), r.error or ""])
         classes.append("failed" if r.status != "ok" else "")
     parts.append("<h2>Runs</h2>" + _table(
         ["strategy", "seed", "status", "stopped by", "final acc", "merges", "seconds",

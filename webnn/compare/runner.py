@@ -285,7 +285,7 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
     config = ctx.config
     logs = ctx.out_dir / "logs" / record.run_id
     port = int(url.rsplit(":", 1)[1].strip("/"))
-    common = {"command": ctx.prepared.command}
+    command = ctx.prepared.command
     chromium = None
     if config.worker == "chromium":
         chromium = Chromium()
@@ -294,7 +294,7 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
     slots: list[ClientSlot | BrowserSlot] = [ClientSlot(
         WorkerArgs(server_url=url, name="evaluator", role="evaluate",
                    backend=config.evaluation.backend),
-        log_path=logs / "evaluator.log", **common)]
+        log_path=logs / "evaluator.log", command=command)]
     # One stream per client, derived from the run's seed: churn repeats across strategies.
     streams = np.random.SeedSequence(seed).spawn(config.num_clients)
     n = 0
@@ -317,7 +317,7 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 WorkerArgs(server_url=client_url, name=name, role="train", backend=group.backend,
                            speed=group.speed, attack=attack, attack_scale=scale),
                 log_path=logs / f"{name}.log", churn=group.churn,
-                rng=np.random.default_rng(streams[n]), **common))
+                rng=np.random.default_rng(streams[n]), command=command))
             n += 1
     return slots
 
@@ -335,8 +335,9 @@ async def _watch(ctx: RunContext, session: aiohttp.ClientSession, url: str, t0: 
     watch = StopWatch(config)
     while True:
         for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            failure = task.exception() if task.done() and not task.cancelled() else None
+            if failure is not None:
+                raise failure
         status = await _get_json(session, url + "api/v1/status")
         history = (await _get_json(session, url + "api/v1/history"))["history"]
         async with session.get(url + "metrics") as response:

@@ -101,9 +101,9 @@ def summarize(runs: Sequence[Run], target: float | None,
     horizon = float(min((r.rows[-1].merges for r in finished), default=0))
     by_seed: dict[str, dict[str, dict[int, float]]] = {}
     for run in finished:
-        mine = by_seed.setdefault(run.record.label, {"final": {}, "auc": {}})
-        mine["final"][run.record.seed] = run.rows[-1].val_accuracy
-        mine["auc"][run.record.seed] = _auc(run, horizon)
+        figures = by_seed.setdefault(run.record.label, {"final": {}, "auc": {}})
+        figures["final"][run.record.seed] = run.rows[-1].val_accuracy
+        figures["auc"][run.record.seed] = _auc(run, horizon)
     reference = labels[0] if labels else None
     summaries = []
     for label in labels:
@@ -260,7 +260,7 @@ def to_json(summaries: Sequence[StrategySummary], provenance: dict | None = None
         if isinstance(value, list | tuple):
             return [clean(v) for v in value]
         return value
-    payload = {"strategies": [clean(asdict(s)) for s in summaries]}
+    payload: dict[str, object] = {"strategies": [clean(asdict(s)) for s in summaries]}
     if provenance:
         payload["provenance"] = provenance
     return json.dumps(payload, indent=2, allow_nan=False) + "\n"

@@ -76,6 +76,7 @@ class ClientSlot:
                 try:
                     code = await asyncio.wait_for(process.wait(), online)
                 except TimeoutError:
+                    assert self.churn is not None  # only churn sets a timeout
                     await self.stop(signal.SIGKILL if self.churn.signal == "kill"
                                     else signal.SIGTERM)
                     self.stats.churn_events += 1

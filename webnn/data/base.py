@@ -149,30 +149,12 @@ class ArrayDataset(IterableDataset):
                                    f"{train_name} examples have shape {train.shape[1:]}")
             if train.dtype != val.dtype:
                 raise DatasetError(f"{val_name} is {val.dtype} but {train_name} is {train.dtype}")
-
-    @property
-    def example_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.x_train.shape[1:])
-
-    @property
-    def x_dtype(self) -> np.dtype:
-        return self.x_train.dtype
-
-    @property
-    def y_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.y_train.shape[1:])
-
-    @property
-    def y_dtype(self) -> np.dtype:
-        return self.y_train.dtype
-
-    @property
-    def num_train(self) -> int:
-        return len(self.x_train)
-
-    @property
-    def num_validation(self) -> int:
-        return len(self.x_val)
+        self.example_shape = tuple(int(d) for d in self.x_train.shape[1:])
+        self.x_dtype = self.x_train.dtype
+        self.y_shape = tuple(int(d) for d in self.y_train.shape[1:])
+        self.y_dtype = self.y_train.dtype
+        self.num_train: int = len(self.x_train)
+        self.num_validation = len(self.x_val)
 
     def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
         indices = batch_indices(self.num_train, batch_size, seed, start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -31,8 +32,9 @@ def strategies(names: tuple[str, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
-def _as_json(info: StrategyInfo) -> dict:
-    described = info.strategy.describe() if info.strategy is not None else {"name": info.name}
+def _as_json(info: StrategyInfo) -> dict[str, Any]:
+    described: dict[str, Any] = (info.strategy.describe() if info.strategy is not None
+                                 else {"name": info.name})
     described.update(name=info.name, origin=info.origin, error=info.error)
     return described
 

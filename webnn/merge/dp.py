@@ -150,7 +150,7 @@ class DifferentialPrivacy(Strategy):
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
         if self._sum is None or self._sum.size != model.weights.size:
-            if self.count:
+            if self.count and self._sum is not None:
                 raise StrategyError(f"strategy 'dp': the buffer holds {self._sum.size} values, "
                                     f"the model {model.weights.size}")
             self._sum = np.zeros_like(model.weights)

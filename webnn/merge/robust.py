@@ -269,7 +269,7 @@ class Robust(Strategy):
         base = base_delta_check(update, model.weights, self.name)
         size = model.weights.size
         if self._buffer is None or self._buffer.shape != (self.k, size):
-            if self.count:
+            if self.count and self._buffer is not None:
                 raise StrategyError(f"strategy 'robust': the buffer holds deltas of "
                                     f"{self._buffer.shape[1]} values, the model {size}")
             self._buffer = np.empty((self.k, size), dtype=np.float32)
@@ -380,6 +380,7 @@ class Robust(Strategy):
             raise StrategyError(f"robust state: {count} buffered deltas in {rows} rows need "
                                 f"k > {rows}, this strategy has k={self.k}")
         if rows:
+            assert isinstance(deltas, np.ndarray)  # checked above
             self._buffer = np.empty((self.k, deltas.shape[1]), dtype=np.float32)
             self._buffer[:rows] = deltas
         self.count = count

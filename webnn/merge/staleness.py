@@ -33,7 +33,7 @@ _DEFAULT_A = {"constant": 0.0, "polynomial": 0.5, "hinge": 10.0}
 _DEFAULT_B = {"constant": 0.0, "polynomial": 0.0, "hinge": 4.0}
 
 
-def _check_staleness_value(staleness: int) -> None:
+def _check_staleness_value(staleness: float) -> None:
     if isinstance(staleness, bool) or not isinstance(staleness, int | float):
         raise TypeError(f"staleness must be a number of versions, got {type(staleness).__name__}")
     if not staleness >= 0:

@@ -40,9 +40,10 @@ def build_spec(doc: dict[str, Any], default_name: str, path_of: PathOf,
     problems = [Problem(path_of(f.parts), f.message) for f in findings]
     broken = {f.parts[0] for f in findings if f.parts}
     layers = doc.get("layers") if isinstance(doc.get("layers"), list) else []
-    name = doc.get("name") if "name" not in broken and doc.get("name") else default_name
+    name = str(doc["name"]) if "name" not in broken and doc.get("name") else default_name
 
-    compiled, normalised = None, []
+    compiled = None
+    normalised: list[dict[str, Any]] = []
     if "inputShape" not in broken and "inputShape" in doc and layers:
         input_shape = tuple(int(d) for d in doc["inputShape"])
         usable = usable_layers(layers, findings)
@@ -83,8 +84,8 @@ def usable_layers(layers: list[Any], findings: list[schema.Finding]) -> list[dic
         i = f.parts[1]
         if len(f.parts) == 2 or f.parts[2] == "type":
             bad[i] = None
-        elif bad.get(i, set()) is not None:
-            bad.setdefault(i, set()).add(str(f.parts[2]))
+        elif (fields := bad.setdefault(i, set())) is not None:
+            fields.add(str(f.parts[2]))
     out: list[dict[str, Any] | None] = []
     for i, layer in enumerate(layers):
         fields = bad.get(i, set())
