@@ -6,6 +6,9 @@
 // - Network errors and 5xx answers are retried with exponential backoff: attempt k (k >= 1) waits
 //   min(maxDelay, initialDelay * 2^(k-1)) seconds, for at most `maxAttempts` attempts in all.
 //   Updates are safe to retry: the server merges a task submitted twice once.
+// - 503 with Retry-After (the server is busy: code `busy`) waits the given seconds (at most
+//   `maxBusyDelay`) and repeats the same request; these waits do not count as attempts, up to
+//   `maxBusyWaits` in a row.
 // - `unknown_session` (the server restarted or forgot us): join again, then repeat the request once.
 // - Weights: a local cache of the last version fetched; every fetch is conditional
 //   (If-None-Match with the cached ETag) and a 304 answers from the cache.
@@ -65,6 +68,8 @@ export class WebnnClient {
    * @param {number} [options.maxDelay=8] cap on the wait between retries, in seconds
    * @param {Function} [options.fetch] the fetch implementation (default: global fetch)
    * @param {Function} [options.onRetry] called with (error, attempt, delaySeconds) before each retry
+   * @param {number} [options.maxBusyWaits=100] waits on 503 + Retry-After in a row before giving up
+   * @param {number} [options.maxBusyDelay=60] cap on one such wait, in seconds
    */
   constructor(baseUrl, options = {}) {
     this.base = normaliseBase(baseUrl);
@@ -75,6 +80,8 @@ export class WebnnClient {
     this.maxDelay = options.maxDelay ?? 8;
     this.fetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
     this.onRetry = options.onRetry ?? null;
+    this.maxBusyWaits = options.maxBusyWaits ?? 100;
+    this.maxBusyDelay = options.maxBusyDelay ?? 60;
     this.onJoin = options.onJoin ?? null;
     this.signal = options.signal ?? null;
     this.token = null;
@@ -93,6 +100,7 @@ export class WebnnClient {
    * Response; other answers throw `ProtocolError` carrying the server's error code.
    */
   async send(method, path, { body, contentType, headers = {}, session = true, rejoin = true } = {}) {
+    let busyWaits = 0;
     for (let attempt = 1; ; attempt++) {
       const init = { method, headers: { ...headers }, signal: this.signal ?? undefined };
       if (session && this.token) init.headers['X-WebNN-Session'] = this.token;
@@ -110,6 +118,15 @@ export class WebnnClient {
       }
       if (response.ok || response.status === 304) return response;
       const error = await errorOf(response, method, this.url(path));
+      if (response.status === 503 && Number.isFinite(error.retryAfter) && error.retryAfter >= 0
+          && busyWaits < this.maxBusyWaits) {
+        busyWaits += 1;
+        attempt -= 1; // a busy server asked us to wait: not a failed attempt
+        const delay = Math.min(this.maxBusyDelay, error.retryAfter);
+        this.onRetry?.(error, attempt, delay);
+        await sleep(delay, this.signal);
+        continue;
+      }
       if (response.status >= 500) {
         await this.backoff(error, attempt);
         continue;
