@@ -25,13 +25,12 @@ shape``) and the byte counts.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from webnn.server.wire import JsonInputError, parse_json
+from webnn.server.wire import JsonInputError, dumps, parse_json
 
 MAGIC = b"WNF1"
 CONTENT_TYPE = "application/vnd.webnn.frame"
@@ -109,7 +108,7 @@ def encode_frame(header: dict, tensors: dict[str, np.ndarray]) -> bytes:
                         "offset": offset, "byteLength": len(data)})
         chunks.append(data + b"\0" * _pad(len(data)))
         offset += len(data) + _pad(len(data))
-    head = json.dumps({**header, "tensors": entries}, separators=(",", ":")).encode()
+    head = dumps({**header, "tensors": entries}).encode()  # strict JSON, like every answer
     prefix = MAGIC + struct.pack("<I", len(head)) + head + b"\0" * _pad(8 + len(head))
     return prefix + b"".join(chunks)
 

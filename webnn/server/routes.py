@@ -195,14 +195,14 @@ async def update(request: web.Request) -> web.StreamResponse:
             body.release()
     follow = task.follow_up
     if follow is None:
-        return web.json_response(answer)
+        return json_response(answer)
     if not follow.answer:  # rendered once: a retry gets this very answer
         follow.answer = {**answer, "next": tasks_answer(request, follow.task)}
     inputs = None
     if follow.task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
         inputs = coordinator.follow_up_inputs(follow.task)
     if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
-        return web.json_response(follow.answer)
+        return json_response(follow.answer)
     return await _follow_up_frame(request, follow.answer, *inputs)
 
 
