@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from hostile_support import (
+    JOIN_TOKEN,
     JSON_TYPE,
     Harness,
     Request,
@@ -149,3 +150,22 @@ def test_missing_static_files_and_directories_are_json_404(harness, target):
     assert answer.status == 200 and b"encodeFrame" in answer.raw
     answer = harness.send(Request("DELETE", "api/v1/status"))
     assert answer.status == 405 and answer.code == "method_not_allowed"
+
+
+def _refused_total(harness: Harness, code: str) -> float:
+    text = harness.send(Request("GET", "metrics")).raw.decode()
+    line = f'webnn_requests_refused_total{{code="{code}"}} '
+    return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+
+def test_every_error_answer_is_counted_in_metrics_by_code(harness, target):
+    before = {code: _refused_total(harness, code)
+              for code in ("not_found", "unknown_session", "admin_token_required", "bad_json")}
+    harness.send(Request("GET", "no/such/route"))
+    harness.send(Request("GET", "api/v1/model", {"X-WebNN-Session": "\u00e9t\u00e9"}))
+    harness.send(Request("POST", "api/v1/admin/end", {"Authorization": "Bearer \u2460"}))
+    harness.send(Request("POST", "api/v1/join", {"Authorization": f"Bearer {JOIN_TOKEN}",
+                                                 "Content-Type": JSON_TYPE}, b"[" * 64))
+    after = {code: _refused_total(harness, code) for code in before}
+    assert {code: after[code] - before[code] for code in before} == {
+        "not_found": 1, "unknown_session": 1, "admin_token_required": 1, "bad_json": 1}

@@ -66,29 +66,41 @@ def _shown(path: str, limit: int = 200) -> str:
     return path if len(path) <= limit else path[:limit] + "..."
 
 
+def _count(request: web.Request, response: web.Response, code: str) -> web.Response:
+    """Count an error answer in the app's ``webnn_requests_refused_total{code}`` (a parent app
+    of several models has no metrics of its own)."""
+    from webnn.server.keys import METRICS  # keys imports the coordinator, which imports this
+
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.requests_refused.labels(code).inc()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer `ProtocolError`, aiohttp HTTP errors and unexpected exceptions as protocol JSON."""
+    """Answer `ProtocolError`, aiohttp HTTP errors and unexpected exceptions as protocol JSON,
+    each counted by code."""
     try:
         return await handler(request)
     except ProtocolError as error:
-        return error.response()
+        return _count(request, error.response(), error.code)
     except web.HTTPRequestEntityTooLarge as error:
-        return ProtocolError(
-            413, "too_large", f"request body is larger than the limit of {error.max_size} bytes"
-        ).response()
+        refusal = ProtocolError(
+            413, "too_large", f"request body is larger than the limit of {error.max_size} bytes")
+        return _count(request, refusal.response(), refusal.code)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         code = _HTTP_CODES.get(error.status, "http_error")
         kept = {k: error.headers[k] for k in _KEPT_HEADERS if k in error.headers}
-        return ProtocolError(
-            error.status, code, f"{error.reason}: {request.method} {_shown(request.path)}", kept
-        ).response()
+        refusal = ProtocolError(
+            error.status, code, f"{error.reason}: {request.method} {_shown(request.path)}", kept)
+        return _count(request, refusal.response(), code)
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:
         log.exception("unhandled error answering %s %s", request.method, request.path)
-        return ProtocolError(
-            500, "internal", "the server failed to answer this request; the error is logged"
-        ).response()
+        refusal = ProtocolError(
+            500, "internal", "the server failed to answer this request; the error is logged")
+        return _count(request, refusal.response(), refusal.code)

@@ -26,6 +26,9 @@ class Metrics:
         self.updates_rejected = Counter(
             "webnn_updates_rejected", "Updates and evaluations refused, by reason", ["reason"],
             registry=r)
+        self.requests_refused = Counter(
+            "webnn_requests_refused", "Error answers (4xx/5xx) to any request, by error code",
+            ["code"], registry=r)
         self.tasks_issued = Counter("webnn_tasks_issued", "Tasks handed out", ["kind"], registry=r)
         self.leases_expired = Counter(
             "webnn_leases_expired", "Task leases that ran out (work handed out again)", ["kind"],
