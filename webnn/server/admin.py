@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from webnn.server.events import stream_events
 from webnn.server.export import model_json
-from webnn.server.http import require_admin
+from webnn.server.http import require_admin, require_reader
 from webnn.server.keys import COORDINATOR, EVENTS, METRICS
 from webnn.server.wire import json_response
 
@@ -57,6 +57,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
+    require_reader(request)
     return await stream_events(request, request.app[EVENTS], request.app[COORDINATOR].status())
 
 

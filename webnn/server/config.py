@@ -46,7 +46,8 @@ class ServeConfig:
     version snapshots (None: 64 snapshots, at most 1 GiB, at least 4), `merge_queue` updates
     waiting for the merge lock, `max_open_tasks` per session, `max_sessions` live sessions,
     `joins_per_minute` per client address with bursts of `join_burst` (0: no join rate limit), and
-    `trusted_proxies`: addresses whose ``X-Forwarded-For`` names the client.
+    `trusted_proxies`: addresses whose ``X-Forwarded-For`` names the client. `private_status`
+    restricts the client list, history and event stream to joined sessions and the admin token.
     """
 
     spec: Any
@@ -86,6 +87,7 @@ class ServeConfig:
     joins_per_minute: float = 60.0
     join_burst: int = 60
     trusted_proxies: tuple[str, ...] = ()
+    private_status: bool = False
 
     def __post_init__(self) -> None:
         if self.admin_token is None:
@@ -127,6 +129,8 @@ class ServeConfig:
                      "eval_chunk_size"):
             positive(name, optional=True, integer=True)
         positive("max_invalid_updates", optional=False, integer=True)
+        if not isinstance(self.private_status, bool):
+            problems.append(f"private_status: must be true or false, got {self.private_status!r}")
         for name in ("merge_queue", "max_open_tasks", "max_sessions", "join_burst"):
             positive(name, optional=False, integer=True)
         for name in ("update_budget", "snapshot_budget"):

@@ -128,6 +128,23 @@ def session(request: web.Request) -> Session:
     return request.app[COORDINATOR].session(token)
 
 
+def require_reader(request: web.Request) -> None:
+    """With `private_status`, the client list, history and events are for joined sessions and the
+    admin: 401 ``private_status`` without a known ``X-WebNN-Session`` or the admin bearer token."""
+    if not request.app[CONFIG].private_status:
+        return
+    if _token_matches(request, request.app[CONFIG].admin_token):
+        return
+    token = request.headers.get(SESSION_HEADER)
+    known = (token and len(token) <= MAX_TOKEN_CHARS and token.isascii()
+             and request.app[COORDINATOR].sessions.get(token) is not None)
+    if not known:
+        raise ProtocolError(401, "private_status",
+                            "this server keeps clients, history and events private: send the "
+                            "X-WebNN-Session of a joined session or Authorization: Bearer "
+                            "<admin token>")
+
+
 def maybe_session(request: web.Request) -> None:
     """Open endpoints need a session only when the server has a join token."""
     if request.app[CONFIG].join_token is not None:

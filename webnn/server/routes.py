@@ -18,6 +18,7 @@ from webnn.server.http import (
     read_json,
     require_content_type,
     require_join_token,
+    require_reader,
     session,
     url,
 )
@@ -270,10 +271,12 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
+    require_reader(request)
     return json_response({"history": _coordinator(request).history})
 
 
 async def clients(request: web.Request) -> web.Response:
+    require_reader(request)
     coordinator = _coordinator(request)
     now = coordinator.clock()
     return json_response({"clients": [s.public(now) for s in coordinator.sessions], "now": now})
