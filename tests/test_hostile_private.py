@@ -5,7 +5,7 @@ length-bounded; the multi-model index page escapes what it shows."""
 from __future__ import annotations
 
 import pytest
-from hostile_support import strict_loads
+from hostile_support import REPO, strict_loads
 from protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
@@ -81,3 +81,18 @@ async def test_multi_index_escapes_model_facts(make_config, serve, http):
     async with http.get(served.url + "no/such/page") as missing:
         body = strict_loads(await missing.read())
     assert missing.status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_private_status_from_a_toml_file(tmp_path):
+    from webnn.server.commands import merge_settings, plan_models
+    from webnn.server.toml_config import ConfigError, load_toml
+
+    file = tmp_path / "serve.toml"
+    file.write_text('spec = "{}"\ndata = "{}"\nprivate_status = true\n'.format(
+        *(str(p) for p in (REPO / "model_specs" / "digits_mlp.json",
+                           REPO / "data_modules" / "digits.py"))))
+    process, models = merge_settings(load_toml(file), (), {})
+    assert plan_models(process, models, mounted=False)[0].config.private_status is True
+    file.write_text('spec = "x.json"\nprivate_status = "yes"\n')
+    with pytest.raises(ConfigError, match="private_status: expected a boolean"):
+        load_toml(file)

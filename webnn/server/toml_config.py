@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Scope = Literal["process", "model"]
-Kind = Literal["str", "int", "float", "path", "data", "table", "strs"]
+Kind = Literal["str", "int", "float", "bool", "path", "data", "table", "strs"]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 """A model name is used as a URL path segment and a directory name."""
@@ -77,6 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("join_burst", "int", "model", "joins one address may make at once"),
     Setting("trusted_proxies", "strs", "model",
             "addresses of reverse proxies whose X-Forwarded-For names the client"),
+    Setting("private_status", "bool", "model",
+            "client list, history and events only for joined sessions and the admin token"),
 )
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 PROCESS_KEYS = frozenset(s.key for s in SETTINGS if s.scope == "process")
@@ -181,6 +183,10 @@ def _check_value(label: str, where: str, setting: Setting, value: Any, base_dir:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise wrong("a number")
         return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise wrong("a boolean")
+        return value
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise wrong("an array of strings")
