@@ -21,8 +21,8 @@ from hostile_support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-BATCH = 50
-BATCHES = 200  # 10,000 requests
+BATCH = 100
+BATCHES = 100  # 10,000 requests
 # Refusals decided by the merge step: concurrent copies of one task's update wait for the first
 # copy's verdict and share it, so they are counted once (the first copy), not once per copy.
 DECIDED_IN_MERGE = {"not_finite", "norm_too_large", "merge_not_finite"}
