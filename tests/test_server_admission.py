@@ -282,3 +282,19 @@ async def test_weights_must_be_flat(make_config, serve, http):
                                   content_type=FRAME_TYPE)
     assert answer.status == 400 and answer.code == "bad_frame"
     assert f"shape [{weights.size}]" in answer.body["error"]["message"]
+
+
+async def test_steady_state_reuses_body_and_snapshot_buffers(make_config, serve, http):
+    served = await serve(create_app(make_config(evaluate_initial=False, eval_every_merges=1000)))
+    coordinator = served.app[COORDINATOR]
+    (client,) = await _joined(http, served.url)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert (await client.train_once(rng)).status == 200
+    # one body buffer and a couple of snapshot buffers serve every request: no model-sized
+    # allocation per update once warm
+    assert coordinator.ingest.pool.allocated == 1
+    assert coordinator.pool.allocated <= 3
+    status = await _status(client)
+    assert status["merges"] == 20 and status["capacity"]["snapshots"] == 1
+    assert status["capacity"]["bodyBytes"] == 0

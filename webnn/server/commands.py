@@ -47,6 +47,8 @@ PROCESS_DEFAULTS: dict[str, Any] = {
     "local_workers": 0,
     "worker_backend": "cpu",
 }
+GIL_SWITCH_SECONDS = 0.0005
+"""`sys.setswitchinterval` of a `wnn serve` process (docs/capacity.md)."""
 SERVE_CONFIG_FIELD = {"params": "strategy_params"}
 """Setting keys whose `ServeConfig` field has another name; every other key maps to itself."""
 
@@ -346,6 +348,9 @@ one process, each at /models/<name>/ with an index page at /.
               help="Joins one client address may make at once [60].")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
               help="A reverse proxy whose X-Forwarded-For names the client; repeatable.")
+@click.option("--private-status/--public-status", "private_status", default=None,
+              help="Client list, history and events only for joined sessions and the admin "
+                   "token [public].")
 @click.option("--local-workers", type=click.IntRange(min=0),
               help="Start N headless Node workers per model beside the server.")
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
@@ -355,6 +360,9 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
           params: tuple[str, ...], screening: tuple[str, ...], **flags: Any) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Merges run in a worker thread between the event loop's turns; the default 5 ms GIL switch
+    # interval makes that thread wait up to 5 ms at every numpy call while the loop is busy.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     logging.getLogger("webnn").setLevel(logging.INFO)
     try:
         file = load_toml(config_file) if config_file is not None else FileSettings()

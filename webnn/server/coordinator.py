@@ -555,6 +555,8 @@ class Coordinator:
             assert current is not None
             verdict, changed, snapshot = await asyncio.to_thread(
                 self._merge_in_thread, update, base, current)
+            # drop our references to snapshot arrays, so a dropped version's buffer is reused
+            del update, base, kept, current
             if verdict is not None and verdict.refused:
                 self.note_invalid(session, verdict.reason or "refused")
                 raise ProtocolError(400, verdict.reason or "refused", verdict.message)
