@@ -96,3 +96,16 @@ def test_private_status_from_a_toml_file(tmp_path):
     file.write_text('spec = "x.json"\nprivate_status = "yes"\n')
     with pytest.raises(ConfigError, match="private_status: expected a boolean"):
         load_toml(file)
+
+
+def test_private_status_flag_reaches_the_model_settings():
+    from webnn.server.commands import merge_settings, serve
+    from webnn.server.toml_config import FileSettings
+
+    spec = str(REPO / "model_specs" / "digits_mlp.json")
+    for args, expected in ((["--private-status"], True), ([], None),
+                           (["--public-status"], False)):
+        params = serve.make_context("serve", [spec, *args]).params
+        assert params["private_status"] is expected
+        _, models = merge_settings(FileSettings(), (spec,), {"private_status": expected})
+        assert models[0].get("private_status") is expected
