@@ -41,15 +41,16 @@ def nesting_depth(data: bytes) -> int:
     codes = np.frombuffer(data, dtype=np.uint8)
     if not codes.size:
         return 0
-    index = np.arange(codes.size)
-    last_plain = np.maximum.accumulate(np.where(codes == _BACKSLASH, -1, index))
-    run_before = np.zeros(codes.size, dtype=np.int64)
+    wide = np.int64 if codes.size >= 2**31 else np.int32  # 4 bytes per byte of text, not 8
+    index = np.arange(codes.size, dtype=wide)
+    last_plain = np.maximum.accumulate(np.where(codes == _BACKSLASH, wide(-1), index))
+    run_before = np.zeros(codes.size, dtype=wide)
     run_before[1:] = index[:-1] - last_plain[:-1]  # backslashes right before each byte
     delimiter = (codes == _QUOTE) & (run_before % 2 == 0)
-    outside = np.cumsum(delimiter) % 2 == 0
-    steps = (np.isin(codes, _OPEN) & outside).astype(np.int64)
+    outside = np.cumsum(delimiter, dtype=wide) % 2 == 0
+    steps = (np.isin(codes, _OPEN) & outside).astype(wide)
     steps -= np.isin(codes, _CLOSE) & outside
-    return int(np.cumsum(steps).max(initial=0))
+    return int(np.cumsum(steps, dtype=wide).max(initial=0))
 
 
 def parse_json(data: bytes, *, what: str = "body", max_depth: int = MAX_DEPTH) -> Any:
