@@ -3,6 +3,7 @@ updates, evaluations, leave, plus the read-only status, history and client views
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 
 from aiohttp import web
@@ -188,12 +189,11 @@ async def update(request: web.Request) -> web.StreamResponse:
             else:
                 coordinator.note_invalid(client, error.code)
             raise
-    try:
-        answer = await coordinator.submit_update(client, task, None if body is None
-                                                 else body.data)
-    finally:
-        if body is not None:
-            body.release()
+    merge = asyncio.ensure_future(
+        coordinator.submit_update(client, task, None if body is None else body.data))
+    if body is not None:  # the merge owns the buffer until it is over, even if we are cancelled
+        merge.add_done_callback(lambda _: body.release())
+    answer = await asyncio.shield(merge)
     follow = task.follow_up
     if follow is None:
         return json_response(answer)
