@@ -123,7 +123,9 @@ class Coordinator:
         self.eval_chunk_size = int(config.eval_chunk_size or training.validation_chunk_size or 256)
         self.store = Store(config.state_dir) if config.state_dir is not None else None
         self.sessions = SessionRegistry()
-        self.tasks = TaskBook(keep_seconds=max(600.0, 4 * config.lease_seconds))
+        # a finished task's answer is kept for retries: a client retries a lost answer within
+        # its backoff (the JS client: under a minute), so two minutes (two leases if longer)
+        self.tasks = TaskBook(keep_seconds=max(120.0, 2 * config.lease_seconds))
         self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed)
         self.schedule = EvaluationSchedule(
             config.eval_every_merges or training.validation_every_merges,

@@ -60,7 +60,7 @@ class FollowUp:
     answer: dict
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """One lease of one unit of work to one session.
 
