@@ -288,18 +288,20 @@ class Screen:
         reference: np.ndarray | None = None,
         *,
         staleness: int | None = None,
+        norm: float | None = None,
     ) -> ScreenResult:
         """Screen one update; clip `weights` in place when the config says so.
 
         `weights - reference` is the delta; with `reference` None, `weights` already is the delta.
         `staleness` is checked against ``config.max_staleness`` when given. A refused update is left
-        untouched; only accepted updates feed the adaptive bound.
+        untouched; only accepted updates feed the adaptive bound. `norm`: the delta's norm when the
+        caller already checked finiteness and measured it in one pass (the server's ingest).
         """
         if staleness is not None:
             stale = check_staleness(staleness, self.config.max_staleness)
             if stale is not None:
                 return ScreenResult("refused", TOO_STALE, stale)
-        if not all_finite(weights):
+        if norm is None and not all_finite(weights):
             count, first = first_non_finite(weights.reshape(-1))
             return ScreenResult(
                 "refused", NOT_FINITE,
@@ -308,7 +310,8 @@ class Screen:
             )
         if not self.config.checks_norm:
             return ScreenResult("accepted")
-        norm = delta_norm(weights, reference)
+        if norm is None:
+            norm = delta_norm(weights, reference)
         bound = self.bound()
         if bound is None or norm <= bound:
             self._window.add(norm)

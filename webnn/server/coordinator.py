@@ -599,16 +599,15 @@ class Coordinator:
         weights, or the current model when those are not kept), merge it, check the result and
         snapshot the new version. A non-finite result is rolled back (module docstring)."""
         verdict = None
+        reference = base if base is not None else self.model.weights
+        check = check_weights(update.weights, reference, norm=self.screen is not None)
+        if not check.finite:
+            error = not_finite_error(check.bad, check.first, self.layout)
+            return ScreenResult("refused", "not_finite", error.message), False, None
         if self.screen is not None:
-            reference = base if base is not None else self.model.weights
-            verdict = self.screen.check(update.weights, reference)
+            verdict = self.screen.check(update.weights, reference, norm=check.norm)
             if verdict.refused:
                 return verdict, False, None
-        else:
-            check = check_weights(update.weights)
-            if not check.finite:
-                error = not_finite_error(check.bad, check.first, self.layout)
-                return ScreenResult("refused", "not_finite", error.message), False, None
         saved: StrategyState | None = None
         if self._save_state:
             saved = self.strategy.state()
