@@ -185,7 +185,8 @@ async def monitor(base_url: str, server: ServerProcess, start: float,
                 t, proc.cpu_seconds, proc.rss_bytes,
                 answer.get("merges") if answer else None,
                 answer.get("version") if answer else None,
-                answer.get("openTasks") if answer else None))
+                answer.get("openTasks") if answer else None,
+                answer.get("capacity") if answer else None))
             tick += 1.0
         final = await status(aiohttp.ClientTimeout(total=30))
     return samples, final

@@ -29,7 +29,9 @@ KINDS = ("join", "task", "weights", "batch", "update", "evaluation")
 
 @dataclass(frozen=True)
 class Sample:
-    """One monitor reading (`t` wall clock); `merges` is None when status did not answer in time."""
+    """One monitor reading (`t` wall clock); `merges` is None when status did not answer in time.
+    `capacity` is the status's ``capacity`` object when the server reports one (bodies in flight,
+    merge queue, snapshots)."""
 
     t: float
     cpu_seconds: float | None
@@ -37,6 +39,7 @@ class Sample:
     merges: int | None
     version: int | None
     open_tasks: int | None
+    capacity: dict | None = None
 
 
 def latency_summary(values: np.ndarray) -> dict[str, float | int]:
@@ -72,6 +75,12 @@ def rates(samples: list[Sample], field: str, start: float) -> tuple[list[float],
             times.append(round(b.t - start, 3))
             values.append((getattr(b, field) - getattr(a, field)) / (b.t - a.t))
     return times, values
+
+
+def field_series(samples: list[Sample], field: str, start: float) -> dict[str, list]:
+    """``{"t": seconds since start, "value": ...}`` of the samples that have `field`."""
+    have = [s for s in samples if getattr(s, field) is not None]
+    return {"t": [round(s.t - start, 3) for s in have], "value": [getattr(s, field) for s in have]}
 
 
 def window_rate(samples: list[Sample], field: str, t0: float, t1: float) -> tuple[float, float]:
@@ -170,6 +179,8 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
             "updates_per_s": summed_series(results, "updates"),
             "busy_503_per_s": summed_series(results, "busy"),
             "errors_per_s": summed_series(results, "errors"),
+            "open_tasks": field_series(samples, "open_tasks", start),
+            "capacity": field_series(samples, "capacity", start),
         },
     }
 

@@ -65,6 +65,7 @@ def test_load_bench_reports_merges_without_errors(tmp_path: Path, follow_up: boo
     assert len(series["merges_per_s"]["t"]) == len(series["merges_per_s"]["value"]) > 0
     assert len(series["rss_mb"]["value"]) > 0
     assert sum(series["updates_per_s"]) > 0
+    assert len(series["open_tasks"]["t"]) == len(series["open_tasks"]["value"]) > 0
     assert str(tmp_path / "report.json") in report["command"]
     assert report["date"] and report["machine"]["cpus"]
 
