@@ -26,8 +26,8 @@ from aiohttp import web
 from webnn.server.admission import Admission
 from webnn.server.errors import ProtocolError
 
-CHUNK = 1 << 18
-"""Values per chunk of `check_weights` with a norm (1 MiB of float32: in cache between the chunk's
+CHUNK = 1 << 17
+"""Values per chunk of `check_weights` with a norm (512 KiB of float32: in cache between the chunk's
 sum and its dot product)."""
 
 
