@@ -298,3 +298,31 @@ async def test_steady_state_reuses_body_and_snapshot_buffers(make_config, serve,
     status = await _status(client)
     assert status["merges"] == 20 and status["capacity"]["snapshots"] == 1
     assert status["capacity"]["bodyBytes"] == 0
+
+
+def test_limits_from_toml_and_flags(tmp_path):
+    import click
+
+    from webnn.server.commands import BYTES
+    from webnn.server.config import ServeConfig
+    from webnn.server.toml_config import ConfigError, parse_settings
+
+    settings = parse_settings({"update_budget": 1 << 26, "snapshot_budget": 1 << 27,
+                               "merge_queue": 8, "max_open_tasks": 2, "max_sessions": 500,
+                               "joins_per_minute": 0, "join_burst": 5,
+                               "trusted_proxies": ["10.0.0.1", "::1"]}, base_dir=tmp_path)
+    model = settings.models[0]
+    assert model["trusted_proxies"] == ("10.0.0.1", "::1") and model["joins_per_minute"] == 0.0
+    config = ServeConfig(spec={}, data="x", **model)
+    assert not [p for p in config.validate() if p.split(":")[0] in model]
+    with pytest.raises(ConfigError, match="trusted_proxies: expected an array of strings"):
+        parse_settings({"trusted_proxies": "10.0.0.1"}, base_dir=tmp_path)
+    problems = ServeConfig(spec={}, data="x", merge_queue=0, joins_per_minute=-1,
+                           trusted_proxies=5).validate()  # type: ignore[arg-type]
+    assert any(p.startswith("merge_queue: must be > 0") for p in problems)
+    assert any(p.startswith("joins_per_minute: must be a number >= 0") for p in problems)
+    assert any(p.startswith("trusted_proxies: must be a list") for p in problems)
+    assert [BYTES.convert(v, None, None) for v in ("4096", "256M", "1G", "64KiB")] == [
+        4096, 256 << 20, 1 << 30, 64 << 10]
+    with pytest.raises(click.BadParameter, match="not a byte count"):
+        BYTES.convert("lots", None, None)
