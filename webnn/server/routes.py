@@ -189,11 +189,16 @@ async def update(request: web.Request) -> web.StreamResponse:
             else:
                 coordinator.note_invalid(client, error.code)
             raise
-    merge = asyncio.ensure_future(
-        coordinator.submit_update(client, task, None if body is None else body.data))
-    if body is not None:  # the merge owns the buffer until it is over, even if we are cancelled
-        merge.add_done_callback(lambda _: body.release())
-    answer = await asyncio.shield(merge)
+    if body is None and task.pending is not None:
+        # a copy of this update is being merged: share its verdict (awaited now, before the
+        # merge can end and clear `pending`, which would leave this copy without a body)
+        answer = await asyncio.shield(task.pending)
+    else:
+        merge = asyncio.ensure_future(
+            coordinator.submit_update(client, task, None if body is None else body.data))
+        if body is not None:  # the merge owns the buffer until it is over, even if cancelled
+            merge.add_done_callback(lambda _: body.release())
+        answer = await asyncio.shield(merge)
     follow = task.follow_up
     if follow is None:
         return json_response(answer)
