@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from protocol_client import decode_frame as client_decode
 
+from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import delta_norm
 from webnn.server.admission import TokenBuckets, client_address
 from webnn.server.follow_up import follow_up_pieces, split_frame
 from webnn.server.frames import encode_frame
 from webnn.server.ingest import CHUNK, BufferPool, check_weights
+from webnn.server.merging import MergeWorker
 from webnn.server.sessions import SessionRegistry
 from webnn.server.tasks import TaskBook, TrainWork
 from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
+from webnn.weights import WeightLayout, WeightSpec
 
 
 def _work(index: int = 0) -> TrainWork:
@@ -165,3 +168,51 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies() -> None:
     assert client_address("198.51.100.4", "203.0.113.9", trusted) == "198.51.100.4"
     assert client_address("10.0.0.1", None, trusted) == "10.0.0.1"
     assert client_address(None, None, frozenset()) == "unknown"
+
+
+class _Counting(Strategy):
+    """A plug-in strategy with state: adds the update to the model and counts its merges."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def merge(self, model: ModelState, update: Update) -> bool:
+        self.count += 1
+        model.weights += update.weights
+        model.steps += update.local_steps
+        return True
+
+    def state(self) -> StrategyState:
+        return StrategyState({}, {"count": self.count})
+
+    def load_state(self, state: StrategyState) -> None:
+        self.count = state.meta["count"]
+
+
+def test_a_non_finite_merge_is_rolled_back_with_the_plug_ins_state() -> None:
+    layout = WeightLayout([WeightSpec("w", (8,))])
+    strategy = _Counting()
+    worker = MergeWorker(strategy, None, layout, SnapshotPool(8))
+    model = ModelState(weights=np.ones(8, dtype=np.float32), steps=3, version=0)
+    current = worker.snapshot(model)
+
+    def update(value: float) -> Update:
+        return Update(weights=np.full(8, value, dtype=np.float32), base_version=0, base_steps=3,
+                      local_steps=2, staleness=0, client="c-1")
+
+    assert worker.save_state  # not one of webnn's strategies: its state is saved per merge
+    outcome = worker.run(model, update(3.0e38), None, current)
+    assert outcome.changed and not outcome.refused and strategy.count == 1
+    current = outcome.snapshot
+    outcome = worker.run(model, update(3.0e38), None, current)  # 6e38 overflows float32
+    assert outcome.refused and outcome.verdict.reason == "merge_not_finite"
+    assert strategy.count == 1 and model.steps == 5
+    np.testing.assert_array_equal(model.weights, current.array())
+    nan = update(0.0)
+    nan.weights[3] = np.nan
+    outcome = worker.run(model, nan, None, current)
+    assert outcome.verdict.reason == "not_finite" and "w[3]" in outcome.verdict.message
+    assert strategy.count == 1

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from webnn.server.errors import ProtocolError
 
@@ -179,3 +181,27 @@ class Admission:
 
     def release_body(self, nbytes: int) -> None:
         self.bodies.release(nbytes)
+
+
+def join_middleware(admission: Admission, sessions: Callable[[], int],
+                    refused: Callable[[str], None]) -> Callable:
+    """An aiohttp middleware applying `admission`'s join limits to the route named ``join``
+    before its handler reads anything; `sessions()` is the live session count, `refused(code)`
+    counts a refusal."""
+    trusted = admission.limits.trusted_proxies
+
+    @web.middleware
+    async def admit_joins(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+        if request.match_info.route.name == "join":
+            address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                     trusted)
+            try:
+                admission.admit_join(address, sessions())
+            except ProtocolError as error:
+                refused(error.code)
+                raise
+        return await handler(request)
+
+    return admit_joins

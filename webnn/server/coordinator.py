@@ -9,6 +9,8 @@ collaborators that each do one job and receive values, never the coordinator:
 - `versions.VersionSnapshots` — the snapshots clients may still fetch (pooled buffers);
 - `admission.Admission` and `ingest.Ingest` — what is refused before memory grows, and the update
   body path (pooled buffer, in-place decode, one-pass checks);
+- `merging.MergeWorker` — one merge step in the worker thread (checks, merge, roll-back of a
+  non-finite result, the new version's snapshot);
 - `sessions.SessionRegistry` — who is joined, in last-seen order;
 - `events.EventBus` — what happened; the metrics listen to it.
 
@@ -18,10 +20,8 @@ it arrives (no barrier): merges are serialised by an `asyncio.Lock` and run in a
 (checks, merge and the new version's snapshot copy all happen there), so the event loop does no
 model-sized work. Staleness = current version - the task's base version.
 
-A merge whose result is not finite is rolled back: the weights are restored from the current
-version's snapshot, the step count with them, and a strategy that is not one of webnn's own gets
-the `state()` taken before the merge back (webnn's strategies are checked by the same test and keep
-their own state consistent); the update is refused with ``merge_not_finite``.
+A merge whose result is not finite is rolled back and the update refused with
+``merge_not_finite`` (see `merging`).
 
 Screening's norm check measures the update against the weights its client started from when that
 version is still kept (always for strategies that need base weights), else against the current
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from webnn.merge.base import ModelState, Strategy, StrategyState, Update
-from webnn.merge.screening import Screen, ScreenResult
+from webnn.merge.base import ModelState, StrategyState, Update
+from webnn.merge.screening import Screen
 from webnn.server.admission import (
     BODY_SLACK,
     MIN_BODY_SLACK,
@@ -51,20 +51,22 @@ from webnn.server.admission import (
     busy,
     default_body_budget,
     default_snapshot_budget,
+    join_middleware,
 )
 from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.config import ModelParts, ServeConfig
-from webnn.server.errors import ProtocolError, bad_field
-from webnn.server.evaluation import ChunkResult, Evaluation, EvaluationSchedule
+from webnn.server.errors import ProtocolError
+from webnn.server.evaluation import Evaluation, EvaluationSchedule, parse_chunk_result
 from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, model_json
 from webnn.server.follow_up import BatchFrame, split_frame
-from webnn.server.ingest import Ingest, check_weights
+from webnn.server.ingest import Ingest
+from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
 from webnn.server.tasks import EvalWork, FollowUp, Task, TaskBook, TrainWork
-from webnn.server.updates import UpdateHeader, decode_update, finite_float, not_finite_error
+from webnn.server.updates import UpdateHeader, decode_update
 from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
@@ -75,29 +77,6 @@ INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "tr
 STATE_FORMAT = 1
 FRAME_OVERHEAD = 1 << 20
 """Bytes an update body may hold beyond the weights (frame prefix and JSON header)."""
-
-
-def _number(body: dict, key: str, *, optional: bool) -> float | None:
-    value = body.get(key)
-    if value is None:
-        if optional:
-            return None
-        raise bad_field(f"$.{key}", "required number is missing")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad_field(f"$.{key}", f"must be a number, got {type(value).__name__}")
-    number = finite_float(value)
-    if number is None:
-        raise ProtocolError(400, "not_finite", f"$.{key} must be a finite number, got {value!r}")
-    return number
-
-
-def _own_strategy(strategy: Strategy) -> bool:
-    """One of webnn's strategies (they keep their state consistent themselves)."""
-    return type(strategy).__module__.startswith("webnn.merge.")
-
-
-def _stateful(strategy: Strategy) -> bool:
-    return type(strategy).state is not Strategy.state
 
 
 class Coordinator:
@@ -116,7 +95,6 @@ class Coordinator:
         # the staleness cutoff: the tighter of max_staleness and screening.max_staleness
         self.max_staleness = min((b for b in bounds if b is not None), default=None)
         self.needs_base = bool(getattr(self.strategy, "needs_base_weights", False))
-        self._save_state = _stateful(self.strategy) and not _own_strategy(self.strategy)
         training = self.spec.training
         self.batch_size = int(training.batch_size)
         self.local_steps = int(training.local_steps)
@@ -147,6 +125,7 @@ class Coordinator:
                              pool_size=nbytes + BODY_SLACK)
         keep = max(2, min(16, self.limits.snapshot_budget // max(1, nbytes)))
         self.pool = SnapshotPool(self.layout.size, keep=keep)
+        self.merger = MergeWorker(self.strategy, self.screen, self.layout, self.pool)
 
         self.model = ModelState(weights=self.spec.compiled.initial_weights(self.seed), steps=0,
                                 version=0)
@@ -169,7 +148,8 @@ class Coordinator:
         checkpoint = self.store.load(self.layout) if self.store is not None else None
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.versions = VersionSnapshots(self.model.version, self._snapshot(), self.pool)
+        self.versions = VersionSnapshots(self.model.version, self.merger.snapshot(self.model),
+                                         self.pool)
         events.listen(metrics.on_event)
         self._update_gauges()
 
@@ -214,27 +194,8 @@ class Coordinator:
     # ------------------------------------------------------------------------------ sessions
 
     def join_middleware(self) -> Callable:
-        """An aiohttp middleware applying the join limits (session cap, joins per address) to
-        the route named ``join`` before its handler reads anything."""
-        from aiohttp import web
-
-        from webnn.server.admission import client_address
-
-        trusted = self.limits.trusted_proxies
-
-        @web.middleware
-        async def admit_joins(request: web.Request, handler: Callable) -> web.StreamResponse:
-            if request.match_info.route.name == "join":
-                address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                                         trusted)
-                try:
-                    self.admission.admit_join(address, len(self.sessions))
-                except ProtocolError as error:
-                    self._count_refusal(error.code)
-                    raise
-            return await handler(request)
-
-        return admit_joins
+        """The aiohttp middleware applying this model's join limits (see `admission`)."""
+        return join_middleware(self.admission, lambda: len(self.sessions), self._count_refusal)
 
     def join(self, info: dict) -> Session:
         session = self.sessions.join(info, self.clock())
@@ -449,14 +410,6 @@ class Coordinator:
         assert snapshot is not None  # the current version is always held
         return snapshot.steps
 
-    def _snapshot(self) -> Snapshot:
-        """The current weights copied into a pooled read-only buffer (run in the merge's worker
-        thread: `np.copyto` releases the GIL)."""
-        buffer = self.pool.acquire()
-        np.copyto(buffer, self.model.weights)
-        buffer.flags.writeable = False
-        return Snapshot(buffer, self.model.steps)
-
     # ------------------------------------------------------------------------------- updates
 
     def check_update_task(self, session: Session, task: Task) -> bool:
@@ -555,10 +508,10 @@ class Coordinator:
             started = time.perf_counter()
             current = self.versions.get(self.model.version)
             assert current is not None
-            verdict, changed, snapshot = await asyncio.to_thread(
-                self._merge_in_thread, update, base, current)
+            outcome = await asyncio.to_thread(self.merger.run, self.model, update, base, current)
             # drop our references to snapshot arrays, so a dropped version's buffer is reused
             del update, base, kept, current
+            verdict, changed, snapshot = outcome.verdict, outcome.changed, outcome.snapshot
             if verdict is not None and verdict.refused:
                 self.note_invalid(session, verdict.reason or "refused")
                 raise ProtocolError(400, verdict.reason or "refused", verdict.message)
@@ -592,46 +545,6 @@ class Coordinator:
                 follow = None  # busy or at its task cap: the client asks on its own later
             task.follow_up = FollowUp(follow, {})
         return result
-
-    def _merge_in_thread(self, update: Update, base: np.ndarray | None, current: Snapshot
-                         ) -> tuple[ScreenResult | None, bool, Snapshot | None]:
-        """In a worker thread: check the update (finiteness, and the norm bound against its base
-        weights, or the current model when those are not kept), merge it, check the result and
-        snapshot the new version. A non-finite result is rolled back (module docstring)."""
-        verdict = None
-        reference = base if base is not None else self.model.weights
-        check = check_weights(update.weights, reference, norm=self.screen is not None)
-        if not check.finite:
-            error = not_finite_error(check.bad, check.first, self.layout)
-            return ScreenResult("refused", "not_finite", error.message), False, None
-        if self.screen is not None:
-            verdict = self.screen.check(update.weights, reference, norm=check.norm)
-            if verdict.refused:
-                return verdict, False, None
-        saved: StrategyState | None = None
-        if self._save_state:
-            saved = self.strategy.state()
-            saved = StrategyState({k: np.array(v) for k, v in saved.arrays.items()}, saved.meta)
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
-                changed = bool(self.strategy.merge(self.model, update))
-        except Exception:
-            self._roll_back(current, saved)
-            raise
-        if changed and not check_weights(self.model.weights).finite:
-            self._roll_back(current, saved)
-            return ScreenResult(
-                "refused", "merge_not_finite",
-                "merging this update would make the model's weights non-finite (overflow); it "
-                "was rolled back and the update refused"), False, None
-        return verdict, changed, self._snapshot() if changed else None
-
-    def _roll_back(self, current: Snapshot, saved: StrategyState | None) -> None:
-        """Restore the model (and a plug-in strategy's state) to the current version."""
-        np.copyto(self.model.weights, current.array())
-        self.model.steps = current.steps
-        if saved is not None:
-            self.strategy.load_state(saved)
 
     def _record_update(self, session: Session, work: TrainWork, header: UpdateHeader,
                        staleness: int, changed: bool) -> None:
@@ -694,16 +607,7 @@ class Coordinator:
         work = task.work
         assert isinstance(work, EvalWork)
         try:
-            loss = _number(body, "loss", optional=True)  # null: the client's loss was not finite
-            accuracy = _number(body, "accuracy", optional=True)
-            examples = body.get("examples")
-            if isinstance(examples, bool) or not isinstance(examples, int):
-                raise bad_field("$.examples", f"must be an integer, got {examples!r}")
-            if examples != work.examples:
-                raise bad_field("$.examples", f"chunk {work.chunk} holds {work.examples} "
-                                f"examples, got {examples}")
-            if accuracy is not None and not 0 <= accuracy <= 1:
-                raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy}")
+            result = parse_chunk_result(body, work.chunk, work.examples)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
             raise
@@ -712,8 +616,7 @@ class Coordinator:
         session.open_tasks.discard(task.id)
         session.evaluations += 1
         session.invalid_streak = 0
-        completed = self.schedule.record(work.evaluation, work.chunk,
-                                         ChunkResult(loss, accuracy, examples))
+        completed = self.schedule.record(work.evaluation, work.chunk, result)
         if completed is not None:
             self._complete_evaluation(completed)
         assert task.result is not None

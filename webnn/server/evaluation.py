@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from webnn.server.errors import ProtocolError, bad_field
+from webnn.server.updates import finite_float
+
 
 @dataclass
 class ChunkResult:
@@ -18,6 +21,35 @@ class ChunkResult:
     loss: float | None
     accuracy: float | None
     examples: int
+
+
+def _number(body: dict, key: str) -> float | None:
+    """``body[key]`` as a finite float; None when null or absent (the client's value was not
+    finite); `bad_field` for other types, `not_finite` for a non-finite number."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad_field(f"$.{key}", f"must be a number, got {type(value).__name__}")
+    number = finite_float(value)
+    if number is None:
+        raise ProtocolError(400, "not_finite", f"$.{key} must be a finite number, got {value!r}")
+    return number
+
+
+def parse_chunk_result(body: dict, chunk: int, examples: int) -> ChunkResult:
+    """An evaluation answer ``{"loss", "accuracy", "examples"}`` for chunk `chunk`, which holds
+    `examples` examples; `ProtocolError` naming the field otherwise."""
+    loss = _number(body, "loss")
+    accuracy = _number(body, "accuracy")
+    count = body.get("examples")
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise bad_field("$.examples", f"must be an integer, got {count!r}")
+    if count != examples:
+        raise bad_field("$.examples", f"chunk {chunk} holds {examples} examples, got {count}")
+    if accuracy is not None and not 0 <= accuracy <= 1:
+        raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy}")
+    return ChunkResult(loss, accuracy, count)
 
 
 def _weighted_mean(values: list[tuple[float | None, int]]) -> float | None:

@@ -1,0 +1,117 @@
+"""One merge step, run in a worker thread: check, merge, check the result, snapshot.
+
+`MergeWorker.run(model, update, base, current)`:
+
+1. checks the update in one pass (`ingest.check_weights`): finiteness and, with screening, the
+   delta norm against `base` (the weights the client started from) or, when that version is not
+   kept, the current model; the screen then refuses or clips;
+2. hands it to the strategy (``strategy.merge(model, update)``; the update's weights are scratch);
+3. if the model changed, checks it is still finite; if not (an overflow), rolls back: the weights
+   and step count from `current` (the current version's snapshot), and a plug-in strategy's state
+   from the `state()` taken before the merge (webnn's own buffering strategies clear their buffer
+   when they apply it, so theirs is consistent already) — the update is refused with
+   ``merge_not_finite``;
+4. copies the new version into a pooled snapshot buffer (`np.copyto`, the GIL released).
+
+A strategy that raises is rolled back the same way and the exception propagates. The worker holds
+values (strategy, screen, layout, snapshot pool), never the coordinator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from webnn.merge.base import ModelState, Strategy, StrategyState, Update
+from webnn.merge.screening import Screen, ScreenResult
+from webnn.server.ingest import check_weights
+from webnn.server.updates import not_finite_error
+from webnn.server.versions import Snapshot, SnapshotPool
+from webnn.weights import WeightLayout
+
+MERGE_NOT_FINITE = "merge_not_finite"
+
+
+def own_strategy(strategy: Strategy) -> bool:
+    """One of webnn's strategies (they keep their state consistent themselves)."""
+    return type(strategy).__module__.startswith("webnn.merge.")
+
+
+def stateful(strategy: Strategy) -> bool:
+    """Whether `strategy` overrides `Strategy.state` (keeps something between merges)."""
+    return type(strategy).state is not Strategy.state
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What one step did: `verdict` (None: no screening; a refused verdict: nothing changed),
+    whether the model became a new version, and its snapshot then."""
+
+    verdict: ScreenResult | None
+    changed: bool = False
+    snapshot: Snapshot | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.verdict is not None and self.verdict.refused
+
+
+class MergeWorker:
+    """The in-thread part of a merge for one model; see the module docstring."""
+
+    def __init__(self, strategy: Strategy, screen: Screen | None, layout: WeightLayout,
+                 pool: SnapshotPool) -> None:
+        self.strategy = strategy
+        self.screen = screen
+        self.layout = layout
+        self.pool = pool
+        self.save_state = stateful(strategy) and not own_strategy(strategy)
+
+    def snapshot(self, model: ModelState) -> Snapshot:
+        """The model's weights copied into a pooled read-only buffer."""
+        buffer = self.pool.acquire()
+        np.copyto(buffer, model.weights)
+        buffer.flags.writeable = False
+        return Snapshot(buffer, model.steps)
+
+    def run(self, model: ModelState, update: Update, base: np.ndarray | None,
+            current: Snapshot) -> MergeOutcome:
+        reference = base if base is not None else model.weights
+        check = check_weights(update.weights, reference, norm=self.screen is not None)
+        if not check.finite:
+            error = not_finite_error(check.bad, check.first, self.layout)
+            return MergeOutcome(ScreenResult("refused", "not_finite", error.message))
+        verdict = None
+        if self.screen is not None:
+            verdict = self.screen.check(update.weights, reference, norm=check.norm)
+            if verdict.refused:
+                return MergeOutcome(verdict)
+        saved = self._saved_state()
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
+                changed = bool(self.strategy.merge(model, update))
+        except Exception:
+            self._roll_back(model, current, saved)
+            raise
+        if changed and not check_weights(model.weights).finite:
+            self._roll_back(model, current, saved)
+            return MergeOutcome(ScreenResult(
+                "refused", MERGE_NOT_FINITE,
+                "merging this update would make the model's weights non-finite (overflow); it "
+                "was rolled back and the update refused"))
+        return MergeOutcome(verdict, changed, self.snapshot(model) if changed else None)
+
+    def _saved_state(self) -> StrategyState | None:
+        if not self.save_state:
+            return None
+        state = self.strategy.state()
+        return StrategyState({k: np.array(v) for k, v in state.arrays.items()}, dict(state.meta))
+
+    def _roll_back(self, model: ModelState, current: Snapshot,
+                   saved: StrategyState | None) -> None:
+        """Restore the model (and a plug-in strategy's state) to the current version."""
+        np.copyto(model.weights, current.array())
+        model.steps = current.steps
+        if saved is not None:
+            self.strategy.load_state(saved)
