@@ -142,8 +142,9 @@ def parse_metrics(text: str) -> Sample:
         for s in family.samples:
             if s.name == "webnn_updates_accepted_total":
                 sample.accepted = int(s.value)
-            elif s.name == "webnn_updates_rejected_total" and s.labels.get("reason") != "ended":
-                sample.rejected += int(s.value)  # "ended": sent after the run stopped
+            elif (s.name == "webnn_updates_rejected_total"
+                  and s.labels.get("reason") not in ("ended", "finishing")):
+                sample.rejected += int(s.value)  # "ended"/"finishing": sent after training stopped
             elif s.name == "webnn_update_staleness_sum":
                 sample.staleness_sum = s.value
             elif s.name == "webnn_update_staleness_count":

@@ -143,6 +143,7 @@ class Coordinator:
         self._val_frames: list[bytes] | None = None
         self._background: set[asyncio.Task] = set()
         self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
+        self.refused: Counter[str] = Counter()  # requests turned away by admission, by code
         self._ticker: asyncio.Task | None = None
 
         checkpoint = self.store.load(self.layout) if self.store is not None else None
@@ -195,7 +196,7 @@ class Coordinator:
 
     def join_middleware(self) -> Callable:
         """The aiohttp middleware applying this model's join limits (see `admission`)."""
-        return join_middleware(self.admission, lambda: len(self.sessions), self._count_refusal)
+        return join_middleware(self.admission, lambda: len(self.sessions), self._count_admission)
 
     def join(self, info: dict) -> Session:
         session = self.sessions.join(info, self.clock())
@@ -247,8 +248,13 @@ class Coordinator:
     def note_busy(self) -> None:
         """An update turned away by admission (503 busy): counted, never held against the client;
         its task stays open for the retry."""
-        self._count_refusal("busy")
+        self._count_admission("busy")
         self.metrics.body_bytes.set(self.admission.bodies.used)
+
+    def _count_admission(self, code: str) -> None:
+        """A request turned away by admission control: `status().capacity.refused` (/metrics
+        counts it with every error answer, `webnn_requests_refused_total{code}`)."""
+        self.refused[code] += 1
 
     def _count_refusal(self, code: str) -> None:
         """One refused request: the Prometheus counter and `status().rejected`."""
@@ -281,7 +287,7 @@ class Coordinator:
         if role in ("train", "any") and not finishing:
             self._admit_lease(session)
             if self.needs_base and self.versions.nbytes > self.limits.snapshot_budget:
-                self._count_refusal("busy")
+                self._count_admission("busy")
                 raise busy(f"kept snapshots fill their budget of {self.limits.snapshot_budget} "
                            "bytes until open leases finish", self.config.poll_seconds)
             work = self.feed.take()
@@ -299,7 +305,7 @@ class Coordinator:
         try:
             self.admission.admit_lease(len(session.open_tasks), self.config.poll_seconds)
         except ProtocolError as error:
-            self._count_refusal(error.code)
+            self._count_admission(error.code)
             raise
 
     def _issue(self, kind: str, work: TrainWork | EvalWork, version: int, steps: int,
@@ -734,7 +740,8 @@ class Coordinator:
                 "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,
                 "snapshots": len(self.versions), "snapshotBytes": self.versions.nbytes,
                 "snapshotBudget": self.limits.snapshot_budget,
-                "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue},
+                "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue,
+                "refused": dict(self.refused)},
         }
 
     # ---------------------------------------------------------------------------- the clock
