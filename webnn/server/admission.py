@@ -8,6 +8,10 @@ server refuses work instead of collapsing:
   than the whole budget only when no other is in flight); otherwise ``503 busy`` with
   ``Retry-After``. The bytes stay reserved until the body's merge is over.
 - **merge queue** (`merge_queue` updates waiting for the merge lock): ``503 busy`` beyond it.
+- **pressure**: while more than half the body budget or half the merge queue is in use, training
+  leases are deferred (the task answer is "no task now, ask again after `retryAfter`"), so
+  clients stop computing updates the server could not take: back-pressure at the source, before
+  anyone uploads a body only to be refused.
 - **kept snapshots** (`snapshot_budget` bytes, enforced by the coordinator with the version store):
   new training leases wait (``503 busy``) while snapshots clients still need fill the budget.
 - **open tasks per session** (`max_open_tasks`): ``429 too_many_tasks``.
@@ -24,6 +28,7 @@ task stays open for the retry. Nothing here keeps module-level state.
 from __future__ import annotations
 
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,6 +75,10 @@ class AdmissionLimits:
 def busy(message: str, retry_after: float) -> ProtocolError:
     """``503 busy`` with ``Retry-After`` (whole seconds, at least 1)."""
     seconds = max(1, math.ceil(retry_after))
+    return _busy(message, seconds)
+
+
+def _busy(message: str, seconds: int) -> ProtocolError:
     return ProtocolError(503, "busy", f"{message}; retry in {seconds} s",
                          headers={"Retry-After": str(seconds)})
 
@@ -143,6 +152,18 @@ class Admission:
         self.bodies = BodyBudget(limits.body_budget)
         self.joins = (TokenBuckets(limits.joins_per_minute / 60.0, limits.join_burst)
                       if limits.joins_per_minute > 0 else None)
+        self._jitter = random.Random()
+
+    def retry_seconds(self) -> int:
+        """A busy answer's ``Retry-After``: uniform in [r, 3r] whole seconds (r = `retry_after`),
+        so the clients refused together do not all come back in the same second."""
+        base = max(1, self.limits.retry_after)
+        return self._jitter.randint(base, 3 * base)
+
+    def under_pressure(self, merge_waiting: int) -> bool:
+        """More than half the body budget or half the merge queue in use: defer new leases."""
+        return (2 * self.bodies.used > self.bodies.capacity
+                or 2 * merge_waiting > self.limits.merge_queue)
 
     def admit_join(self, address: str, sessions: int) -> None:
         """Refuse a join over the session cap (503 busy) or the address's join rate (429)."""
@@ -172,12 +193,12 @@ class Admission:
         """Reserve `nbytes` of the body budget, or refuse (503 busy) when the budget or the merge
         queue is full. The caller must `release_body(nbytes)` once the body is no longer needed."""
         if merge_waiting >= self.limits.merge_queue:
-            raise busy(f"{merge_waiting} updates are waiting to be merged (limit "
-                       f"{self.limits.merge_queue})", self.limits.retry_after)
+            raise _busy(f"{merge_waiting} updates are waiting to be merged (limit "
+                        f"{self.limits.merge_queue})", self.retry_seconds())
         if not self.bodies.try_reserve(nbytes):
-            raise busy(f"update bodies in flight fill the budget of {self.bodies.capacity} "
-                       f"bytes ({self.bodies.used} in use, this one needs {nbytes})",
-                       self.limits.retry_after)
+            raise _busy(f"update bodies in flight fill the budget of {self.bodies.capacity} "
+                        f"bytes ({self.bodies.used} in use, this one needs {nbytes})",
+                        self.retry_seconds())
 
     def release_body(self, nbytes: int) -> None:
         self.bodies.release(nbytes)

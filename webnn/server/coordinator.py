@@ -267,9 +267,11 @@ class Coordinator:
         """The next task for `session` (evaluation chunks first), or None when there is none.
 
         While the run is finishing no training is handed out (a training-only client gets None
-        and the run ends without it after `finish_seconds`). Raises ``429 too_many_tasks`` when the
-        session holds its cap of open tasks and ``503 busy`` when kept snapshots fill their budget
-        (strategies needing base weights: each lease keeps its version)."""
+        and the run ends without it after `finish_seconds`); nor while admission is under
+        pressure (bodies in flight or the merge queue past half their limits). Raises ``429
+        too_many_tasks`` when the session holds its cap of open tasks and ``503 busy`` when kept
+        snapshots fill their budget (strategies needing base weights: each lease keeps its
+        version)."""
         now = self.clock()
         self._expire(now)
         if self.state != "running":
@@ -285,6 +287,9 @@ class Coordinator:
             return self._issue("evaluate", work, evaluation.version, evaluation.steps, session,
                                now)
         if role in ("train", "any") and not finishing:
+            if self.admission.under_pressure(self.merge_waiting):
+                self._count_admission("deferred")  # no task now: the client asks again later
+                return None
             self._admit_lease(session)
             if self.needs_base and self.versions.nbytes > self.limits.snapshot_budget:
                 self._count_admission("busy")
