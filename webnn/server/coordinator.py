@@ -75,6 +75,8 @@ INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "tr
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
                                   "norm_too_large", "merge_not_finite"})
 STATE_FORMAT = 1
+SNAPSHOT_POOL_KEEP = 4
+"""Free snapshot buffers kept for reuse."""
 FRAME_OVERHEAD = 1 << 20
 """Bytes an update body may hold beyond the weights (frame prefix and JSON header)."""
 
@@ -123,8 +125,8 @@ class Coordinator:
         self.admission = Admission(self.limits, clock)
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK)
-        keep = max(2, min(16, self.limits.snapshot_budget // max(1, nbytes)))
-        self.pool = SnapshotPool(self.layout.size, keep=keep)
+        # a new version takes a buffer as an old one goes: a few free ones cover the churn
+        self.pool = SnapshotPool(self.layout.size, keep=SNAPSHOT_POOL_KEEP)
         self.merger = MergeWorker(self.strategy, self.screen, self.layout, self.pool)
 
         self.model = ModelState(weights=self.spec.compiled.initial_weights(self.seed), steps=0,
