@@ -718,7 +718,7 @@ class Coordinator:
         targets = [d for d in (self.config.export_dir,
                                self.store.root / "final" if self.store else None) if d]
         async with self.lock:
-            weights = self.model.weights.copy()
+            weights = await asyncio.to_thread(self.model.weights.copy)
         for target in targets:
             await asyncio.to_thread(export_tfjs, self.spec, weights, target)
             log.info("final model exported to %s", target)
@@ -788,36 +788,45 @@ class Coordinator:
     # --------------------------------------------------------------------------- durability
 
     async def checkpoint(self) -> None:
-        """Write an atomic checkpoint of the current state (merges wait meanwhile)."""
+        """Write an atomic checkpoint of the current state (merges wait meanwhile). The small
+        state is gathered on the event loop; the strategy's arrays and the weights are read and
+        written in a worker thread (the lock keeps them still), so no model-sized copy runs on
+        the loop."""
         if self.store is None:
             return
         async with self.lock:
-            checkpoint = self._checkpoint()
+            state = self._checkpoint_state()
             self.last_checkpoint = (self.merges, len(self.history), self.clock())
-            await asyncio.to_thread(self.store.save, checkpoint, self.layout)
+            await asyncio.to_thread(self._save_checkpoint, state)
 
-    def _checkpoint(self) -> Checkpoint:
-        strategy_state = self.strategy.state()
+    def _checkpoint_state(self) -> dict:
         outstanding = self.feed.outstanding(
             t.work.index for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork))
-        state = {
+        return {
             "format": STATE_FORMAT, "name": self.spec.name,
             "fingerprint": layout_fingerprint(self.layout), "manifest": self.layout.manifest(),
-            "strategy": {"name": self.strategy.name, "meta": strategy_state.meta},
+            "strategy": {"name": self.strategy.name, "meta": {}},
             "screening": self.screen.state() if self.screen is not None else None,
             "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
             "updatesAccepted": self.updates_accepted, "clientsJoined": self.sessions.joined,
             "state": self.state,
-            "endReason": self.end_reason, "history": self.history,
+            "endReason": self.end_reason, "history": list(self.history),
             "data": {"nextBatch": self.feed.position, "outstanding": outstanding,
                      "batchExamples": self.batch_size * self.local_steps, "seed": self.seed},
             "evaluation": self.schedule.state(),
             "elapsed": self.elapsed(), "savedAt": self.clock(),
         }
-        return Checkpoint(weights=self.model.weights.copy(), state=state,
-                          model_json=model_json(self.spec),
-                          strategy_arrays={k: np.array(v) for k, v in
-                                           strategy_state.arrays.items()})
+
+    def _save_checkpoint(self, state: dict) -> None:
+        """In a worker thread, with the merge lock held: add the strategy's state and write."""
+        assert self.store is not None
+        strategy_state = self.strategy.state()
+        state["strategy"]["meta"] = strategy_state.meta
+        self.store.save(Checkpoint(weights=self.model.weights, state=state,
+                                   model_json=model_json(self.spec),
+                                   strategy_arrays={k: np.asarray(v) for k, v in
+                                                    strategy_state.arrays.items()}),
+                        self.layout)
 
     def _resume(self, checkpoint: Checkpoint) -> None:
         state = checkpoint.state
