@@ -216,3 +216,24 @@ def test_a_non_finite_merge_is_rolled_back_with_the_plug_ins_state() -> None:
     outcome = worker.run(model, nan, None, current)
     assert outcome.verdict.reason == "not_finite" and "w[3]" in outcome.verdict.message
     assert strategy.count == 1
+
+
+def test_busy_retry_after_grows_with_the_overload() -> None:
+    from webnn.server.admission import Admission, AdmissionLimits, RateMeter
+    from webnn.server.errors import ProtocolError
+
+    meter = RateMeter(tau=5.0)
+    for t in range(50):
+        meter.tick(t * 0.1)                   # 10 events a second for 5 s
+    assert 5 < meter.rate(5.0) < 10 and meter.rate(60.0) < 0.01
+    clock = [0.0]
+    admission = Admission(AdmissionLimits(body_budget=100, snapshot_budget=100),
+                          lambda: clock[0])
+    admission.admit_body(100, 0)                # the budget is now full
+    waits = []
+    for step in range(200):                     # 20 refusals a second, none admitted
+        clock[0] = step * 0.05
+        with pytest.raises(ProtocolError) as refused:
+            admission.admit_body(10, 0)
+        waits.append(int(refused.value.headers["Retry-After"]))
+    assert waits[0] <= 4 and 15 <= max(waits[-20:]) <= 30

@@ -103,7 +103,7 @@ async def test_full_merge_queue_answers_503_busy(make_config, serve, http):
         refused = await b.submit_update(task_b, weights)
         assert refused.status == 503 and refused.code == "busy"
         assert "waiting to be merged" in refused.body["error"]["message"]
-        assert 1 <= int(refused.headers["Retry-After"]) <= 3
+        assert 1 <= int(refused.headers["Retry-After"]) <= 30
         # under pressure no new training is leased: clients do not compute what cannot merge
         deferred = await b.task("train")
         assert deferred["task"] is None and deferred["state"] == "running"

@@ -42,6 +42,8 @@ BODY_SLACK = 64 * 1024
 """Bytes beyond the weights an update frame needs for its prefix and JSON header."""
 MIN_BODY_SLACK = 4096
 """The smallest body budget is one model's weights plus this (a frame's usual prefix and header)."""
+MAX_RETRY_SECONDS = 15
+"""The largest base of a busy answer's Retry-After (the answer is at most twice that)."""
 MAX_ADDRESSES = 100_000
 """Join buckets remembered at most (least recently used forgotten first)."""
 
@@ -81,6 +83,23 @@ def busy(message: str, retry_after: float) -> ProtocolError:
 def _busy(message: str, seconds: int) -> ProtocolError:
     return ProtocolError(503, "busy", f"{message}; retry in {seconds} s",
                          headers={"Retry-After": str(seconds)})
+
+
+class RateMeter:
+    """Events per second, exponentially weighted over `tau` seconds:
+    ``rate(t) = sum over events e of exp(-(t - t_e) / tau) / tau``, kept in O(1)."""
+
+    def __init__(self, tau: float = 5.0) -> None:
+        self.tau = tau
+        self._rate = 0.0
+        self._at = 0.0
+
+    def rate(self, now: float) -> float:
+        return self._rate * math.exp(-max(0.0, now - self._at) / self.tau)
+
+    def tick(self, now: float) -> None:
+        self._rate = self.rate(now) + 1.0 / self.tau
+        self._at = now
 
 
 class BodyBudget:
@@ -153,12 +172,19 @@ class Admission:
         self.joins = (TokenBuckets(limits.joins_per_minute / 60.0, limits.join_burst)
                       if limits.joins_per_minute > 0 else None)
         self._jitter = random.Random()
+        self.admitted = RateMeter()
+        self.refused = RateMeter()
 
     def retry_seconds(self) -> int:
-        """A busy answer's ``Retry-After``: uniform in [r, 3r] whole seconds (r = `retry_after`),
-        so the clients refused together do not all come back in the same second."""
-        base = max(1, self.limits.retry_after)
-        return self._jitter.randint(base, 3 * base)
+        """A busy answer's ``Retry-After``, growing with the overload and spread out:
+        ``r = retry_after * (1 + refused rate / admitted rate)`` (bodies per second over the last
+        few seconds; at most `MAX_RETRY_SECONDS`, well inside a lease), then uniform in [r, 2r]
+        whole seconds, so refused clients come back at about the rate the server admits, not all
+        in the same second."""
+        now = self.clock()
+        ratio = self.refused.rate(now) / max(self.admitted.rate(now), 0.2)
+        base = max(1, min(MAX_RETRY_SECONDS, math.ceil(self.limits.retry_after * (1 + ratio))))
+        return self._jitter.randint(base, 2 * base)
 
     def under_pressure(self, merge_waiting: int) -> bool:
         """More than half the body budget or half the merge queue in use: defer new leases."""
@@ -192,13 +218,16 @@ class Admission:
     def admit_body(self, nbytes: int, merge_waiting: int) -> None:
         """Reserve `nbytes` of the body budget, or refuse (503 busy) when the budget or the merge
         queue is full. The caller must `release_body(nbytes)` once the body is no longer needed."""
-        if merge_waiting >= self.limits.merge_queue:
-            raise _busy(f"{merge_waiting} updates are waiting to be merged (limit "
-                        f"{self.limits.merge_queue})", self.retry_seconds())
-        if not self.bodies.try_reserve(nbytes):
+        now = self.clock()
+        if merge_waiting >= self.limits.merge_queue or not self.bodies.try_reserve(nbytes):
+            self.refused.tick(now)
+            if merge_waiting >= self.limits.merge_queue:
+                raise _busy(f"{merge_waiting} updates are waiting to be merged (limit "
+                            f"{self.limits.merge_queue})", self.retry_seconds())
             raise _busy(f"update bodies in flight fill the budget of {self.bodies.capacity} "
                         f"bytes ({self.bodies.used} in use, this one needs {nbytes})",
                         self.retry_seconds())
+        self.admitted.tick(now)
 
     def release_body(self, nbytes: int) -> None:
         self.bodies.release(nbytes)
