@@ -225,7 +225,9 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def test_interrupt_keeps_finished_runs_and_stops_workers(tmp_path: Path) -> None:
     config = tmp_path / "int.toml"
-    config.write_text(config_text(seeds=(1,)).replace("seconds = 6", "seconds = 3"))
+    # runs as listed (average, then weighted), so the interrupted run is known
+    config.write_text('order = "fixed"\n' + config_text(seeds=(1,)).replace("seconds = 6",
+                                                                            "seconds = 3"))
     out = tmp_path / "out"
     process = subprocess.Popen([*WNN, "compare", str(config), "--out", str(out)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
