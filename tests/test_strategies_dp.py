@@ -115,3 +115,26 @@ def test_bad_parameters_are_refused() -> None:
         create_strategy("dp", {"k": 10, "noise_multiplier": 2.0, "count_noise": 0.5})
     with pytest.raises(ParamError, match="clip_norm must be > 0"):
         create_strategy("dp", {"clip_norm": 0})
+
+
+async def test_status_reports_the_privacy_spent(make_config, serve, http) -> None:
+    """Served over HTTP, `dp` reports epsilon in status: 0 before its first noisy step, then the
+    accountant's figure for one Gaussian mechanism of the configured multiplier."""
+    from protocol_client import ProtocolClient
+
+    from webnn.server.app import create_app
+
+    params = {"k": 2, "noise_multiplier": 0.8, "clip_norm": 1.0, "noise_seed": 1}
+    running = await serve(create_app(make_config(strategy="dp", strategy_params=params)))
+    client = ProtocolClient(http, running.url)
+    await client.join()
+    report = (await client.get("api/v1/status")).body["strategy"]["report"]
+    assert report["epsilon"] == 0.0 and report["noisySteps"] == 0 and report["clipNorm"] == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        answer = await client.train_once(rng, scale=0.001)
+        assert answer is not None and answer.status == 200, answer.body
+    report = (await client.get("api/v1/status")).body["strategy"]["report"]
+    assert report["noisySteps"] == 1
+    assert report["epsilon"] == pytest.approx(privacy_spent(0.8, 1, 1e-5))
+    assert report["clipNorm"] != 1.0  # adapted after the step

@@ -49,7 +49,9 @@ function renderStatus(status) {
   }
   const strategy = status.strategy ?? {};
   $('strategy-name').textContent = strategy.name ?? '-';
-  const rows = Object.entries(strategy.params ?? {}).map(([k, v]) => {
+  // parameters, then what the strategy reports (e.g. the privacy spent by `dp`)
+  const figures = { ...(strategy.params ?? {}), ...(strategy.report ?? {}) };
+  const rows = Object.entries(figures).map(([k, v]) => {
     const tr = document.createElement('tr');
     tr.append(cell(k), cell(typeof v === 'object' ? JSON.stringify(v) : String(v)));
     return tr;

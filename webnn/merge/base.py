@@ -136,6 +136,12 @@ class Strategy(ABC):
     def merge(self, model: ModelState, update: Update) -> bool:
         """Merge `update` into `model` in place; True when the model became a new version."""
 
+    def report(self) -> dict[str, Any]:
+        """Figures for status pages beside the parameters (JSON-ready: numbers, strings, None),
+        e.g. the privacy spent; read on the event loop while a merge may run, so keep it cheap.
+        Nothing by default."""
+        return {}
+
     def state(self) -> StrategyState:
         """What to checkpoint; a stateless strategy has nothing."""
         return StrategyState()

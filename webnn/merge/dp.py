@@ -146,6 +146,7 @@ class DifferentialPrivacy(Strategy):
         self.unclipped = 0
         self.max_steps = 0
         self.flushes = 0
+        self._epsilon: tuple[int, float] | None = None  # (flushes, epsilon) last computed
 
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
@@ -182,8 +183,12 @@ class DifferentialPrivacy(Strategy):
         return True
 
     def epsilon(self) -> float:
-        """Epsilon spent so far at this strategy's `delta` (see the module docstring)."""
-        return privacy_spent(self.noise_multiplier, self.flushes, self.delta)
+        """Epsilon spent so far at this strategy's `delta` (see the module docstring); computed
+        once per noisy step, not per status request."""
+        if self._epsilon is None or self._epsilon[0] != self.flushes:
+            self._epsilon = (self.flushes,
+                             privacy_spent(self.noise_multiplier, self.flushes, self.delta))
+        return self._epsilon[1]
 
     def report(self) -> dict[str, Any]:
         """What status pages show: the privacy spent and the current clipping bound."""

@@ -740,7 +740,8 @@ class Coordinator:
                 "version": evaluation.version, "chunks": len(evaluation.chunk_examples),
                 "done": len(evaluation.results)},
             "strategy": {"name": self.strategy.name,
-                         "params": getattr(self.strategy, "param_values", {})},
+                         "params": getattr(self.strategy, "param_values", {}),
+                         "report": self.strategy.report()},
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
             "capacity": {
