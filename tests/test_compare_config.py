@@ -118,6 +118,23 @@ def test_strategy_screening_table(tmp_path: Path) -> None:
     assert config.strategies[1].screening == {"norm_bound": 4.0, "action": "clip"}
 
 
+def test_sweep_sets_the_swept_group_count(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+        model = "spec.json"
+        data = "some.dotted.module"
+        stop = { merges = 10 }
+        strategies = [{ name = "average" }]
+        clients = [{ count = 1, label = "fast" }, { count = 2, label = "slow", speed = 0.25 }]
+        sweep = { clients = [8, 1, 4], group = "fast" }
+    """))
+    assert config.sweep is not None and config.sweep.clients == (1, 4, 8)
+    counts = [(n, [(g.label, g.count) for g in variant.clients])
+              for n, variant in config.variants()]
+    assert counts == [(1, [("fast", 1), ("slow", 2)]), (4, [("fast", 4), ("slow", 2)]),
+                      (8, [("fast", 8), ("slow", 2)])]
+    assert config.to_json()["sweep"] == {"clients": (1, 4, 8), "group": "fast"}
+
+
 def test_defaults_and_repetitions(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, """
         model = "spec.json"
@@ -201,6 +218,16 @@ BAD = [
     ({"server": "{ lease_seconds = 0 }"}, "server.lease_seconds: must be > 0, got 0"),
     ({"data_options": "{ path = [1] }"}, "data_options.path: expected a string, number or boolean"),
     ({"target_accuracy": "true"}, "target_accuracy: expected a number, got true"),
+    ({"order": '"alphabetical"'}, 'order: expected one of random, fixed, got "alphabetical"'),
+    ({"sweep": "{ }"}, "sweep.clients: missing"),
+    ({"sweep": "{ clients = [] }"}, "sweep.clients: must hold at least one client count"),
+    ({"sweep": "{ clients = [1, 0] }"}, "sweep.clients[1]: expected an integer >= 1, got 0"),
+    ({"sweep": "{ clients = [2, 2] }"}, "sweep.clients: client counts must be distinct"),
+    ({"sweep": "{ clients = [1], steps = [5] }"}, "sweep.steps: unknown key"),
+    ({"sweep": "{ clients = [1, 2] }", "clients": '[{ count = 1 }, { count = 2, label = "b" }]'},
+     "sweep.group: name the client group to sweep, one of group0, b"),
+    ({"sweep": '{ clients = [1, 2], group = "c" }'},
+     'sweep.group: no client group "c" (groups: group0)'),
 ]
 
 

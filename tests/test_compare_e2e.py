@@ -249,3 +249,40 @@ def test_interrupt_keeps_finished_runs_and_stops_workers(tmp_path: Path) -> None
     assert "average" in stdout and (out / "report.html").is_file()
     url = second.read_text().split("--server ", 1)[1].split()[0]
     assert _processes_mentioning(url) == []  # every worker of the interrupted run is gone
+
+
+def test_client_sweep_runs_each_count_and_reports_the_speedup(tmp_path: Path) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text(textwrap.dedent(f"""
+        name = "sweep"
+        model = "{SPEC}"
+        data = "{DATA}"
+        seeds = [1]
+        target_accuracy = 0.3
+
+        [stop]
+        merges = 12
+        timeout_seconds = 120
+
+        [evaluation]
+        every_merges = 4
+
+        [[clients]]
+        count = 1
+
+        [sweep]
+        clients = [1, 2]
+
+        [[strategies]]
+        name = "average"
+    """))
+    out = tmp_path / "out"
+    done = wnn("compare", str(config), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    assert sorted(records) == ["average@1__seed1", "average@2__seed1"]
+    assert [records[f"average@{n}__seed1"]["clients"] for n in (1, 2)] == [1, 2]
+    logs = sorted(p.name for p in (out / "logs" / "average@2__seed1").glob("*.log"))
+    assert logs == ["evaluator.log", "group0-1.log", "group0-2.log"]  # two training clients
+    assert "Scaling with clients" in done.stdout
+    assert (out / "speedup_vs_clients.png").is_file()

@@ -237,3 +237,31 @@ def test_report_command(results: Path) -> None:
     assert bad.exit_code == 1 and "not a results directory" in bad.output
     neither = CliRunner().invoke(main, ["compare"])
     assert neither.exit_code == 2 and "give a CONFIG file" in neither.output
+
+
+def test_sweep_report_shows_both_efficiencies_and_the_speedup(tmp_path: Path) -> None:
+    """A client sweep: merges/s, merges to target and time to target per client count; the
+    speedup is the time at the smallest count over the time at n."""
+    from webnn.compare.sweep import sweep_rows
+
+    out = tmp_path / "sweep"
+    # 1 client: 10 merges/s, reaches 0.8 at 20 merges (2 s); 4 clients: 40 merges/s, reaches it at
+    # 40 merges (1 s): 4x the hardware rate, 2x the merges, so 2x faster
+    for seed in (1, 2):
+        for clients, points in ((1, [(0.0, 0, 0.1), (2.0, 20, 0.85), (3.0, 30, 0.9)]),
+                                (4, [(0.0, 0, 0.1), (1.0, 40, 0.82), (1.5, 60, 0.9)])):
+            write_run(out, RunRecord(label=f"avg@{clients}", strategy="average", seed=seed,
+                                     status="ok", clients=clients), series(points))
+    (out / "config.json").write_text(json.dumps({
+        "name": "sweep", "target_accuracy": TARGET, "strategies": [{"label": "avg"}],
+        "sweep": {"clients": [1, 4], "group": "g"}}))
+    rows = sweep_rows(read_runs(out), TARGET, ["avg"])
+    assert [(r.clients, r.merges_per_second, r.merges_to_target, r.time_to_target)
+            for r in rows] == [(1, 10.0, 20, 2.0), (4, 40.0, 40, 1.0)]
+    assert rows[0].speedup == 1.0 and rows[1].speedup == 2.0
+    report = render_report(out)
+    md = (out / "summary.md").read_text()
+    assert "| avg | 4 | 2 | 2/2 | 40.0 | 40 | 1.0 | 2.00x | 4x |" in md
+    assert "Scaling with clients" in report.table
+    assert (out / "speedup_vs_clients.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [s.label for s in report.summaries] == ["avg@1", "avg@4"]

@@ -11,7 +11,7 @@ import json
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,19 @@ class ServerOptions:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Run every strategy and seed once per value of `clients`: the count of client group
+    `group` (the only group, or the one named) is set to each value in turn."""
+
+    clients: tuple[int, ...]
+    group: str
+
+    def label(self, label: str, clients: int) -> str:
+        """The run label of strategy `label` at `clients` clients, e.g. ``average@4``."""
+        return f"{label}@{clients}"
+
+
+@dataclass(frozen=True)
 class CompareConfig:
     """A parsed experiment: every strategy runs once per seed with the same clients and data."""
 
@@ -127,6 +140,7 @@ class CompareConfig:
     target_accuracy: float | None = None
     description: str = ""
     order: str = "random"
+    sweep: Sweep | None = None
 
     @property
     def num_clients(self) -> int:
@@ -146,7 +160,18 @@ class CompareConfig:
             "evaluation": vars(self.evaluation), "server": vars(self.server),
             "worker": self.worker, "target_accuracy": self.target_accuracy,
             "order": self.order,
+            "sweep": vars(self.sweep) if self.sweep else None,
         }
+
+    def variants(self) -> list[tuple[int | None, CompareConfig]]:
+        """``(clients, config)`` per sweep value, the swept group's count set to it; without a
+        sweep one ``(None, self)``."""
+        if self.sweep is None:
+            return [(None, self)]
+        sweep = self.sweep
+        return [(n, replace(self, clients=tuple(replace(g, count=n) if g.label == sweep.group
+                                                else g for g in self.clients)))
+                for n in sweep.clients]
 
 
 def _show(value: Any) -> str:
@@ -233,7 +258,8 @@ def load_config(path: str | Path) -> CompareConfig:
 
 
 _TOP = ("name", "description", "model", "data", "data_options", "seeds", "repetitions", "worker",
-        "target_accuracy", "order", "stop", "evaluation", "server", "strategies", "clients")
+        "target_accuracy", "order", "stop", "evaluation", "server", "strategies", "clients",
+        "sweep")
 RUN_ORDERS = ("random", "fixed")
 """``random`` (default): seed by seed, the strategies in a seeded random order within each seed,
 so drifts of a shared machine's load fall on every strategy alike; ``fixed``: as listed."""
@@ -268,6 +294,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
     server = _server(top)
     strategies = _strategies(top)
     clients = _clients(top)
+    sweep = _sweep(top, clients)
     if not any(g.attack for g in clients):
         for i, entry in enumerate(strategies):
             if entry.attack is not None:
@@ -282,6 +309,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
         server=server, worker=worker,
         target_accuracy=target if target is not None else stop.target_accuracy,
         description=top.get("description", "str", "") or "", order=order or "random",
+        sweep=sweep,
     )
 
 
@@ -511,3 +539,27 @@ def _clients(top: _Reader) -> tuple[ClientGroup, ...]:
             attack_scale=reader.get("attack_scale", "number", 1.0),
         ))
     return tuple(groups)
+
+
+def _sweep(top: _Reader, groups: tuple[ClientGroup, ...]) -> Sweep | None:
+    reader = top.table_at("sweep", ("clients", "group"))
+    if reader is None:
+        return None
+    values = reader.get("clients", "list", [], required=True)
+    counts: list[int] = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            reader.error(f"clients[{i}]", f"expected an integer >= 1, got {_show(value)}")
+        else:
+            counts.append(value)
+    if "clients" in reader.table and not values:
+        reader.error("clients", "must hold at least one client count")
+    if len(set(counts)) != len(counts):
+        reader.error("clients", "client counts must be distinct")
+    labels = [g.label for g in groups]
+    group = reader.get("group", "str", labels[0] if len(labels) == 1 else None)
+    if group is None and "group" not in reader.table and len(labels) > 1:
+        reader.error("group", f"name the client group to sweep, one of {', '.join(labels)}")
+    elif group is not None and group not in labels:
+        reader.error("group", f"no client group {_show(group)} (groups: {', '.join(labels)})")
+    return Sweep(tuple(sorted(counts)), group or "")

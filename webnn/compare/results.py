@@ -65,6 +65,7 @@ class RunRecord:
     worker_restarts: int = 0
     churn_events: int = 0
     final_status: dict[str, Any] = field(default_factory=dict)
+    clients: int = 0  # training clients of the run (the swept value in a sweep)
 
     @property
     def run_id(self) -> str:

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -401,6 +401,22 @@ def run_plan(strategies: Sequence[StrategyEntry], seeds: Sequence[int],
     return plan
 
 
+def sweep_plan(config: CompareConfig) -> list[tuple[CompareConfig, StrategyEntry, int, int | None]]:
+    """``(config, entry, seed, clients)`` for every run: per seed, every (sweep value, strategy)
+    pair in `run_plan` order, so each seed covers the whole sweep before the next. Swept entries
+    are relabelled ``label@clients``."""
+    variants = config.variants()
+    pairs = [(clients, variant, entry) for clients, variant in variants
+             for entry in config.strategies]
+    labelled = [replace(entry, label=config.sweep.label(entry.label, clients))
+                if config.sweep is not None and clients is not None else entry
+                for clients, _, entry in pairs]
+    by_label = {e.label: (clients, variant) for e, (clients, variant, _) in zip(
+        labelled, pairs, strict=True)}
+    return [(by_label[e.label][1], e, seed, by_label[e.label][0])
+            for e, seed in run_plan(labelled, config.seeds, config.order)]
+
+
 async def run_comparison(config: CompareConfig, prepared: Prepared, out_dir: Path,
                          progress: Progress | None = None,
                          on_run: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
@@ -409,11 +425,12 @@ async def run_comparison(config: CompareConfig, prepared: Prepared, out_dir: Pat
     Each finished run is written to `out_dir` at once; on cancellation the finished runs stay.
     """
     progress = progress or Progress()
-    plan = run_plan(config.strategies, config.seeds, config.order)
+    plan = sweep_plan(config)
     records = []
-    for index, (entry, seed) in enumerate(plan, start=1):
-        ctx = RunContext(config, prepared, out_dir, progress, index, len(plan))
+    for index, (variant, entry, seed, clients) in enumerate(plan, start=1):
+        ctx = RunContext(variant, prepared, out_dir, progress, index, len(plan))
         record, rows = await run_one(ctx, entry, seed)
+        record.clients = clients if clients is not None else variant.num_clients
         write_run(out_dir, record, rows)
         records.append(record)
         if record.status != "ok":
