@@ -255,6 +255,7 @@ async def test_updates_while_finishing_keep_workers_for_the_final_evaluation(
     assert "final evaluation" in answer.body["error"]["message"]
     # not held against b: b stays and does the final evaluation
     assert await b.evaluate_all() > 0
+    assert await a.evaluate_all() > 0  # each chunk's second replica (quorum 2)
     status = await _status(b)
     assert status["state"] == "ended" and "max_merges=1" in status["endReason"]
     history = (await b.get("api/v1/history")).body["history"]

@@ -308,7 +308,7 @@ async def test_garbage_never_breaks_the_server(setup):
 
 
 async def test_screening_refuses_or_clips_large_updates(make_config, serve, http):
-    served = await serve(create_app(make_config(screening={"norm_bound": 1.0},
+    served = await serve(create_app(make_config(screening={"norm_bound": 1.0, "action": "refuse"},
                                                 evaluate_initial=False)))
     client = ProtocolClient(http, served.url)
     await client.join()

@@ -51,7 +51,8 @@ async def test_expired_train_lease_hands_the_batch_out_again(make_config, serve,
 
 
 async def test_expired_evaluation_lease_hands_the_chunk_out_again(make_config, serve, http):
-    served = await serve(create_app(make_config(lease_seconds=0.3)))
+    # one replica per chunk (quorum 1): the hand-out of a single lease is what is tested here
+    served = await serve(create_app(make_config(lease_seconds=0.3, eval_quorum=1)))
     gone, other = ProtocolClient(http, served.url), ProtocolClient(http, served.url)
     await gone.join()
     await other.join()
@@ -228,7 +229,10 @@ async def test_max_merges_ends_after_a_final_evaluation_and_exports(make_config,
 
 
 async def test_target_accuracy_ends_training(make_config, serve, http):
-    served = await serve(create_app(make_config(target_accuracy=0.9, eval_every_merges=2)))
+    # quorum 1: one client's evaluation is validated (with quorum 2 a lone client's is not, and
+    # the target does not fire: tests/test_hardening_evaluation.py)
+    served = await serve(create_app(make_config(target_accuracy=0.9, eval_every_merges=2,
+                                                eval_quorum=1)))
     client = ProtocolClient(http, served.url)
     await client.join()
     await client.evaluate_all(lambda task, tensors: 0.1)

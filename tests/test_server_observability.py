@@ -28,6 +28,7 @@ async def test_metrics_report_what_happened(make_config, serve, http):
     await a.join()
     await b.join()
     await a.evaluate_all(lambda task, tensors: 0.25)
+    await b.evaluate_all(lambda task, tensors: 0.25)  # each chunk's second replica (quorum 2)
     rng = np.random.default_rng(0)
     ta = (await a.task("train"))["task"]
     tb = (await b.task("train"))["task"]
@@ -50,7 +51,7 @@ async def test_metrics_report_what_happened(make_config, serve, http):
     assert s[("webnn_update_staleness_count", ())] == 3
     assert s[("webnn_update_staleness_bucket", (("le", "0.0"),))] == 2
     assert s[("webnn_update_staleness_bucket", (("le", "1.0"),))] == 3
-    assert s[("webnn_tasks_issued_total", (("kind", "evaluate"),))] == 3
+    assert s[("webnn_tasks_issued_total", (("kind", "evaluate"),))] == 6  # 3 chunks x 2
     requests = s[("webnn_request_seconds_count", (("method", "POST"), ("route", "update")))]
     assert requests == 4
     # the same refusals by reason in the status, for the dashboard

@@ -108,6 +108,7 @@ async def test_staleness_and_held_versions(running, http):
     await a.join()
     await b.join()
     await a.evaluate_all()
+    await b.evaluate_all()  # the second replica of each chunk (quorum 2): the evaluation ends
     task_a = (await a.task("train"))["task"]
     task_b = (await b.task("train"))["task"]
     assert task_a["version"] == task_b["version"] == 0

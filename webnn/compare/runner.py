@@ -178,13 +178,20 @@ def serve_config(config: CompareConfig, prepared: Prepared, entry: StrategyEntry
 
     return ServeConfig(
         spec=prepared.spec, data=prepared.dataset, strategy=entry.name,
-        strategy_params=dict(entry.params), screening=entry.screening, seed=seed, state_dir=None,
+        strategy_params=dict(entry.params),
+        # an entry without a screening table runs unscreened (serve screens by default): a
+        # comparison measures the strategy itself; a table is laid over serve's defaults
+        screening=entry.screening if entry.screening is not None else "off",
+        seed=seed, state_dir=None,
         lease_seconds=config.server.lease_seconds, max_staleness=config.server.max_staleness,
         target_accuracy=config.stop.target_accuracy, max_seconds=config.stop.seconds,
         max_merges=config.stop.merges, eval_every_merges=config.evaluation.every_merges,
         eval_every_seconds=config.evaluation.every_seconds,
         eval_chunk_size=config.evaluation.chunk_size, checkpoint_every_merges=None,
         checkpoint_every_seconds=None, poll_seconds=0.5,
+        # one trusted evaluator: every client of a comparison is the operator's own, so each
+        # chunk is evaluated once (replication would only slow the series down)
+        eval_quorum=1,
     )
 
 

@@ -36,6 +36,19 @@ REASONS: tuple[str, ...] = (TOO_STALE, NOT_FINITE, NORM_TOO_LARGE)
 
 ACTIONS: tuple[str, ...] = ("refuse", "clip")
 
+DEFAULT_SCREENING: dict[str, Any] = {
+    "adaptive_quantile": 0.5, "adaptive_factor": 10.0, "adaptive_window": 50,
+    "adaptive_min_history": 10, "action": "clip",
+}
+"""What a server screens with unless told otherwise (``wnn serve``; ``--screen off`` turns it
+off; given keys are laid over these). The bound is 10 x the median of the last 50 accepted delta
+norms, applied once 10 norms were accepted (the warm-up: the first 10 updates are only checked for
+finiteness). Honest deltas of one model vary by a small factor between clients and shrink slowly
+as training converges, so 10 x the median never touches them, while one client's step is bounded
+to 10 typical steps; the median ignores up to half the window being hostile. Above the bound the
+delta is clipped to it (not refused): an honest client that happens to send a large step is never
+cut off, and a hostile one moves the model no further than the bound either way."""
+
 _CHUNK = 1 << 16  # elements per pass of the chunked norm: a float64 scratch of 512 KiB
 
 
@@ -177,7 +190,8 @@ def _count(name: str, value: Any, minimum: int) -> None:
 
 @dataclass(frozen=True)
 class ScreeningConfig:
-    """How updates are screened before any merge (all checks off by default).
+    """How updates are screened before any merge (all checks off in this dataclass's defaults;
+    servers use `DEFAULT_SCREENING` unless told otherwise).
 
     - `norm_bound`: fixed bound on the delta's L2 norm (None: no fixed bound).
     - `adaptive_quantile`: in (0, 1]; bound the norm by ``adaptive_factor`` times this quantile of

@@ -135,7 +135,9 @@ def merge_settings(
             value = cli.get(key)
             if value is None or value == {}:
                 continue
-            model[key] = {**model.get(key, {}), **value} if isinstance(value, dict) else value
+            if isinstance(value, dict) and isinstance(model.get(key, {}), dict):
+                value = {**model.get(key, {}), **value}
+            model[key] = value
         merged.append(model)
     return process, merged
 
@@ -318,9 +320,10 @@ one process, each at /models/<name>/ with an index page at /.
               help="Seconds a client has to return a task before it is handed out again.")
 @click.option("--max-staleness", type=click.IntRange(min=0),
               help="Refuse updates more than this many versions behind.")
-@click.option("--screen", "screening", multiple=True, metavar="KEY=VALUE",
-              help="Update screening before every merge, e.g. norm_bound=5, action=clip, "
-                   "adaptive_quantile=0.5; repeatable.")
+@click.option("--screen", "screening", multiple=True, metavar="KEY=VALUE|off",
+              help="Update screening before every merge, laid over the default (a delta norm "
+                   "bound of 10 x the median of the last 50, clipped), e.g. norm_bound=5, "
+                   "action=refuse, adaptive_factor=5; repeatable. `--screen off` turns it off.")
 @click.option("--target-accuracy", type=click.FloatRange(0, 1),
               help="End training when validation accuracy reaches this.")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
@@ -351,6 +354,14 @@ one process, each at /models/<name>/ with an index page at /.
 @click.option("--private-status/--public-status", "private_status", default=None,
               help="Client list, history and events only for joined sessions and the admin "
                    "token [public].")
+@click.option("--eval-quorum", type=click.IntRange(min=1),
+              help="Sessions that must agree on each validation chunk [2; 1 trusts every "
+                   "result].")
+@click.option("--eval-quorum-wait", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a chunk short of its quorum waits before it is accepted "
+                   "unvalidated [30].")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds an update body may go without a byte before 408 [10].")
 @click.option("--local-workers", type=click.IntRange(min=0),
               help="Start N headless Node workers per model beside the server.")
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
@@ -372,8 +383,14 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     cli["trusted_proxies"] = tuple(cli.get("trusted_proxies") or ()) or None
     cli["data_options"] = parse_pairs(data_options, "--data-option")
     cli["params"] = parse_pairs(params, "--param")
-    cli["screening"] = {key: _scalar(value)
-                        for key, value in parse_pairs(screening, "--screen").items()}
+    if any(item.strip().lower() == "off" for item in screening):
+        if len(screening) > 1:
+            raise click.BadParameter("`off` cannot be combined with other settings",
+                                     param_hint="--screen")
+        cli["screening"] = "off"
+    else:
+        cli["screening"] = {key: _scalar(value)
+                            for key, value in parse_pairs(screening, "--screen").items()}
     if cli.get("state_dir") is not None:
         cli["state_dir"] = str(Path(cli["state_dir"]))
     process, models = merge_settings(file, specs, cli)

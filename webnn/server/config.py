@@ -48,6 +48,13 @@ class ServeConfig:
     `joins_per_minute` per client address with bursts of `join_burst` (0: no join rate limit), and
     `trusted_proxies`: addresses whose ``X-Forwarded-For`` names the client. `private_status`
     restricts the client list, history and event stream to joined sessions and the admin token.
+    `body_timeout`: seconds an update body may go without a byte before it is answered 408.
+
+    `screening=None` screens with `webnn.merge.screening.DEFAULT_SCREENING` (an adaptive norm
+    bound); a mapping is laid over those defaults key by key; ``"off"`` or False turns screening
+    off. `eval_quorum`: sessions that must agree on each validation chunk (see
+    `webnn.server.evaluation`); a chunk short of its quorum is accepted unvalidated after
+    `eval_quorum_wait` seconds, or at once when no other live session could evaluate it.
     """
 
     spec: Any
@@ -88,6 +95,9 @@ class ServeConfig:
     join_burst: int = 60
     trusted_proxies: tuple[str, ...] = ()
     private_status: bool = False
+    eval_quorum: int = 2
+    eval_quorum_wait: float = 30.0
+    body_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.admin_token is None:
@@ -121,7 +131,7 @@ class ServeConfig:
         if self.data is None:
             problems.append("data: required (a data module reference or a Dataset)")
         for name in ("lease_seconds", "session_timeout", "poll_seconds", "cut_off_seconds",
-                     "tick_seconds"):
+                     "tick_seconds", "eval_quorum_wait", "body_timeout"):
             positive(name, optional=False)
         for name in ("checkpoint_every_seconds", "max_seconds", "eval_every_seconds"):
             positive(name, optional=True)
@@ -131,7 +141,8 @@ class ServeConfig:
         positive("max_invalid_updates", optional=False, integer=True)
         if not isinstance(self.private_status, bool):
             problems.append(f"private_status: must be true or false, got {self.private_status!r}")
-        for name in ("merge_queue", "max_open_tasks", "max_sessions", "join_burst"):
+        for name in ("merge_queue", "max_open_tasks", "max_sessions", "join_burst",
+                     "eval_quorum"):
             positive(name, optional=False, integer=True)
         for name in ("update_budget", "snapshot_budget"):
             positive(name, optional=True, integer=True)
@@ -196,14 +207,20 @@ class ModelParts:
 
 
 def _load_screening(screening: Any) -> Any:
-    from webnn.merge.screening import ScreeningConfig, ScreeningConfigError
+    """The `ScreeningConfig` of `screening` (see `ServeConfig`); None when it is off."""
+    from webnn.merge.screening import DEFAULT_SCREENING, ScreeningConfig, ScreeningConfigError
 
-    if screening is None or isinstance(screening, ScreeningConfig):
+    if isinstance(screening, ScreeningConfig):
         return screening
+    if screening is False or (isinstance(screening, str) and screening.lower() == "off"):
+        return None
+    if screening is None:
+        screening = {}
     if not isinstance(screening, dict):
-        raise ConfigError([f"screening: must be a ScreeningConfig or a table, got {screening!r}"])
+        raise ConfigError([f"screening: must be a ScreeningConfig, a table or \"off\", "
+                           f"got {screening!r}"])
     try:
-        return ScreeningConfig.from_mapping(screening)
+        return ScreeningConfig.from_mapping({**DEFAULT_SCREENING, **screening})
     except ScreeningConfigError as error:
         raise ConfigError([str(error)]) from None
 

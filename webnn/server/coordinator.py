@@ -56,9 +56,14 @@ from webnn.server.admission import (
 from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.errors import ProtocolError
-from webnn.server.evaluation import Evaluation, EvaluationSchedule, parse_chunk_result
+from webnn.server.evaluation import (
+    Evaluation,
+    EvaluationSchedule,
+    Settled,
+    parse_chunk_result,
+)
 from webnn.server.events import EventBus
-from webnn.server.export import export_tfjs, model_json
+from webnn.server.export import export_tfjs, final_metadata, model_json
 from webnn.server.follow_up import BatchFrame, split_frame
 from webnn.server.ingest import Ingest
 from webnn.server.merging import MergeWorker
@@ -73,7 +78,8 @@ log = logging.getLogger("webnn.server")
 
 INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
-                                  "norm_too_large", "merge_not_finite"})
+                                  "norm_too_large", "merge_not_finite",
+                                  "evaluation_disagrees"})
 STATE_FORMAT = 1
 SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
@@ -109,7 +115,8 @@ class Coordinator:
         self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed)
         self.schedule = EvaluationSchedule(
             config.eval_every_merges or training.validation_every_merges,
-            config.eval_every_seconds or training.validation_every_seconds)
+            config.eval_every_seconds or training.validation_every_seconds,
+            quorum=config.eval_quorum, quorum_wait=config.eval_quorum_wait)
         self.lock = asyncio.Lock()
         self.merge_waiting = 0
 
@@ -124,7 +131,7 @@ class Coordinator:
             join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies))
         self.admission = Admission(self.limits, clock)
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
-                             pool_size=nbytes + BODY_SLACK)
+                             pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         # a new version takes a buffer as an old one goes: a few free ones cover the churn
         self.pool = SnapshotPool(self.layout.size, keep=SNAPSHOT_POOL_KEEP)
         self.merger = MergeWorker(self.strategy, self.screen, self.layout, self.pool)
@@ -280,9 +287,10 @@ class Coordinator:
             return None
         finishing = self.finishing_since is not None
         evaluation = self.schedule.current
-        if role in ("evaluate", "any") and evaluation is not None and evaluation.pending:
+        if (role in ("evaluate", "any") and evaluation is not None
+                and self.schedule.has_chunk_for(session.token)):
             self._admit_lease(session)
-            found = self.schedule.next_chunk()
+            found = self.schedule.next_chunk(session.token)
             assert found is not None
             chunk = found[1]
             work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
@@ -373,7 +381,7 @@ class Coordinator:
             if self.state != "ended":
                 self.feed.give_back(task.work)
         else:
-            self.schedule.give_back(task.work.evaluation, task.work.chunk)
+            self.schedule.give_back(task.work.evaluation, task.work.chunk, task.session)
 
     def _release_lease_version(self, task: Task) -> None:
         if task.base_hold:
@@ -629,30 +637,77 @@ class Coordinator:
         session.open_tasks.discard(task.id)
         session.evaluations += 1
         session.invalid_streak = 0
-        completed = self.schedule.record(work.evaluation, work.chunk, result)
-        if completed is not None:
-            self._complete_evaluation(completed)
+        if self.schedule.record(work.evaluation, work.chunk, session.token, result, now):
+            self._settle_evaluation(now)
         assert task.result is not None
         return task.result
 
+    def _settle_evaluation(self, now: float) -> None:
+        """Settle the chunks of the evaluation in progress that can be (quorum reached, or no
+        other live session to ask, or waited long enough); count the outliers; complete it."""
+        settled: Settled = self.schedule.settle(now, lambda t: self.sessions.get(t) is not None,
+                                                len(self.sessions))
+        for token in settled.outliers:
+            outlier = self.sessions.get(token)
+            if outlier is not None:
+                self.note_invalid(outlier, "evaluation_disagrees")
+            else:
+                self._count_refusal("evaluation_disagrees")
+            log.warning("an evaluation result disagreed with the majority of its chunk "
+                        "(session %s)", outlier.client_id if outlier is not None else "gone")
+        if settled.completed is not None:
+            self._complete_evaluation(settled.completed)
+
     def _complete_evaluation(self, evaluation: Evaluation) -> None:
         loss, accuracy, examples = evaluation.combined()
+        validated = evaluation.validated
+        final = (self.finishing_since is not None
+                 and evaluation.version == self.model.version)
         entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
                  "version": evaluation.version, "steps": evaluation.steps,
                  "merges": evaluation.merges, "valLoss": loss, "valAccuracy": accuracy,
-                 "examples": examples}
+                 "examples": examples, "validated": validated}
+        if final:
+            entry.update(final=True, evaluated=True)
         self.history.append(entry)
         self._evaluated.add(evaluation.version)
         self.schedule.finish(evaluation)
         self.versions.release(evaluation.version)
         self.events.publish("evaluation", entry)
         target = self.config.target_accuracy
-        if target is not None and accuracy is not None and accuracy >= target:
+        if validated and target is not None and accuracy is not None and accuracy >= target:
             self._end(f"target_accuracy={target} reached ({accuracy:.4f})")
-        elif self.finishing_since is not None and evaluation.version == self.model.version:
+        elif final:
             self._end(self.end_reason or "finished")
         else:
             self._maybe_start_evaluation()
+
+    def last_validated(self) -> dict | None:
+        """The newest history entry of a validated evaluation, if any."""
+        return next((h for h in reversed(self.history)
+                     if h.get("validated") and h.get("evaluated", True)), None)
+
+    def _end_unevaluated(self) -> None:
+        """The final evaluation did not complete in time: end with the last validated evaluation
+        as the run's result, said in `endReason`, a final history entry (``"final": true,
+        "evaluated": false``, figures null, ``"lastValidated"``: that evaluation's version and
+        figures) and the export's metadata."""
+        last = self.last_validated()
+        reference = None if last is None else {
+            "version": last["version"], "valLoss": last["valLoss"],
+            "valAccuracy": last["valAccuracy"]}
+        said = ("no validated evaluation" if last is None else
+                f"last validated evaluation: version {last['version']}")
+        entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
+                 "version": self.model.version, "steps": self.current_steps,
+                 "merges": self.merges, "valLoss": None, "valAccuracy": None, "examples": 0,
+                 "validated": False, "final": True, "evaluated": False,
+                 "lastValidated": reference}
+        self.history.append(entry)
+        self.events.publish("evaluation", entry)
+        log.warning("the final evaluation did not complete within %.0f s; ending with the %s",
+                    self.finish_seconds, said)
+        self._end(f"{self.end_reason} (final evaluation not completed in time; {said})")
 
     # ------------------------------------------------------------------------ state and end
 
@@ -719,8 +774,11 @@ class Coordinator:
                                self.store.root / "final" if self.store else None) if d]
         async with self.lock:
             weights = await asyncio.to_thread(self.model.weights.copy)
+            metadata = final_metadata(self.history, end_reason=self.end_reason,
+                                      version=self.model.version, steps=self.current_steps,
+                                      merges=self.merges)
         for target in targets:
-            await asyncio.to_thread(export_tfjs, self.spec, weights, target)
+            await asyncio.to_thread(export_tfjs, self.spec, weights, target, metadata)
             log.info("final model exported to %s", target)
         if self.store is not None:
             await self.checkpoint()
@@ -736,9 +794,10 @@ class Coordinator:
             "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
             "clients": len(self.sessions), "elapsed": round(self.elapsed(), 3),
             "lastEvaluation": last,
+            "lastValidatedEvaluation": self.last_validated(),
             "evaluating": None if evaluation is None else {
                 "version": evaluation.version, "chunks": len(evaluation.chunk_examples),
-                "done": len(evaluation.results)},
+                "done": len(evaluation.results), "quorum": evaluation.quorum},
             "strategy": {"name": self.strategy.name,
                          "params": getattr(self.strategy, "param_values", {}),
                          "report": self.strategy.report()},
@@ -774,10 +833,10 @@ class Coordinator:
             if max_seconds is not None and self.elapsed() >= max_seconds:
                 self._finish(f"max_seconds={max_seconds} reached")
             self._maybe_start_evaluation()
+        if self.schedule.current is not None:
+            self._settle_evaluation(now)
         if self.finishing_since is not None and now - self.finishing_since > self.finish_seconds:
-            log.warning("the final evaluation did not complete within %.0f s; ending without it",
-                        self.finish_seconds)
-            self._end(f"{self.end_reason} (final evaluation not completed in time)")
+            self._end_unevaluated()
         self._update_gauges()
         every = self.config.checkpoint_every_seconds
         merges, history_len, last_time = self.last_checkpoint
@@ -847,7 +906,9 @@ class Coordinator:
         self.updates_accepted = int(state.get("updatesAccepted", 0))
         self.sessions.joined = int(state.get("clientsJoined", 0))
         self.history = list(state.get("history", []))
-        self._evaluated = {h["version"] for h in self.history}
+        for entry in self.history:  # checkpoints older than replication trusted one client
+            entry.setdefault("validated", False)
+        self._evaluated = {h["version"] for h in self.history if h.get("evaluated", True)}
         self.state = state.get("state", "running")
         self.end_reason = state.get("endReason")
         data = state.get("data", {})

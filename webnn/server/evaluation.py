@@ -1,17 +1,34 @@
-"""One evaluation of one model version over the whole validation set, split into chunks.
+"""One evaluation of one model version over the whole validation set, split into chunks, each
+evaluated by several sessions that must agree (replication and validation, as volunteer
+computing's BOINC does).
 
 Clients report the mean loss and accuracy over their chunk; the combined result weights each chunk
 by its number of examples: ``loss = sum(loss_i * n_i) / sum(n_i)`` (same for accuracy), which equals
 the mean over the whole validation set.
+
+Replication: each chunk goes to `quorum` different sessions (never twice to one session). When
+their results agree (`results_agree`) the chunk is accepted and *validated*; a disagreement sends
+the chunk to one more session, the majority wins and each replica outside it is an outlier (the
+coordinator counts it as an invalid evaluation, ``evaluation_disagrees``). When fewer live sessions
+than the quorum can evaluate a chunk, it is accepted with the results it has after a bounded wait,
+*unvalidated*. An evaluation is validated when all its chunks are.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.updates import finite_float
+
+ACCURACY_EXAMPLES = 2
+"""Accuracies of one chunk agree within this many of its examples ..."""
+ACCURACY_TOLERANCE = 0.01
+"""... or within this absolute difference, whichever is larger."""
+LOSS_RELATIVE = 0.01
+LOSS_ABSOLUTE = 1e-4
+"""Losses of one chunk agree within ``LOSS_RELATIVE * max(|a|, |b|) + LOSS_ABSOLUTE``."""
 
 
 @dataclass
@@ -59,9 +76,86 @@ def _weighted_mean(values: list[tuple[float | None, int]]) -> float | None:
     return sum(v * n for v, n in values) / total  # type: ignore[operator]
 
 
+def results_agree(a: ChunkResult, b: ChunkResult) -> bool:
+    """Whether two evaluations of one chunk with the same weights agree.
+
+    The same weights and the same chunk give the same figures up to the backend's rounding
+    (float32 on CPU/WASM, float16 textures on some WebGL devices): a few examples near a decision
+    boundary may flip, and a mean loss accumulated in another order or precision differs in its
+    last digits. So: accuracies within ``max(2 / examples, 0.01)`` (two examples of the chunk, at
+    least one point; plus 1e-9 for the rounding of the fractions themselves), losses within
+    ``1 % * max(|a|, |b|) + 1e-4``. A figure that is null (the client saw a non-finite value, or
+    the model has no accuracy) agrees only with null.
+    """
+    if (a.accuracy is None) != (b.accuracy is None) or (a.loss is None) != (b.loss is None):
+        return False
+    accuracy_off = (a.accuracy is not None and b.accuracy is not None
+                    and abs(a.accuracy - b.accuracy)
+                    > max(ACCURACY_EXAMPLES / max(a.examples, 1), ACCURACY_TOLERANCE) + 1e-9)
+    loss_off = (a.loss is not None and b.loss is not None
+                and abs(a.loss - b.loss)
+                > LOSS_RELATIVE * max(abs(a.loss), abs(b.loss)) + LOSS_ABSOLUTE)
+    return not (accuracy_off or loss_off)
+
+
+@dataclass
+class Replica:
+    """One session's result for one chunk."""
+
+    session: str
+    result: ChunkResult
+
+
+@dataclass
+class ChunkState:
+    """One chunk of an evaluation: the replicas received, the sessions holding a lease on it, how
+    many results are wanted (the quorum, one more per disagreement) and, once settled, the
+    accepted result."""
+
+    examples: int
+    wanted: int
+    replicas: list[Replica] = field(default_factory=list)
+    leased: set[str] = field(default_factory=set)
+    since: float | None = None
+    accepted: ChunkResult | None = None
+    validated: bool = False
+
+    def had(self, session: str) -> bool:
+        """Whether `session` holds a lease on this chunk or returned a result for it."""
+        return session in self.leased or any(r.session == session for r in self.replicas)
+
+    def open_slots(self) -> int:
+        return self.wanted - len(self.replicas) - len(self.leased)
+
+    def majority(self) -> tuple[int, list[int]]:
+        """The replica agreeing with the most others (the earliest on a tie) and the indices of
+        the replicas agreeing with it, itself included."""
+        best, best_group = 0, [0]
+        for i, replica in enumerate(self.replicas):
+            group = [j for j, other in enumerate(self.replicas)
+                     if j == i or results_agree(replica.result, other.result)]
+            if len(group) > len(best_group):
+                best, best_group = i, group
+        return best, best_group
+
+
+@dataclass
+class Settled:
+    """What `EvaluationSchedule.settle` decided: sessions whose result disagreed with a validated
+    majority (each counts as an invalid evaluation), and the evaluation if it is now complete."""
+
+    outliers: list[str] = field(default_factory=list)
+    completed: Evaluation | None = None
+
+
 @dataclass
 class Evaluation:
-    """An evaluation in progress: chunks not yet handed out and results received so far."""
+    """An evaluation in progress: each chunk's replicas and, once settled, its accepted result.
+
+    `quorum`: agreeing results a chunk needs to be validated (1: every result is). `results`
+    holds the accepted result of each settled chunk; the evaluation is `validated` when every
+    chunk was.
+    """
 
     id: int
     version: int
@@ -69,16 +163,27 @@ class Evaluation:
     merges: int
     started: float
     chunk_examples: list[int]
-    pending: deque[int] = field(default_factory=deque)
+    quorum: int = 1
     results: dict[int, ChunkResult] = field(default_factory=dict)
+    chunks: list[ChunkState] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.pending and not self.results:
-            self.pending.extend(range(len(self.chunk_examples)))
+        if not self.chunks:
+            self.chunks = [ChunkState(n, self.quorum) for n in self.chunk_examples]
+
+    @property
+    def pending(self) -> list[int]:
+        """Chunks not settled yet, in order."""
+        return [i for i in range(len(self.chunk_examples)) if i not in self.results]
 
     @property
     def complete(self) -> bool:
         return len(self.results) == len(self.chunk_examples)
+
+    @property
+    def validated(self) -> bool:
+        """Every chunk's result was confirmed by `quorum` agreeing sessions."""
+        return self.complete and all(c.validated for c in self.chunks)
 
     def combined(self) -> tuple[float | None, float | None, int]:
         """Example-weighted mean loss and accuracy over all chunks (None if any chunk lacks it),
@@ -88,21 +193,75 @@ class Evaluation:
         accuracy = _weighted_mean([(r.accuracy, r.examples) for r in results])
         return loss, accuracy, sum(r.examples for r in results)
 
+    def chunk_for(self, session: str) -> int | None:
+        """The first unsettled chunk that wants another result and that `session` neither holds
+        nor evaluated (a chunk is never handed twice to one session)."""
+        for index, chunk in enumerate(self.chunks):
+            if (index not in self.results and chunk.open_slots() > 0
+                    and not chunk.had(session)):
+                return index
+        return None
+
+    def _accept(self, index: int, result: ChunkResult, validated: bool) -> None:
+        chunk = self.chunks[index]
+        chunk.accepted, chunk.validated = result, validated
+        self.results[index] = result
+
+    def settle(self, now: float, wait: float, live: Callable[[str], bool],
+               live_count: int) -> list[str]:
+        """Settle every chunk that can be; answers the outliers' sessions.
+
+        A chunk whose majority (the replica agreeing with the most others) has `quorum` members
+        is accepted as validated; replicas outside it are outliers. Short of that, once every
+        wanted result is in, one more is wanted, up to ``2 * quorum + 1`` results. A chunk with
+        at least one result and no open lease is accepted unvalidated (the majority's result;
+        nobody is counted as an outlier) when no live session could add a result (all of them
+        gave one) or `wait` seconds have passed since its first result (or since it last asked for
+        one more), or when it already holds
+        the most results it may get.
+        """
+        outliers: list[str] = []
+        cap = 2 * self.quorum + 1
+        for index, chunk in enumerate(self.chunks):
+            if index in self.results or not chunk.replicas:
+                continue
+            best, group = chunk.majority()
+            winner = chunk.replicas[best].result
+            if len(group) >= self.quorum:
+                self._accept(index, winner, True)
+                outliers += [r.session for j, r in enumerate(chunk.replicas) if j not in group]
+                continue
+            if chunk.open_slots() <= 0 and not chunk.leased and chunk.wanted < cap:
+                chunk.wanted += 1  # disagreement: one more client decides
+                chunk.since = now
+            if chunk.leased:
+                continue
+            givers = sum(1 for r in chunk.replicas if live(r.session))
+            since = now if chunk.since is None else chunk.since
+            if (live_count - givers <= 0 or now - since >= wait
+                    or len(chunk.replicas) >= cap):
+                self._accept(index, winner, False)
+        return outliers
+
 
 class EvaluationSchedule:
     """When an evaluation is due, the one in progress and its chunks.
 
     Due (at most one at a time, and only with validation data): after `every_merges` merges since
     the last one, or `every_seconds` of training since the last one started, and, while the run is
-    finishing, for the current version unless it was evaluated already. `seq`, `last_merges` and
-    `last_elapsed` are checkpointed.
+    finishing, for the current version unless it was evaluated already. Each chunk needs `quorum`
+    agreeing results; `quorum_wait` bounds how long a chunk short of its quorum waits (see
+    `Evaluation.settle`). `seq`, `last_merges` and `last_elapsed` are checkpointed.
     """
 
     def __init__(self, every_merges: int | None, every_seconds: float | None,
-                 chunk_examples: list[int] | None = None) -> None:
+                 chunk_examples: list[int] | None = None, *, quorum: int = 1,
+                 quorum_wait: float = 30.0) -> None:
         self.every_merges = every_merges
         self.every_seconds = every_seconds
         self.chunk_examples: list[int] = list(chunk_examples or [])
+        self.quorum = quorum
+        self.quorum_wait = quorum_wait
         self.current: Evaluation | None = None
         self.seq = 0
         self.last_merges = 0
@@ -127,30 +286,54 @@ class EvaluationSchedule:
     def start(self, version: int, steps: int, merges: int, elapsed: float) -> Evaluation:
         self.seq += 1
         self.current = Evaluation(id=self.seq, version=version, steps=steps, merges=merges,
-                                  started=elapsed, chunk_examples=list(self.chunk_examples))
+                                  started=elapsed, chunk_examples=list(self.chunk_examples),
+                                  quorum=self.quorum)
         return self.current
 
-    def next_chunk(self) -> tuple[Evaluation, int] | None:
-        """The evaluation in progress and a chunk of it not handed out yet, if any."""
+    def has_chunk_for(self, session: str) -> bool:
+        """Whether the evaluation in progress has a chunk `session` may take now."""
         evaluation = self.current
-        if evaluation is None or not evaluation.pending:
-            return None
-        return evaluation, evaluation.pending.popleft()
+        return evaluation is not None and evaluation.chunk_for(session) is not None
 
-    def give_back(self, evaluation_id: int, chunk: int) -> None:
-        """A chunk whose lease ended unfinished goes back (if its evaluation is still running)."""
+    def next_chunk(self, session: str) -> tuple[Evaluation, int] | None:
+        """The evaluation in progress and a chunk of it for `session` (now leased to it)."""
         evaluation = self.current
-        if (evaluation is not None and evaluation.id == evaluation_id
-                and chunk not in evaluation.results):
-            evaluation.pending.appendleft(chunk)
-
-    def record(self, evaluation_id: int, chunk: int, result: ChunkResult) -> Evaluation | None:
-        """Store a chunk's result; answers the evaluation when this completed it."""
-        evaluation = self.current
-        if evaluation is None or evaluation.id != evaluation_id:
+        if evaluation is None:
             return None
-        evaluation.results[chunk] = result
-        return evaluation if evaluation.complete else None
+        chunk = evaluation.chunk_for(session)
+        if chunk is None:
+            return None
+        evaluation.chunks[chunk].leased.add(session)
+        return evaluation, chunk
+
+    def give_back(self, evaluation_id: int, chunk: int, session: str) -> None:
+        """A chunk's lease ended unfinished: another session (or this one again) may take it."""
+        evaluation = self.current
+        if evaluation is not None and evaluation.id == evaluation_id:
+            evaluation.chunks[chunk].leased.discard(session)
+
+    def record(self, evaluation_id: int, chunk: int, session: str, result: ChunkResult,
+               now: float) -> bool:
+        """Store `session`'s result for a chunk; False when the evaluation is over or the chunk
+        already settled (the result is then not needed)."""
+        evaluation = self.current
+        if evaluation is None or evaluation.id != evaluation_id or chunk in evaluation.results:
+            return False
+        state = evaluation.chunks[chunk]
+        state.leased.discard(session)
+        state.replicas.append(Replica(session, result))
+        if state.since is None:
+            state.since = now
+        return True
+
+    def settle(self, now: float, live: Callable[[str], bool], live_count: int) -> Settled:
+        """Settle what can be settled (`Evaluation.settle`); the outliers and, when this
+        completed the evaluation in progress, the evaluation."""
+        evaluation = self.current
+        if evaluation is None:
+            return Settled()
+        outliers = evaluation.settle(now, self.quorum_wait, live, live_count)
+        return Settled(outliers, evaluation if evaluation.complete else None)
 
     def finish(self, evaluation: Evaluation) -> None:
         """`evaluation` completed: the next is due counting from it (the initial one does not

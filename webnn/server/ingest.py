@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from webnn.server.admission import Admission
 from webnn.server.errors import ProtocolError
+from webnn.server.wire import dumps
 
 CHUNK = 1 << 17
 """Values per chunk of `check_weights` with a norm (512 KiB of float32: in cache between the chunk's
@@ -80,9 +82,11 @@ class PooledBody:
 class Ingest:
     """Reads update bodies for one model: pool, budget and limit."""
 
-    def __init__(self, admission: Admission, limit: int, pool_size: int) -> None:
+    def __init__(self, admission: Admission, limit: int, pool_size: int,
+                 timeout: float = 10.0) -> None:
         self.admission = admission
         self.limit = limit
+        self.timeout = timeout
         self.pool = BufferPool(pool_size, keep=max(1, admission.limits.body_budget // pool_size))
 
     async def read(self, request: web.Request, merge_waiting: int) -> PooledBody:
@@ -97,7 +101,7 @@ class Ingest:
         buffer = self.pool.acquire(reserve)
         body = PooledBody(buffer, 0, reserve, self._give_back)
         try:
-            body.length = await _read_into(request, buffer, reserve, self.limit)
+            body.length = await _read_into(request, buffer, reserve, self.limit, self.timeout)
         except BaseException:
             body.release()
             raise
@@ -112,13 +116,51 @@ class Ingest:
         self.admission.release_body(body.reserved)
 
 
-async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit: int) -> int:
-    """Copy the body's chunks into `buffer` as they arrive; returns the byte count."""
+class BodyTimeout(ProtocolError):
+    """``408 body_timeout``: the body made no progress for the read timeout. The answer closes
+    the connection as soon as it is written (no lingering read of the rest of the body)."""
+
+    def __init__(self, timeout: float, length: int) -> None:
+        super().__init__(408, "body_timeout",
+                         f"no byte of the body arrived for {timeout:g} s (after {length} bytes); "
+                         "the connection is closed")
+
+    def response(self) -> web.Response:
+        response = _ClosingResponse(text=dumps(self.payload()), status=self.status,
+                                    content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _ClosingResponse(web.Response):
+    """A response after which the server closes the connection at once: aiohttp would otherwise
+    keep reading the unread body for up to its lingering time (10 s) before closing."""
+
+    _closing: object = None
+
+    async def prepare(self, request: web.BaseRequest) -> object:
+        self._closing = request.protocol
+        return await super().prepare(request)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        if self._closing is not None:
+            self._closing.force_close()  # type: ignore[attr-defined]  # flushes, then closes
+
+
+async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit: int,
+                     timeout: float = 10.0) -> int:
+    """Copy the body's chunks into `buffer` as they arrive; returns the byte count. `BodyTimeout`
+    when no byte arrives for `timeout` seconds (the deadline moves with every chunk)."""
     view = memoryview(buffer)
     length = 0
     content = request.content
     while True:
-        chunk = await content.readany()
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await content.readany()
+        except TimeoutError:
+            raise BodyTimeout(timeout, length) from None
         if not chunk:
             return length
         end = length + len(chunk)

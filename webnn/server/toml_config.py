@@ -60,7 +60,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lease_seconds", "float", "model", "seconds a client has to return a task"),
     Setting("max_staleness", "int", "model", "refuse updates staler than this many versions"),
     Setting("screening", "table", "model",
-            "screen updates before any merge: norm_bound, adaptive_quantile, action = refuse|clip"),
+            "screen updates before any merge: norm_bound, adaptive_quantile, action = refuse|clip "
+            "(laid over the defaults); \"off\" turns screening off"),
     Setting("target_accuracy", "float", "model", "end when validation accuracy reaches this"),
     Setting("max_seconds", "float", "model", "end after this many seconds of training"),
     Setting("max_merges", "int", "model", "end after this many merges"),
@@ -79,6 +80,12 @@ SETTINGS: tuple[Setting, ...] = (
             "addresses of reverse proxies whose X-Forwarded-For names the client"),
     Setting("private_status", "bool", "model",
             "client list, history and events only for joined sessions and the admin token"),
+    Setting("eval_quorum", "int", "model",
+            "sessions that must agree on each validation chunk (1: trust every result)"),
+    Setting("eval_quorum_wait", "float", "model",
+            "seconds a chunk short of its quorum waits before it is accepted unvalidated"),
+    Setting("body_timeout", "float", "model",
+            "seconds an update body may go without a byte before it is answered 408"),
 )
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 PROCESS_KEYS = frozenset(s.key for s in SETTINGS if s.scope == "process")
@@ -191,8 +198,10 @@ def _check_value(label: str, where: str, setting: Setting, value: Any, base_dir:
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise wrong("an array of strings")
         return tuple(value)
+    if setting.key == "screening" and isinstance(value, str) and value.lower() == "off":
+        return "off"
     if not isinstance(value, dict):
-        raise wrong("a table")
+        raise wrong("a table" + (' or "off"' if setting.key == "screening" else ""))
     for sub_key, sub_value in value.items():
         if isinstance(sub_value, dict | list):
             raise ConfigError(

@@ -54,8 +54,14 @@ def nesting_depth(data: bytes) -> int:
 
 
 def parse_json(data: bytes, *, what: str = "body", max_depth: int = MAX_DEPTH) -> Any:
-    """Decode UTF-8 JSON `data` (`what` names it in messages); `JsonInputError` on any failure."""
-    depth = nesting_depth(data)
+    """Decode UTF-8 JSON `data` (`what` names it in messages); `JsonInputError` on any failure.
+
+    The depth can exceed `max_depth` only if the text holds more than `max_depth` opening
+    brackets; counting them (two `bytes.count` calls, microseconds) skips the exact pass
+    (`nesting_depth`, about 0.6 ms for a typical request) for nearly every body."""
+    data = bytes(data)
+    opening = data.count(b"[") + data.count(b"{")
+    depth = 0 if opening <= max_depth else nesting_depth(data)
     if depth > max_depth:
         raise JsonInputError(f"{what} nests arrays/objects {depth} levels deep; the limit is "
                              f"{max_depth}")
