@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import numpy as np
+from aiohttp import web
 from protocol_client import Answer, ProtocolClient, encode_frame
 
 from webnn.server.app import create_app
+from webnn.server.commands import SERVER_OPTIONS
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 
 BODY_TIMEOUT = 1.0
@@ -97,3 +100,45 @@ async def test_a_join_flood_from_many_addresses_stops_at_the_session_cap(make_co
     task = (await client.task("train"))["task"]
     assert task is not None
     assert np.isfinite(await client.weights_array(task["urls"]["weights"])).all()
+
+
+async def test_a_slow_sender_of_headers_is_closed(make_config):
+    """aiohttp's keep-alive timer (`commands.SERVER_OPTIONS`, 15 s in `wnn serve`; 1 s here)
+    closes a connection whose request never completes."""
+    runner = web.AppRunner(create_app(make_config(evaluate_initial=False)),
+                           **{**SERVER_OPTIONS, "keepalive_timeout": 1.0})
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"POST /api/v1/join HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        await writer.drain()
+        started = time.monotonic()
+        closed = asyncio.ensure_future(reader.read())
+        async with (aiohttp.ClientSession() as http,  # others are served meanwhile
+                    http.get(f"http://{host}:{port}/api/v1/status") as answer):
+            assert answer.status == 200 and not closed.done()
+        assert await asyncio.wait_for(closed, 30) == b""  # closed without an answer
+        assert time.monotonic() - started >= 0.5
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_slow_sender_of_a_json_body_is_answered_408(make_config, serve, http,
+                                                           monkeypatch):
+    monkeypatch.setattr("webnn.server.http.JSON_BODY_TIMEOUT", 0.5)
+    served = await serve(create_app(make_config(evaluate_initial=False)))
+    host, port = served.url.split("//")[1].rstrip("/").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /api/v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"client\"")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    text = raw.decode("latin-1")
+    assert text.startswith("HTTP/1.1 408") and '"code":"body_timeout"' in text, text
+    status = (await ProtocolClient(http, served.url).get("api/v1/status")).body
+    assert status["clients"] == 0

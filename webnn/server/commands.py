@@ -49,6 +49,14 @@ PROCESS_DEFAULTS: dict[str, Any] = {
 }
 GIL_SWITCH_SECONDS = 0.0005
 """`sys.setswitchinterval` of a `wnn serve` process (docs/capacity.md)."""
+HEADER_SECONDS = 15.0
+"""How long a connection may wait for a complete request (request line and headers). aiohttp has
+no header read timeout of its own; its keep-alive timer, armed when a connection opens and after
+each answer, closes a connection still waiting for a complete request once it runs out, which
+bounds a slow sender of headers (slowloris) as well as an idle keep-alive connection."""
+SERVER_OPTIONS = {"keepalive_timeout": HEADER_SECONDS}
+"""Options of the aiohttp server (`web.AppRunner`) that `wnn serve` runs."""
+
 SERVE_CONFIG_FIELD = {"params": "strategy_params"}
 """Setting keys whose `ServeConfig` field has another name; every other key maps to itself."""
 
@@ -268,7 +276,7 @@ async def run_server(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
     group: LocalWorkers | None = None
     try:

@@ -7,17 +7,21 @@ Whatever bytes arrive, these helpers either return checked values or raise `Prot
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 
 from aiohttp import web
 
 from webnn.server.errors import ProtocolError, bad_field
+from webnn.server.ingest import BodyTimeout
 from webnn.server.keys import CONFIG, COORDINATOR
 from webnn.server.sessions import Session
 from webnn.server.wire import MAX_DEPTH, JsonInputError, parse_json
 
 JSON_LIMIT = 64 * 1024
+JSON_BODY_TIMEOUT = 10.0
+"""Seconds a JSON body may go without a byte (update bodies: `ServeConfig.body_timeout`)."""
 SESSION_HEADER = "X-WebNN-Session"
 MAX_TOKEN_CHARS = 512
 MAX_DECIMAL_DIGITS = 18
@@ -34,7 +38,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                             f"{limit} bytes")
     data = bytearray()
     while True:
-        chunk = await request.content.read(65536)
+        try:  # a slow sender is answered 408 body_timeout and closed (see `ingest`)
+            async with asyncio.timeout(JSON_BODY_TIMEOUT):
+                chunk = await request.content.read(65536)
+        except TimeoutError:
+            raise BodyTimeout(JSON_BODY_TIMEOUT, len(data)) from None
         if not chunk:
             break
         data += chunk

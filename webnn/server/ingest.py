@@ -4,7 +4,9 @@
    (503 ``busy`` when the budget or the merge queue is full, before anything is read), takes a
    buffer of that size from the pool and copies the socket's chunks into it as they arrive: one copy
    from aiohttp's chunk into the buffer, no growing bytearray, no ``bytes()`` of the whole.
-   A body over the limit is ``413 too_large``; one shorter than declared ``400 truncated``.
+   A body over the limit is ``413 too_large``; one shorter than declared ``400 truncated``; one
+   that makes no progress for `timeout` seconds ``408 body_timeout`` (`BodyTimeout`: the
+   connection is closed right after the answer).
 2. `updates.decode_update` decodes the frame in place: the weights are a float32 view on the
    pooled buffer (writable, so the strategy may use them as scratch, as the `Update` contract
    allows).
