@@ -67,6 +67,8 @@ class WorkerArgs:
     attack: str | None = None
     attack_scale: float = 1.0
     join_token: str | None = None
+    encoding: str | None = None  # the only update encoding offered at join (None: all)
+    weights_encoding: str | None = None  # the only weights encoding offered (None: all)
 
     def argv(self, command: WorkerCommand) -> list[str]:
         argv = [command.node, str(command.script), "--server", self.server_url,
@@ -77,6 +79,10 @@ class WorkerArgs:
             argv += ["--attack", self.attack, "--attack-scale", f"{self.attack_scale:g}"]
         if self.join_token:
             argv += ["--join-token", self.join_token]
+        if self.encoding:
+            argv += ["--encoding", self.encoding]
+        if self.weights_encoding:
+            argv += ["--weights-encoding", self.weights_encoding]
         return argv
 
 

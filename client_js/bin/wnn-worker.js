@@ -4,7 +4,10 @@
 //   wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm] [--name NAME]
 //              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
 //              [--no-follow-up] [--attack scaled|sign_flip|random|nan [--attack-scale S]
-//              [--attack-seed N]]
+//              [--attack-seed N]] [--encoding q8|f16|f32] [--weights-encoding f16|f32]
+//
+// --encoding / --weights-encoding offer only that update / weights encoding at join (default: all
+// of them; the server picks, see docs/protocol.md "Encodings"); f32 is the fallback either way.
 //
 // --attack makes a hostile client for experiments: each trained weight set is replaced by
 // attacks.js's transform of it (given the task's base weights) before it is sent.
@@ -18,6 +21,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 
 import { WebnnClient } from '../src/protocol.js';
+import { OFFER_ALL } from '../src/encoding.js';
 import { Trainer } from '../src/trainer.js';
 import { WorkerLoop } from '../src/worker_loop.js';
 import { ATTACK_KINDS, applyAttack, seededRandom } from '../src/attacks.js';
@@ -25,7 +29,8 @@ import { ATTACK_KINDS, applyAttack, seededRandom } from '../src/attacks.js';
 const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm]
                   [--name NAME] [--max-tasks N] [--speed FACTOR] [--join-token TOKEN]
                   [--reset-optimizer] [--no-follow-up]
-                  [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]`;
+                  [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]
+                  [--encoding q8|f16|f32] [--weights-encoding f16|f32]`;
 
 function usageError(message) {
   process.stderr.write(`wnn-worker: ${message}\n${USAGE}\n`);
@@ -51,6 +56,8 @@ export function parseOptions(argv) {
         attack: { type: 'string' },
         'attack-scale': { type: 'string' },
         'attack-seed': { type: 'string' },
+        encoding: { type: 'string' },
+        'weights-encoding': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -75,13 +82,22 @@ export function parseOptions(argv) {
     maxTasks = Number(values['max-tasks']);
     if (!Number.isInteger(maxTasks) || maxTasks < 1) usageError(`--max-tasks: ${JSON.stringify(values['max-tasks'])} is not a positive integer`);
   }
+  const encodings = { ...OFFER_ALL };
+  if (values.encoding !== undefined) {
+    if (!['q8', 'f16', 'f32'].includes(values.encoding)) usageError(`--encoding: ${JSON.stringify(values.encoding)} is not q8, f16 or f32`);
+    encodings.update = [values.encoding];
+  }
+  if (values['weights-encoding'] !== undefined) {
+    if (!['f16', 'f32'].includes(values['weights-encoding'])) usageError(`--weights-encoding: ${JSON.stringify(values['weights-encoding'])} is not f16 or f32`);
+    encodings.weights = [values['weights-encoding']];
+  }
   const speed = Number(values.speed);
   if (!Number.isFinite(speed) || speed <= 0) usageError(`--speed: ${JSON.stringify(values.speed)} is not a number > 0`);
   return {
     server: values.server, role: values.role, backend: values.backend,
     name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
     joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
-    followUp: !values['no-follow-up'], attack: attackOptions(values),
+    followUp: !values['no-follow-up'], attack: attackOptions(values), encodings,
   };
 }
 
@@ -152,6 +168,7 @@ async function main() {
   const client = new WebnnClient(options.server, {
     client: { kind: 'node', name: options.name, backend: options.backend, userAgent: `node/${process.versions.node}` },
     joinToken: options.joinToken,
+    encodings: options.encodings,
   });
   const trainer = new Trainer(tf, { resetOptimizer: options.resetOptimizer });
   const loop = new WorkerLoop({
@@ -161,7 +178,7 @@ async function main() {
   const say = (line) => process.stdout.write(`${line}\n`);
   const warn = (line) => process.stderr.write(`${line}\n`);
   const hostile = options.attack ? `; attack ${options.attack.kind} scale ${options.attack.scale}` : '';
-  loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}${hostile}`));
+  loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}, encodings ${client.encoding.update}/${client.encoding.weights}${hostile}`));
   loop.on('task', (event) => say(describe(event)));
   loop.on('dropped', ({ error }) => warn(`dropped task: ${error.code}: ${error.message}`));
   loop.on('problem', ({ error }) => warn(`problem: ${error.code ?? error.name}: ${error.message}`));

@@ -11,7 +11,19 @@
 export const MAGIC = 'WNF1';
 export const FRAME_CONTENT_TYPE = 'application/vnd.webnn.frame';
 const ALIGN = 8;
-const DTYPES = { float32: Float32Array, int32: Int32Array };
+// float16 travels as its bits (Uint16Array; encoding.js converts), int8 as Int8Array.
+const DTYPES = { float32: Float32Array, int32: Int32Array, float16: Uint16Array, int8: Int8Array };
+const GETTERS = { float32: 'getFloat32', int32: 'getInt32', float16: 'getUint16', int8: 'getInt8' };
+const SETTERS = { float32: 'setFloat32', int32: 'setInt32', float16: 'setUint16', int8: 'setInt8' };
+
+/** The dtype name of a tensor to encode: its `dtype`, else from its array type. */
+function dtypeOf(t) {
+  if (t.dtype !== undefined) return DTYPES[t.dtype] && t.data instanceof DTYPES[t.dtype] ? t.dtype : null;
+  if (t.data instanceof Float32Array) return 'float32';
+  if (t.data instanceof Int32Array) return 'int32';
+  if (t.data instanceof Int8Array) return 'int8';
+  return null;
+}
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** A frame that cannot be decoded or encoded; `message` says what and where (byte counts). */
@@ -34,7 +46,8 @@ function elementCount(shape, where) {
 /**
  * Encode a frame.
  * @param {object} fields message fields of the JSON header (must not contain `tensors`)
- * @param {Array<{name: string, data: Float32Array|Int32Array, shape?: number[]}>} tensors
+ * @param {Array<{name: string, data: Float32Array|Int32Array|Int8Array|Uint16Array, shape?: number[],
+ *   dtype?: string}>} tensors (`dtype: 'float16'` with the bits in a Uint16Array)
  * @returns {Uint8Array} the whole frame
  */
 export function encodeFrame(fields, tensors) {
@@ -42,8 +55,8 @@ export function encodeFrame(fields, tensors) {
   const entries = [];
   let offset = 0;
   for (const [i, t] of tensors.entries()) {
-    const dtype = t.data instanceof Float32Array ? 'float32' : t.data instanceof Int32Array ? 'int32' : null;
-    if (dtype === null) throw new FrameError(`tensors[${i}] (${t.name}): data must be a Float32Array or Int32Array`);
+    const dtype = dtypeOf(t);
+    if (dtype === null) throw new FrameError(`tensors[${i}] (${t.name}): data must be a Float32Array or Int32Array (or an Int8Array, or a Uint16Array with dtype 'float16')`);
     const shape = t.shape ?? [t.data.length];
     if (elementCount(shape, `tensors[${i}] (${t.name})`) !== t.data.length) {
       throw new FrameError(`tensors[${i}] (${t.name}): shape ${JSON.stringify(shape)} does not hold ${t.data.length} values`);
@@ -63,8 +76,9 @@ export function encodeFrame(fields, tensors) {
       frame.set(bytes, payloadStart + entries[i].offset);
     } else {
       const view = new DataView(frame.buffer, payloadStart + entries[i].offset, t.data.byteLength);
-      const put = entries[i].dtype === 'float32' ? 'setFloat32' : 'setInt32';
-      t.data.forEach((v, k) => view[put](4 * k, v, true));
+      const put = SETTERS[entries[i].dtype];
+      const size = t.data.BYTES_PER_ELEMENT;
+      t.data.forEach((v, k) => view[put](size * k, v, true));
     }
   }
   return frame;
@@ -101,26 +115,27 @@ export function decodeFrame(input) {
     const where = `header.tensors[${i}]${t && typeof t.name === 'string' ? ` (${t.name})` : ''}`;
     if (!t || typeof t.name !== 'string') throw new FrameError(`${where}: "name" must be a string`);
     const Ctor = DTYPES[t.dtype];
-    if (!Ctor) throw new FrameError(`${where}: dtype ${JSON.stringify(t.dtype)} is not float32 or int32`);
+    if (!Ctor) throw new FrameError(`${where}: dtype ${JSON.stringify(t.dtype)} is not one of ${Object.keys(DTYPES).join(', ')}`);
+    const size = Ctor.BYTES_PER_ELEMENT;
     const count = elementCount(t.shape, where);
     if (!Number.isInteger(t.offset) || t.offset < 0 || t.offset % 4 !== 0) {
       throw new FrameError(`${where}: offset ${JSON.stringify(t.offset)} must be a non-negative multiple of 4`);
     }
-    if (t.byteLength !== count * 4) {
-      throw new FrameError(`${where}: byteLength ${t.byteLength} does not match shape ${JSON.stringify(t.shape)} (${count * 4} bytes)`);
+    if (t.byteLength !== count * size) {
+      throw new FrameError(`${where}: byteLength ${t.byteLength} does not match shape ${JSON.stringify(t.shape)} (${count * size} bytes)`);
     }
     if (t.offset + t.byteLength > payloadLength) {
       throw new FrameError(`${where}: needs payload bytes ${t.offset}..${t.offset + t.byteLength} but the payload holds ${payloadLength} bytes`);
     }
     const start = bytes.byteOffset + payloadStart + t.offset;
     let data;
-    if (LITTLE_ENDIAN && start % 4 === 0) {
+    if (LITTLE_ENDIAN && start % size === 0) {
       data = new Ctor(bytes.buffer, start, count);
     } else {
       data = new Ctor(count);
       const view = new DataView(bytes.buffer, start, t.byteLength);
-      const get = t.dtype === 'float32' ? 'getFloat32' : 'getInt32';
-      for (let k = 0; k < count; k++) data[k] = view[get](4 * k, true);
+      const get = GETTERS[t.dtype];
+      for (let k = 0; k < count; k++) data[k] = view[get](size * k, true);
     }
     tensors[t.name] = { dtype: t.dtype, shape: t.shape, data };
   }

@@ -7,6 +7,7 @@
 // for tests and the curious.
 
 import { WebnnClient } from './protocol.js';
+import { OFFER_ALL } from './encoding.js';
 import { Trainer } from './trainer.js';
 import { WorkerLoop } from './worker_loop.js';
 import { createCurveChart } from './curve.js';
@@ -110,6 +111,7 @@ async function main() {
 
   const client = new WebnnClient(base, {
     client: { kind: 'browser', name: params.get('name') ?? undefined, userAgent: navigator.userAgent, backend: state.backend },
+    encodings: OFFER_ALL, // compressed updates and weights, as the server picks (docs/protocol.md)
   });
   const trainer = new Trainer(tf);
   const loop = new WorkerLoop({ client, trainer, role: params.get('role') ?? 'any' });

@@ -13,8 +13,14 @@
 // - Weights: a local cache of the last version fetched; every fetch is conditional
 //   (If-None-Match with the cached ETag) and a 304 answers from the cache.
 // - Failures the caller must act on are thrown as `ProtocolError` with the server's `code`.
+// - Encodings (docs/protocol.md, "Encodings"): join offers what `options.encodings` lists (e.g.
+//   encoding.js's OFFER_ALL; without it nothing, so f32 both ways, as for clients older than
+//   encodings); the server's pick is `this.encoding` ({update, weights}).
+//   Weights arrive as float32 or float16 (widened here to a Float32Array); updates go as float32
+//   weights, float16 weights or q8 deltas from the task's base weights (the cached version).
 
 import { decodeFrame, encodeFrame, FRAME_CONTENT_TYPE } from './frame.js';
+import { fromFloat16, manifestSizes, updateTensors } from './encoding.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -70,6 +76,9 @@ export class WebnnClient {
    * @param {Function} [options.onRetry] called with (error, attempt, delaySeconds) before each retry
    * @param {number} [options.maxBusyWaits=100] waits on 503 + Retry-After in a row before giving up
    * @param {number} [options.maxBusyDelay=60] cap on one such wait, in seconds
+   * @param {{update?: string[], weights?: string[]}} [options.encodings] what join offers (e.g.
+   *   encoding.js's OFFER_ALL; default none: f32 both ways); f32 is always understood
+   * @param {() => number} [options.random] uniform [0, 1) source for q8's stochastic rounding
    */
   constructor(baseUrl, options = {}) {
     this.base = normaliseBase(baseUrl);
@@ -89,6 +98,10 @@ export class WebnnClient {
     this.joined = null;
     this.joins = 0;
     this.weightsCache = null; // {version, etag, steps, weights: Float32Array}
+    this.offer = options.encodings ?? null;
+    this.random = options.random;
+    this.encoding = { update: 'f32', weights: 'f32' }; // the server's pick, set at join
+    this.sizes = null; // element counts of the manifest tensors (q8 scales are per tensor)
   }
 
   url(path) {
@@ -155,7 +168,10 @@ export class WebnnClient {
   /** Join (again): a new session token; the answer carries the model description. */
   async join() {
     const headers = this.joinToken ? { Authorization: `Bearer ${this.joinToken}` } : {};
-    const answer = await this.json('POST', 'api/v1/join', { client: this.clientInfo }, { headers, session: false });
+    const body = this.offer ? { client: this.clientInfo, encodings: this.offer } : { client: this.clientInfo };
+    const answer = await this.json('POST', 'api/v1/join', body, { headers, session: false });
+    this.encoding = { update: answer.encodings?.update ?? 'f32', weights: answer.encodings?.weights ?? 'f32' };
+    this.sizes = Array.isArray(answer.model?.weightsManifest) ? manifestSizes(answer.model.weightsManifest) : null;
     this.token = answer.token;
     this.clientId = answer.clientId;
     this.joined = answer;
@@ -190,8 +206,9 @@ export class WebnnClient {
       return { version: cache.version, steps: cache.steps, weights: cache.weights, cached: true };
     }
     const buffer = await response.arrayBuffer();
-    if (buffer.byteLength % 4 !== 0) {
-      throw new ProtocolError('bad_response', `GET ${this.url(url)}: ${buffer.byteLength} bytes is not a whole number of float32`);
+    const half = response.headers.get('X-WebNN-Encoding') === 'f16';
+    if (buffer.byteLength % (half ? 2 : 4) !== 0) {
+      throw new ProtocolError('bad_response', `GET ${this.url(url)}: ${buffer.byteLength} bytes is not a whole number of ${half ? 'float16' : 'float32'}`);
     }
     const version = Number(response.headers.get('X-WebNN-Version'));
     const stepsHeader = response.headers.get('X-WebNN-Steps');
@@ -199,7 +216,7 @@ export class WebnnClient {
       version,
       steps: stepsHeader === null ? null : Number(stepsHeader),
       etag: response.headers.get('ETag') ?? `"v${version}"`,
-      weights: new Float32Array(buffer),
+      weights: half ? fromFloat16(new Uint16Array(buffer)) : new Float32Array(buffer),
     };
     this.weightsCache = entry;
     return { version: entry.version, steps: entry.steps, weights: entry.weights, cached: false };
@@ -226,14 +243,24 @@ export class WebnnClient {
    * @param {object} task
    * @param {Float32Array} weights
    * @param {{steps: number, loss: number, accuracy: number|null, timings: {fetch, compute, send}}} info
-   * @param {{next?: 'train'|'evaluate'|'any'|null}} [options]
+   * @param {{next?: 'train'|'evaluate'|'any'|null, base?: Float32Array}} [options] `base`: the
+   *   weights the task started from, for q8 (default: the cached weights of the task's version)
    * @returns {Promise<{accepted: boolean, version: number, merged: boolean, staleness: number,
    *   next?: object, inputs?: {weights: object, batch: object}}>}
    */
-  async submitUpdate(task, weights, { steps, loss, accuracy, timings }, { next = null } = {}) {
+  async submitUpdate(task, weights, { steps, loss, accuracy, timings }, { next = null, base = null } = {}) {
     const header = { baseVersion: task.version, steps, loss: finiteOrNull(loss), accuracy: finiteOrNull(accuracy), timings };
     if (next) header.next = next;
-    const frame = encodeFrame(header, [{ name: 'weights', data: weights }]);
+    const encoding = this.encoding.update;
+    if (encoding === 'q8' && !base) {
+      const cache = this.weightsCache;
+      if (!cache || cache.version !== task.version) {
+        throw new ProtocolError('no_base', `task ${task.id}: a q8 update needs the weights of version ${task.version} it started from; the cache holds ${cache ? `version ${cache.version}` : 'none'}`);
+      }
+      base = cache.weights;
+    }
+    const tensors = updateTensors(encoding, weights, { base, sizes: this.sizes, random: this.random });
+    const frame = encodeFrame(header, tensors);
     const headers = next ? { Accept: `${FRAME_CONTENT_TYPE}, application/json` } : {};
     const url = task.urls.submit;
     const response = await this.send('POST', url, { body: frame, contentType: FRAME_CONTENT_TYPE, headers });
@@ -257,7 +284,11 @@ export class WebnnClient {
     if (!next || !weights || !x || !y) {
       throw new ProtocolError('bad_response', `POST ${url}: answer frame needs a next task and tensors weights, x, y`);
     }
-    const entry = { version: next.version, steps: next.steps ?? null, etag: `"v${next.version}"`, weights: weights.data };
+    const half = weights.dtype === 'float16';
+    const entry = {
+      version: next.version, steps: next.steps ?? null, etag: half ? `"v${next.version}-f16"` : `"v${next.version}"`,
+      weights: half ? fromFloat16(weights.data) : weights.data,
+    };
     this.weightsCache = entry;
     answer.inputs = {
       weights: { version: entry.version, steps: entry.steps, weights: entry.weights, cached: false },

@@ -18,6 +18,10 @@ from typing import Any
 WORKER_KINDS = ("node", "chromium")
 BACKENDS = ("cpu", "wasm", "webgl")  # webgl: Chromium tabs only
 ATTACK_KINDS = ("scaled", "sign_flip", "random", "nan")
+UPDATE_ENCODINGS = ("q8", "f16", "f32")
+WEIGHTS_ENCODINGS = ("f16", "f32")
+"""What a client group (or a strategy entry, for every group) offers at join: only that encoding
+(docs/protocol.md "Encodings"); unset, the workers offer every encoding and the server picks."""
 CHURN_SIGNALS = ("kill", "term")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -42,6 +46,13 @@ class StrategyEntry:
     attack: str | None = None  # overrides the hostile groups' attack; "none" = a clean baseline
     attack_scale: float | None = None
     screening: dict[str, Any] | None = None  # a `ScreeningConfig` table, checked before merges
+    encoding: str | None = None  # overrides every group's update encoding (q8, f16, f32)
+    weights_encoding: str | None = None  # overrides every group's weights encoding (f16, f32)
+
+    def encodings_for(self, group: ClientGroup) -> tuple[str | None, str | None]:
+        """The (update, weights) encodings a client of `group` offers in this entry's runs."""
+        return (self.encoding or group.encoding,
+                self.weights_encoding or group.weights_encoding)
 
     def attack_for(self, group: ClientGroup) -> tuple[str | None, float]:
         """The attack (kind, scale) a client of `group` mounts in this entry's runs."""
@@ -78,6 +89,8 @@ class ClientGroup:
     churn: Churn | None = None
     attack: str | None = None
     attack_scale: float = 1.0
+    encoding: str | None = None  # the only update encoding offered (None: all; server picks)
+    weights_encoding: str | None = None  # the only weights encoding offered (None: all)
 
 
 @dataclass(frozen=True)
@@ -324,6 +337,10 @@ def _check_worker_kind(problems: list[str], worker: str, clients: tuple[ClientGr
             if group.attack is not None:
                 problems.append(f"clients[{i}].attack: not supported with worker = \"chromium\" "
                                 "(hostile clients are Node workers)")
+            for key in ("encoding", "weights_encoding"):
+                if getattr(group, key) is not None:
+                    problems.append(f"clients[{i}].{key}: not supported with worker = "
+                                    "\"chromium\" (the page offers every encoding)")
         elif group.backend == "webgl":
             problems.append(f"clients[{i}].backend: webgl needs worker = \"chromium\"; Node "
                             "workers use cpu or wasm")
@@ -332,6 +349,10 @@ def _check_worker_kind(problems: list[str], worker: str, clients: tuple[ClientGr
             if entry.attack not in (None, "none"):
                 problems.append(f"strategies[{i}].attack: not supported with worker = "
                                 "\"chromium\"")
+            for key in ("encoding", "weights_encoding"):
+                if getattr(entry, key) is not None:
+                    problems.append(f"strategies[{i}].{key}: not supported with worker = "
+                                    "\"chromium\" (the page offers every encoding)")
 
 
 def _data_options(top: _Reader) -> dict[str, str]:
@@ -420,7 +441,8 @@ def _strategies(top: _Reader) -> tuple[StrategyEntry, ...]:
             top.problems.append(f"{path}: expected a table, got {_show(raw)}")
             continue
         reader = _Reader(top.problems, raw, path,
-                         ("label", "name", "params", "attack", "attack_scale", "screening"))
+                         ("label", "name", "params", "attack", "attack_scale", "screening",
+                          "encoding", "weights_encoding"))
         name = reader.get("name", "str", required=True)
         label = reader.get("label", "str", name)
         params = reader.get("params", "table", {})
@@ -439,8 +461,12 @@ def _strategies(top: _Reader) -> tuple[StrategyEntry, ...]:
                          "each entry its own label")
         seen[label] = i
         params = _check_strategy(reader, name, params)
-        result.append(StrategyEntry(label=label, name=name, params=params, attack=attack,
-                                    attack_scale=attack_scale, screening=screening))
+        result.append(StrategyEntry(
+            label=label, name=name, params=params, attack=attack, attack_scale=attack_scale,
+            screening=screening,
+            encoding=reader.get("encoding", "str", None, choices=UPDATE_ENCODINGS),
+            weights_encoding=reader.get("weights_encoding", "str", None,
+                                        choices=WEIGHTS_ENCODINGS)))
     return tuple(result)
 
 
@@ -495,7 +521,7 @@ def _param_kind(declared: Any) -> str | None:
 
 
 _GROUP_KEYS = ("label", "count", "speed", "latency_ms", "backend", "churn", "attack",
-               "attack_scale")
+               "attack_scale", "encoding", "weights_encoding")
 
 
 def _clients(top: _Reader) -> tuple[ClientGroup, ...]:
@@ -537,6 +563,9 @@ def _clients(top: _Reader) -> tuple[ClientGroup, ...]:
             churn=churn,
             attack=attack,
             attack_scale=reader.get("attack_scale", "number", 1.0),
+            encoding=reader.get("encoding", "str", None, choices=UPDATE_ENCODINGS),
+            weights_encoding=reader.get("weights_encoding", "str", None,
+                                        choices=WEIGHTS_ENCODINGS),
         ))
     return tuple(groups)
 

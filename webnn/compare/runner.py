@@ -315,6 +315,7 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 stack.push_async_callback(proxy.close)
             name = f"{group.label}-{k + 1}"
             attack, scale = entry.attack_for(group)
+            update_encoding, weights_encoding = entry.encodings_for(group)
             if chromium is not None:
                 slots.append(BrowserSlot(
                     name=name, chromium=chromium, server_url=client_url, backend=group.backend,
@@ -323,7 +324,8 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 continue
             slots.append(ClientSlot(
                 WorkerArgs(server_url=client_url, name=name, role="train", backend=group.backend,
-                           speed=group.speed, attack=attack, attack_scale=scale),
+                           speed=group.speed, attack=attack, attack_scale=scale,
+                           encoding=update_encoding, weights_encoding=weights_encoding),
                 log_path=logs / f"{name}.log", churn=group.churn,
                 rng=np.random.default_rng(streams[n]), command=command))
             n += 1

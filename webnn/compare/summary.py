@@ -64,6 +64,8 @@ class StrategySummary:
     reference: str | None = None  # the label the differences below are against
     final_accuracy_diff: Interval | None = None
     auc_diff: Interval | None = None
+    update_bytes_mean: float = math.nan  # body bytes per accepted update (server's traffic)
+    update_encodings: str = ""  # the update encodings the runs' servers received
 
 
 def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None:
@@ -88,6 +90,15 @@ def _km_median(runs: Sequence[Run], target: float, field: str) -> float | None:
         times.append(float(getattr(hit if hit is not None else run.rows[-1], field)))
         reached.append(hit is not None)
     return kaplan_meier_median(times, reached) if runs else None
+
+
+def update_bytes(run: Run) -> tuple[float, list[str]]:
+    """Mean body bytes per accepted update of a run and its encodings, from the final status's
+    ``traffic.updates`` (NaN when the server did not report it)."""
+    table = run.record.final_status.get("traffic", {}).get("updates", {}) or {}
+    count = sum(int(v.get("count", 0)) for v in table.values())
+    size = sum(float(v.get("bytes", 0)) for v in table.values())
+    return (size / count if count else math.nan), sorted(table)
 
 
 def summarize(runs: Sequence[Run], target: float | None,
@@ -147,6 +158,8 @@ def summarize(runs: Sequence[Run], target: float | None,
             final_accuracy_diff=(paired_difference(seeds["final"], ref["final"])
                                  if compared else None),
             auc_diff=paired_difference(seeds["auc"], ref["auc"]) if compared else None,
+            update_bytes_mean=_mean([update_bytes(r)[0] for r in good]),
+            update_encodings="/".join(sorted({e for r in good for e in update_bytes(r)[1]})),
         ))
     return summaries
 
@@ -195,6 +208,9 @@ def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[li
         header += [f"reached {target:g}", "time to target (s)", "merges to target",
                    "median time (KM)", "median merges (KM)"]
     header += ["AUC", "merges", "updates merged", "rejected", "mean staleness"]
+    traffic = any(math.isfinite(s.update_bytes_mean) for s in summaries)
+    if traffic:
+        header += ["encoding", "bytes/update"]
     rows = []
     for s in summaries:
         runs = f"{s.runs}" + (f" (+{s.failed} failed)" if s.failed else "")
@@ -208,6 +224,8 @@ def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[li
                     _censored(s.merges_to_target_median, 0)]
         row += [_num(s.auc), _num(s.merges_mean, 1), _num(s.updates_merged_mean, 1),
                 _num(s.updates_rejected_mean, 1), _num(s.mean_staleness, 2)]
+        if traffic:
+            row += [s.update_encodings or "-", _num(s.update_bytes_mean, 0)]
         rows.append(row)
     return header, rows
 

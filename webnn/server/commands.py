@@ -359,6 +359,12 @@ one process, each at /models/<name>/ with an index page at /.
               help="Joins one client address may make at once [60].")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
               help="A reverse proxy whose X-Forwarded-For names the client; repeatable.")
+@click.option("--update-encoding", type=click.Choice(["auto", "q8", "f16", "f32"]),
+              help="Update encoding volunteers send: auto = the fewest bytes a client offers "
+                   "(8-bit deltas), else the one named when offered, f32 otherwise [auto].")
+@click.option("--weights-encoding", type=click.Choice(["auto", "f16", "f32"]),
+              help="Weights encoding volunteers receive: auto = the fewest bytes a client "
+                   "offers [auto].")
 @click.option("--private-status/--public-status", "private_status", default=None,
               help="Client list, history and events only for joined sessions and the admin "
                    "token [public].")

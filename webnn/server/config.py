@@ -49,6 +49,9 @@ class ServeConfig:
     `trusted_proxies`: addresses whose ``X-Forwarded-For`` names the client. `private_status`
     restricts the client list, history and event stream to joined sessions and the admin token.
     `body_timeout`: seconds an update body may go without a byte before it is answered 408.
+    `update_encoding` (``auto``, ``q8``, ``f16``, ``f32``) and `weights_encoding` (``auto``,
+    ``f16``, ``f32``): what sessions send and receive (`webnn.server.encodings`; ``auto`` = the
+    fewest bytes the client offers; a client that offers nothing gets ``f32``).
 
     `screening=None` screens with `webnn.merge.screening.DEFAULT_SCREENING` (an adaptive norm
     bound); a mapping is laid over those defaults key by key; ``"off"`` or False turns screening
@@ -98,6 +101,8 @@ class ServeConfig:
     eval_quorum: int = 2
     eval_quorum_wait: float = 30.0
     body_timeout: float = 10.0
+    update_encoding: str = "auto"
+    weights_encoding: str = "auto"
 
     def __post_init__(self) -> None:
         if self.admin_token is None:
@@ -139,6 +144,13 @@ class ServeConfig:
                      "eval_chunk_size"):
             positive(name, optional=True, integer=True)
         positive("max_invalid_updates", optional=False, integer=True)
+        from webnn.server.encodings import UPDATE_SETTINGS, WEIGHTS_SETTINGS
+
+        for name, choices in (("update_encoding", UPDATE_SETTINGS),
+                              ("weights_encoding", WEIGHTS_SETTINGS)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name}: must be one of {', '.join(choices)}, got "
+                                f"{getattr(self, name)!r}")
         if not isinstance(self.private_status, bool):
             problems.append(f"private_status: must be true or false, got {self.private_status!r}")
         for name in ("merge_queue", "max_open_tasks", "max_sessions", "join_burst",

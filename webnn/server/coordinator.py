@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -55,6 +56,7 @@ from webnn.server.admission import (
 )
 from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.config import ModelParts, ServeConfig
+from webnn.server.encodings import WRONG_ENCODING, EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
 from webnn.server.evaluation import (
     Evaluation,
@@ -79,7 +81,7 @@ log = logging.getLogger("webnn.server")
 INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
                                   "norm_too_large", "merge_not_finite",
-                                  "evaluation_disagrees"})
+                                  "evaluation_disagrees", WRONG_ENCODING})
 STATE_FORMAT = 1
 SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
@@ -134,6 +136,11 @@ class Coordinator:
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         # a new version takes a buffer as an old one goes: a few free ones cover the churn
         self.pool = SnapshotPool(self.layout.size, keep=SNAPSHOT_POOL_KEEP)
+        # float16 copies of versions for sessions with f16 weights (see `versions`)
+        self.half_pool = SnapshotPool(self.layout.size, keep=SNAPSHOT_POOL_KEEP, dtype="<f2")
+        self.half_sessions = 0  # joined sessions receiving f16 weights
+        self.traffic: dict[str, Counter[str]] = {"updates": Counter(), "updateBytes": Counter(),
+                                                 "weights": Counter(), "weightBytes": Counter()}
         self.merger = MergeWorker(self.strategy, self.screen, self.layout, self.pool)
 
         self.model = ModelState(weights=self.spec.compiled.initial_weights(self.seed), steps=0,
@@ -159,7 +166,7 @@ class Coordinator:
         if checkpoint is not None:
             self._resume(checkpoint)
         self.versions = VersionSnapshots(self.model.version, self.merger.snapshot(self.model),
-                                         self.pool)
+                                         self.pool, self.half_pool)
         events.listen(metrics.on_event)
         self._update_gauges()
 
@@ -207,8 +214,12 @@ class Coordinator:
         """The aiohttp middleware applying this model's join limits (see `admission`)."""
         return join_middleware(self.admission, lambda: len(self.sessions), self._count_admission)
 
-    def join(self, info: dict) -> Session:
+    def join(self, info: dict, encodings: Encodings | None = None) -> Session:
         session = self.sessions.join(info, self.clock())
+        if encodings is not None:
+            session.encodings = encodings
+        if session.encodings.weights == "f16":
+            self.half_sessions += 1
         self.events.publish("client", {"event": "join", "clientId": session.client_id,
                                        "kind": session.kind, "clients": len(self.sessions)})
         return session
@@ -219,7 +230,8 @@ class Coordinator:
             task = self.tasks.get(task_id)
             if task is not None and task.state == "open" and task.pending is None:
                 self._close_and_return(task, now)
-        self.sessions.remove(session.token)
+        if self.sessions.remove(session.token) is not None and session.encodings.weights == "f16":
+            self.half_sessions -= 1
         self.events.publish("client", {"event": "leave", "clientId": session.client_id,
                                        "clients": len(self.sessions)})
 
@@ -301,14 +313,17 @@ class Coordinator:
                 self._count_admission("deferred")  # no task now: the client asks again later
                 return None
             self._admit_lease(session)
-            if self.needs_base and self.versions.nbytes > self.limits.snapshot_budget:
+            # q8 deltas are decoded against their base: the lease keeps its version like a
+            # strategy's need for base weights does
+            holds_base = self.needs_base or session.encodings.update == "q8"
+            if holds_base and self.versions.nbytes > self.limits.snapshot_budget:
                 self._count_admission("busy")
                 raise busy(f"kept snapshots fill their budget of {self.limits.snapshot_budget} "
                            "bytes until open leases finish", self.config.poll_seconds)
             work = self.feed.take()
             version = self.model.version
             task = self._issue("train", work, version, self.current_steps, session, now)
-            if self.needs_base:
+            if holds_base:
                 self.versions.hold(version)
                 task.base_hold = True
             else:
@@ -392,11 +407,11 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------- weights
 
-    def weights(self, version: int | None, token: str | None = None
+    def weights(self, version: int | None, token: str | None = None, encoding: str = "f32"
                 ) -> tuple[int, int, memoryview]:
-        """``(version, steps, bytes)`` of `version` (None = current); 404 if not held. Fetching
-        a given version satisfies a lease of session `token` waiting to fetch it (any lease's,
-        without a token; see `versions`)."""
+        """``(version, steps, bytes)`` of `version` (None = current) in the weights `encoding`
+        (``f32`` or ``f16``); 404 if not held. Fetching a given version satisfies a lease of
+        session `token` waiting to fetch it (any lease's, without a token; see `versions`)."""
         asked = version is not None
         if version is None:
             version = self.model.version
@@ -406,7 +421,7 @@ class Coordinator:
                                 f"version {version} is not held (current version is "
                                 f"{self.model.version}; only versions referenced by open tasks "
                                 "are kept)")
-        wire = snapshot.wire()
+        wire = self._wire(version, encoding)
         if asked:
             session = self.sessions.get(token)
             self.versions.fetched(version, session.token if session is not None else None)
@@ -421,7 +436,38 @@ class Coordinator:
         if snapshot is None:
             return None
         self.versions.fetched(follow.version, follow.session)
-        return snapshot.wire(), split_frame(self._batch_frame(follow))
+        encoding = self.weights_encoding(follow.session)
+        wire = self._wire(follow.version, encoding)
+        self.note_weights_bytes(encoding, len(wire))
+        return wire, split_frame(self._batch_frame(follow))
+
+    def note_weights_bytes(self, encoding: str, nbytes: int) -> None:
+        """Weights of `nbytes` bytes sent in `encoding` (status ``traffic``)."""
+        self.traffic["weights"][encoding] += 1
+        self.traffic["weightBytes"][encoding] += nbytes
+
+    def weights_encoding(self, token: str | None) -> str:
+        """The weights encoding of session `token` (``f32`` without one)."""
+        session = self.sessions.get(token)
+        return session.encodings.weights if session is not None else "f32"
+
+    def _wire(self, version: int, encoding: str) -> memoryview:
+        """A held version's wire bytes; the float16 copy is made here when none exists yet."""
+        if encoding == "f16":
+            wire = self.versions.half_wire(version, to_half)
+        else:
+            snapshot = self.versions.get(version)
+            wire = None if snapshot is None else snapshot.wire()
+        assert wire is not None
+        return wire
+
+    def note_update_bytes(self, encoding: str, nbytes: int) -> None:
+        """An accepted update's body of `nbytes` bytes in `encoding` (status ``traffic`` and
+        ``webnn_update_bytes_total{encoding}``)."""
+        self.traffic["updates"][encoding] += 1
+        self.traffic["updateBytes"][encoding] += nbytes
+        self.metrics.update_bytes.labels(encoding).inc(nbytes)
+        self.metrics.update_bodies.labels(encoding).inc()
 
     @property
     def current_steps(self) -> int:
@@ -458,7 +504,8 @@ class Coordinator:
         try:
             weights, header = decode_update(body, self.layout, task_id=task.id,
                                             task_version=task.version,
-                                            max_steps=self.local_steps)
+                                            max_steps=self.local_steps,
+                                            encoding=session.encodings.update)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
             raise
@@ -501,7 +548,7 @@ class Coordinator:
             self._count_refusal("too_stale")
             raise error
 
-    async def _merge(self, session: Session, task: Task, weights: np.ndarray,
+    async def _merge(self, session: Session, task: Task, weights: np.ndarray | EncodedUpdate,
                      header: UpdateHeader) -> dict:
         work = task.work
         assert isinstance(work, TrainWork)
@@ -519,19 +566,21 @@ class Coordinator:
             staleness = self.model.version - task.version
             kept = self.versions.get(task.version)
             base = kept.array() if kept is not None else None
-            if self.needs_base and base is None:
+            if (self.needs_base or isinstance(weights, EncodedUpdate)
+                    and weights.encoding == "q8") and base is None:
                 raise RuntimeError(f"version {task.version} of a base-holding lease is gone")
-            update = Update(weights=weights, base_version=task.version, base_steps=task.steps,
-                            local_steps=header.steps, staleness=staleness,
-                            client=session.client_id,
-                            base_weights=base if self.needs_base else None,
-                            examples=work.examples)
+            fields = dict(base_version=task.version, base_steps=task.steps,
+                          local_steps=header.steps, staleness=staleness,
+                          client=session.client_id,
+                          base_weights=base if self.needs_base else None,
+                          examples=work.examples)
             started = time.perf_counter()
             current = self.versions.get(self.model.version)
             assert current is not None
-            outcome = await asyncio.to_thread(self.merger.run, self.model, update, base, current)
+            outcome = await asyncio.to_thread(self._run_merge, weights, fields, base, current,
+                                              self.half_sessions > 0)
             # drop our references to snapshot arrays, so a dropped version's buffer is reused
-            del update, base, kept, current
+            del fields, base, kept, current, weights
             verdict, changed, snapshot = outcome.verdict, outcome.changed, outcome.snapshot
             if verdict is not None and verdict.refused:
                 self.note_invalid(session, verdict.reason or "refused")
@@ -566,6 +615,31 @@ class Coordinator:
                 follow = None  # busy or at its task cap: the client asks on its own later
             task.follow_up = FollowUp(follow, {})
         return result
+
+    def _run_merge(self, weights: np.ndarray | EncodedUpdate, fields: dict,
+                   base: np.ndarray | None, current: Snapshot, half: bool) -> Any:
+        """In the worker thread: decode a compressed update into a pooled float32 buffer
+        (`EncodedUpdate.decode_into`: f16 widened, q8 as base + q * s), run the merge step, and
+        give the new version a float16 copy when a session receives f16 weights."""
+        buffer = None
+        if isinstance(weights, EncodedUpdate):
+            buffer = self.pool.acquire()
+            weights = weights.decode_into(buffer, self.layout, base)
+        update = Update(weights=weights, **fields)
+        del weights
+        try:
+            outcome = self.merger.run(self.model, update, base, current)
+        finally:
+            del update
+            if buffer is not None:
+                self.pool.give_back(buffer)
+                del buffer
+        if half and outcome.snapshot is not None:
+            snapshot = outcome.snapshot
+            copy = to_half(snapshot.array(), self.half_pool.acquire())
+            outcome = dataclasses.replace(outcome, snapshot=Snapshot(snapshot.data,
+                                                                     snapshot.steps, copy))
+        return outcome
 
     def _record_update(self, session: Session, work: TrainWork, header: UpdateHeader,
                        staleness: int, changed: bool) -> None:
@@ -803,6 +877,7 @@ class Coordinator:
                          "report": self.strategy.report()},
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
+            "traffic": self.traffic_summary(),
             "capacity": {
                 "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,
                 "snapshots": len(self.versions), "snapshotBytes": self.versions.nbytes,
@@ -810,6 +885,15 @@ class Coordinator:
                 "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue,
                 "refused": dict(self.refused)},
         }
+
+    def traffic_summary(self) -> dict:
+        """Accepted updates and served weights by encoding: ``{"updates": {enc: {"count",
+        "bytes", "meanBytes"}}, "weights": {...}}`` (bodies as received, weights as sent)."""
+        def table(counts: Counter[str], sizes: Counter[str]) -> dict:
+            return {enc: {"count": n, "bytes": sizes[enc], "meanBytes": round(sizes[enc] / n, 1)}
+                    for enc, n in sorted(counts.items()) if n}
+        return {"updates": table(self.traffic["updates"], self.traffic["updateBytes"]),
+                "weights": table(self.traffic["weights"], self.traffic["weightBytes"])}
 
     # ---------------------------------------------------------------------------- the clock
 

@@ -2,7 +2,8 @@
 from buffers that already exist.
 
 The frame (layout in `frames.py`) is written as four pieces, never concatenated: the prefix
-(magic, header length, JSON header, padding), the version's snapshot bytes (tensor ``weights``),
+(magic, header length, JSON header, padding), the version's snapshot bytes (tensor ``weights``:
+float32, or the snapshot's float16 copy for a session with ``f16`` weights),
 padding to 8 bytes, and the batch frame's payload (tensors ``x``, ``y`` at their offsets shifted
 by the weights' padded length). The header is the update answer plus ``batch`` (the batch frame's
 header fields) and the tensor table. Nothing model-sized is encoded, decoded or copied.
@@ -40,12 +41,18 @@ def split_frame(frame: bytes) -> BatchFrame:
     return BatchFrame(header, tensors, view[start:])
 
 
-def follow_up_pieces(answer: dict, weights: memoryview,
-                     batch: BatchFrame) -> list[bytes | memoryview]:
-    """The pieces of the follow-up frame, in order; their lengths sum to the frame's length."""
+WEIGHT_DTYPES = {"f32": ("float32", 4), "f16": ("float16", 2)}
+"""The ``weights`` tensor's dtype and item size per weights encoding."""
+
+
+def follow_up_pieces(answer: dict, weights: memoryview, batch: BatchFrame,
+                     encoding: str = "f32") -> list[bytes | memoryview]:
+    """The pieces of the follow-up frame, in order; their lengths sum to the frame's length.
+    `weights` are the version's wire bytes in the session's weights `encoding`."""
     size = len(weights)
     shift = size + _pad(size)
-    tensors = [{"name": "weights", "dtype": "float32", "shape": [size // 4], "offset": 0,
+    dtype, itemsize = WEIGHT_DTYPES[encoding]
+    tensors = [{"name": "weights", "dtype": dtype, "shape": [size // itemsize], "offset": 0,
                 "byteLength": size}]
     tensors += [{**entry, "offset": entry["offset"] + shift} for entry in batch.tensors]
     head = json.dumps({**answer, "batch": batch.header, "tensors": tensors},

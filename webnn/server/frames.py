@@ -42,7 +42,10 @@ MAX_NAME_CHARS = 128
 MAX_RANK = 8
 MAX_DIM = 1 << 31
 MAX_ELEMENTS = 1 << 31
-DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4")}
+DTYPES: dict[str, np.dtype] = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"),
+                                "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
+"""The allowed tensor dtypes: float16 and int8 carry compressed updates and weights
+(`webnn.server.encodings`)."""
 
 
 class FrameError(ValueError):
@@ -91,15 +94,14 @@ def _pad(n: int) -> int:
 
 
 def _dtype_name(array: np.ndarray) -> str:
-    if array.dtype == np.float32:
-        return "float32"
-    if array.dtype == np.int32:
-        return "int32"
-    raise ValueError(f"frames carry float32 or int32 tensors, not {array.dtype}")
+    for name, dtype in DTYPES.items():
+        if array.dtype == dtype:
+            return name
+    raise ValueError(f"frames carry {', '.join(DTYPES)} tensors, not {array.dtype}")
 
 
 def encode_frame(header: dict, tensors: dict[str, np.ndarray]) -> bytes:
-    """Encode `header` fields and `tensors` (float32 or int32 arrays) into one frame."""
+    """Encode `header` fields and `tensors` (arrays of a `DTYPES` dtype) into one frame."""
     entries, chunks, offset = [], [], 0
     for name, array in tensors.items():
         dtype = _dtype_name(array)

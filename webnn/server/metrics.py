@@ -30,6 +30,10 @@ class Metrics:
             "webnn_requests_refused", "Error answers (4xx/5xx) to any request, by error code",
             ["code"], registry=r)
         self.tasks_issued = Counter("webnn_tasks_issued", "Tasks handed out", ["kind"], registry=r)
+        self.update_bytes = Counter("webnn_update_bytes", "Body bytes of accepted updates",
+                                    ["encoding"], registry=r)
+        self.update_bodies = Counter("webnn_update_bodies", "Accepted updates by encoding",
+                                     ["encoding"], registry=r)
         self.leases_expired = Counter(
             "webnn_leases_expired", "Task leases that ran out (work handed out again)", ["kind"],
             registry=r)

@@ -9,6 +9,7 @@ import unicodedata
 from aiohttp import web
 
 from webnn.server.coordinator import Coordinator
+from webnn.server.encodings import negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.follow_up import BatchFrame, follow_up_pieces
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
@@ -105,11 +106,14 @@ async def join(request: web.Request) -> web.Response:
         raise bad_field("$.client.kind", f"must be one of {list(CLIENT_KINDS)}, got {kind!r}")
     clean = {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")}}
     config = request.app[CONFIG]
-    joined = _coordinator(request).join(clean)
+    # what the client offers, and the server's pick (f32 when it offers nothing: old clients)
+    encodings = negotiate(parse_offer(body.get("encodings")), config.update_encoding,
+                          config.weights_encoding)
+    joined = _coordinator(request).join(clean, encodings)
     return json_response({
         "token": joined.token, "clientId": joined.client_id, "model": model_description(request),
         "leaseSeconds": config.lease_seconds, "pollSeconds": config.poll_seconds,
-        "state": _coordinator(request).state,
+        "state": _coordinator(request).state, "encodings": encodings.public(),
     })
 
 
@@ -146,14 +150,19 @@ def _etag_matches(request: web.Request, etag: str) -> bool:
 
 
 def _weights_response(request: web.Request, version: int | None) -> web.Response:
+    """A version's weights in the session's weights encoding (``f32`` without a session); the
+    ETag names the encoding when it is not f32 (``"v12-f16"``), so caches never mix them."""
     maybe_session(request)
-    version, steps, data = _coordinator(request).weights(version,
-                                                         request.headers.get(SESSION_HEADER))
-    etag = f'"v{version}"'
+    coordinator = _coordinator(request)
+    token = request.headers.get(SESSION_HEADER)
+    encoding = coordinator.weights_encoding(token)
+    version, steps, data = coordinator.weights(version, token, encoding)
+    etag = f'"v{version}"' if encoding == "f32" else f'"v{version}-{encoding}"'
     headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
-               "Cache-Control": "no-cache"}
+               "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
     if _etag_matches(request, etag):
         return web.Response(status=304, headers=headers)
+    coordinator.note_weights_bytes(encoding, len(data))
     return web.Response(body=data, headers=headers, content_type="application/octet-stream")
 
 
@@ -199,6 +208,8 @@ async def update(request: web.Request) -> web.StreamResponse:
         if body is not None:  # the merge owns the buffer until it is over, even if cancelled
             merge.add_done_callback(lambda _: body.release())
         answer = await asyncio.shield(merge)
+    if body is not None:
+        coordinator.note_update_bytes(client.encodings.update, body.length)
     follow = task.follow_up
     if follow is None:
         return json_response(answer)
@@ -209,16 +220,17 @@ async def update(request: web.Request) -> web.StreamResponse:
         inputs = coordinator.follow_up_inputs(follow.task)
     if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
         return json_response(follow.answer)
-    return await _follow_up_frame(request, follow.answer, *inputs)
+    return await _follow_up_frame(request, follow.answer, *inputs,
+                                  coordinator.weights_encoding(follow.task.session))
 
 
 async def _follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
-                           batch: BatchFrame) -> web.StreamResponse:
+                           batch: BatchFrame, encoding: str = "f32") -> web.StreamResponse:
     """The update answer as a frame that also carries the follow-up task's inputs: tensors
     ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
     batch frame's header fields under ``batch``. Saves the client the fetch round trip. Written
     as header + the snapshot's buffer + the batch payload (scatter writes, nothing re-encoded)."""
-    pieces = follow_up_pieces(answer, weights, batch)
+    pieces = follow_up_pieces(answer, weights, batch, encoding)
     response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
     response.content_length = sum(len(piece) for piece in pieces)
     await response.prepare(request)

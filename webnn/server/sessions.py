@@ -13,6 +13,8 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from webnn.server.encodings import Encodings
+
 
 @dataclass
 class Session:
@@ -37,6 +39,7 @@ class Session:
     invalid_streak: int = 0
     cut_off_until: float = 0.0
     open_tasks: set[str] = field(default_factory=set)
+    encodings: Encodings = field(default_factory=Encodings)  # negotiated at join
 
     def public(self, now: float) -> dict:
         """The dashboard's view of this client (no token)."""
@@ -49,7 +52,7 @@ class Session:
             "computeSeconds": round(self.compute_seconds, 3),
             "lastLoss": self.last_loss, "lastAccuracy": self.last_accuracy,
             "lastStaleness": self.last_staleness, "openTasks": len(self.open_tasks),
-            "cutOff": self.cut_off_until > now,
+            "cutOff": self.cut_off_until > now, "encodings": self.encodings.public(),
         }
 
 

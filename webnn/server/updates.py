@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from webnn.server.encodings import EncodedUpdate, check_update_tensors
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.frames import FrameError, decode_frame
 from webnn.server.tasks import ROLES
@@ -60,10 +61,12 @@ def finite_float(value: object) -> float | None:
 
 
 def decode_update(body: bytes | bytearray | memoryview, layout: WeightLayout, *, task_id: str,
-                  task_version: int, max_steps: int) -> tuple[np.ndarray, UpdateHeader]:
+                  task_version: int, max_steps: int, encoding: str = "f32"
+                  ) -> tuple[np.ndarray | EncodedUpdate, UpdateHeader]:
     """Check an update frame against its task and the model; return the weights as a flat
-    float32 view on `body` (writable when `body` is) and the header. Finiteness is not checked
-    here (see the module docstring)."""
+    float32 view on `body` (writable when `body` is) or, for the compressed `encoding`s, an
+    `EncodedUpdate` of views (see `encodings.check_update_tensors`), and the header. Finiteness
+    is not checked here (see the module docstring)."""
     try:
         frame = decode_frame(body)
     except FrameError as error:
@@ -91,23 +94,10 @@ def decode_update(body: bytes | bytearray | memoryview, layout: WeightLayout, *,
                         f"got {follow!r}")
     next_role = "any" if follow is True else (follow or None)
 
-    tensor = frame.tensors.get("weights")
-    if tensor is None:
-        raise ProtocolError(400, "bad_frame", "the frame holds no tensor named 'weights'")
-    if tensor.dtype != np.dtype("<f4"):
-        raise ProtocolError(400, "bad_frame", f"tensor 'weights' must be float32, "
-                            f"got {tensor.dtype}")
-    if tensor.nbytes != layout.nbytes:
-        raise ProtocolError(400, "wrong_length",
-                            f"update holds {tensor.nbytes} bytes of weights; the model needs "
-                            f"{layout.nbytes} bytes ({layout.size} float32)")
-    if tensor.shape != (layout.size,):
-        raise ProtocolError(400, "bad_frame",
-                            f"tensor 'weights' must have shape [{layout.size}] (all the model's "
-                            f"parameters, flat), got {list(tensor.shape)}")
+    weights = check_update_tensors(frame.tensors, layout, encoding)
     header = UpdateHeader(base_version=base, steps=steps, loss=metrics["loss"],
                           accuracy=metrics["accuracy"], timings=timings, next_role=next_role)
-    return tensor.view(np.float32), header
+    return weights, header
 
 
 def _timings(timings: object) -> dict[str, float]:

@@ -15,10 +15,16 @@ Which versions are kept (everything else is dropped at once):
   it in a follow-up frame), so memory holds the versions in transit, not one per client. The hold
   ends when its session fetches that version (`fetched`) or when the lease ends (`forget_fetch`).
 
-`nbytes` is what the kept snapshots take; `trim(budget)` drops the oldest versions kept only for a
-pending fetch until the rest fits (a client that then fetches one gets ``unknown_version`` and asks
-for a new task). A dropped snapshot's buffer goes back to the pool only when nothing else (a
-response still being written) refers to it.
+A snapshot may also hold a float16 copy of its weights (`Snapshot.half`) for sessions that
+negotiated ``f16`` weights (`webnn.server.encodings`): made once per version in the merge thread
+while such a session is joined, else on the first f16 fetch (`half_wire`); it goes with its
+version. Sessions sending ``q8`` deltas need their base version until the update arrives: the
+coordinator holds their lease's version (`hold`) like a base-weights strategy's.
+
+`nbytes` is what the kept snapshots take (float16 copies included); `trim(budget)` drops the
+oldest versions kept only for a pending fetch until the rest fits (a client that then fetches
+one gets ``unknown_version`` and asks for a new task). A dropped snapshot's buffer goes back to
+the pool only when nothing else (a response still being written) refers to it.
 """
 
 from __future__ import annotations
@@ -32,24 +38,26 @@ import numpy as np
 
 
 class SnapshotPool:
-    """Model-sized float32 buffers for snapshots, reused; at most `keep` are kept free.
+    """Model-sized buffers (`size` values of `dtype`, float32 by default) for snapshots, reused;
+    at most `keep` are kept free.
 
     `acquire` and `give_back` may be called from worker threads (deque operations are atomic).
     """
 
-    def __init__(self, size: int, keep: int = 8) -> None:
+    def __init__(self, size: int, keep: int = 8, dtype: str = "<f4") -> None:
         self.size = size
         self.keep = keep
+        self.dtype = np.dtype(dtype)
         self._free: deque[np.ndarray] = deque()
         self.allocated = 0
 
     def acquire(self) -> np.ndarray:
-        """A writable buffer of `size` float32 (contents undefined)."""
+        """A writable buffer of `size` values of `dtype` (contents undefined)."""
         try:
             return self._free.pop()
         except IndexError:
             self.allocated += 1
-            return np.empty(self.size, dtype=np.float32)
+            return np.empty(self.size, dtype=self.dtype)
 
     def give_back(self, array: Any) -> bool:
         """Return `array` for reuse when it is one of ours and unreferenced elsewhere.
@@ -58,7 +66,8 @@ class SnapshotPool:
         `sys.getrefcount` a third; any more is a memoryview or response still reading it, and then
         the buffer is left to the garbage collector instead.
         """
-        if (not isinstance(array, np.ndarray) or array.size != self.size or array.base is not None
+        if (not isinstance(array, np.ndarray) or array.size != self.size
+                or array.dtype != self.dtype or array.base is not None
                 or len(self._free) >= self.keep or sys.getrefcount(array) > 3):
             return False
         array.flags.writeable = True
@@ -69,17 +78,23 @@ class SnapshotPool:
 @dataclass(frozen=True)
 class Snapshot:
     """One version's weights (a read-only flat float32 array, or wire bytes) and WebNN's step
-    count t behind them."""
+    count t behind them; `half`: its float16 copy, when one was made."""
 
     data: Any
     steps: int
+    half: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes) if isinstance(self.data, np.ndarray) else len(self.data)
+        size = int(self.data.nbytes) if isinstance(self.data, np.ndarray) else len(self.data)
+        return size + (0 if self.half is None else int(self.half.nbytes))
 
-    def wire(self) -> memoryview:
-        """The TF.js ``weights.bin`` bytes (little-endian float32), without a copy."""
+    def wire(self, encoding: str = "f32") -> memoryview:
+        """The weights' wire bytes without a copy: TF.js ``weights.bin`` (little-endian float32),
+        or for ``f16`` the float16 copy (which must exist: see `VersionSnapshots.half_wire`)."""
+        if encoding == "f16":
+            assert self.half is not None
+            return memoryview(self.half).cast("B")
         return memoryview(self.data).cast("B")
 
     def array(self) -> np.ndarray:
@@ -92,9 +107,11 @@ class Snapshot:
 class VersionSnapshots:
     """Snapshots by version; see the module docstring for the keeping rule."""
 
-    def __init__(self, current: int, snapshot: Snapshot, pool: SnapshotPool | None = None) -> None:
+    def __init__(self, current: int, snapshot: Snapshot, pool: SnapshotPool | None = None,
+                 half_pool: SnapshotPool | None = None) -> None:
         self.current = current
         self.pool = pool
+        self.half_pool = half_pool
         self._snapshots: dict[int, Snapshot] = {current: snapshot}
         self._refs: Counter[int] = Counter()
         self._fetch: dict[int, Counter[str]] = {}
@@ -113,6 +130,19 @@ class VersionSnapshots:
     def nbytes(self) -> int:
         """Bytes held by the kept snapshots."""
         return self._nbytes
+
+    def half_wire(self, version: int, make: Any) -> memoryview | None:
+        """The float16 wire bytes of `version` (None if not held); made once with
+        ``make(weights, out_buffer)`` when the snapshot has no float16 copy yet."""
+        snapshot = self._snapshots.get(version)
+        if snapshot is None:
+            return None
+        if snapshot.half is None:
+            out = self.half_pool.acquire() if self.half_pool is not None else None
+            snapshot = Snapshot(snapshot.data, snapshot.steps, make(snapshot.array(), out))
+            self._nbytes += int(snapshot.half.nbytes)  # type: ignore[union-attr]
+            self._snapshots[version] = snapshot
+        return snapshot.wire("f16")
 
     def add(self, version: int, snapshot: Snapshot) -> None:
         """Hold an older version again (e.g. version 0 for the initial evaluation on resume);
@@ -194,5 +224,9 @@ class VersionSnapshots:
         snapshot = self._snapshots.pop(version, None)
         if snapshot is not None:
             self._nbytes -= snapshot.nbytes
+            data, half = snapshot.data, snapshot.half
+            del snapshot  # the buffers' own references only (see `SnapshotPool.give_back`)
             if self.pool is not None:
-                self.pool.give_back(snapshot.data)
+                self.pool.give_back(data)
+            if half is not None and self.half_pool is not None:
+                self.half_pool.give_back(half)
