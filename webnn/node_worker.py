@@ -67,6 +67,7 @@ class WorkerArgs:
     attack: str | None = None
     attack_scale: float = 1.0
     join_token: str | None = None
+    reset_optimizer: bool = False
     encoding: str | None = None  # the only update encoding offered at join (None: all)
     weights_encoding: str | None = None  # the only weights encoding offered (None: all)
 
@@ -79,6 +80,8 @@ class WorkerArgs:
             argv += ["--attack", self.attack, "--attack-scale", f"{self.attack_scale:g}"]
         if self.join_token:
             argv += ["--join-token", self.join_token]
+        if self.reset_optimizer:
+            argv.append("--reset-optimizer")
         if self.encoding:
             argv += ["--encoding", self.encoding]
         if self.weights_encoding:

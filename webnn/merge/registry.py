@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from webnn.merge.base import Strategy
+from webnn.merge.dcasgd import DcAsgd
 from webnn.merge.dp import DifferentialPrivacy
 from webnn.merge.errors import StrategyError
 from webnn.merge.fedasync import FedAsync
@@ -29,7 +30,7 @@ from webnn.pyfile import PyFileError, import_file
 ENTRY_POINT_GROUP = "webnn.strategies"
 
 BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (WebNNAverage, WebNNWeighted, WebNNMimic,
-                                                 FedAsync, FedBuff, FedOpt, Robust,
+                                                 FedAsync, FedBuff, FedOpt, DcAsgd, Robust,
                                                  DifferentialPrivacy)
 """Built-in strategy classes, in listing order."""
 

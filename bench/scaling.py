@@ -1,0 +1,587 @@
+"""Scaling benchmark: does adding volunteers make training faster? 1, 2, 4, 8, 16 Node clients.
+
+Every run starts a real server in this process (`webnn.server.app.create_app` on a free loopback
+port), one evaluator worker (``--role evaluate``) and N training workers
+(``client_js/bin/wnn-worker.js --role train``), and polls the server until the validation accuracy
+reaches the workload's target or the workload's time cap passes. It separates the two
+efficiencies of data-parallel training:
+
+- hardware efficiency: accepted updates per second against N (ideal: N x the 1-client rate);
+- statistical efficiency: updates merged before the first validation at or above the target;
+- time to target = updates to target / updates per second, measured directly: seconds from the
+  moment the last training client joined (so Node's start-up, equal for every N, is not counted)
+  to the end of the first validation at or above the target.
+
+Each client count runs with the setting given for it (strategy, its parameters, the client's
+optimiser learning rate, ``--reset-optimizer``); the speedup at N is the median time to target of
+the 1-client setting over the median time to target at N, the 1-client setting being the best one
+found for a single client (see docs/scaling.md). Final accuracy is the last validation when the
+run stopped at the time cap (runs do not stop at the target: the cap is the same for every N).
+
+With ``--pin`` (Linux, taskset) this process (the servers) runs on the first core and every run
+gets cores of its own from the rest: one for its evaluator and one per training worker, while they
+fit (a run of more clients than cores shares them); runs of few clients run side by side on
+disjoint cores, up to ``--parallel`` at a time. Without it nothing is pinned and runs go one at a
+time.
+
+    python bench/scaling.py --workload mlp --seeds 1 2 3 --clients 1 2 4 8 16 --pin \
+        --out bench-out/scaling
+
+writes ``scaling.json`` (every run), ``scaling.md`` (the table) and ``scaling.png`` (the plots).
+``--report-only DIR`` redraws table and plot from a JSON file already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one client count trains: merge strategy and its parameters, client optimiser options."""
+
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float | None = None
+    reset_optimizer: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Setting:
+        """``"strategy key=value ... [lr=X] [reset]"``, e.g. ``"fedbuff k=4 lr=0.01 reset"``."""
+        name, *items = text.split()
+        params: dict[str, Any] = {}
+        lr, reset = None, False
+        for item in items:
+            if item == "reset":
+                reset = True
+                continue
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"setting {text!r}: {item!r} is not key=value or 'reset'")
+            if key == "lr":
+                lr = float(value)
+            else:
+                params[key] = value
+        return cls(name, params, lr, reset)
+
+    def label(self) -> str:
+        params = " ".join(f"{k}={v}" for k, v in self.params.items())
+        lr = f" lr={self.learning_rate:g}" if self.learning_rate is not None else ""
+        reset = " reset" if self.reset_optimizer else ""
+        return f"{self.strategy}{' ' + params if params else ''}{lr}{reset}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model spec, its data module and options, the target accuracy and the per-run time cap."""
+
+    name: str
+    spec: str
+    data: str
+    target: float
+    cap_seconds: float
+    data_options: dict[str, str] = field(default_factory=dict)
+    eval_every_merges: int = 4
+    eval_every_seconds: float = 0.5
+    eval_chunk_size: int | None = None
+    settings: dict[int, Setting] = field(default_factory=dict)
+    """The setting of each client count; `default_setting` for the others."""
+    default_setting: Setting = Setting("average")
+
+    def setting(self, clients: int) -> Setting:
+        return self.settings.get(clients, self.default_setting)
+
+
+def text_corpus(path: Path, limit: int = 600_000) -> Path:
+    """The LSTM's corpus: this repository's Python sources (webnn/, sorted), written to `path`.
+
+    Reproducible from the commit the report records; no download.
+    """
+    parts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "webnn").rglob("*.py"))]
+    path.write_text("".join(parts)[:limit], encoding="utf-8")
+    return path
+
+
+def workloads(corpus: Path) -> dict[str, Workload]:
+    """The measured workloads with the best settings found (docs/scaling.md): `average` merging,
+    the client's Adam at 0.01 (text: 0.02 from 2 clients on)."""
+    adam = Setting("average", {}, 0.01)
+    return {
+        "mlp": Workload(
+            name="mlp", spec=str(ROOT / "bench" / "specs" / "digits_mlp_wide.json"),
+            data=str(ROOT / "data_modules" / "digits.py"), target=0.95, cap_seconds=20.0,
+            default_setting=adam),
+        "text": Workload(
+            name="text", spec=str(ROOT / "bench" / "specs" / "text_mlp.json"),
+            data=str(ROOT / "data_modules" / "text.py"), target=0.33, cap_seconds=45.0,
+            data_options={"path": str(corpus), "seq_len": "12", "validation_limit": "2048"},
+            eval_chunk_size=2048, settings={1: adam},
+            default_setting=Setting("average", {}, 0.02)),
+    }
+
+
+@dataclass
+class RunResult:
+    workload: str
+    clients: int
+    seed: int
+    setting: str
+    speeds: list[float]
+    reached: bool = False
+    time_to_target: float | None = None
+    updates_to_target: int | None = None
+    versions_to_target: int | None = None
+    final_accuracy: float | None = None
+    best_accuracy: float | None = None
+    updates: int = 0
+    seconds: float = 0.0
+    updates_per_second: float = 0.0
+    ready_after: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Cores:
+    """Core assignment: the servers (this process) on `server`; `pool` for evaluators and workers.
+
+    A run of N clients gets N + 1 cores of the pool (its evaluator on the first) while they fit;
+    a larger run gets the whole pool (evaluator on its first core, workers sharing the rest).
+    """
+
+    pin: bool
+    server: int = 0
+    pool: list[int] = field(default_factory=list)
+
+    @classmethod
+    def detect(cls, pin: bool) -> Cores:
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not pin or len(cpus) < 3:
+            return cls(False)
+        return cls(True, cpus[0], cpus[1:])
+
+
+def _spec_with(path: str, setting: Setting) -> Any:
+    from webnn.spec import load_spec
+
+    raw = json.loads(Path(path).read_text())
+    raw.pop("$schema", None)
+    if setting.learning_rate is not None:
+        raw["optimizer"]["learningRate"] = setting.learning_rate
+    return load_spec(raw)
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        response.raise_for_status()
+        return await response.json()
+
+
+def _worker_argv(command: Any, url: str, name: str, role: str, speed: float, reset: bool,
+                 cpus: str | None) -> list[str]:
+    from webnn.node_worker import WorkerArgs
+
+    argv = WorkerArgs(server_url=url, name=name, role=role, speed=speed,
+                      reset_optimizer=reset).argv(command)
+    return (["taskset", "-c", cpus] if cpus else []) + argv
+
+
+async def run_one(workload: Workload, clients: int, seed: int, speeds: list[float],
+                  command: Any, dataset: Any, worker_cpus: str | None, eval_cpus: str | None,
+                  log_dir: Path) -> RunResult:
+    """One run (see the module docstring); failures are recorded in `RunResult.error`."""
+    from webnn.server.app import create_app
+    from webnn.server.config import ServeConfig
+
+    setting = workload.setting(clients)
+    result = RunResult(workload.name, clients, seed, setting.label(), speeds)
+    config = ServeConfig(
+        spec=_spec_with(workload.spec, setting), data=dataset, strategy=setting.strategy,
+        strategy_params=dict(setting.params), seed=seed, state_dir=None,
+        max_seconds=None, eval_every_merges=workload.eval_every_merges,
+        eval_every_seconds=workload.eval_every_seconds, eval_chunk_size=workload.eval_chunk_size,
+        checkpoint_every_merges=None, checkpoint_every_seconds=None, poll_seconds=0.2,
+        screening="off", eval_quorum=1)  # one evaluator; no update screening (as wnn compare)
+    runner = web.AppRunner(create_app(config), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    processes: list[asyncio.subprocess.Process] = []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    tag = f"{workload.name}-n{clients}-s{seed}" + ("-het" if len(set(speeds)) > 1 else "")
+    try:
+        roles = [("evaluator", "evaluate", 1.0, eval_cpus)] + [
+            (f"c{i + 1}", "train", speeds[i], worker_cpus) for i in range(clients)]
+        for name, role, speed, cpus in roles:
+            with open(log_dir / f"{tag}-{name}.log", "wb") as log:
+                processes.append(await asyncio.create_subprocess_exec(
+                    *_worker_argv(command, url, f"{tag}-{name}", role, speed,
+                                  setting.reset_optimizer, cpus),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            await _watch(session, url, workload, clients, result, processes)
+    except Exception as exc:  # one failed run must not end the sweep
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        await runner.cleanup()
+    return result
+
+
+async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, clients: int,
+                 result: RunResult, processes: list[asyncio.subprocess.Process]) -> None:
+    ready: float | None = None
+    ready_merges = 0
+    start_wall = time.monotonic()
+    status: dict[str, Any] = {}
+    while True:
+        for process in processes:
+            if process.returncode is not None:
+                raise RuntimeError(f"a worker exited with status {process.returncode}")
+        status = await _get(session, url + "api/v1/status")
+        if ready is None:
+            if int(status.get("clients", 0)) >= clients + 1:
+                ready, ready_merges = float(status["elapsed"]), int(status["merges"])
+            elif time.monotonic() - start_wall > 120:
+                raise RuntimeError(f"only {status.get('clients')} of {clients + 1} workers joined")
+        elif float(status["elapsed"]) - ready >= workload.cap_seconds:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    history = (await _get(session, url + "api/v1/history"))["history"]
+    assert ready is not None
+    result.ready_after = ready
+    result.seconds = float(status["elapsed"]) - ready
+    result.updates = int(status["merges"]) - ready_merges
+    result.updates_per_second = result.updates / result.seconds if result.seconds > 0 else 0.0
+    result.history = [{"t": round(float(h["elapsed"]) - ready, 3), "merges": h["merges"],
+                       "version": h["version"], "acc": h["valAccuracy"], "loss": h["valLoss"]}
+                      for h in history]
+    accs = [h["valAccuracy"] for h in history if h.get("valAccuracy") is not None]
+    result.final_accuracy = accs[-1] if accs else None
+    result.best_accuracy = max(accs) if accs else None
+    for h in history:
+        if h.get("valAccuracy") is not None and h["valAccuracy"] >= workload.target:
+            result.reached = True
+            result.time_to_target = max(0.0, float(h["elapsed"]) - ready)
+            result.updates_to_target = int(h["merges"])
+            result.versions_to_target = int(h["version"])
+            break
+
+
+@dataclass(frozen=True)
+class Planned:
+    clients: int
+    seed: int
+    speeds: list[float]
+
+
+def plan(clients: list[int], seeds: list[int], hetero: list[int], spread: float) -> list[Planned]:
+    runs = [Planned(n, s, [1.0] * n) for n in clients for s in seeds]
+    for n in hetero:
+        speeds = [float(v) for v in np.linspace(1.0 / spread, 1.0, n)] if n > 1 else [1.0]
+        runs += [Planned(n, s, speeds) for s in seeds]
+    return runs
+
+
+def batches(runs: list[Planned], cores: Cores, parallel: int) -> list[list[Planned]]:
+    """Runs that go side by side: N + 1 cores each, within the pool, at most `parallel`."""
+    if not cores.pin:
+        return [[r] for r in runs]
+    out: list[list[Planned]] = []
+    for run in runs:
+        for group in out:
+            if (len(group) < parallel
+                    and sum(r.clients + 1 for r in group) + run.clients + 1 <= len(cores.pool)):
+                group.append(run)
+                break
+        else:
+            out.append([run])
+    return out
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+async def sweep(workload: Workload, runs: list[Planned], cores: Cores, parallel: int,
+                out: Path, deadline: float,
+                on_group: Any = None) -> list[RunResult]:
+    from webnn.data import load_data_module
+    from webnn.node_worker import WorkerCommand
+    from webnn.server.config import default_client_dir
+
+    command = WorkerCommand.find(default_client_dir())
+    dataset = load_data_module(workload.data, dict(workload.data_options))
+    results: list[RunResult] = []
+    for group in batches(runs, cores, parallel):
+        if time.monotonic() > deadline:
+            print(f"deadline: skipping {len(group)} run(s) of {workload.name}", flush=True)
+            continue
+        jobs, offset = [], 0
+        for run in group:
+            eval_cpus = worker_cpus = None
+            if cores.pin:
+                mine = cores.pool[offset:offset + run.clients + 1]
+                offset += run.clients + 1
+                if len(mine) < 2:  # more clients than cores: the whole pool
+                    mine = cores.pool
+                eval_cpus, worker_cpus = str(mine[0]), _cpu_list(mine[1:])
+            jobs.append(run_one(workload, run.clients, run.seed, run.speeds, command, dataset,
+                                worker_cpus, eval_cpus, out / "logs"))
+        for result in await asyncio.gather(*jobs):
+            results.append(result)
+            print(f"{workload.name} n={result.clients:2d} seed={result.seed} "
+                  f"{'het ' if len(set(result.speeds)) > 1 else ''}{result.setting}: "
+                  f"ttt={result.time_to_target} upd={result.updates_to_target} "
+                  f"ups={result.updates_per_second:.2f} final={result.final_accuracy} "
+                  f"{result.error or ''}", flush=True)
+        if on_group is not None:
+            on_group(results)
+    return results
+
+
+# ------------------------------------------------------------------------------------- report
+
+def retarget(run: dict[str, Any], target: float) -> dict[str, Any]:
+    """`run` with reached / time / updates / versions to target recomputed for `target` from its
+    recorded validation history (times relative to the last client's join)."""
+    out = {**run, "reached": False, "time_to_target": None, "updates_to_target": None,
+           "versions_to_target": None}
+    for h in run["history"]:
+        if h.get("acc") is not None and h["acc"] >= target:
+            out.update(reached=True, time_to_target=max(0.0, h["t"]),
+                       updates_to_target=h["merges"], versions_to_target=h["version"])
+            break
+    return out
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (workload, clients, homogeneous or not): medians, ranges, speedups."""
+    keys = sorted({(r["workload"], r["clients"], len(set(r["speeds"])) > 1) for r in results})
+    rows = []
+    for workload, n, het in keys:
+        runs = [r for r in results if (r["workload"], r["clients"],
+                                       len(set(r["speeds"])) > 1) == (workload, n, het)]
+        ttt = [r["time_to_target"] if r["reached"] else math.inf for r in runs]
+        upd = [r["updates_to_target"] if r["reached"] else math.inf for r in runs]
+        rows.append({
+            "workload": workload, "clients": n, "heterogeneous": het, "runs": len(runs),
+            "setting": runs[0]["setting"],
+            "reached": sum(r["reached"] for r in runs),
+            "updates_per_second": _median([r["updates_per_second"] for r in runs]),
+            "ups_range": [min(r["updates_per_second"] for r in runs),
+                          max(r["updates_per_second"] for r in runs)],
+            "updates_to_target": _median(upd), "upd_range": [min(upd), max(upd)],
+            "time_to_target": _median(ttt), "ttt_range": [min(ttt), max(ttt)],
+            "final_accuracy": _median([r["final_accuracy"] or 0.0 for r in runs]),
+            "final_range": [min(r["final_accuracy"] or 0.0 for r in runs),
+                            max(r["final_accuracy"] or 0.0 for r in runs)],
+        })
+    for row in rows:
+        base = next((b for b in rows if b["workload"] == row["workload"] and b["clients"] == 1
+                     and not b["heterogeneous"]), None)
+        if base is None:
+            continue
+        row["hardware_speedup"] = row["updates_per_second"] / base["updates_per_second"]
+        row["statistical_cost"] = row["updates_to_target"] / base["updates_to_target"]
+        row["speedup"] = base["time_to_target"] / row["time_to_target"]
+        row["final_vs_1"] = row["final_accuracy"] - base["final_accuracy"]
+    return rows
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "not reached" if value == math.inf else f"{value:.{digits}f}"
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.", "",
+             "| workload | clients | speeds | setting | updates/s (range) | x1 | updates to "
+             "target (range) | time to target s (range) | speedup | final acc (range) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['workload']} | {r['clients']} | {'0.25-1' if r['heterogeneous'] else '1'} "
+            f"| {r['setting']} | {r['updates_per_second']:.2f} ({r['ups_range'][0]:.2f}-"
+            f"{r['ups_range'][1]:.2f}) | {r.get('hardware_speedup', math.nan):.2f} "
+            f"| {_fmt(r['updates_to_target'], 0)} ({_fmt(r['upd_range'][0], 0)}-"
+            f"{_fmt(r['upd_range'][1], 0)}) | {_fmt(r['time_to_target'])} "
+            f"({_fmt(r['ttt_range'][0])}-{_fmt(r['ttt_range'][1])}) "
+            f"| {r.get('speedup', math.nan):.2f} | {r['final_accuracy']:.3f} "
+            f"({r['final_range'][0]:.3f}-{r['final_range'][1]:.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for workload in sorted({r["workload"] for r in rows}):
+        for het in (False, True):
+            sel = sorted((r for r in rows if r["workload"] == workload
+                          and r["heterogeneous"] == het), key=lambda r: r["clients"])
+            if not sel:
+                continue
+            n = [r["clients"] for r in sel]
+            label = f"{workload}{' (speeds 0.25-1)' if het else ''}"
+            style = "--" if het else "-"
+            axes[0].plot(n, [r.get("hardware_speedup", math.nan) for r in sel], style + "o",
+                         label=label)
+            axes[1].plot(n, [r["updates_to_target"] for r in sel], style + "o", label=label)
+            axes[2].plot(n, [r.get("speedup", math.nan) if r["time_to_target"] != math.inf
+                             else math.nan for r in sel], style + "o", label=label)
+    top = max([r["clients"] for r in rows] + [2])
+    for ax in (axes[0], axes[2]):
+        ax.plot([1, top], [1, top], ":", color="grey", label="ideal (linear)")
+    titles = ("updates/s, relative to 1 client", "updates to target", "time-to-target speedup")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("clients")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    finite = [r["updates_to_target"] for r in rows if 0 < r["updates_to_target"] < math.inf]
+    if finite:
+        axes[1].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    rows = summarise(results)
+    (out / "scaling.json").write_text(json.dumps({"meta": meta, "summary": rows,
+                                                  "runs": results}, indent=1, default=str))
+    (out / "scaling.md").write_text(markdown(rows, meta))
+    plot(rows, out / "scaling.png")
+
+
+def provenance(argv: list[str]) -> dict[str, Any]:
+    commit = ""
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    node = shutil.which("node")
+    node_version = ""
+    if node:
+        node_version = subprocess.run([node, "--version"], capture_output=True, text=True,
+                                      check=False).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                       f"Python {platform.python_version()}, node {node_version}",
+            "commit": commit, "command": "python bench/scaling.py " + " ".join(argv)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", action="append", choices=("mlp", "text"))
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--hetero", type=int, nargs="*", default=[],
+                        help="client counts also run with speeds spread over [1/spread, 1]")
+    parser.add_argument("--spread", type=float, default=4.0)
+    parser.add_argument("--pin", action="store_true")
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--budget", type=float, default=math.inf,
+                        help="seconds; runs that would start later are skipped")
+    parser.add_argument("--setting", action="append", default=[], metavar="N=SETTING",
+                        help='the setting of N clients (N="*": every other count), e.g. '
+                             '"4=fedbuff k=4 lr=0.01 reset"')
+    parser.add_argument("--target", type=float, help="override the workloads' target accuracy")
+    parser.add_argument("--cap", type=float, help="override the workloads' per-run time cap (s)")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/scaling"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="redraw table and plot from OUT/scaling.json (or --inputs), with "
+                             "--target re-applied to the recorded validation histories")
+    parser.add_argument("--inputs", type=Path, nargs="*", help="JSON reports for --report-only")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        sources = args.inputs or [args.out / "scaling.json"]
+        loaded = [json.loads(Path(p).read_text()) for p in sources]
+        runs = [r for data in loaded for r in data["runs"]]
+        if args.target is not None:
+            runs = [retarget(r, args.target) for r in runs]
+        meta = dict(loaded[0]["meta"])
+        meta["command"] = "; ".join(d["meta"]["command"] for d in loaded)
+        write_report(args.out, runs, meta)
+        print((args.out / "scaling.md").read_text())
+        return 0
+    cores = Cores.detect(args.pin)
+    if cores.pin:
+        os.sched_setaffinity(0, {cores.server})
+    deadline = time.monotonic() + args.budget
+    corpus = text_corpus(args.out / "corpus.txt")
+    table = workloads(corpus)
+    results: list[dict[str, Any]] = []
+    meta = provenance(argv)
+    meta["cores"] = asdict(cores)
+    meta["corpus_sha256"] = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    for name in args.workload or ["mlp"]:
+        if args.cap is not None:
+            table[name] = replace(table[name], cap_seconds=args.cap)
+        if args.target is not None:
+            table[name] = replace(table[name], target=args.target)
+        for item in args.setting:
+            count, _, text = item.partition("=")
+            if count == "*":
+                table[name] = replace(table[name], default_setting=Setting.parse(text))
+            else:
+                table[name] = replace(table[name], settings={**table[name].settings,
+                                                             int(count): Setting.parse(text)})
+        runs = plan(args.clients, args.seeds, args.hetero, args.spread)
+        before = list(results)
+
+        def save(done: list[RunResult], before: list[dict[str, Any]] = before) -> None:
+            write_report(args.out, before + [asdict(r) for r in done], meta)
+
+        done = asyncio.run(sweep(table[name], runs, cores, args.parallel, args.out, deadline,
+                                 save))
+        results = before + [asdict(r) for r in done]
+        write_report(args.out, results, meta)
+    print((args.out / "scaling.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
