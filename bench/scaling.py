@@ -392,15 +392,28 @@ def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else math.nan
 
 
-def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (workload, clients, homogeneous or not): medians, ranges, speedups."""
+def accuracy_at(run: dict[str, Any], seconds: float) -> float | None:
+    """The accuracy of the last validation that ended at or before `seconds`, or None."""
+    done = [h["acc"] for h in run["history"] if h.get("acc") is not None and h["t"] <= seconds]
+    return done[-1] if done else None
+
+
+def summarise(results: list[dict[str, Any]], at: float | None = None) -> list[dict[str, Any]]:
+    """One row per (workload, clients, homogeneous or not): medians, ranges, speedups; with `at`,
+    the median accuracy `at` seconds after the last client joined.
+
+    A run marked ``history_incomplete`` counts for updates/s and accuracy only: its updates and
+    time to target are unknown (NaN), not "not reached"."""
     keys = sorted({(r["workload"], r["clients"], len(set(r["speeds"])) > 1) for r in results})
     rows = []
     for workload, n, het in keys:
         runs = [r for r in results if (r["workload"], r["clients"],
                                        len(set(r["speeds"])) > 1) == (workload, n, het)]
-        ttt = [r["time_to_target"] if r["reached"] else math.inf for r in runs]
-        upd = [r["updates_to_target"] if r["reached"] else math.inf for r in runs]
+        unknown = any(r.get("history_incomplete") for r in runs)
+        ttt = [math.nan if unknown else r["time_to_target"] if r["reached"] else math.inf
+               for r in runs]
+        upd = [math.nan if unknown else r["updates_to_target"] if r["reached"] else math.inf
+               for r in runs]
         rows.append({
             "workload": workload, "clients": n, "heterogeneous": het, "runs": len(runs),
             "setting": runs[0]["setting"],
@@ -414,6 +427,10 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "final_range": [min(r["final_accuracy"] or 0.0 for r in runs),
                             max(r["final_accuracy"] or 0.0 for r in runs)],
         })
+        if at is not None:
+            accs = [a for a in (accuracy_at(r, at) for r in runs) if a is not None]
+            rows[-1]["acc_at"] = _median(accs)
+            rows[-1]["acc_at_range"] = [min(accs, default=math.nan), max(accs, default=math.nan)]
     for row in rows:
         base = next((b for b in rows if b["workload"] == row["workload"] and b["clients"] == 1
                      and not b["heterogeneous"]), None)
@@ -427,15 +444,21 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _fmt(value: float, digits: int = 2) -> str:
+    if math.isnan(value):
+        return "not measured"
     return "not reached" if value == math.inf else f"{value:.{digits}f}"
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    with_at = any("acc_at" in r for r in rows)
     lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.", "",
              "| workload | clients | speeds | setting | updates/s (range) | x1 | updates to "
-             "target (range) | time to target s (range) | speedup | final acc (range) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "target (range) | time to target s (range) | speedup | final acc (range) |"
+             + (" accuracy at equal time (range) |" if with_at else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_at else "")]
     for r in rows:
+        at = (f" {r['acc_at']:.3f} ({r['acc_at_range'][0]:.3f}-{r['acc_at_range'][1]:.3f}) |"
+              if with_at else "")
         lines.append(
             f"| {r['workload']} | {r['clients']} | {'0.25-1' if r['heterogeneous'] else '1'} "
             f"| {r['setting']} | {r['updates_per_second']:.2f} ({r['ups_range'][0]:.2f}-"
@@ -444,7 +467,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{_fmt(r['upd_range'][1], 0)}) | {_fmt(r['time_to_target'])} "
             f"({_fmt(r['ttt_range'][0])}-{_fmt(r['ttt_range'][1])}) "
             f"| {r.get('speedup', math.nan):.2f} | {r['final_accuracy']:.3f} "
-            f"({r['final_range'][0]:.3f}-{r['final_range'][1]:.3f}) |")
+            f"({r['final_range'][0]:.3f}-{r['final_range'][1]:.3f}) |" + at)
     return "\n".join(lines) + "\n"
 
 
@@ -454,7 +477,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    with_at = any("acc_at" in r for r in rows)
+    fig, axes = plt.subplots(1, 4 if with_at else 3, figsize=(20 if with_at else 15, 4.5))
     for workload in sorted({r["workload"] for r in rows}):
         for het in (False, True):
             sel = sorted((r for r in rows if r["workload"] == workload
@@ -469,10 +493,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             axes[1].plot(n, [r["updates_to_target"] for r in sel], style + "o", label=label)
             axes[2].plot(n, [r.get("speedup", math.nan) if r["time_to_target"] != math.inf
                              else math.nan for r in sel], style + "o", label=label)
+            if with_at:
+                axes[3].plot(n, [r.get("acc_at", math.nan) for r in sel], style + "o",
+                             label=label)
     top = max([r["clients"] for r in rows] + [2])
     for ax in (axes[0], axes[2]):
         ax.plot([1, top], [1, top], ":", color="grey", label="ideal (linear)")
-    titles = ("updates/s, relative to 1 client", "updates to target", "time-to-target speedup")
+    titles = ["updates/s, relative to 1 client", "updates to target", "time-to-target speedup"]
+    if with_at:
+        titles.append("validation accuracy at equal time")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("clients")
@@ -487,8 +516,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    rows = summarise(results)
+def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
+                 at: float | None = None) -> None:
+    rows = summarise(results, at)
     (out / "scaling.json").write_text(json.dumps({"meta": meta, "summary": rows,
                                                   "runs": results}, indent=1, default=str))
     (out / "scaling.md").write_text(markdown(rows, meta))
@@ -534,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="redraw table and plot from OUT/scaling.json (or --inputs), with "
                              "--target re-applied to the recorded validation histories")
     parser.add_argument("--inputs", type=Path, nargs="*", help="JSON reports for --report-only")
+    parser.add_argument("--at", type=float,
+                        help="--report-only: also the accuracy this many seconds after the last "
+                             "client joined")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
@@ -544,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = [retarget(r, args.target) for r in runs]
         meta = dict(loaded[0]["meta"])
         meta["command"] = "; ".join(d["meta"]["command"] for d in loaded)
-        write_report(args.out, runs, meta)
+        write_report(args.out, runs, meta, args.at)
         print((args.out / "scaling.md").read_text())
         return 0
     cores = Cores.detect(args.pin)

@@ -80,3 +80,14 @@ def test_worker_args_pass_reset_optimizer() -> None:
     argv = WorkerArgs("http://h/", "w", reset_optimizer=True).argv(command)
     assert argv[-1] == "--reset-optimizer"
     assert "--reset-optimizer" not in WorkerArgs("http://h/", "w").argv(command)
+
+
+def test_accuracy_at_equal_time_and_runs_without_a_full_history(scaling) -> None:
+    one = run(1, 1, [(0.0, 0, 0.1), (10.0, 5, 0.3), (40.0, 20, 0.5)], 0.5)
+    assert scaling.accuracy_at(one, 30.0) == 0.3 and scaling.accuracy_at(one, -1.0) is None
+    partial = {**run(2, 1, [(30.0, 30, 0.4)], 1.0), "history_incomplete": True}
+    rows = {r["clients"]: r for r in scaling.summarise([one, partial], at=30.0)}
+    assert rows[1]["acc_at"] == 0.3 and rows[2]["acc_at"] == 0.4
+    assert math.isnan(rows[2]["time_to_target"])  # unknown, not "not reached"
+    table = scaling.markdown(list(rows.values()), {"date": "d", "machine": "m", "command": "c"})
+    assert "not measured" in table and "0.400 (0.400-0.400)" in table
