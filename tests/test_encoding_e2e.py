@@ -34,3 +34,36 @@ def test_q8_workers_train_digits_to_90_percent():
         codes = [worker.stop() for worker in workers]
         server.stop()
     assert codes == [0, 0, 0], "\n\n".join(w.output.text() for w in workers)
+
+
+def test_volunteer_page_sends_q8_deltas_and_receives_f16_weights():
+    """The page (real headless Chromium) offers every encoding; the server's default picks 8-bit
+    deltas and float16 weights, and its updates are merged."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from pathlib import Path
+
+    from test_e2e_support import CHROMIUM, launch_chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
+    server = start_server()
+    with playwright_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server.url + "?role=train")
+            page.wait_for_function("() => globalThis.webnnPage?.stats?.updates >= 5",
+                                   timeout=300_000)
+            browser_clients = [c for c in server.get("api/v1/clients")["clients"]
+                               if c["kind"] == "browser"]
+            assert browser_clients and all(
+                c["encodings"] == {"update": "q8", "weights": "f16"} for c in browser_clients)
+            traffic = server.status()["traffic"]
+            assert traffic["updates"]["q8"]["count"] >= 5
+            assert traffic["weights"]["f16"]["count"] >= 1
+            assert not errors, errors
+        finally:
+            browser.close()
+            server.stop()
