@@ -205,6 +205,9 @@ async def test_f16_weights_have_their_own_etag_and_follow_up_frames(start, http)
      "wrong_length", "bytes of delta_q8"),
     ({"update": ["f16"]}, lambda n, t: {"weights": np.full(n, np.inf, np.float16)},
      "not_finite", "NaN or infinite"),
+    ({"update": ["q8"]}, lambda n, t: {"delta_q8": np.full(n, 127, np.int8),
+                                       "scales": np.full(t, 3e38, np.float32)},
+     "not_finite", "NaN or infinite"),  # finite scales whose product overflows
 ])
 async def test_bad_encoded_updates_are_refused_and_change_nothing(start, http, offer, tensors,
                                                                   code, words):
