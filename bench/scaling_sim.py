@@ -58,14 +58,16 @@ def load_digits_data() -> Data:
                 np.asarray(ds.y_val))
 
 
-def load_text_data(seq_len: int = 12, validation: int = 2048) -> Data:
-    """Next-character windows over this repository's Python sources (bench/scaling.py's corpus),
-    one-hot encoded: an MLP on them has the function class of the benchmark's embedding MLP."""
+def load_text_data(seq_len: int = 12, validation: int = 2048, corpus: str | None = None) -> Data:
+    """Next-character windows over `corpus` (default: this repository's Python sources as they are
+    now, bench/scaling.py's corpus), one-hot encoded: an MLP on them has the function class of the
+    benchmark's embedding MLP. Training windows come from the first 90 % of the text."""
     import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    text = "".join(p.read_text() for p in sorted((root / "webnn").rglob("*.py")))[:600_000]
+    text = (Path(corpus).read_text(encoding="utf-8") if corpus else
+            "".join(p.read_text() for p in sorted((root / "webnn").rglob("*.py"))))[:600_000]
     spec = importlib.util.spec_from_file_location("text_module", root / "data_modules" / "text.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -285,9 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=float, default=1.0,
                         help="client speeds spread evenly over [1/spread, 1]")
     parser.add_argument("--data", choices=("digits", "text"), default="digits")
+    parser.add_argument("--corpus", help="text file for --data text (default: webnn/**/*.py now; "
+                                         "bench/scaling.py writes the one it used as corpus.txt)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    data = load_digits_data() if args.data == "digits" else load_text_data()
+    data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
     mlp = Mlp((data.x.shape[1], *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
                else 97))
     rows = []
