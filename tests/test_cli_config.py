@@ -84,7 +84,7 @@ beta = 2
     [
         ('straegy = "average"\n', "unknown key 'straegy' at straegy; known keys:"),
         ('[[models]]\nspec = "a.json"\nhost = "x"\n',
-         "unknown key 'host' at models[0].host; known keys: checkpoint_every_merges"),
+         "unknown key 'host' at models[0].host; known keys: body_timeout, checkpoint_every_merges"),
         ('[[models]]\nspec = "a.json"\ncolour = 1\n', "unknown key 'colour' at models[0].colour"),
         ("port = \"80\"\n", "port: expected an integer, got a string '80'"),
         ("port = true\n", "port: expected an integer, got a boolean True"),
