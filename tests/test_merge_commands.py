@@ -57,8 +57,10 @@ def test_json_listing() -> None:
     listed = json.loads(result.output)["strategies"]
     assert [s["name"] for s in listed][:3] == ["average", "weighted", "mimic"]
     assert listed[2] == {"name": "mimic", "origin": "built-in", "error": None,
-                         "needsBaseWeights": False, "params": [],
+                         "needsBaseWeights": False, "params": listed[2]["params"],
                          "description": listed[2]["description"]}
+    assert [(p["name"], p["default"], p["choices"]) for p in listed[2]["params"]] == [
+        ("unit", "steps", ["steps", "tasks"])]
 
 
 def test_lists_entry_points_with_params_and_reports_broken_ones(plugin: str) -> None:

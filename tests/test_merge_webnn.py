@@ -57,6 +57,25 @@ def test_weighted_takes_the_update_when_the_model_has_no_steps() -> None:
     assert model.steps == 4
 
 
+def test_weighted_counting_tasks_as_webnn_did() -> None:
+    # unit=tasks: t_p = base t + 1 whatever the local steps. W = [1, 2], t = 3 (tasks);
+    # the update started from t = 3 and trained 10 local steps: t_p = 4, not 13:
+    # ([1,2]*3 + [5,-2]*4) / 7 = [23/7, -2/7]
+    model = ModelState(f32(1, 2), steps=3)
+    WebNNWeighted(unit="tasks").merge(model, update(f32(5, -2), base_steps=3, local_steps=10))
+    np.testing.assert_allclose(model.weights, f32(23 / 7, -2 / 7), rtol=1e-6)
+    assert model.steps == 4
+
+
+def test_mimic_counting_tasks_takes_a_step_of_one_half_for_a_fresh_update() -> None:
+    # unit=tasks: a fresh update (base t = model t = 5) is one ahead: k = 1, W += (W_p - W) / 2;
+    # counted in steps it would be 10 ahead and move by 1/11
+    model = ModelState(f32(0, 0), steps=5)
+    WebNNMimic(unit="tasks").merge(model, update(f32(4, -2), base_steps=5, local_steps=10))
+    np.testing.assert_allclose(model.weights, f32(2, -1))
+    assert model.steps == 6
+
+
 def test_mimic_worked_example_update_ahead() -> None:
     # d = 12 - 10 = 2, k = 2, D = W_p - W = [3, -3]: W_n = [0, 4] + [3, -3] / 3 = [1, 3]
     model = ModelState(f32(0, 4), steps=10)

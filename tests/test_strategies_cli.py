@@ -14,7 +14,7 @@ def test_wnn_strategies_lists_the_new_strategies() -> None:
     assert result.exit_code == 0, result.output
     for line in ("fedasync  (built-in)", "fedbuff  (built-in)", "robust  (built-in)",
                  "alpha (float, default 0.6)", "staleness_fn (str, default 'polynomial')",
-                 "normalize (str, default 'weights')", "aggregator (str, default 'median')"):
+                 "normalize (str, default 'count')", "aggregator (str, default 'median')"):
         assert line in result.output
 
 

@@ -26,7 +26,7 @@ def update(weights: np.ndarray, base: np.ndarray, staleness: int = 0, base_steps
 def test_three_updates_make_one_version_equal_to_the_weighted_mean() -> None:
     base = f32(1, 1, 1)
     model = ModelState(base.copy(), steps=20)
-    strategy = FedBuff(k=3, server_lr=1.0)
+    strategy = FedBuff(k=3, server_lr=1.0, normalize="weights")
     # deltas (1, 0, 2), (2, 2, 0), (0, 4, 4) at staleness 0, 1, 3 -> s = 1, 1/sqrt(2), 1/2
     assert strategy.merge(model, update(f32(2, 1, 3), base, 0, base_steps=20)) is False
     assert np.array_equal(model.weights, base)
@@ -38,6 +38,18 @@ def test_three_updates_make_one_version_equal_to_the_weighted_mean() -> None:
     expected = [1 + sum(s[i] * deltas[i][j] for i in range(3)) / sum(s) for j in range(3)]
     np.testing.assert_allclose(model.weights, expected, rtol=1e-6)
     assert model.steps == 25  # max(20, 20 + 5, 15 + 5, 10 + 5)
+
+
+def test_the_default_is_the_papers_form_where_staleness_damps_the_step() -> None:
+    # two updates 3 versions stale, each delta (2, 0): s = 1/sqrt(4) = 1/2, so the step is
+    # (1/2 * 2 + 1/2 * 2) / K = 1; the weights form would give (1 + 1) / (1/2 + 1/2) = 2
+    base = f32(0, 0)
+    model = ModelState(base.copy())
+    strategy = FedBuff(k=2)
+    assert strategy.normalize == "count"
+    strategy.merge(model, update(f32(2, 0), base, 3))
+    strategy.merge(model, update(f32(2, 0), base, 3))
+    np.testing.assert_allclose(model.weights, f32(1, 0))
 
 
 def test_normalize_count_divides_by_k_and_server_lr_scales() -> None:

@@ -5,8 +5,13 @@ Each update contributes its delta from the version the client started from,
 ``d_i = x_i - base_i``, weighted by ``s_i = s(staleness_i)`` (default ``1 / sqrt(1 + staleness)``).
 The deltas are summed into one accumulator; after K of them the model moves by
 
-    x <- x + eta * (sum_i s_i d_i) / N,   N = sum_i s_i  (normalize="weights", the default)
-                                          N = K          (normalize="count", paper's Algorithm 1)
+    x <- x + eta * (sum_i s_i d_i) / N,   N = K          (normalize="count", the default: the
+                                                          paper's Algorithm 1)
+                                          N = sum_i s_i  (normalize="weights")
+
+With ``count`` staleness damps the step (two updates 3 versions stale with s = 1/sqrt(4) move the
+model half as far as two fresh ones); with ``weights`` it only ranks the buffered updates against
+each other, and a buffer of equally stale updates moves as far as a fresh one.
 
 and the accumulator is cleared. Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``. Clients keep training
 while updates are buffered; `merge` returns False until the flush.
@@ -62,14 +67,14 @@ class FedBuff(Strategy):
 
     name = "fedbuff"
     description = ("FedBuff (Nguyen et al. 2022): buffer K deltas d_i = x_i - base_i, then "
-                   "x += server_lr * sum(s_i d_i) / sum(s_i), s_i = s(staleness_i) "
-                   "(default 1/sqrt(1+staleness)).")
+                   "x += server_lr * sum(s_i d_i) / K, s_i = s(staleness_i) "
+                   "(default 1/sqrt(1+staleness)); normalize=weights divides by sum(s_i).")
     params = (
         Param("k", int, 10, "updates buffered before the model moves", minimum=1),
         Param("server_lr", float, 1.0, "server learning rate eta", minimum=0),
         *staleness_params(),
-        Param("normalize", str, "weights", "divide the weighted sum by the total weight "
-              "(weights) or by K as in the paper's Algorithm 1 (count)", choices=NORMALIZATIONS),
+        Param("normalize", str, "count", "divide the weighted sum by K as in the paper's "
+              "Algorithm 1 (count) or by the total weight (weights)", choices=NORMALIZATIONS),
     )
     needs_base_weights = True
     k: int

@@ -1,13 +1,30 @@
 """WebNN's strategies (average, weighted, mimic): the rules of `webnn_rules` as `Strategy` classes.
 
 The server plays the role the merging client played in WebNN: t_{n-1} is ``model.steps`` and t_p is
-``update.steps_behind``. None of them has parameters or state; every merge makes a new version.
+``update.steps_behind``. None of them keeps state; every merge makes a new version.
+
+What t counts (``unit``, for weighted and mimic): local training steps by default, so
+``t_p = base_steps + local_steps``; or tasks, as WebNN's own server counted, ``t_p = base_steps + 1``
+(``model.steps`` then counts tasks). With steps and equal clients, t_{n-1} and t_p are nearly
+equal on most merges, so weighted is in practice the average (72 % of merges with 4 equal clients
+are exactly an average, and the mean share of the update converges to 0.5); mimic's step size
+1/(k + 1) depends on the unit through k = |t_p - t_{n-1}|.
 """
 
 from __future__ import annotations
 
 from webnn.merge.base import ModelState, Strategy, Update
+from webnn.merge.params import Param
 from webnn.merge.webnn_rules import average_into, merged_steps, mimic_into, weighted_into
+
+UNITS: tuple[str, ...] = ("steps", "tasks")
+UNIT_PARAM = Param("unit", str, "steps", "what t counts: local training steps, or tasks as "
+                   "WebNN's server did (t_p = base t + 1)", choices=UNITS)
+
+
+def update_t(update: Update, unit: str) -> int:
+    """t_p of `update`: ``base_steps + local_steps`` (steps) or ``base_steps + 1`` (tasks)."""
+    return update.steps_behind if unit == "steps" else update.base_steps + 1
 
 
 class WebNNAverage(Strategy):
@@ -28,10 +45,13 @@ class WebNNWeighted(Strategy):
     name = "weighted"
     description = ("WebNN staleness-weighted: W_n = (W_{n-1} t_{n-1} + W_p t_p) / (t_{n-1} + t_p) "
                    "(the average when both t are 0); t_n = max(t_{n-1}, t_p).")
+    params = (UNIT_PARAM,)
+    unit: str
 
     def merge(self, model: ModelState, update: Update) -> bool:
-        weighted_into(model.weights, update.weights, model.steps, update.steps_behind)
-        model.steps = merged_steps(model.steps, update.steps_behind)
+        t_p = update_t(update, self.unit)
+        weighted_into(model.weights, update.weights, model.steps, t_p)
+        model.steps = merged_steps(model.steps, t_p)
         return True
 
 
@@ -42,8 +62,11 @@ class WebNNMimic(Strategy):
     description = ("WebNN mimic (as in its code): d = t_p - t_{n-1}; D = W_p - W_{n-1} if d > 0 "
                    "else W_{n-1} - W_p; k = |d| or 1; W_n = W_{n-1} + D / (k + 1); "
                    "t_n = max(t_{n-1}, t_p).")
+    params = (UNIT_PARAM,)
+    unit: str
 
     def merge(self, model: ModelState, update: Update) -> bool:
-        mimic_into(model.weights, update.weights, model.steps, update.steps_behind)
-        model.steps = merged_steps(model.steps, update.steps_behind)
+        t_p = update_t(update, self.unit)
+        mimic_into(model.weights, update.weights, model.steps, t_p)
+        model.steps = merged_steps(model.steps, t_p)
         return True
