@@ -4,11 +4,11 @@ The server plays the role the merging client played in WebNN: t_{n-1} is ``model
 ``update.steps_behind``. None of them keeps state; every merge makes a new version.
 
 What t counts (``unit``, for weighted and mimic): local training steps by default, so
-``t_p = base_steps + local_steps``; or tasks, as WebNN's own server counted, ``t_p = base_steps + 1``
-(``model.steps`` then counts tasks). With steps and equal clients, t_{n-1} and t_p are nearly
-equal on most merges, so weighted is in practice the average (72 % of merges with 4 equal clients
-are exactly an average, and the mean share of the update converges to 0.5); mimic's step size
-1/(k + 1) depends on the unit through k = |t_p - t_{n-1}|.
+``t_p = base_steps + local_steps``; or tasks, as WebNN's own server counted,
+``t_p = base_steps + 1`` (``model.steps`` then counts tasks). With steps and equal clients,
+t_{n-1} and t_p are nearly equal on most merges, so weighted is in practice the average (72 % of
+merges with 4 equal clients are exactly an average, and the mean share of the update converges
+to 0.5); mimic's step size 1/(k + 1) depends on the unit through k = |t_p - t_{n-1}|.
 """
 
 from __future__ import annotations
