@@ -17,14 +17,17 @@ import numpy as np
 from yarl import URL
 
 FRAME_TYPE = "application/vnd.webnn.frame"
+WIRE_DTYPES = {"float32": "<f4", "int32": "<i4", "float16": "<f2", "int8": "i1"}
+"""The frame dtypes of docs/protocol.md and their little-endian numpy types."""
 
 
 def encode_frame(header: dict, tensors: dict[str, np.ndarray]) -> bytes:
     """The protocol's frame layout, written from the spec text."""
     entries, payload = [], b""
     for name, array in tensors.items():
-        dtype = {np.dtype(np.float32): "float32", np.dtype(np.int32): "int32"}[array.dtype]
-        data = array.astype(array.dtype.newbyteorder("<")).tobytes()
+        little = array.dtype.newbyteorder("<")
+        dtype = next(k for k, v in WIRE_DTYPES.items() if np.dtype(v) == little)
+        data = array.astype(np.dtype(WIRE_DTYPES[dtype])).tobytes()
         entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
                         "offset": len(payload), "byteLength": len(data)})
         payload += data + b"\0" * (-len(data) % 8)
@@ -39,7 +42,7 @@ def decode_frame(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     start = 8 + length + (-(8 + length) % 8)
     tensors = {}
     for t in header.pop("tensors"):
-        dtype = {"float32": "<f4", "int32": "<i4"}[t["dtype"]]
+        dtype = WIRE_DTYPES[t["dtype"]]
         raw = data[start + t["offset"] : start + t["offset"] + t["byteLength"]]
         tensors[t["name"]] = np.frombuffer(raw, dtype=dtype).reshape(t["shape"])
     return header, tensors

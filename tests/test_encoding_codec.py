@@ -4,11 +4,9 @@ the version store's float16 copies."""
 
 from __future__ import annotations
 
-import json
-import struct
-
 import numpy as np
 import pytest
+from protocol_client import encode_frame
 
 from webnn.server.encodings import (
     EncodedUpdate,
@@ -30,18 +28,6 @@ LAYOUT = WeightLayout([WeightSpec("dense/kernel", (6, 5)), WeightSpec("dense/bia
 SIZES = [spec.size for spec in LAYOUT.specs]
 
 
-def frame(header: dict, tensors: dict[str, np.ndarray]) -> bytes:
-    """A frame written from the protocol text (independent of the server's codec)."""
-    names = {"float32": "<f4", "float16": "<f2", "int8": "i1", "int32": "<i4"}
-    entries, payload = [], b""
-    for name, array in tensors.items():
-        dtype = next(k for k, v in names.items() if np.dtype(v) == array.dtype)
-        data = array.tobytes()
-        entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                        "offset": len(payload), "byteLength": len(data)})
-        payload += data + b"\0" * (-len(data) % 8)
-    head = json.dumps({**header, "tensors": entries}).encode()
-    return b"WNF1" + struct.pack("<I", len(head)) + head + b"\0" * (-(8 + len(head)) % 8) + payload
 
 
 def encode_q8(delta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +88,7 @@ def test_q8_frame_decodes_to_base_plus_codes_times_scales():
     base = rng.normal(0, 1, LAYOUT.size).astype(np.float32)
     q = rng.integers(-127, 128, LAYOUT.size).astype(np.int8)
     scales = np.array([0.5, 0.0, 2.0 ** -7, 3.0], dtype=np.float32)
-    out = decode(frame(HEADER, {"delta_q8": q, "scales": scales}), "q8", base)
+    out = decode(encode_frame(HEADER, {"delta_q8": q, "scales": scales}), "q8", base)
     expected = base.copy()
     for t, (offset, size) in enumerate(zip(LAYOUT.offsets, SIZES, strict=True)):
         expected[offset:offset + size] += q[offset:offset + size] * scales[t]
@@ -120,7 +106,7 @@ def test_q8_decoded_updates_are_unbiased():
     total = np.zeros(LAYOUT.size)
     for _ in range(trials):
         q, scales = encode_q8(delta, rng)
-        total += decode(frame(HEADER, {"delta_q8": q, "scales": scales}), "q8", base) - base
+        total += decode(encode_frame(HEADER, {"delta_q8": q, "scales": scales}), "q8", base) - base
     step = np.repeat([np.abs(delta[o:o + s]).max() / 127
                       for o, s in zip(LAYOUT.offsets, SIZES, strict=True)], SIZES)
     bound = 5 * step / (2 * np.sqrt(trials)) + 1e-6
@@ -133,20 +119,21 @@ def test_q8_decoded_updates_are_unbiased():
 
 def test_f16_frame_widens_exactly():
     weights = np.random.default_rng(2).normal(0, 1, LAYOUT.size).astype(np.float16)
-    out = decode(frame(HEADER, {"weights": weights}), "f16")
+    out = decode(encode_frame(HEADER, {"weights": weights}), "f16")
     np.testing.assert_array_equal(out, weights.astype(np.float32))
 
 
 def test_f32_frame_is_a_view_as_before():
     weights = np.arange(LAYOUT.size, dtype=np.float32)
-    np.testing.assert_array_equal(decode(frame(HEADER, {"weights": weights}), "f32"), weights)
+    decoded = decode(encode_frame(HEADER, {"weights": weights}), "f32")
+    np.testing.assert_array_equal(decoded, weights)
 
 
 # ----------------------------------------------------------------------------- refusals
 
 def _refusal(tensors: dict[str, np.ndarray], encoding: str) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        check_update_tensors(decode_frame(frame(HEADER, tensors)).tensors, LAYOUT, encoding)
+        check_update_tensors(decode_frame(encode_frame(HEADER, tensors)).tensors, LAYOUT, encoding)
     return caught.value
 
 

@@ -10,25 +10,13 @@ import struct
 
 import numpy as np
 import pytest
-from protocol_client import FRAME_TYPE, ProtocolClient
+from protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 
 from webnn.server.app import create_app
 
 ALL = {"update": ["q8", "f16", "f32"], "weights": ["f16", "f32"]}
 
 
-def frame(header: dict, tensors: dict[str, np.ndarray]) -> bytes:
-    """A frame written from the protocol text, with float16 and int8 tensors."""
-    names = {"float32": "<f4", "float16": "<f2", "int8": "i1"}
-    entries, payload = [], b""
-    for name, array in tensors.items():
-        dtype = next(k for k, v in names.items() if np.dtype(v) == array.dtype)
-        data = array.tobytes()
-        entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                        "offset": len(payload), "byteLength": len(data)})
-        payload += data + b"\0" * (-len(data) % 8)
-    head = json.dumps({**header, "tensors": entries}).encode()
-    return b"WNF1" + struct.pack("<I", len(head)) + head + b"\0" * (-(8 + len(head)) % 8) + payload
 
 
 def read_frame(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
@@ -57,7 +45,8 @@ class Volunteer(ProtocolClient):
     async def send(self, task: dict, tensors: dict[str, np.ndarray], **extra):
         header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
                   "accuracy": 0.5, "timings": {}, **extra}
-        return await self.request("POST", task["urls"]["submit"], data=frame(header, tensors),
+        body = encode_frame(header, tensors)
+        return await self.request("POST", task["urls"]["submit"], data=body,
                                   content_type=FRAME_TYPE,
                                   headers={"Accept": FRAME_TYPE} if extra.get("next") else None)
 

@@ -83,7 +83,9 @@ def _auc(run: Run, horizon: float) -> float:
                             horizon)
 
 
-def _km_median(runs: Sequence[Run], target: float, field: str) -> float | None:
+def km_median_to_target(runs: Sequence[Run], target: float, field: str) -> float | None:
+    """Kaplan-Meier median of `field` ("time" or "merges") at the first validation reaching
+    `target`; a run that never reached it is censored at its last validation."""
     times, reached = [], []
     for run in runs:
         hit = first_reaching(run.rows, target)
@@ -148,9 +150,9 @@ def summarize(runs: Sequence[Run], target: float | None,
             updates_rejected_mean=_mean([float(f.updates_rejected) for f in finals]),
             mean_staleness=_mean([f.mean_staleness for f in finals]),
             final_accuracy_ci=(ci.low, ci.high),
-            time_to_target_median=(_km_median(good, target, "time")
+            time_to_target_median=(km_median_to_target(good, target, "time")
                                    if target is not None else None),
-            merges_to_target_median=(_km_median(good, target, "merges")
+            merges_to_target_median=(km_median_to_target(good, target, "merges")
                                      if target is not None else None),
             auc=_mean(list(seeds["auc"].values())),
             auc_horizon=horizon,

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from webnn.compare.results import Run
-from webnn.compare.stats import kaplan_meier_median
-from webnn.compare.summary import first_reaching
+from webnn.compare.summary import first_reaching, km_median_to_target
 
 
 @dataclass(frozen=True)
@@ -40,15 +39,6 @@ def base_label(label: str) -> str:
     return label.rsplit("@", 1)[0]
 
 
-def _km(runs: Sequence[Run], target: float, field: str) -> float | None:
-    times, reached = [], []
-    for run in runs:
-        hit = first_reaching(run.rows, target)
-        times.append(float(getattr(hit if hit is not None else run.rows[-1], field)))
-        reached.append(hit is not None)
-    return kaplan_meier_median(times, reached)
-
-
 def sweep_rows(runs: Sequence[Run], target: float, order: Sequence[str] = ()) -> list[SweepRow]:
     """One row per (strategy, client count) over the finished runs, strategies in `order`."""
     finished = [r for r in runs if r.record.status == "ok" and r.rows and r.record.clients]
@@ -61,13 +51,13 @@ def sweep_rows(runs: Sequence[Run], target: float, order: Sequence[str] = ()) ->
         for clients in counts:
             group = [r for r in mine if r.record.clients == clients]
             rates = [r.rows[-1].merges / r.rows[-1].time for r in group if r.rows[-1].time > 0]
-            time = times[clients] = _km(group, target, "time")
+            time = times[clients] = km_median_to_target(group, target, "time")
             first = times[counts[0]]
             rows.append(SweepRow(
                 strategy=label, clients=clients, runs=len(group),
                 reached=sum(first_reaching(r.rows, target) is not None for r in group),
                 merges_per_second=float(np.median(rates)) if rates else math.nan,
-                merges_to_target=_km(group, target, "merges"),
+                merges_to_target=km_median_to_target(group, target, "merges"),
                 time_to_target=time,
                 speedup=first / time if first is not None and time is not None else None))
     return rows
