@@ -11,6 +11,11 @@ Training batches are an endless, deterministic stream: epoch e is the permutatio
 and batch b is positions ``b * batch_size ... (b + 1) * batch_size - 1`` of that stream. So every
 batch is full, a batch may span two epochs, and batch b can be found without drawing batches
 0 ... b-1 (the server persists how many batches it handed out and resumes with ``start``).
+
+Partitioned training (`webnn.data.partition`) needs random access and what to split by: a dataset
+gives `train_labels()` (class indices or one-hot rows, for ``dirichlet`` and ``shards``) and/or
+`train_keys()` (one key per training example, for ``by_key``), and `train_examples(index)`. The
+server then draws shard s's batches from its index array with `shard_batch_indices`.
 """
 
 from __future__ import annotations
@@ -70,6 +75,20 @@ class IterableDataset(ABC):
         """The whole validation set once, in order, in chunks of `chunk_size` (the last may be
         shorter)."""
 
+    def train_labels(self) -> np.ndarray | None:
+        """The label of every training example in order (for label partitions); None: unknown."""
+        return None
+
+    def train_keys(self) -> np.ndarray | None:
+        """One key (int or str) per training example, e.g. its document (for ``by_key``
+        partitions); None: the data has no keys."""
+        return None
+
+    def train_examples(self, index: np.ndarray) -> Batch:
+        """The training examples at positions `index` (partitioned training needs this)."""
+        raise DatasetError(f"{type(self).__name__} has no random access to training examples "
+                           "(train_examples); only the iid partition works with it")
+
     def describe(self) -> str:
         """One line for logs: sizes, shapes and dtypes."""
         train = "unknown number of" if self.num_train is None else f"{self.num_train}"
@@ -99,16 +118,16 @@ def batch_indices(num_examples: int, batch_size: int, seed: int,
 
 
 def _index_stream(num_examples: int, batch_size: int, seed: int,
-                  start: int) -> Iterator[np.ndarray]:
+                  start: int, stream: tuple[int, ...] = ()) -> Iterator[np.ndarray]:
     position = start * batch_size
     epoch, offset = divmod(position, num_examples)
-    order = _epoch_order(num_examples, seed, epoch)
+    order = _epoch_order(num_examples, seed, epoch, stream)
     while True:
         parts, needed = [], batch_size
         while needed:
             if offset == num_examples:
                 epoch, offset = epoch + 1, 0
-                order = _epoch_order(num_examples, seed, epoch)
+                order = _epoch_order(num_examples, seed, epoch, stream)
             take = min(needed, num_examples - offset)
             parts.append(order[offset:offset + take])
             offset += take
@@ -116,8 +135,27 @@ def _index_stream(num_examples: int, batch_size: int, seed: int,
         yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([int(seed), int(epoch)]).permutation(num_examples)
+def shard_batch_indices(indices: np.ndarray, batch_size: int, seed: int, shard: int,
+                        start: int = 0) -> Iterator[np.ndarray]:
+    """Endless batches of training-set positions drawn from one shard's `indices` only.
+
+    The same construction as `batch_indices` over ``range(len(indices))`` with epoch order
+    ``default_rng([seed, shard, e]).permutation(len(indices))``, mapped through `indices`; so the
+    sequence is fixed by (seed, shard) and batch b is found without drawing the ones before.
+    """
+    indices = np.asarray(indices)
+    _check_positive("len(indices)", len(indices))
+    _check_positive("batch_size", batch_size)
+    _check_non_negative("seed", seed)
+    _check_non_negative("shard", shard)
+    _check_non_negative("start", start)
+    return (indices[local] for local in _index_stream(
+        len(indices), int(batch_size), int(seed), int(start), stream=(int(shard),)))
+
+
+def _epoch_order(num_examples: int, seed: int, epoch: int,
+                 stream: tuple[int, ...] = ()) -> np.ndarray:
+    return np.random.default_rng([int(seed), *stream, int(epoch)]).permutation(num_examples)
 
 
 def chunk_bounds(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
@@ -129,11 +167,14 @@ def chunk_bounds(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
 class ArrayDataset(IterableDataset):
     """A dataset held in numpy arrays (or memory-mapped arrays): ``x_*[i]`` is labelled ``y_*[i]``.
 
-    Raises `DatasetError` when the arrays do not fit together (lengths, shapes, dtypes of the
-    training and validation parts). Whether they fit the model is `check_dataset`'s job.
+    `train_keys` (optional): one key per training example (ints or strings, e.g. the document or
+    writer an example comes from), for ``by_key`` partitions. Raises `DatasetError` when the
+    arrays do not fit together (lengths, shapes, dtypes of the training and validation parts).
+    Whether they fit the model is `check_dataset`'s job.
     """
 
-    def __init__(self, x_train: Any, y_train: Any, x_val: Any, y_val: Any) -> None:
+    def __init__(self, x_train: Any, y_train: Any, x_val: Any, y_val: Any,
+                 train_keys: Any = None) -> None:
         self.x_train, self.y_train = _as_array(x_train, "x_train"), _as_array(y_train, "y_train")
         self.x_val, self.y_val = _as_array(x_val, "x_val"), _as_array(y_val, "y_val")
         for x_name, y_name in (("x_train", "y_train"), ("x_val", "y_val")):
@@ -155,6 +196,19 @@ class ArrayDataset(IterableDataset):
         self.y_dtype = self.y_train.dtype
         self.num_train: int = len(self.x_train)
         self.num_validation = len(self.x_val)
+        self._keys = None if train_keys is None else _as_array(train_keys, "train_keys")
+        if self._keys is not None and (self._keys.ndim != 1 or len(self._keys) != self.num_train):
+            raise DatasetError(f"train_keys must hold one key per training example "
+                               f"({self.num_train}), got shape {self._keys.shape}")
+
+    def train_labels(self) -> np.ndarray:
+        return self.y_train
+
+    def train_keys(self) -> np.ndarray | None:
+        return self._keys
+
+    def train_examples(self, index: np.ndarray) -> Batch:
+        return Batch(self.x_train[index], self.y_train[index])
 
     def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
         indices = batch_indices(self.num_train, batch_size, seed, start)
