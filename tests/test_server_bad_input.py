@@ -345,5 +345,5 @@ def test_bad_screening_config_is_refused(make_config):
 def test_missing_browser_client_is_a_clear_config_error(make_config, tmp_path):
     from webnn.server.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"client_dir: no browser client at .*install webnn from"):
+    with pytest.raises(ConfigError, match=r"client_dir: no browser client at .*src/index.html"):
         create_app(make_config(client_dir=tmp_path / "nowhere"))

@@ -1,4 +1,7 @@
-"""The headless Node worker (``client_js/bin/wnn-worker.js``) as a child process of Python.
+"""The headless Node worker (``bin/wnn-worker.js`` of the client) as a child process of Python.
+
+The worker and the TF.js it loads come with webnn (`webnn.bundled`: the wheel's copy, or the
+checkout's ``client_js`` after ``npm ci``).
 
 Shared by ``wnn serve --local-workers`` (`webnn.server.workers`) and ``wnn compare``
 (`webnn.compare.workers`): finding node and the script, the worker's command line, and the
@@ -17,9 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from webnn import bundled
+
 BACKENDS = ("cpu", "wasm")
 WORKER_SCRIPT = Path("bin") / "wnn-worker.js"
 _PR_SET_PDEATHSIG = 1
+
+
+def worker_dir(client_dir: Path | None = None) -> Path:
+    """The client folder to run the worker from: `client_dir` when it holds the worker script
+    (``bin/wnn-worker.js``), else the bundled client (`webnn.bundled.client_dir`: the installed
+    package's copy, or the checkout's ``client_js``). A customised client (``--client-dir``) may
+    hold only the page."""
+    if client_dir is not None and (Path(client_dir) / WORKER_SCRIPT).is_file():
+        return Path(client_dir)
+    return bundled.client_dir()
 
 
 class WorkerSetupError(RuntimeError):
@@ -70,6 +85,7 @@ class WorkerArgs:
     reset_optimizer: bool = False
     encoding: str | None = None  # the only update encoding offered at join (None: all)
     weights_encoding: str | None = None  # the only weights encoding offered (None: all)
+    volunteer_id: str | None = None  # sent at join: keeps this client's data shard across restarts
 
     def argv(self, command: WorkerCommand) -> list[str]:
         argv = [command.node, str(command.script), "--server", self.server_url,
@@ -86,6 +102,8 @@ class WorkerArgs:
             argv += ["--encoding", self.encoding]
         if self.weights_encoding:
             argv += ["--weights-encoding", self.weights_encoding]
+        if self.volunteer_id:
+            argv += ["--volunteer-id", self.volunteer_id]
         return argv
 
 

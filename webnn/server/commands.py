@@ -25,6 +25,8 @@ from typing import Any
 import click
 from aiohttp import web
 
+from webnn.bundled import default_example
+from webnn.node_worker import worker_dir
 from webnn.server.toml_config import (
     MODEL_KEYS,
     NAME_PATTERN,
@@ -150,6 +152,18 @@ def merge_settings(
     return process, merged
 
 
+def with_default_example(models: list[dict[str, Any]], multi: bool) -> list[dict[str, Any]]:
+    """`models`, or, when one model has neither a spec nor data, that model serving the bundled
+    example (`webnn.bundled.default_example`), which is printed."""
+    if multi or len(models) != 1 or models[0].get("spec") or models[0].get("data"):
+        return models
+    example = default_example()
+    echo(f"webnn: no SPEC given; serving the bundled example {example.spec.stem}")
+    echo(f"  spec: {example.spec}")
+    echo(f"  data: {example.data}")
+    return [dict(models[0], spec=str(example.spec), data=str(example.data))]
+
+
 def _spec_problems(exc: Exception, spec: str) -> str:
     problems = getattr(exc, "problems", None)
     if not problems:
@@ -197,7 +211,7 @@ def plan_models(
             SERVE_CONFIG_FIELD.get(k, k): v for k, v in model.items() if k not in ("name", "spec")
         }
         values["spec"] = spec
-        for key in ("admin_token", "join_token", "tfjs_url"):
+        for key in ("admin_token", "join_token", "tfjs_url", "client_dir"):
             if process.get(key) is not None:
                 values[key] = process[key]
         if state_dir is not None:
@@ -300,6 +314,7 @@ async def run_server(
 
 SERVE_OPTIONS_HELP = """
 Serve SPEC (a model spec JSON) with training data from --data to browser and Node clients.
+With no SPEC (and no spec in --config), serve the bundled example: digits_mlp on the digits data.
 Several SPECs (sharing --data and --strategy) or a TOML file with [[models]] serve several models in
 one process, each at /models/<name>/ with an index page at /.
 """
@@ -391,6 +406,9 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     logging.getLogger("webnn").setLevel(logging.INFO)
     try:
         file = load_toml(config_file) if config_file is not None else FileSettings()
+@click.option("--client-dir", type=click.Path(file_okay=False),
+              help="Serve a customised client: a folder with src/ (page, dashboard, client "
+                   "library) and, optionally, node_modules/ [the bundled client].")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     cli = dict(flags)
@@ -420,8 +438,9 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     command = None
     if process["local_workers"] > 0:
         try:
-            command = check_worker_setup(plans[0].config.client_dir)
+            command = check_worker_setup(worker_dir(plans[0].config.client_dir))
         except WorkerError as exc:
+    models = with_default_example(models, file.multi)
             raise click.ClickException(str(exc)) from exc
     app = build_root_app(plans)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import webnn
+from webnn import bundled
 
 
 class ConfigError(ValueError):
@@ -25,8 +25,9 @@ class ConfigError(ValueError):
 
 
 def default_client_dir() -> Path:
-    """The repository's ``client_js`` next to the installed package (editable installs)."""
-    return Path(webnn.__file__).resolve().parent.parent / "client_js"
+    """The bundled client: the installed package's ``_client`` (a wheel install), else the
+    checkout's ``client_js`` (an editable install); see `webnn.bundled`."""
+    return bundled.client_dir()
 
 
 @dataclass
@@ -52,6 +53,15 @@ class ServeConfig:
     `update_encoding` (``auto``, ``q8``, ``f16``, ``f32``) and `weights_encoding` (``auto``,
     ``f16``, ``f32``): what sessions send and receive (`webnn.server.encodings`; ``auto`` = the
     fewest bytes the client offers; a client that offers nothing gets ``f32``).
+
+    `partition`: how the training set is split over clients (`webnn.data.partition`): None or
+    ``"iid"`` (one shared stream), a kind name, a table ``{"kind": "dirichlet", "alpha": 0.1,
+    "shards": 16}`` or a `PartitionConfig`; shards default to `DEFAULT_SHARDS`. Each session trains
+    on one shard, kept per volunteer id (`webnn.server.shards`).
+
+    `client_dir`: the client folder to serve (``src/`` holds the pages and the client library;
+    TF.js, its wasm backend and chart.js come from its ``node_modules/`` when there, else from the
+    bundled client); None: the bundled client (`default_client_dir`).
 
     `screening=None` screens with `webnn.merge.screening.DEFAULT_SCREENING` (an adaptive norm
     bound); a mapping is laid over those defaults key by key; ``"off"`` or False turns screening
@@ -103,6 +113,7 @@ class ServeConfig:
     body_timeout: float = 10.0
     update_encoding: str = "auto"
     weights_encoding: str = "auto"
+    partition: Any = None
 
     def __post_init__(self) -> None:
         if self.admin_token is None:
@@ -177,6 +188,12 @@ class ServeConfig:
         if self.seed is not None and (isinstance(self.seed, bool)
                                       or not isinstance(self.seed, int)):
             problems.append(f"seed: must be an integer, got {self.seed!r}")
+        from webnn.data.partition import PartitionConfig, PartitionError
+
+        try:
+            PartitionConfig.from_mapping(self.partition)
+        except PartitionError as error:
+            problems.append(str(error))
         if not isinstance(self.data_options, dict):
             problems.append("data_options: must be a dict of name -> value")
         if not isinstance(self.strategy_params, dict):
@@ -188,10 +205,14 @@ class ServeConfig:
         if self.state_dir is not None and self.state_dir.exists() and not self.state_dir.is_dir():
             problems.append(f"state_dir: {self.state_dir} exists and is not a directory")
         if self.client_dir is not None and not (self.client_dir / "src" / "index.html").is_file():
-            problems.append(
-                f"client_dir: no browser client at {self.client_dir} (src/index.html); webnn "
-                "serves its page and TF.js from the repository's client_js/: install webnn from "
-                "a checkout (`pip install -e .`, then `npm ci` in client_js/) or set client_dir")
+            bundled_dir = default_client_dir()
+            hint = ("this webnn carries no client: install webnn from a wheel built after `npm "
+                    "ci` in client_js/, or run it from a checkout (`make setup`)"
+                    if self.client_dir == bundled_dir else
+                    f"give a folder holding src/index.html (e.g. a copy of {bundled_dir}), or "
+                    "leave client_dir unset to serve the bundled client")
+            problems.append(f"client_dir: no browser client at {self.client_dir} "
+                            f"(src/index.html is missing); {hint}")
         if self.tfjs_url is not None and not (
             isinstance(self.tfjs_url, str)
             and self.tfjs_url.startswith(("http://", "https://", "/"))
@@ -216,6 +237,8 @@ class ModelParts:
     strategy: Any
     seed: int
     screening: Any = None
+    partition: Any = None  # a `PartitionConfig`
+    shards: Any = None  # its index arrays; None: iid (one shared stream)
 
 
 def _load_screening(screening: Any) -> Any:
@@ -288,5 +311,34 @@ def load_parts(config: ServeConfig) -> ModelParts:
     dataset = _load_dataset(config.data, config.data_options, spec)
     strategy = _load_strategy(config.strategy, config.strategy_params)
     seed = config.seed if config.seed is not None else int(getattr(spec.training, "seed", 0) or 0)
+    partition, shards = _load_partition(config.partition, dataset, seed)
     return ModelParts(spec=spec, dataset=dataset, strategy=strategy, seed=seed,
-                      screening=_load_screening(config.screening))
+                      screening=_load_screening(config.screening), partition=partition,
+                      shards=shards)
+
+
+DEFAULT_SHARDS = 16
+"""Shards of a non-iid partition when none are set."""
+
+
+def _load_partition(setting: Any, dataset: Any, seed: int) -> tuple[Any, Any]:
+    """The `PartitionConfig` and the shards of the training set (None for iid)."""
+    from webnn.data.partition import PartitionConfig, PartitionError, partition
+
+    config = PartitionConfig.from_mapping(setting).with_default_shards(DEFAULT_SHARDS)
+    if config.is_iid:
+        return config, None
+    try:
+        labels = dataset.train_labels() if config.kind != "by_key" else None
+        keys = dataset.train_keys() if config.kind == "by_key" else None
+        shards = partition(config, seed, labels=labels, keys=keys)
+        dataset.train_examples(shards[0][:1])  # random access is needed: fail now, not later
+    except (PartitionError, AttributeError, ValueError) as error:
+        text = str(error)
+        raise ConfigError([text if text.startswith("partition") else f"partition: {text}"]
+                          ) from None
+    if config.shards is None:
+        from dataclasses import replace
+
+        config = replace(config, shards=len(shards))
+    return config, shards

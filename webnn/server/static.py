@@ -2,8 +2,11 @@
 
 ``GET /`` -> ``src/index.html``; ``GET /dashboard`` -> ``src/dashboard.html``; ``/static/client/``
 -> ``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/chart/`` -> the ``dist`` folders
-in ``node_modules``. Pages use relative URLs, so they work under a mount prefix. ``GET
-/config.json`` tells a page where TF.js is (the local copy, or `tfjs_url` when configured).
+in ``node_modules``. A customised client folder (``--client-dir``) without those ``dist`` folders
+gets the bundled client's (`webnn.bundled.client_dir`), so it need only hold ``src/``. An installed
+wheel's bundled client holds only the ``dist`` files the pages load (see ``setup.py``). Pages use
+relative URLs, so they work under a mount prefix. ``GET /config.json`` tells a page where TF.js is
+(the local copy, or `tfjs_url` when configured).
 
 Static files are served by `_directory` (not aiohttp's static resource, whose missing files and
 directories answer an empty 404 or a 403): a file is served only when the resolved path is a
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from webnn import bundled
 from webnn.server.errors import ProtocolError
 from webnn.server.keys import CONFIG
 from webnn.server.wire import json_response
@@ -47,7 +51,7 @@ def _missing(path: Path) -> web.Handler:
     async def handler(request: web.Request) -> web.Response:
         raise ProtocolError(404, "not_found",
                             f"{path} does not exist on the server (run `npm ci` in client_js, or "
-                            "set client_dir)")
+                            "set client_dir to a client that has it)")
     return handler
 
 
@@ -98,9 +102,18 @@ async def config_json(request: web.Request) -> web.Response:
     return json_response({"urls": static_urls(request), "api": api})
 
 
+def library_dir(client_dir: Path, sub: str) -> Path:
+    """`client_dir`'s folder `sub`, or the bundled client's when `client_dir` lacks it."""
+    directory = client_dir / sub
+    if directory.is_dir():
+        return directory
+    bundled_dir = bundled.client_dir() / sub
+    return bundled_dir if bundled_dir.is_dir() else directory
+
+
 def add_static_routes(app: web.Application, client_dir: Path) -> None:
     for name, (prefix, sub) in STATIC_DIRS.items():
-        directory = client_dir / sub
+        directory = client_dir / sub if sub == "src" else library_dir(client_dir, sub)
         handler = _directory(directory) if directory.is_dir() else _missing(directory)
         app.router.add_get(prefix + "/{filename:.*}", handler, name=name)
     for name, (route, sub) in PAGES.items():

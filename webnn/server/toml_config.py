@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("local_workers", "int", "process", "headless Node workers to start per model"),
     Setting("worker_backend", "str", "process", "TF.js backend of local workers: cpu or wasm"),
     Setting("tfjs_url", "str", "process", "URL the volunteer page loads TF.js from"),
+    Setting("client_dir", "path", "process",
+            "a customised client folder to serve (its src/ replaces the page and dashboard)"),
     Setting("name", "str", "model", "model name, used in /models/<name>/ and state subdirectory"),
     Setting("spec", "path", "model", "model spec JSON file"),
     Setting("data", "data", "model", "data module: a .py file or a dotted module name"),
