@@ -396,6 +396,9 @@ one process, each at /models/<name>/ with an index page at /.
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
               help="TF.js backend of the local workers [cpu].")
 @click.option("--tfjs-url", help="Load TF.js in the volunteer page from this URL (default: local).")
+@click.option("--client-dir", type=click.Path(file_okay=False),
+              help="Serve a customised client: a folder with src/ (page, dashboard, client "
+                   "library) and, optionally, node_modules/ [the bundled client].")
 def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[str, ...],
           params: tuple[str, ...], screening: tuple[str, ...], **flags: Any) -> None:
     logging.basicConfig(level=logging.WARNING,
@@ -406,9 +409,6 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     logging.getLogger("webnn").setLevel(logging.INFO)
     try:
         file = load_toml(config_file) if config_file is not None else FileSettings()
-@click.option("--client-dir", type=click.Path(file_okay=False),
-              help="Serve a customised client: a folder with src/ (page, dashboard, client "
-                   "library) and, optionally, node_modules/ [the bundled client].")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     cli = dict(flags)
@@ -426,6 +426,7 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     if cli.get("state_dir") is not None:
         cli["state_dir"] = str(Path(cli["state_dir"]))
     process, models = merge_settings(file, specs, cli)
+    models = with_default_example(models, file.multi)
     if process["worker_backend"] not in BACKENDS:
         raise click.ClickException(
             f"worker_backend must be one of {', '.join(BACKENDS)}, "
@@ -440,7 +441,6 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
         try:
             command = check_worker_setup(worker_dir(plans[0].config.client_dir))
         except WorkerError as exc:
-    models = with_default_example(models, file.multi)
             raise click.ClickException(str(exc)) from exc
     app = build_root_app(plans)
 
