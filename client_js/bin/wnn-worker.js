@@ -5,6 +5,10 @@
 //              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
 //              [--no-follow-up] [--attack scaled|sign_flip|random|nan [--attack-scale S]
 //              [--attack-seed N]] [--encoding q8|f16|f32] [--weights-encoding f16|f32]
+//              [--volunteer-id ID]
+//
+// --volunteer-id sends an opaque id (1-64 printable ASCII characters, no spaces) at join: with a
+// partitioned training set the server keeps this worker on the same data shard across restarts.
 //
 // --encoding / --weights-encoding offer only that update / weights encoding at join (default: all
 // of them; the server picks, see docs/protocol.md "Encodings"); f32 is the fallback either way.
@@ -30,7 +34,8 @@ const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--bac
                   [--name NAME] [--max-tasks N] [--speed FACTOR] [--join-token TOKEN]
                   [--reset-optimizer] [--no-follow-up]
                   [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]
-                  [--encoding q8|f16|f32] [--weights-encoding f16|f32]`;
+                  [--encoding q8|f16|f32] [--weights-encoding f16|f32]
+                  [--volunteer-id ID]`;
 
 function usageError(message) {
   process.stderr.write(`wnn-worker: ${message}\n${USAGE}\n`);
@@ -58,6 +63,7 @@ export function parseOptions(argv) {
         'attack-seed': { type: 'string' },
         encoding: { type: 'string' },
         'weights-encoding': { type: 'string' },
+        'volunteer-id': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -91,13 +97,17 @@ export function parseOptions(argv) {
     if (!['f16', 'f32'].includes(values['weights-encoding'])) usageError(`--weights-encoding: ${JSON.stringify(values['weights-encoding'])} is not f16 or f32`);
     encodings.weights = [values['weights-encoding']];
   }
+  const volunteerId = values['volunteer-id'] ?? null;
+  if (volunteerId !== null && !/^[!-~]{1,64}$/.test(volunteerId)) {
+    usageError(`--volunteer-id: ${JSON.stringify(volunteerId)} is not 1-64 printable ASCII characters without spaces`);
+  }
   const speed = Number(values.speed);
   if (!Number.isFinite(speed) || speed <= 0) usageError(`--speed: ${JSON.stringify(values.speed)} is not a number > 0`);
   return {
     server: values.server, role: values.role, backend: values.backend,
     name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
     joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
-    followUp: !values['no-follow-up'], attack: attackOptions(values), encodings,
+    followUp: !values['no-follow-up'], attack: attackOptions(values), encodings, volunteerId,
   };
 }
 
@@ -166,7 +176,10 @@ async function main() {
   const options = parseOptions(process.argv.slice(2));
   const tf = await loadTf(options.backend);
   const client = new WebnnClient(options.server, {
-    client: { kind: 'node', name: options.name, backend: options.backend, userAgent: `node/${process.versions.node}` },
+    client: {
+      kind: 'node', name: options.name, backend: options.backend, userAgent: `node/${process.versions.node}`,
+      ...(options.volunteerId ? { volunteerId: options.volunteerId } : {}),
+    },
     joinToken: options.joinToken,
     encodings: options.encodings,
   });

@@ -7,6 +7,7 @@
 // for tests and the curious.
 
 import { WebnnClient } from './protocol.js';
+import { localStorageOrNull, volunteerId } from './volunteer_id.js';
 import { OFFER_ALL } from './encoding.js';
 import { Trainer } from './trainer.js';
 import { WorkerLoop } from './worker_loop.js';
@@ -110,7 +111,10 @@ async function main() {
   $('backend').textContent = state.backend;
 
   const client = new WebnnClient(base, {
-    client: { kind: 'browser', name: params.get('name') ?? undefined, userAgent: navigator.userAgent, backend: state.backend },
+    client: {
+      kind: 'browser', name: params.get('name') ?? undefined, userAgent: navigator.userAgent, backend: state.backend,
+      volunteerId: volunteerId(localStorageOrNull()), // keeps this browser's data shard
+    },
     encodings: OFFER_ALL, // compressed updates and weights, as the server picks (docs/protocol.md)
   });
   const trainer = new Trainer(tf);

@@ -154,6 +154,7 @@ class CompareConfig:
     description: str = ""
     order: str = "random"
     sweep: Sweep | None = None
+    partition: dict[str, Any] | None = None  # a checked `PartitionConfig` table; None: iid
 
     @property
     def num_clients(self) -> int:
@@ -174,7 +175,15 @@ class CompareConfig:
             "worker": self.worker, "target_accuracy": self.target_accuracy,
             "order": self.order,
             "sweep": vars(self.sweep) if self.sweep else None,
+            "partition": self.partition_config().public(),
         }
+
+    def partition_config(self) -> Any:
+        """The `PartitionConfig` of the runs: shards default to the number of training clients
+        (of this variant, in a sweep), so each client slot has a shard of its own."""
+        from webnn.data.partition import PartitionConfig
+
+        return PartitionConfig.from_mapping(self.partition).with_default_shards(self.num_clients)
 
     def variants(self) -> list[tuple[int | None, CompareConfig]]:
         """``(clients, config)`` per sweep value, the swept group's count set to it; without a
@@ -272,7 +281,7 @@ def load_config(path: str | Path) -> CompareConfig:
 
 _TOP = ("name", "description", "model", "data", "data_options", "seeds", "repetitions", "worker",
         "target_accuracy", "order", "stop", "evaluation", "server", "strategies", "clients",
-        "sweep")
+        "sweep", "partition")
 RUN_ORDERS = ("random", "fixed")
 """``random`` (default): seed by seed, the strategies in a seeded random order within each seed,
 so drifts of a shared machine's load fall on every strategy alike; ``fixed``: as listed."""
@@ -308,6 +317,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
     strategies = _strategies(top)
     clients = _clients(top)
     sweep = _sweep(top, clients)
+    partition = _partition(top)
     if not any(g.attack for g in clients):
         for i, entry in enumerate(strategies):
             if entry.attack is not None:
@@ -322,7 +332,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path = Path("."), name: str =
         server=server, worker=worker,
         target_accuracy=target if target is not None else stop.target_accuracy,
         description=top.get("description", "str", "") or "", order=order or "random",
-        sweep=sweep,
+        sweep=sweep, partition=partition,
     )
 
 
@@ -353,6 +363,22 @@ def _check_worker_kind(problems: list[str], worker: str, clients: tuple[ClientGr
                 if getattr(entry, key) is not None:
                     problems.append(f"strategies[{i}].{key}: not supported with worker = "
                                     "\"chromium\" (the page offers every encoding)")
+
+
+def _partition(top: _Reader) -> dict[str, Any] | None:
+    """The ``[partition]`` table, checked against `PartitionConfig` (its message names the key,
+    e.g. ``partition.alpha``)."""
+    from webnn.data.partition import PartitionConfig, PartitionError
+
+    table = top.get("partition", "table", None)
+    if table is None:
+        return None
+    try:
+        PartitionConfig.from_mapping(table, path=top.key("partition"))
+    except PartitionError as error:
+        top.problems.append(str(error))
+        return None
+    return dict(table)
 
 
 def _data_options(top: _Reader) -> dict[str, str]:

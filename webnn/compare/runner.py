@@ -192,6 +192,8 @@ def serve_config(config: CompareConfig, prepared: Prepared, entry: StrategyEntry
         # one trusted evaluator: every client of a comparison is the operator's own, so each
         # chunk is evaluated once (replication would only slow the series down)
         eval_quorum=1,
+        # each training slot keeps its shard across churn restarts (its name is its volunteer id)
+        partition=config.partition_config(),
     )
 
 
@@ -325,7 +327,8 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
             slots.append(ClientSlot(
                 WorkerArgs(server_url=client_url, name=name, role="train", backend=group.backend,
                            speed=group.speed, attack=attack, attack_scale=scale,
-                           encoding=update_encoding, weights_encoding=weights_encoding),
+                           encoding=update_encoding, weights_encoding=weights_encoding,
+                           volunteer_id=name),
                 log_path=logs / f"{name}.log", churn=group.churn,
                 rng=np.random.default_rng(streams[n]), command=command))
             n += 1

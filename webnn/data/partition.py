@@ -154,12 +154,12 @@ def partition(config: PartitionConfig, seed: int, labels: Any = None,
         return [np.arange(int(n), dtype=np.int64)]
     if config.kind == "by_key":
         if keys is None:
-            raise PartitionError("partition kind by_key: the data module gives no keys per "
-                                 "training example (train_keys)")
+            raise PartitionError("partition.kind: by_key needs a key per training example, and "
+                                 "the data module gives none (train_keys)")
         return _by_key(np.asarray(keys), config.shards)
     if labels is None:
-        raise PartitionError(f"partition kind {config.kind}: the data module gives no training "
-                             "labels")
+        raise PartitionError(f"partition.kind: {config.kind} needs the training labels, and the "
+                             "data module gives none (train_labels)")
     classes = class_labels(labels)
     shards = config.shards if config.shards is not None else 1
     if shards > len(classes):

@@ -391,6 +391,16 @@ one process, each at /models/<name>/ with an index page at /.
                    "unvalidated [30].")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds an update body may go without a byte before 408 [10].")
+@click.option("--partition", "partition_kind",
+              type=click.Choice(["iid", "dirichlet", "shards", "by_key"]),
+              help="Training data per client [iid: one shared stream]; each volunteer keeps its "
+                   "shard across reconnects.")
+@click.option("--partition-shards", type=click.IntRange(min=1),
+              help="Shards of a non-iid partition [16; by_key: one per key].")
+@click.option("--partition-alpha", type=click.FloatRange(min=0, min_open=True),
+              help="Dirichlet concentration of --partition dirichlet [0.5; lower: more skew].")
+@click.option("--partition-classes", type=click.IntRange(min=1),
+              help="Label pieces per shard of --partition shards [2].")
 @click.option("--local-workers", type=click.IntRange(min=0),
               help="Start N headless Node workers per model beside the server.")
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
@@ -425,6 +435,10 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
                             for key, value in parse_pairs(screening, "--screen").items()}
     if cli.get("state_dir") is not None:
         cli["state_dir"] = str(Path(cli["state_dir"]))
+    cli["partition"] = {key: value for key, value in (
+        ("kind", cli.pop("partition_kind", None)), ("shards", cli.pop("partition_shards", None)),
+        ("alpha", cli.pop("partition_alpha", None)),
+        ("classes", cli.pop("partition_classes", None))) if value is not None}
     process, models = merge_settings(file, specs, cli)
     models = with_default_example(models, file.multi)
     if process["worker_backend"] not in BACKENDS:

@@ -71,6 +71,7 @@ from webnn.server.ingest import Ingest
 from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
+from webnn.server.shards import ShardAssigner
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
 from webnn.server.tasks import EvalWork, FollowUp, Task, TaskBook, TrainWork
 from webnn.server.updates import UpdateHeader, decode_update
@@ -114,7 +115,10 @@ class Coordinator:
         # a finished task's answer is kept for retries: a client retries a lost answer within
         # its backoff (the JS client: under a minute), so two minutes (two leases if longer)
         self.tasks = TaskBook(keep_seconds=max(120.0, 2 * config.lease_seconds))
-        self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed)
+        self.partition = parts.partition
+        self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed,
+                              parts.shards)
+        self.assigner = ShardAssigner(self.feed.count)
         self.schedule = EvaluationSchedule(
             config.eval_every_merges or training.validation_every_merges,
             config.eval_every_seconds or training.validation_every_seconds,
@@ -232,6 +236,8 @@ class Coordinator:
                 self._close_and_return(task, now)
         if self.sessions.remove(session.token) is not None and session.encodings.weights == "f16":
             self.half_sessions -= 1
+        if session.shard is not None:
+            self.assigner.release(session.shard, session.volunteer_id)
         self.events.publish("client", {"event": "leave", "clientId": session.client_id,
                                        "clients": len(self.sessions)})
 
@@ -320,7 +326,9 @@ class Coordinator:
                 self._count_admission("busy")
                 raise busy(f"kept snapshots fill their budget of {self.limits.snapshot_budget} "
                            "bytes until open leases finish", self.config.poll_seconds)
-            work = self.feed.take()
+            if session.shard is None:
+                session.shard = self.assigner.assign(session.volunteer_id)
+            work = self.feed.take(session.shard)
             version = self.model.version
             task = self._issue("train", work, version, self.current_steps, session, now)
             if holds_base:
@@ -875,6 +883,7 @@ class Coordinator:
             "strategy": {"name": self.strategy.name,
                          "params": getattr(self.strategy, "param_values", {}),
                          "report": self.strategy.report()},
+            "partition": self._partition_status(),
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
             "traffic": self.traffic_summary(),
@@ -885,6 +894,21 @@ class Coordinator:
                 "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue,
                 "refused": dict(self.refused)},
         }
+
+    def _partition_status(self) -> dict:
+        """The partition's settings, and per shard its examples, batches handed out and the
+        live sessions on it."""
+        public = ({"kind": "iid"} if self.partition is None else self.partition.public())
+        public["shards"] = self.feed.count
+        live = (Counter(s.shard for s in self.sessions if s.shard is not None)
+                if self.feed.shards is not None else Counter({0: len(self.sessions)}))
+        public["perShard"] = [
+            {"shard": i, "examples": (self.dataset.num_train if self.feed.shards is None
+                                      else int(len(self.feed.shards[i]))),
+             "batches": self.feed.positions[i], "sessions": live[i]}
+            for i in range(self.feed.count)] if self.feed.count <= 256 else None
+        public["volunteers"] = len(self.assigner.volunteers)
+        return public
 
     def traffic_summary(self) -> dict:
         """Accepted updates and served weights by encoding: ``{"updates": {enc: {"count",
@@ -944,8 +968,11 @@ class Coordinator:
             await asyncio.to_thread(self._save_checkpoint, state)
 
     def _checkpoint_state(self) -> dict:
-        outstanding = self.feed.outstanding(
-            t.work.index for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork))
+        leased = [t.work for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork)]
+        outstanding = self.feed.outstanding(leased)
+        shards = [{"nextBatch": self.feed.positions[i],
+                   "outstanding": self.feed.outstanding(leased, i)}
+                  for i in range(self.feed.count)]
         return {
             "format": STATE_FORMAT, "name": self.spec.name,
             "fingerprint": layout_fingerprint(self.layout), "manifest": self.layout.manifest(),
@@ -956,7 +983,10 @@ class Coordinator:
             "state": self.state,
             "endReason": self.end_reason, "history": list(self.history),
             "data": {"nextBatch": self.feed.position, "outstanding": outstanding,
-                     "batchExamples": self.batch_size * self.local_steps, "seed": self.seed},
+                     "batchExamples": self.batch_size * self.local_steps, "seed": self.seed,
+                     "partition": (None if self.partition is None
+                                   else self.partition.public()),
+                     "shards": shards, "assignment": self.assigner.state()},
             "evaluation": self.schedule.state(),
             "elapsed": self.elapsed(), "savedAt": self.clock(),
         }
@@ -1000,12 +1030,30 @@ class Coordinator:
                 or data.get("seed") != self.seed):
             log.warning("batch size or seed changed since the checkpoint; the data sequence "
                         "continues at the stored position with the new settings")
-        self.feed.resume(int(data.get("nextBatch", 0)), data.get("outstanding", []))
+        self._resume_data(data)
         self.schedule.load(state.get("evaluation", {}))
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.last_checkpoint = (self.merges, len(self.history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,
                  self.model.version, self.model.steps, self.merges)
+
+
+    def _resume_data(self, data: dict) -> None:
+        """Each shard continues where it stopped; a changed partition starts its shards over
+        (a checkpoint from before partitions holds the one iid sequence)."""
+        current = None if self.partition is None else self.partition.public()
+        stored = data.get("partition")
+        if stored is None and (current is None or current.get("kind") == "iid"):
+            stored = current
+        if stored != current:
+            log.warning("the partition changed since the checkpoint (%s, now %s); every shard's "
+                        "data sequence starts over", stored, current)
+            return
+        shards = data.get("shards") or [{"nextBatch": data.get("nextBatch", 0),
+                                         "outstanding": data.get("outstanding", [])}]
+        for index, entry in enumerate(shards[:self.feed.count]):
+            self.feed.resume(int(entry.get("nextBatch", 0)), entry.get("outstanding", []), index)
+        self.assigner = ShardAssigner.from_state(data.get("assignment", {}), self.feed.count)
 
 
 def _log_failure(task: asyncio.Task) -> None:

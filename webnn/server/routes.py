@@ -95,6 +95,22 @@ def _text(info: dict, key: str) -> str | None:
     return clean.strip() or None
 
 
+MAX_VOLUNTEER_ID = 64
+
+
+def _volunteer_id(info: dict) -> str | None:
+    """``client.volunteerId``: an opaque id of 1-64 printable ASCII characters that keeps the
+    client's data shard across sessions (docs/protocol.md "Join"); None when absent."""
+    value = info.get("volunteerId")
+    if value is None:
+        return None
+    if not (isinstance(value, str) and 1 <= len(value) <= MAX_VOLUNTEER_ID
+            and all(" " < c <= "~" for c in value)):
+        raise bad_field("$.client.volunteerId", f"must be a string of 1-{MAX_VOLUNTEER_ID} "
+                        "printable ASCII characters without spaces")
+    return value
+
+
 async def join(request: web.Request) -> web.Response:
     require_join_token(request)
     body = await read_json(request, allow_empty=True)
@@ -104,7 +120,8 @@ async def join(request: web.Request) -> web.Response:
     kind = info.get("kind", "browser")
     if kind not in CLIENT_KINDS:
         raise bad_field("$.client.kind", f"must be one of {list(CLIENT_KINDS)}, got {kind!r}")
-    clean = {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")}}
+    clean = {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")},
+             "volunteerId": _volunteer_id(info)}
     config = request.app[CONFIG]
     # what the client offers, and the server's pick (f32 when it offers nothing: old clients)
     encodings = negotiate(parse_offer(body.get("encodings")), config.update_encoding,

@@ -40,6 +40,8 @@ class Session:
     cut_off_until: float = 0.0
     open_tasks: set[str] = field(default_factory=set)
     encodings: Encodings = field(default_factory=Encodings)  # negotiated at join
+    volunteer_id: str | None = None  # sent at join; keeps the volunteer's shard across sessions
+    shard: int | None = None  # the partition shard it trains on (set at its first training task)
 
     def public(self, now: float) -> dict:
         """The dashboard's view of this client (no token)."""
@@ -53,6 +55,7 @@ class Session:
             "lastLoss": self.last_loss, "lastAccuracy": self.last_accuracy,
             "lastStaleness": self.last_staleness, "openTasks": len(self.open_tasks),
             "cutOff": self.cut_off_until > now, "encodings": self.encodings.public(),
+            "shard": self.shard,
         }
 
 
@@ -79,7 +82,7 @@ class SessionRegistry:
             token=secrets.token_urlsafe(24), client_id=f"c-{self.joined}",
             kind=info.get("kind", "browser"), name=info.get("name"),
             user_agent=info.get("userAgent"), backend=info.get("backend"),
-            joined=now, last_seen=now,
+            joined=now, last_seen=now, volunteer_id=info.get("volunteerId"),
         )
         self._sessions[session.token] = session
         return session

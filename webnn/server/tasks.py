@@ -35,11 +35,13 @@ ROLES = ("train", "evaluate", "any")
 
 @dataclass
 class TrainWork:
-    """Training batch number `index` of the data sequence, already encoded as a frame."""
+    """Training batch number `index` of shard `shard`'s data sequence, already encoded as a
+    frame (shard 0 is the whole training set without a partition)."""
 
     index: int
     frame: bytes
     examples: int
+    shard: int = 0
 
 
 @dataclass

@@ -92,6 +92,9 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds a chunk short of its quorum waits before it is accepted unvalidated"),
     Setting("body_timeout", "float", "model",
             "seconds an update body may go without a byte before it is answered 408"),
+    Setting("partition", "table", "model",
+            "training data per client: kind = iid|dirichlet|shards|by_key, shards, alpha "
+            "(dirichlet), classes (shards), min_examples (dirichlet)"),
 )
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 PROCESS_KEYS = frozenset(s.key for s in SETTINGS if s.scope == "process")
