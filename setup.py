@@ -24,6 +24,7 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 CLIENT = ROOT / "client_js"
@@ -126,4 +127,16 @@ class BuildPyWithProduct(build_py):
             shutil.copyfile(source, destination)
 
 
-setup(cmdclass={"build_py": BuildPyWithProduct})
+class SdistWithProduct(sdist):
+    """`sdist` that also carries the files `BuildPyWithProduct` copies, at their source paths, so a
+    wheel built from the sdist (``python -m build``) is the same product."""
+
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        super().make_release_tree(base_dir, files)
+        for source in product_files().values():
+            destination = Path(base_dir) / source.relative_to(ROOT)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, destination)
+
+
+setup(cmdclass={"build_py": BuildPyWithProduct, "sdist": SdistWithProduct})
