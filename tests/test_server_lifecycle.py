@@ -211,9 +211,9 @@ async def test_max_merges_ends_after_a_final_evaluation_and_exports(make_config,
     assert answer["task"] is None and answer["state"] == "ended"
     final = await client.weights_array()
 
-    async def exported():
+    async def exported():  # model.json is written last (after weights.bin) in each directory
         return (tmp_path / "export" / "model.json").exists() and (
-            tmp_path / "state" / "final" / "weights.bin").exists()
+            tmp_path / "state" / "final" / "model.json").exists()
 
     await _wait_for(exported)
     for directory in (tmp_path / "export", tmp_path / "state" / "final"):
