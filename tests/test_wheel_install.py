@@ -222,3 +222,13 @@ def test_no_spec_means_the_bundled_example(capsys: pytest.CaptureFixture[str]) -
     assert "serving the bundled example digits_mlp" in capsys.readouterr().out
     given = [{"data": "mine.py"}]  # data without a spec stays a usage error in plan_models
     assert with_default_example(given, multi=False) is given
+
+
+def test_local_workers_use_the_bundled_worker_unless_the_client_dir_has_one(tmp_path: Path) -> None:
+    from webnn.node_worker import WORKER_SCRIPT, worker_dir
+
+    assert worker_dir(None) == bundled.client_dir()
+    assert worker_dir(tmp_path) == bundled.client_dir()  # a page-only client
+    (tmp_path / WORKER_SCRIPT).parent.mkdir()
+    (tmp_path / WORKER_SCRIPT).write_text("// a customised worker\n")
+    assert worker_dir(tmp_path) == tmp_path
