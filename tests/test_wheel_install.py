@@ -110,6 +110,13 @@ def test_installed_wheel_serves_the_example_to_node_and_chromium(venv: Path,
     elsewhere.mkdir()
     version = run([str(venv / "bin" / "python"), "-m", "webnn", "--version"], cwd=elsewhere)
     assert version.startswith("wnn, version"), version
+    examples = next((venv / "lib").glob("python3*/site-packages/webnn/_examples"))
+    (elsewhere / "compare.toml").write_text(
+        f'name = "wheel"\nmodel = "{examples}/model_specs/digits_mlp.json"\n'
+        f'data = "{examples}/data_modules/digits.py"\nseeds = [1]\n[stop]\nseconds = 5\n'
+        '[[strategies]]\nname = "average"\n[[clients]]\ncount = 1\n')
+    checked = run([str(venv / "bin" / "wnn"), "compare", "--check", "compare.toml"], cwd=elsewhere)
+    assert "OK" in checked, checked  # found the bundled worker and its TF.js
 
     process = subprocess.Popen(
         [str(venv / "bin" / "wnn"), "serve", "--port", "0", "--local-workers", "1",
