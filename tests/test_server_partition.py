@@ -188,6 +188,27 @@ def test_assigner_least_loaded_and_state():
     assert restored.assign("e") == 1
 
 
+async def test_iid_keeps_no_volunteer_table(make_config, serve, http):
+    served = await serve(create_app(make_config(evaluate_initial=False)))
+    client = ProtocolClient(http, served.url)
+    await _join(client, "volunteer-a")
+    header, _ = await _train(client)
+    assert (await _shard_of(client), header["index"]) == (0, 0)
+    partition = (await client.get("api/v1/status")).body["partition"]
+    assert (partition["kind"], partition["shards"], partition["volunteers"]) == ("iid", 1, 0)
+
+
+def test_serve_toml_partition_table(tmp_path):
+    from webnn.server.toml_config import ConfigError as TomlError
+    from webnn.server.toml_config import parse_settings
+
+    settings = parse_settings({"partition": {"kind": "dirichlet", "alpha": 0.1, "shards": 16}},
+                              base_dir=tmp_path, label="serve.toml")
+    assert settings.models[0]["partition"] == {"kind": "dirichlet", "alpha": 0.1, "shards": 16}
+    with pytest.raises(TomlError, match=r"serve.toml: partition: expected a table"):
+        parse_settings({"partition": 3}, base_dir=tmp_path, label="serve.toml")
+
+
 def test_partition_settings_are_checked(make_config):
     with pytest.raises(ConfigError, match=r"partition.alpha: expected a number > 0"):
         create_app(make_config(partition={"kind": "dirichlet", "alpha": -1}))

@@ -236,7 +236,7 @@ class Coordinator:
                 self._close_and_return(task, now)
         if self.sessions.remove(session.token) is not None and session.encodings.weights == "f16":
             self.half_sessions -= 1
-        if session.shard is not None:
+        if session.shard is not None and self.feed.shards is not None:
             self.assigner.release(session.shard, session.volunteer_id)
         self.events.publish("client", {"event": "leave", "clientId": session.client_id,
                                        "clients": len(self.sessions)})
@@ -327,7 +327,9 @@ class Coordinator:
                 raise busy(f"kept snapshots fill their budget of {self.limits.snapshot_budget} "
                            "bytes until open leases finish", self.config.poll_seconds)
             if session.shard is None:
-                session.shard = self.assigner.assign(session.volunteer_id)
+                # iid: everyone reads shard 0 and no volunteer table is kept
+                session.shard = (0 if self.feed.shards is None
+                                 else self.assigner.assign(session.volunteer_id))
             work = self.feed.take(session.shard)
             version = self.model.version
             task = self._issue("train", work, version, self.current_steps, session, now)
