@@ -239,3 +239,35 @@ def test_local_workers_use_the_bundled_worker_unless_the_client_dir_has_one(tmp_
     (tmp_path / WORKER_SCRIPT).parent.mkdir()
     (tmp_path / WORKER_SCRIPT).write_text("// a customised worker\n")
     assert worker_dir(tmp_path) == tmp_path
+
+
+@pytest.mark.e2e
+def test_the_client_packs_with_npm_for_sites_that_bundle_their_own_js(tmp_path: Path) -> None:
+    """``npm pack`` in client_js gives a package of src/ and bin/ whose modules import by name."""
+    if shutil.which("npm") is None:
+        pytest.fail("npm is not on PATH (make setup needs it too)")
+    packed = subprocess.run(["npm", "pack", "--json", "--pack-destination", str(tmp_path)],
+                            cwd=ROOT / "client_js", capture_output=True, text=True, timeout=300,
+                            check=True)
+    import json
+    import tarfile
+
+    (info,) = json.loads(packed.stdout)
+    files = {f["path"] for f in info["files"]}
+    assert {"src/protocol.js", "src/trainer.js", "src/worker_loop.js", "src/index.html",
+            "bin/wnn-worker.js", "package.json"} <= files
+    assert not [f for f in files if f.startswith("test/")], files
+    site = tmp_path / "site"
+    (site / "node_modules").mkdir(parents=True)
+    with tarfile.open(tmp_path / info["filename"]) as archive:
+        archive.extractall(site / "node_modules", filter="data")
+    (site / "node_modules" / "package").rename(site / "node_modules" / info["name"])
+    (site / "package.json").write_text('{"type": "module"}\n')
+    script = (f"import {{ WebnnClient }} from '{info['name']}/protocol.js';\n"
+              f"import {{ Trainer }} from '{info['name']}/trainer.js';\n"
+              f"import {{ WorkerLoop }} from '{info['name']}/worker_loop.js';\n"
+              "console.log([WebnnClient, Trainer, WorkerLoop].map((c) => typeof c).join(' '));\n")
+    (site / "main.js").write_text(script)
+    done = subprocess.run(["node", "main.js"], cwd=site, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.stdout.strip() == "function function function", done.stdout + done.stderr
