@@ -298,10 +298,12 @@ async def test_steady_state_reuses_body_and_snapshot_buffers(make_config, serve,
     rng = np.random.default_rng(0)
     for _ in range(20):
         assert (await client.train_once(rng)).status == 200
-    # one body buffer and a couple of snapshot buffers serve every request: no model-sized
-    # allocation per update once warm
+    # one body buffer and a few snapshot buffers serve every request: no model-sized allocation
+    # per update once warm. A snapshot buffer that a response is still sending when its version
+    # is dropped goes to the garbage collector instead of the pool (SnapshotPool.give_back), which
+    # happens now and then depending on timing: hence a small bound, far below one per update.
     assert coordinator.ingest.pool.allocated == 1
-    assert coordinator.pool.allocated <= 3
+    assert coordinator.pool.allocated <= 6
     status = await _status(client)
     assert status["merges"] == 20 and status["capacity"]["snapshots"] == 1
     assert status["capacity"]["bodyBytes"] == 0
