@@ -200,3 +200,14 @@ def test_version_store_makes_one_half_copy_and_gives_buffers_back():
     versions.advance(1, Snapshot(second, 1))  # version 0 is dropped, its buffers reused
     assert versions.nbytes == 4 * size
     assert half_pool.acquire() is not None and half_pool.allocated == 1
+
+
+def test_delta_strategies_get_f16_weights_only_with_q8_updates() -> None:
+    from webnn.server.encodings import negotiate
+
+    offer = {"update": ("f16", "f32"), "weights": ("f16", "f32")}
+    assert negotiate(offer).weights == "f16"  # average mixes weights: rounding is harmless
+    chosen = negotiate(offer, exact_base=True)  # fedbuff & co subtract the exact base
+    assert (chosen.update, chosen.weights) == ("f16", "f32")
+    both = negotiate({"update": ("q8",), "weights": ("f16",)}, exact_base=True)
+    assert (both.update, both.weights) == ("q8", "f16")

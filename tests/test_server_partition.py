@@ -217,3 +217,15 @@ def test_partition_settings_are_checked(make_config):
     with pytest.raises(ConfigError, match=r"partition.kind: by_key needs a key per training "
                                           r"example, and the data module gives none"):
         create_app(make_config(partition="by_key"))
+
+
+def test_the_volunteer_table_forgets_the_least_recently_seen_id_past_its_limit() -> None:
+    from webnn.server.shards import ShardAssigner
+
+    assigner = ShardAssigner(2, limit=2)
+    assert [assigner.assign(v) for v in ("a", "b")] == [0, 1]
+    assert assigner.assign("a") == 0  # seen again: now the most recent
+    assert assigner.assign("c") == 0  # loads tie at 1, 1: the lowest shard
+    # a third id pushes out the least recently seen, "b", and its shard's load falls
+    assert list(assigner.volunteers) == ["a", "c"] and assigner.load == [2, 0]
+    assert assigner.assign("d") == 1  # shard 1 is now the least loaded

@@ -113,3 +113,24 @@ def test_a_server_step_makes_no_model_sized_temporary(optimizer: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < n  # well under the 4 MiB of one model copy
+
+
+@pytest.mark.parametrize("optimizer", ["avgm", "adam", "yogi"])
+def test_an_overflowing_step_leaves_the_moments_as_they_were(optimizer: str) -> None:
+    """Two finite but huge deltas overflow the mean's step; the moments are restored (the server
+    rolls the model back), and the next honest buffer steps as if the bad one never came."""
+    params = {"optimizer": optimizer, "k": 2}
+    strategy, reference = create_strategy("fedopt", params), create_strategy("fedopt", params)
+    model, clean = ModelState(weights=f32(0, 0)), ModelState(weights=f32(0, 0))
+    step(strategy, model, f32(0.1, 0.2), f32(0.3, 0.1))
+    step(reference, clean, f32(0.1, 0.2), f32(0.3, 0.1))
+    before = model.weights.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert step(strategy, model, f32(3e38, 3e38), f32(3e38, 3e38))
+    assert not np.isfinite(model.weights).all()  # what the server then rolls back
+    model.weights[...] = before
+    assert np.isfinite(strategy.momentum).all()
+    assert strategy.server_steps == 1 and strategy.count == 0
+    step(strategy, model, f32(0.2, -0.1), f32(0.0, 0.1))
+    step(reference, clean, f32(0.2, -0.1), f32(0.0, 0.1))
+    np.testing.assert_array_equal(model.weights, clean.weights)

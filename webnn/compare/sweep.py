@@ -59,7 +59,8 @@ def sweep_rows(runs: Sequence[Run], target: float, order: Sequence[str] = ()) ->
                 merges_per_second=float(np.median(rates)) if rates else math.nan,
                 merges_to_target=km_median_to_target(group, target, "merges"),
                 time_to_target=time,
-                speedup=first / time if first is not None and time is not None else None))
+                speedup=(first / time if first is not None and time is not None and time > 0
+                         else None)))
     return rows
 
 

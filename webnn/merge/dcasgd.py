@@ -34,20 +34,27 @@ from webnn.merge.fedbuff import base_delta_check
 from webnn.merge.params import Param
 from webnn.merge.webnn_rules import merged_steps
 
+CHUNK = 1 << 16
+"""Values per chunk of the delay correction."""
 DEFAULT_LAMBDA = 0.04
 """The variance-control parameter: the value ``lambda_0 = 0.04`` of Zheng et al.'s experiments."""
 
 
 def compensated_delta(weights: np.ndarray, base: np.ndarray, model: np.ndarray,
                       lam: float) -> np.ndarray:
-    """``d - lam * d * d * (model - base)`` with ``d = weights - base``, computed in `weights`."""
+    """``d - lam * d * d * (model - base)`` with ``d = weights - base``, computed in `weights`
+    (the correction a chunk at a time, so no model-sized temporary)."""
     np.subtract(weights, base, out=weights)
     if lam:
-        drift = np.subtract(model, base)
-        drift *= weights
-        drift *= weights
-        drift *= np.float32(lam)
-        weights -= drift
+        scratch = np.empty(min(CHUNK, weights.size), dtype=np.float32)
+        for start in range(0, weights.size, CHUNK):
+            stop = min(start + CHUNK, weights.size)
+            drift, d = scratch[: stop - start], weights[start:stop]
+            np.subtract(model[start:stop], base[start:stop], out=drift)
+            drift *= d
+            drift *= d
+            drift *= np.float32(lam)
+            d -= drift
     return weights
 
 

@@ -126,8 +126,8 @@ class DifferentialPrivacy(Strategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        for name in ("noise_multiplier", "clip_norm", "server_lr", "delta"):
-            if getattr(self, name) <= 0:
+        for name in ("noise_multiplier", "clip_norm", "server_lr", "delta", "count_noise"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ParamError(name, f"strategy 'dp': {name} must be > 0, "
                                        f"got {getattr(self, name)}")
         self.sigma_b = (self.count_noise if self.count_noise is not None

@@ -12,9 +12,13 @@ Each update contributes its delta ``d_i = x_i - base_i`` weighted by ``s_i = s(s
         ``x <- x + eta m / (sqrt(v) + tau)``
 - yogi: as adam but ``v <- v - (1 - beta2) D^2 sign(v - D^2)``
 
-``v`` starts at ``tau^2`` and ``m`` at 0, as in the paper (no bias correction). Defaults are the
-paper's: beta1 0.9, beta2 0.99, tau 1e-3; eta (``server_lr``) defaults to 1.0 for avgm and to
-0.01 for adam and yogi, whose step is about eta per coordinate whatever the delta's scale.
+``v`` starts at ``tau^2`` and ``m`` at 0, as in the paper (no bias correction). A step whose
+moments or result are not finite (an overflow from huge finite deltas) restores ``m`` and ``v``
+from copies taken before it and drops the buffer; the server then rolls the model back and
+refuses the update (``merge_not_finite``), so one bad buffer cannot poison the moments for good.
+Defaults are the paper's: beta1 0.9, beta2 0.99, tau 1e-3; eta (``server_lr``) defaults to 1.0
+for avgm and to 0.01 for adam and yogi, whose step is about eta per coordinate whatever the
+delta's scale.
 Steps: ``t_n = max(t_{n-1}, max_i t_p,i)``.
 """
 
@@ -29,6 +33,7 @@ from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.errors import ParamError, StrategyError
 from webnn.merge.fedbuff import accumulate_delta, base_delta_check
 from webnn.merge.params import Param
+from webnn.merge.screening import all_finite
 from webnn.merge.staleness import STALENESS_FUNCTIONS, make_staleness_fn, staleness_params
 from webnn.merge.webnn_rules import merged_steps
 
@@ -132,6 +137,9 @@ class FedOpt(Strategy):
         self.momentum = np.zeros(size, dtype=np.float32)
         self.second = (np.full(size, self.tau ** 2, dtype=np.float32)
                        if self.optimizer != "avgm" else None)
+        # the moments before a step, restored if the step overflows (allocated once, reused)
+        self._saved = [np.empty(size, dtype=np.float32)
+                       for _ in range(1 if self.second is None else 2)]
 
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
@@ -143,6 +151,9 @@ class FedOpt(Strategy):
         if self.count < self.k:
             return False
         self._sum *= np.float32(1.0 / self.count)  # D
+        moments = [self.momentum] if self.second is None else [self.momentum, self.second]
+        for saved, moment in zip(self._saved, moments, strict=True):
+            np.copyto(saved, moment)
         if self.optimizer == "avgm":
             avgm_step(model.weights, self.momentum, self._sum, self.beta1, self.lr)
         else:
@@ -150,9 +161,15 @@ class FedOpt(Strategy):
             adaptive_step(model.weights, self.momentum, self.second, self._sum, update.weights,
                           yogi=self.optimizer == "yogi", beta1=self.beta1, beta2=self.beta2,
                           tau=self.tau, lr=self.lr)
-        model.steps = merged_steps(model.steps, self.max_steps)
         self._sum.fill(0.0)
-        self.count = self.max_steps = 0
+        self.count = 0
+        if not all(all_finite(a) for a in (*moments, model.weights)):
+            for saved, moment in zip(self._saved, moments, strict=True):
+                np.copyto(moment, saved)
+            self.max_steps = 0
+            return True  # the server sees the non-finite model, rolls it back and refuses
+        model.steps = merged_steps(model.steps, self.max_steps)
+        self.max_steps = 0
         self.server_steps += 1
         return True
 

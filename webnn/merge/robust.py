@@ -140,7 +140,9 @@ def multi_krum(stack: np.ndarray, f: int, m: int, out: np.ndarray) -> list[int]:
     if not 1 <= m <= stack.shape[0]:
         raise ValueError(f"multi_krum needs 1 <= m <= K={stack.shape[0]}, got m={m}")
     chosen = sorted(np.argsort(krum_scores(stack, f), kind="stable")[:m].tolist())
-    np.sum(stack[chosen], axis=0, out=out)
+    np.copyto(out, stack[chosen[0]])
+    for i in chosen[1:]:  # row by row: stack[chosen] would copy m rows
+        out += stack[i]
     out *= np.float32(1.0 / m)
     return chosen
 

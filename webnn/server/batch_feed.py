@@ -68,9 +68,10 @@ class BatchFeed:
         """Shard `shard`'s work handed back first, else the next batch of its sequence."""
         if self.queues[shard]:
             return self.queues[shard].popleft()
-        if self._batches[shard] is None:
-            self._batches[shard] = self._stream(shard, self.positions[shard])
-        work = self._encode(shard, self.positions[shard], next(self._batches[shard]))
+        batches = self._batches[shard]
+        if batches is None:
+            batches = self._batches[shard] = self._stream(shard, self.positions[shard])
+        work = self._encode(shard, self.positions[shard], next(batches))
         self.positions[shard] += 1
         return work
 

@@ -56,7 +56,7 @@ HEADER_SECONDS = 15.0
 no header read timeout of its own; its keep-alive timer, armed when a connection opens and after
 each answer, closes a connection still waiting for a complete request once it runs out, which
 bounds a slow sender of headers (slowloris) as well as an idle keep-alive connection."""
-SERVER_OPTIONS = {"keepalive_timeout": HEADER_SECONDS}
+SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_SECONDS}
 """Options of the aiohttp server (`web.AppRunner`) that `wnn serve` runs."""
 
 SERVE_CONFIG_FIELD = {"params": "strategy_params"}

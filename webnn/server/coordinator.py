@@ -311,9 +311,9 @@ class Coordinator:
             found = self.schedule.next_chunk(session.token)
             assert found is not None
             chunk = found[1]
-            work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
-            return self._issue("evaluate", work, evaluation.version, evaluation.steps, session,
-                               now)
+            chunk_work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
+            return self._issue("evaluate", chunk_work, evaluation.version, evaluation.steps,
+                               session, now)
         if role in ("train", "any") and not finishing:
             if self.admission.under_pressure(self.merge_waiting):
                 self._count_admission("deferred")  # no task now: the client asks again later
@@ -432,9 +432,9 @@ class Coordinator:
                                 f"{self.model.version}; only versions referenced by open tasks "
                                 "are kept)")
         wire = self._wire(version, encoding)
-        if asked:
-            session = self.sessions.get(token)
-            self.versions.fetched(version, session.token if session is not None else None)
+        session = self.sessions.get(token) if asked else None
+        if session is not None:  # only the session's own fetch ends what its lease holds
+            self.versions.fetched(version, session.token)
         return version, snapshot.steps, wire
 
     def follow_up_inputs(self, follow: Task) -> tuple[memoryview, BatchFrame] | None:
@@ -617,8 +617,9 @@ class Coordinator:
         task.result = result
         self._record_update(session, work, header, staleness, changed)
         self._after_merge()
-        if header.next_role is not None:
-            # Leased after the merge: the follow-up starts from the newest version, no staleness.
+        if header.next_role is not None and self.sessions.get(session.token) is session:
+            # Leased after the merge (not for a session that left meanwhile): the follow-up
+            # starts from the newest version, no staleness.
             try:
                 follow = self.next_task(session, header.next_role)
             except ProtocolError:
@@ -720,7 +721,8 @@ class Coordinator:
         self.tasks.finish(task, "done", now, {"protocol": 1, "accepted": True})
         session.open_tasks.discard(task.id)
         session.evaluations += 1
-        session.invalid_streak = 0
+        # the invalid streak is not reset here: a well-formed answer may still disagree with the
+        # other replicas, and junk evaluations must not hide a streak of bad updates
         if self.schedule.record(work.evaluation, work.chunk, session.token, result, now):
             self._settle_evaluation(now)
         assert task.result is not None

@@ -88,11 +88,19 @@ def _pick(setting: str, offered: tuple[str, ...], order: tuple[str, ...]) -> str
 
 
 def negotiate(offer: Mapping[str, tuple[str, ...]], update_setting: str = "auto",
-              weights_setting: str = "auto") -> Encodings:
+              weights_setting: str = "auto", *, exact_base: bool = False) -> Encodings:
     """The session's encodings: ``auto`` = the fewest bytes the client offers; a fixed setting
-    is used when the client offers it; otherwise (and with no offer) ``f32``."""
-    return Encodings(update=_pick(update_setting, offer.get("update", ()), UPDATE_ENCODINGS),
-                     weights=_pick(weights_setting, offer.get("weights", ()), WEIGHTS_ENCODINGS))
+    is used when the client offers it; otherwise (and with no offer) ``f32``.
+
+    `exact_base` (the strategy subtracts the base version's float32 weights): ``f16`` weights
+    only go with ``q8`` updates, whose delta the client computes against the very float16 base it
+    trained from; an f16 or f32 update would carry the rounding of its base as part of its delta,
+    snapping the model to the float16 grid at every step."""
+    update = _pick(update_setting, offer.get("update", ()), UPDATE_ENCODINGS)
+    weights = _pick(weights_setting, offer.get("weights", ()), WEIGHTS_ENCODINGS)
+    if exact_base and weights == "f16" and update != "q8":
+        weights = "f32"
+    return Encodings(update=update, weights=weights)
 
 
 @dataclass(frozen=True)

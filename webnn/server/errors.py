@@ -86,8 +86,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ProtocolError as error:
         return _count(request, error.response(), error.code)
     except web.HTTPRequestEntityTooLarge as error:
-        refusal = ProtocolError(
-            413, "too_large", f"request body is larger than the limit of {error.max_size} bytes")
+        # aiohttp keeps the limit only in its message ("Maximum request body size N exceeded.")
+        refusal = ProtocolError(413, "too_large", error.text or "request body is too large")
         return _count(request, refusal.response(), refusal.code)
     except web.HTTPException as error:
         if error.status < 400:

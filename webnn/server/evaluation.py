@@ -70,10 +70,10 @@ def parse_chunk_result(body: dict, chunk: int, examples: int) -> ChunkResult:
 
 
 def _weighted_mean(values: list[tuple[float | None, int]]) -> float | None:
-    if any(v is None for v, _ in values):
+    known = [(v, n) for v, n in values if v is not None]
+    if len(known) < len(values):
         return None
-    total = sum(n for _, n in values)
-    return sum(v * n for v, n in values) / total  # type: ignore[operator]
+    return sum(v * n for v, n in known) / sum(n for _, n in known)
 
 
 def results_agree(a: ChunkResult, b: ChunkResult) -> bool:

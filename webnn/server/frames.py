@@ -143,7 +143,8 @@ def _tensor_entry(entry: object, index: int, payload_size: int) -> TensorEntry:
         raise FrameError("bad_frame", f"{where} must be an object, got {type(entry).__name__}")
     for key, (kind, description) in TENSOR_SCHEMA.items():
         value = entry.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+        negative = isinstance(value, int) and value < 0
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and negative):
             raise FrameError("bad_frame", f"{where}.{key} must be {description}, "
                              f"got {type(value).__name__}")
     name, dtype_name, shape = entry["name"], entry["dtype"], entry["shape"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from webnn.server.admission import Admission
 from webnn.server.errors import ProtocolError
@@ -72,7 +73,7 @@ class PooledBody:
 
     @property
     def data(self) -> memoryview:
-        return memoryview(self.buffer)[: self.length]
+        return memoryview(self.buffer)[: self.length]  # type: ignore[arg-type]  # numpy buffer
 
     def release(self) -> None:
         """Give the buffer back to the pool and the bytes back to the budget (once)."""
@@ -99,6 +100,9 @@ class Ingest:
                                 f"body of {declared} bytes exceeds this endpoint's limit of "
                                 f"{self.limit} bytes")
         reserve = declared if declared is not None else self.limit
+        # the budget counts the memory held: a body that fits the pool's size holds a whole
+        # pooled buffer, however few bytes it declares (a q8 body, or a stalling trickle)
+        reserve = max(reserve, self.pool.size) if reserve <= self.pool.size else reserve
         self.admission.admit_body(reserve, merge_waiting)
         buffer = self.pool.acquire(reserve)
         body = PooledBody(buffer, 0, reserve, self._give_back)
@@ -140,7 +144,7 @@ class _ClosingResponse(web.Response):
 
     _closing: object = None
 
-    async def prepare(self, request: web.BaseRequest) -> object:
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         self._closing = request.protocol
         return await super().prepare(request)
 
@@ -154,7 +158,7 @@ async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit:
                      timeout: float = 10.0) -> int:
     """Copy the body's chunks into `buffer` as they arrive; returns the byte count. `BodyTimeout`
     when no byte arrives for `timeout` seconds (the deadline moves with every chunk)."""
-    view = memoryview(buffer)
+    view = memoryview(buffer)  # type: ignore[arg-type]  # numpy buffer
     length = 0
     content = request.content
     while True:

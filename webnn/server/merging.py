@@ -9,7 +9,8 @@
 3. if the model changed, checks it is still finite; if not (an overflow), rolls back: the weights
    and step count from `current` (the current version's snapshot), and a plug-in strategy's state
    from the `state()` taken before the merge (webnn's own buffering strategies clear their buffer
-   when they apply it, so theirs is consistent already) — the update is refused with
+   when they apply it, and fedopt restores its moments, so theirs is consistent already) — the
+   update is refused with
    ``merge_not_finite``;
 4. copies the new version into a pooled snapshot buffer (`np.copyto`, the GIL released).
 

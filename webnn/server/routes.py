@@ -125,7 +125,8 @@ async def join(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     # what the client offers, and the server's pick (f32 when it offers nothing: old clients)
     encodings = negotiate(parse_offer(body.get("encodings")), config.update_encoding,
-                          config.weights_encoding)
+                          config.weights_encoding,
+                          exact_base=_coordinator(request).strategy.needs_base_weights)
     joined = _coordinator(request).join(clean, encodings)
     return json_response({
         "token": joined.token, "clientId": joined.client_id, "model": model_description(request),
@@ -237,6 +238,7 @@ async def update(request: web.Request) -> web.StreamResponse:
         inputs = coordinator.follow_up_inputs(follow.task)
     if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
         return json_response(follow.answer)
+    assert follow.task is not None  # inputs exist only for a next task
     return await _follow_up_frame(request, follow.answer, *inputs,
                                   coordinator.weights_encoding(follow.task.session))
 

@@ -6,6 +6,10 @@ session without an id, gets the least-loaded shard, where a shard's load is the 
 volunteer ids assigned to it plus the live anonymous sessions on it; ties go to the lowest shard
 number. So with P shards the first P volunteers get P different shards, in the order they first
 ask for training work.
+
+The table keeps at most `MAX_VOLUNTEERS` ids (ids are strangers' strings, so it must not grow
+without bound): past that the id seen least recently is forgotten, and its shard's load falls; if
+that volunteer comes back it is assigned afresh, like a new one.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+MAX_VOLUNTEERS = 100_000
+"""Volunteer ids the assignment table remembers (about 100 bytes each)."""
+
 
 @dataclass
 class ShardAssigner:
     """The assignment table of `count` shards; see the module docstring."""
 
     count: int
-    volunteers: dict[str, int] = field(default_factory=dict)
+    volunteers: dict[str, int] = field(default_factory=dict)  # least recently seen first
     load: list[int] = field(default_factory=list)
+    limit: int = MAX_VOLUNTEERS
     _heap: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -33,11 +41,16 @@ class ShardAssigner:
         """The shard of `volunteer_id` (a new one gets the least-loaded); an anonymous session
         gets the least-loaded shard and counts on it until `release`d."""
         if volunteer_id is not None and volunteer_id in self.volunteers:
-            return self.volunteers[volunteer_id]
+            shard = self.volunteers.pop(volunteer_id)
+            self.volunteers[volunteer_id] = shard  # now the most recently seen
+            return shard
         shard = self._least_loaded()
         self._change(shard, +1)
         if volunteer_id is not None:
             self.volunteers[volunteer_id] = shard
+            if len(self.volunteers) > self.limit:
+                forgotten = next(iter(self.volunteers))
+                self._change(self.volunteers.pop(forgotten), -1)
         return shard
 
     def release(self, shard: int, volunteer_id: str | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from webnn import bundled
 from webnn.server.errors import ProtocolError
@@ -47,7 +48,7 @@ def static_urls(request: web.Request) -> dict[str, str]:
     }
 
 
-def _missing(path: Path) -> web.Handler:
+def _missing(path: Path) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         raise ProtocolError(404, "not_found",
                             f"{path} does not exist on the server (run `npm ci` in client_js, or "
@@ -77,7 +78,7 @@ def _resolve(root: Path, filename: str) -> Path | None:
     return path
 
 
-def _directory(root: Path) -> web.Handler:
+def _directory(root: Path) -> Handler:
     resolved = root.resolve()
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -89,7 +90,7 @@ def _directory(root: Path) -> web.Handler:
     return handler
 
 
-def _page(path: Path) -> web.Handler:
+def _page(path: Path) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if not path.is_file():
             raise ProtocolError(404, "not_found", f"{path} does not exist on the server")

@@ -108,7 +108,7 @@ class Store:
         _write_synced(tmp / "model.json", json.dumps(checkpoint.model_json).encode())
         _write_synced(tmp / "state.json", json.dumps(checkpoint.state, indent=1).encode())
         arrays = io.BytesIO()
-        np.savez(arrays, **checkpoint.strategy_arrays)
+        np.savez(arrays, **checkpoint.strategy_arrays)  # type: ignore[arg-type]  # names -> arrays
         _write_synced(tmp / "strategy.npz", arrays.getvalue())
         _fsync_dir(tmp)
         final = self.checkpoints / name

@@ -79,7 +79,7 @@ def decode_update(body: bytes | bytearray | memoryview, layout: WeightLayout, *,
         raise bad_field("header.baseVersion",
                         f"task {task_id} was issued for version {task_version}, got {base}")
     steps = raw.get("steps")
-    if not _is_int(steps) or not 1 <= steps <= max_steps:
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= max_steps:
         raise bad_field("header.steps", f"must be an integer from 1 to {max_steps}, got {steps!r}")
     metrics: dict[str, float | None] = {}
     for key in ("loss", "accuracy"):

@@ -94,8 +94,8 @@ class Snapshot:
         or for ``f16`` the float16 copy (which must exist: see `VersionSnapshots.half_wire`)."""
         if encoding == "f16":
             assert self.half is not None
-            return memoryview(self.half).cast("B")
-        return memoryview(self.data).cast("B")
+            return memoryview(self.half).cast("B")  # type: ignore[arg-type]  # numpy buffer
+        return memoryview(self.data).cast("B")  # type: ignore[arg-type]
 
     def array(self) -> np.ndarray:
         """The weights as a flat float32 array (a view)."""
@@ -169,15 +169,12 @@ class VersionSnapshots:
             raise KeyError(f"version {version} is not held")
         self._fetch.setdefault(version, Counter())[owner] += 1
 
-    def fetched(self, version: int, owner: str | None = None) -> None:
-        """`owner` fetched `version`: one of its pending fetches is satisfied (any owner's, the
-        longest waiting first, when the fetch names none)."""
+    def fetched(self, version: int, owner: str) -> None:
+        """`owner` fetched `version`: one of its pending fetches is satisfied. A fetch by anyone
+        else (no session, or another session) leaves the holds alone."""
         waiting = self._fetch.get(version)
-        if not waiting:
-            return
-        if owner is None:
-            owner = next(iter(waiting))
-        self._forget(version, waiting, owner)
+        if waiting:
+            self._forget(version, waiting, owner)
 
     def forget_fetch(self, version: int, owner: str) -> None:
         """A lease of `owner` ended: it no longer keeps `version` for a fetch."""
