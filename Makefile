@@ -9,7 +9,7 @@ KERAS_VENV := .venv-keras
 NODE_DIR   := client_js/node_modules
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium clean
+.PHONY: run test check setup chromium clean
 
 setup: $(VENV)/.installed $(NODE_DIR)/.installed
 
@@ -40,8 +40,16 @@ run: setup
 	$(VENV)/bin/wnn serve model_specs/digits_mlp.json --data data_modules/digits.py \
 	  --local-workers 2 --state-dir state/digits
 
+# The fast lane while working: lint, types and the tests that need no browser, no Node training
+# run and no long soak (markers e2e and slow).
+check: setup
+	$(VENV)/bin/ruff check webnn tests bench examples data_modules
+	$(VENV)/bin/mypy webnn
+	$(VENV)/bin/pytest -q -m "not e2e and not slow"
+
 test: setup chromium $(KERAS_VENV)/.installed
 	$(VENV)/bin/ruff check webnn tests bench examples data_modules
+	$(VENV)/bin/mypy webnn
 	cd client_js && npm test
 	$(VENV)/bin/pytest -q
 	$(KERAS_VENV)/bin/pytest -q tests/test_keras_*.py

@@ -34,6 +34,7 @@ def run_bench(tmp_path: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("follow_up", [True, False], ids=["follow-up", "three-requests"])
 def test_load_bench_reports_merges_without_errors(tmp_path: Path, follow_up: bool) -> None:
     report = run_bench(tmp_path, *([] if follow_up else ["--no-follow-up"]))

@@ -27,6 +27,8 @@ BATCHES = 100  # 10,000 requests
 # copy's verdict and share it, so they are counted once (the first copy), not once per copy.
 DECIDED_IN_MERGE = {"not_finite", "norm_too_large", "merge_not_finite"}
 
+pytestmark = pytest.mark.slow  # 10,000 requests: left out of `make check`
+
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[Harness]:
