@@ -94,6 +94,9 @@ def test_bad_parameters_and_state() -> None:
         strategy.load_state(StrategyState({"second": f32(1)}, {}))
     with pytest.raises(StrategyError, match="server_steps is not 0 but arrays.momentum"):
         strategy.load_state(StrategyState({}, {"server_steps": 3}))
+    adam = create_strategy("fedopt", {"optimizer": "adam"})
+    with pytest.raises(StrategyError, match="arrays.second is missing"):
+        adam.load_state(StrategyState({"momentum": f32(0)}, {"server_steps": 3}))
 
 
 @pytest.mark.parametrize("optimizer", ["avgm", "adam", "yogi"])

@@ -8,8 +8,9 @@
 //   (stochastic rounding: E[q s_t] = d, so rounding adds no bias that could accumulate over
 //   merges), clamped to [-127, 127] as int8. `decodeQ8(q, scales, base, sizes)` is the server's
 //   reconstruction w = base + q s_t (used in tests).
-// - `seededRandom(seed)`: a small deterministic generator (xorshift128+ style) for tests and
-//   reproducible runs; `cryptoRandom()` a generator seeded from crypto.getRandomValues.
+// - `seededRandom(seed)`: a small deterministic generator for tests and reproducible runs;
+//   `cryptoRandom()` draws every value from crypto.getRandomValues (in blocks), so the rounding
+//   noise is uniform and independent, which the unbiasedness of stochastic rounding rests on.
 
 export const UPDATE_ENCODINGS = ['q8', 'f16', 'f32'];
 export const WEIGHTS_ENCODINGS = ['f16', 'f32'];
@@ -91,11 +92,17 @@ export function seededRandom(seed) {
   };
 }
 
-/** A generator seeded from the platform's cryptographic source. */
+/** Floats in [0, 1) straight from the platform's cryptographic source, drawn in blocks. */
 export function cryptoRandom() {
-  const seed = new Uint32Array(1);
-  globalThis.crypto.getRandomValues(seed);
-  return seededRandom(seed[0]);
+  const block = new Uint32Array(16384); // getRandomValues takes at most 65536 bytes per call
+  let next = block.length;
+  return () => {
+    if (next === block.length) {
+      globalThis.crypto.getRandomValues(block);
+      next = 0;
+    }
+    return block[next++] / 4294967296;
+  };
 }
 
 /**

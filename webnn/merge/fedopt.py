@@ -209,6 +209,10 @@ class FedOpt(Strategy):
             raise StrategyError(f"fedopt state: arrays of different sizes {sorted(sizes)}")
         if meta.get("count", 0) and "delta_sum" not in state.arrays:
             raise StrategyError("fedopt state: meta.count is not 0 but arrays.delta_sum is missing")
+        if (meta.get("server_steps", 0) and self.optimizer != "avgm"
+                and "second" not in state.arrays):
+            raise StrategyError(f"fedopt state: meta.server_steps is not 0 but arrays.second is "
+                                f"missing ({self.optimizer} keeps a second moment)")
         if meta.get("server_steps", 0) and "momentum" not in state.arrays:
             raise StrategyError("fedopt state: meta.server_steps is not 0 but arrays.momentum is "
                                 "missing")

@@ -50,9 +50,10 @@ def static_urls(request: web.Request) -> dict[str, str]:
 
 def _missing(path: Path) -> Handler:
     async def handler(request: web.Request) -> web.Response:
+        # the file's name, not its path on the server (that is the operator's business)
         raise ProtocolError(404, "not_found",
-                            f"{path} does not exist on the server (run `npm ci` in client_js, or "
-                            "set client_dir to a client that has it)")
+                            f"{path.name} is not installed on the server (run `npm ci` in "
+                            "client_js, or set client_dir to a client that has it)")
     return handler
 
 
@@ -93,7 +94,7 @@ def _directory(root: Path) -> Handler:
 def _page(path: Path) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if not path.is_file():
-            raise ProtocolError(404, "not_found", f"{path} does not exist on the server")
+            raise ProtocolError(404, "not_found", f"{path.name} is not installed on the server")
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
     return handler
 
