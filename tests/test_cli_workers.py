@@ -71,3 +71,17 @@ def test_missing_node_is_a_clear_error_before_serving(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "--local-workers: Node.js (node >= 20) is needed on PATH" in done.stderr
     assert "listening" not in done.stdout
+
+
+def test_local_workers_keep_their_names_as_volunteer_ids() -> None:
+    """With a data partition, a restarted `wnn serve --local-workers` gives each worker back its
+    shard: the worker's name is sent as its volunteer id."""
+    from webnn.server.workers import worker_specs
+
+    specs = worker_specs({"digits": "http://127.0.0.1:1/"}, 2, "cpu")
+    assert [(s.name, s.volunteer_id) for s in specs] == [("worker-1", "worker-1"),
+                                                         ("worker-2", "worker-2")]
+    from webnn.node_worker import WorkerCommand
+
+    argv = specs[0].argv(WorkerCommand("node", Path("wnn-worker.js")))
+    assert argv[argv.index("--volunteer-id") + 1] == "worker-1"

@@ -95,7 +95,9 @@ class LocalWorkers:
 def worker_specs(
     base_urls: dict[str, str], count: int, backend: str, join_token: str | None = None
 ) -> list[WorkerArgs]:
-    """`count` workers per served model; names are ``worker-<i>`` or ``<model>-worker-<i>``."""
+    """`count` workers per served model; names are ``worker-<i>`` or ``<model>-worker-<i>``, and
+    each name is also the worker's volunteer id, so with a data partition a restarted server's
+    workers train on the same shards as before."""
     if backend not in BACKENDS:
         raise WorkerError(f"--worker-backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     several = len(base_urls) > 1
@@ -104,5 +106,5 @@ def worker_specs(
         for i in range(1, count + 1):
             name = f"{model}-worker-{i}" if several else f"worker-{i}"
             specs.append(WorkerArgs(server_url=url, name=name, backend=backend,
-                                    join_token=join_token))
+                                    join_token=join_token, volunteer_id=name))
     return specs
