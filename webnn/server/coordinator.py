@@ -62,6 +62,7 @@ from webnn.server.evaluation import (
     Evaluation,
     EvaluationSchedule,
     Settled,
+    class_count,
     parse_chunk_result,
 )
 from webnn.server.events import EventBus
@@ -119,6 +120,7 @@ class Coordinator:
         self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed,
                               parts.shards)
         self.assigner = ShardAssigner(self.feed.count)
+        self.classes = class_count(self.spec.loss, self.spec.compiled.output_shape)
         self.schedule = EvaluationSchedule(
             config.eval_every_merges or training.validation_every_merges,
             config.eval_every_seconds or training.validation_every_seconds,
@@ -713,7 +715,7 @@ class Coordinator:
         work = task.work
         assert isinstance(work, EvalWork)
         try:
-            result = parse_chunk_result(body, work.chunk, work.examples)
+            result = parse_chunk_result(body, work.chunk, work.examples, self.classes)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
             raise
@@ -746,13 +748,16 @@ class Coordinator:
 
     def _complete_evaluation(self, evaluation: Evaluation) -> None:
         loss, accuracy, examples = evaluation.combined()
+        counts = evaluation.class_counts()
         validated = evaluation.validated
         final = (self.finishing_since is not None
                  and evaluation.version == self.model.version)
         entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
                  "version": evaluation.version, "steps": evaluation.steps,
                  "merges": evaluation.merges, "valLoss": loss, "valAccuracy": accuracy,
-                 "examples": examples, "validated": validated}
+                 "examples": examples, "validated": validated,
+                 "classAccuracy": None if counts is None else counts.accuracy(),
+                 "worstClassAccuracy": None if counts is None else counts.worst()}
         if final:
             entry.update(final=True, evaluated=True)
         self.history.append(entry)
@@ -787,6 +792,7 @@ class Coordinator:
         entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
                  "version": self.model.version, "steps": self.current_steps,
                  "merges": self.merges, "valLoss": None, "valAccuracy": None, "examples": 0,
+                 "classAccuracy": None, "worstClassAccuracy": None,
                  "validated": False, "final": True, "evaluated": False,
                  "lastValidated": reference}
         self.history.append(entry)

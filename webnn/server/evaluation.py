@@ -6,6 +6,13 @@ Clients report the mean loss and accuracy over their chunk; the combined result 
 by its number of examples: ``loss = sum(loss_i * n_i) / sum(n_i)`` (same for accuracy), which equals
 the mean over the whole validation set.
 
+Classification clients may also report per-class counts (`ClassCounts`): for each class k of the
+output layer, ``count_k`` examples of the chunk are labelled k and ``correct_k`` of them were
+predicted k. The evaluation sums them over chunks; class k's accuracy is
+``sum_i correct_ik / sum_i count_ik`` (None when no example is labelled k) and the worst-class
+accuracy is the minimum over classes with examples (None unless every accepted chunk carried
+counts).
+
 Replication: each chunk goes to `quorum` different sessions (never twice to one session). When
 their results agree (`results_agree`) the chunk is accepted and *validated*; a disagreement sends
 the chunk to one more session, the majority wins and each replica outside it is an outlier (the
@@ -29,15 +36,49 @@ ACCURACY_TOLERANCE = 0.01
 LOSS_RELATIVE = 0.01
 LOSS_ABSOLUTE = 1e-4
 """Losses of one chunk agree within ``LOSS_RELATIVE * max(|a|, |b|) + LOSS_ABSOLUTE``."""
+CLASS_EXAMPLES = 2
+CLASS_TOLERANCE = 0.01
+"""A class's correct counts of one chunk agree within ``max(CLASS_EXAMPLES, CLASS_TOLERANCE *
+count)`` examples (its count must be equal)."""
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Per-class counts of one chunk (or of a whole evaluation): ``count[k]`` examples labelled
+    k, ``correct[k]`` of them predicted k."""
+
+    correct: tuple[int, ...]
+    count: tuple[int, ...]
+
+    def __add__(self, other: ClassCounts) -> ClassCounts:
+        return ClassCounts(tuple(a + b for a, b in zip(self.correct, other.correct, strict=True)),
+                           tuple(a + b for a, b in zip(self.count, other.count, strict=True)))
+
+    def accuracy(self) -> list[float | None]:
+        """``correct_k / count_k`` per class; None for a class without examples."""
+        return [c / n if n else None for c, n in zip(self.correct, self.count, strict=True)]
+
+    def worst(self) -> float | None:
+        """The lowest accuracy over classes with examples (None when none has any)."""
+        known = [a for a in self.accuracy() if a is not None]
+        return min(known) if known else None
+
+    def agrees(self, other: ClassCounts) -> bool:
+        """Same counts per class, and correct counts within ``max(2, 1 % of the count)``."""
+        return self.count == other.count and all(
+            abs(a - b) <= max(CLASS_EXAMPLES, CLASS_TOLERANCE * n)
+            for a, b, n in zip(self.correct, other.correct, self.count, strict=True))
 
 
 @dataclass
 class ChunkResult:
-    """A chunk's mean loss and accuracy (None when the client's value was not finite / absent)."""
+    """A chunk's mean loss and accuracy (None when the client's value was not finite / absent)
+    and, from clients that send them, its per-class counts."""
 
     loss: float | None
     accuracy: float | None
     examples: int
+    classes: ClassCounts | None = None
 
 
 def _number(body: dict, key: str) -> float | None:
@@ -54,9 +95,63 @@ def _number(body: dict, key: str) -> float | None:
     return number
 
 
-def parse_chunk_result(body: dict, chunk: int, examples: int) -> ChunkResult:
-    """An evaluation answer ``{"loss", "accuracy", "examples"}`` for chunk `chunk`, which holds
-    `examples` examples; `ProtocolError` naming the field otherwise."""
+CLASS_LOSSES = frozenset({"sparseCategoricalCrossentropy", "categoricalCrossentropy"})
+"""Losses whose models report per-class counts (argmax of the prediction against the label)."""
+
+
+def class_count(loss: str, output_shape: tuple[int | None, ...]) -> int | None:
+    """K, the classes of a model whose per-class counts clients report: a `CLASS_LOSSES` loss
+    and one output of shape ``[batch, K]``; None otherwise (no per-class counts)."""
+    if loss not in CLASS_LOSSES or len(output_shape) != 2 or not output_shape[1]:
+        return None
+    return int(output_shape[1])
+
+
+def _count_list(value: object, path: str, classes: int) -> list[int]:
+    if not isinstance(value, list):
+        raise bad_field(path, f"must be a list of {classes} integers, got {type(value).__name__}")
+    if len(value) != classes:
+        raise bad_field(path, f"must hold {classes} entries (one per class), got {len(value)}")
+    for k, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise bad_field(f"{path}[{k}]", f"must be an integer, got {item!r}")
+        if item < 0:
+            raise bad_field(f"{path}[{k}]", f"must not be negative, got {item}")
+    return value
+
+
+def parse_class_counts(value: object, classes: int | None, examples: int) -> ClassCounts | None:
+    """The optional ``classes`` field ``{"correct": [...], "count": [...]}`` of an evaluation
+    answer: `classes` integers each (None: the model is not a classifier, so the field must be
+    absent or null), ``correct[k] <= count[k]`` and ``sum(count) == examples``; `bad_field` naming
+    the JSON path otherwise."""
+    if value is None:
+        return None
+    if classes is None:
+        raise bad_field("$.classes", "this model reports no per-class accuracy (not a "
+                        "classifier with one output of shape [batch, classes])")
+    if not isinstance(value, dict):
+        raise bad_field("$.classes", f"must be an object {{correct, count}}, got "
+                        f"{type(value).__name__}")
+    extra = sorted(set(value) - {"correct", "count"})
+    if extra:
+        raise bad_field(f"$.classes.{extra[0]}", "unknown field (expected correct, count)")
+    count = _count_list(value.get("count"), "$.classes.count", classes)
+    correct = _count_list(value.get("correct"), "$.classes.correct", classes)
+    for k, (c, n) in enumerate(zip(correct, count, strict=True)):
+        if c > n:
+            raise bad_field(f"$.classes.correct[{k}]", f"{c} exceeds $.classes.count[{k}] = {n}")
+    if sum(count) != examples:
+        raise bad_field("$.classes.count", f"must sum to the chunk's {examples} examples, got "
+                        f"{sum(count)}")
+    return ClassCounts(tuple(correct), tuple(count))
+
+
+def parse_chunk_result(body: dict, chunk: int, examples: int,
+                       classes: int | None = None) -> ChunkResult:
+    """An evaluation answer ``{"loss", "accuracy", "examples", "classes"?}`` for chunk `chunk`,
+    which holds `examples` examples, of a model with `classes` classes (None: not a classifier;
+    see `parse_class_counts`); `ProtocolError` naming the field otherwise."""
     loss = _number(body, "loss")
     accuracy = _number(body, "accuracy")
     count = body.get("examples")
@@ -66,7 +161,8 @@ def parse_chunk_result(body: dict, chunk: int, examples: int) -> ChunkResult:
         raise bad_field("$.examples", f"chunk {chunk} holds {examples} examples, got {count}")
     if accuracy is not None and not 0 <= accuracy <= 1:
         raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy}")
-    return ChunkResult(loss, accuracy, count)
+    return ChunkResult(loss, accuracy, count, parse_class_counts(body.get("classes"), classes,
+                                                                 examples))
 
 
 def _weighted_mean(values: list[tuple[float | None, int]]) -> float | None:
@@ -85,7 +181,9 @@ def results_agree(a: ChunkResult, b: ChunkResult) -> bool:
     last digits. So: accuracies within ``max(2 / examples, 0.01)`` (two examples of the chunk, at
     least one point; plus 1e-9 for the rounding of the fractions themselves), losses within
     ``1 % * max(|a|, |b|) + 1e-4``. A figure that is null (the client saw a non-finite value, or
-    the model has no accuracy) agrees only with null.
+    the model has no accuracy) agrees only with null. Per-class counts, when both carry them,
+    must agree too (`ClassCounts.agrees`: equal counts, correct counts within ``max(2, 1 %)`` of
+    the class's count); a result without them (an older client) is compared on its means only.
     """
     if (a.accuracy is None) != (b.accuracy is None) or (a.loss is None) != (b.loss is None):
         return False
@@ -95,7 +193,9 @@ def results_agree(a: ChunkResult, b: ChunkResult) -> bool:
     loss_off = (a.loss is not None and b.loss is not None
                 and abs(a.loss - b.loss)
                 > LOSS_RELATIVE * max(abs(a.loss), abs(b.loss)) + LOSS_ABSOLUTE)
-    return not (accuracy_off or loss_off)
+    classes_off = (a.classes is not None and b.classes is not None
+                   and not a.classes.agrees(b.classes))
+    return not (accuracy_off or loss_off or classes_off)
 
 
 @dataclass
@@ -193,6 +293,18 @@ class Evaluation:
         accuracy = _weighted_mean([(r.accuracy, r.examples) for r in results])
         return loss, accuracy, sum(r.examples for r in results)
 
+    def class_counts(self) -> ClassCounts | None:
+        """Per-class counts summed over all chunks; None when any accepted chunk lacks them."""
+        counts = [r.classes for r in self.results.values()]
+        if not counts or any(c is None for c in counts):
+            return None
+        total = counts[0]
+        assert total is not None
+        for more in counts[1:]:
+            assert more is not None
+            total = total + more
+        return total
+
     def chunk_for(self, session: str) -> int | None:
         """The first unsettled chunk that wants another result and that `session` neither holds
         nor evaluated (a chunk is never handed twice to one session)."""
@@ -226,7 +338,10 @@ class Evaluation:
             if index in self.results or not chunk.replicas:
                 continue
             best, group = chunk.majority()
-            winner = chunk.replicas[best].result
+            # of the agreeing replicas, one with per-class counts if any sent them
+            winner = next((chunk.replicas[j].result for j in group
+                           if chunk.replicas[j].result.classes is not None),
+                          chunk.replicas[best].result)
             if len(group) >= self.quorum:
                 self._accept(index, winner, True)
                 outliers += [r.session for j, r in enumerate(chunk.replicas) if j not in group]
