@@ -297,9 +297,11 @@ export class WebnnClient {
     return answer;
   }
 
-  /** Send an evaluation: means over the chunk. */
-  submitEvaluation(task, { loss, accuracy, examples }) {
-    return this.json('POST', task.urls.submit, { loss: finiteOrNull(loss), accuracy: finiteOrNull(accuracy), examples });
+  /** Send an evaluation: means over the chunk, and per-class counts when the evaluator made them. */
+  submitEvaluation(task, { loss, accuracy, examples, classes }) {
+    const body = { loss: finiteOrNull(loss), accuracy: finiteOrNull(accuracy), examples };
+    if (classes) body.classes = { correct: classes.correct, count: classes.count };
+    return this.json('POST', task.urls.submit, body);
   }
 
   /** Leave: our open tasks go back to the queue. No retries: leaving must not hold anything up. */

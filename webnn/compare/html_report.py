@@ -63,11 +63,13 @@ def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[Strat
         last = run.rows[-1] if run.rows else None
         run_rows.append([r.label, str(r.seed), r.status, r.stopped_by or "-",
                          _num(last.val_accuracy) if last else "-",
+                         _num(last.worst_class_accuracy) if last else "-",
                          str(last.merges) if last else "-", _num(r.duration, 1),
                          str(r.worker_restarts), str(r.churn_events), r.error or ""])
         classes.append("failed" if r.status != "ok" else "")
     parts.append("<h2>Runs</h2>" + _table(
-        ["strategy", "seed", "status", "stopped by", "final acc", "merges", "seconds",
+        ["strategy", "seed", "status", "stopped by", "final acc", "worst-class acc", "merges",
+         "seconds",
          "worker restarts", "churn events", "error"], run_rows, classes))
     if config.get("clients"):
         client_rows = [[g.get("label"), g.get("count"), g.get("speed"), g.get("latency_ms"),

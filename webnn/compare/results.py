@@ -20,8 +20,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("time", "version", "steps", "merges", "val_loss", "val_accuracy",
-               "updates_accepted", "updates_rejected", "mean_staleness")
+REQUIRED_COLUMNS = ("time", "version", "steps", "merges", "val_loss", "val_accuracy",
+                    "updates_accepted", "updates_rejected", "mean_staleness")
+OPTIONAL_COLUMNS = ("worst_class_accuracy",)
+"""Columns added later: a CSV written before them reads them as NaN."""
+CSV_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 
 class ResultsError(ValueError):
@@ -36,6 +39,8 @@ class SeriesRow:
     `val_accuracy` are the server's history entry; `updates_accepted`, `updates_rejected` and
     `mean_staleness` (mean over all accepted updates so far) are the server's counters sampled by
     the runner at that moment (NaN/0 when the server does not report them).
+    `worst_class_accuracy` is the history entry's ``worstClassAccuracy`` (the lowest per-class
+    accuracy; NaN when the clients sent no per-class counts or the CSV predates the column).
     """
 
     time: float
@@ -47,6 +52,7 @@ class SeriesRow:
     updates_accepted: int = 0
     updates_rejected: int = 0
     mean_staleness: float = math.nan
+    worst_class_accuracy: float = math.nan
 
 
 @dataclass
@@ -107,13 +113,13 @@ def read_series(path: Path) -> list[SeriesRow]:
     rows: list[SeriesRow] = []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ResultsError(f"{path}: missing columns {', '.join(missing)}")
         for line, raw in enumerate(reader, start=2):
             values: dict[str, Any] = {}
             for column in CSV_COLUMNS:
-                text = raw[column]
+                text = raw.get(column) or ""
                 try:
                     if types[column] == "int":
                         values[column] = int(text) if text else 0

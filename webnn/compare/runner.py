@@ -395,6 +395,7 @@ def _row(entry: dict[str, Any], t0: float, sample: Sample) -> SeriesRow:
         val_loss=_float(entry.get("valLoss")), val_accuracy=_float(entry.get("valAccuracy")),
         updates_accepted=sample.accepted, updates_rejected=sample.rejected,
         mean_staleness=round(sample.mean_staleness, 4),
+        worst_class_accuracy=_float(entry.get("worstClassAccuracy")),
     )
 
 

@@ -14,8 +14,11 @@ For each strategy label, over its runs that finished with at least one validatio
   censored at its end instead of being dropped (None: over half the runs never got there);
 - AUC = mean validation accuracy over merges ``[0, H]``, with H the fewest merges any finished run
   of the comparison reached (one horizon for all, see `webnn.compare.stats`);
+- final worst-class accuracy = `worst_class_accuracy` of the last row (the lowest per-class
+  accuracy of that evaluation); mean and sample standard deviation over the runs that have it
+  (NaN when none has: the clients sent no per-class counts);
 - against the reference strategy (the first in the config): paired differences by seed of final
-  accuracy and AUC, each with its bootstrap interval.
+  accuracy, AUC and final worst-class accuracy, each with its bootstrap interval.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ class StrategySummary:
     auc_diff: Interval | None = None
     update_bytes_mean: float = math.nan  # body bytes per accepted update (server's traffic)
     update_encodings: str = ""  # the update encodings the runs' servers received
+    worst_class_mean: float = math.nan  # final worst-class accuracy, mean over runs having it
+    worst_class_std: float = math.nan  # its sample standard deviation (0 for one run)
+    worst_class_runs: int = 0  # runs whose last evaluation had per-class figures
+    worst_class_diff: Interval | None = None
 
 
 def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None:
@@ -76,6 +83,16 @@ def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof = 1; 0 for one value) and count of the finite
+    values (NaN, NaN, 0 when there are none)."""
+    finite = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    if not finite.size:
+        return math.nan, math.nan, 0
+    sd = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+    return float(finite.mean()), sd, int(finite.size)
 
 
 def _auc(run: Run, horizon: float) -> float:
@@ -113,10 +130,12 @@ def summarize(runs: Sequence[Run], target: float | None,
     finished = [r for r in runs if r.record.status == "ok" and r.rows]
     horizon = float(min((r.rows[-1].merges for r in finished), default=0))
     by_seed: dict[str, dict[str, dict[int, float]]] = {}
+    empty: dict[str, dict[int, float]] = {"final": {}, "auc": {}, "worst": {}}
     for run in finished:
-        figures = by_seed.setdefault(run.record.label, {"final": {}, "auc": {}})
+        figures = by_seed.setdefault(run.record.label, {"final": {}, "auc": {}, "worst": {}})
         figures["final"][run.record.seed] = run.rows[-1].val_accuracy
         figures["auc"][run.record.seed] = _auc(run, horizon)
+        figures["worst"][run.record.seed] = run.rows[-1].worst_class_accuracy
     reference = labels[0] if labels else None
     summaries = []
     for label in labels:
@@ -127,9 +146,10 @@ def summarize(runs: Sequence[Run], target: float | None,
         reached = [first_reaching(r.rows, target) for r in good] if target is not None else []
         hits = [h for h in reached if h is not None]
         ci = bootstrap_interval(list(acc))
-        seeds = by_seed.get(label, {"final": {}, "auc": {}})
-        ref = by_seed.get(reference or "", {"final": {}, "auc": {}})
+        seeds = by_seed.get(label, empty)
+        ref = by_seed.get(reference or "", empty)
         compared = label != reference
+        worst_mean, worst_sd, worst_runs = _mean_sd([f.worst_class_accuracy for f in finals])
         summaries.append(StrategySummary(
             label=label,
             strategy=mine[0].record.strategy,
@@ -162,6 +182,11 @@ def summarize(runs: Sequence[Run], target: float | None,
             auc_diff=paired_difference(seeds["auc"], ref["auc"]) if compared else None,
             update_bytes_mean=_mean([update_bytes(r)[0] for r in good]),
             update_encodings="/".join(sorted({e for r in good for e in update_bytes(r)[1]})),
+            worst_class_mean=worst_mean,
+            worst_class_std=worst_sd,
+            worst_class_runs=worst_runs,
+            worst_class_diff=(paired_difference(seeds["worst"], ref["worst"])
+                              if compared else None),
         ))
     return summaries
 
@@ -199,7 +224,16 @@ def difference_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], li
               "final acc diff [95% CI]", "AUC diff [95% CI]"]
     rows = [[s.label, str(s.final_accuracy_diff.n if s.final_accuracy_diff else 0),
              _difference(s.final_accuracy_diff), _difference(s.auc_diff)] for s in compared]
+    if _has_worst_class(summaries):
+        header.append("worst-class acc diff [95% CI]")
+        for s, row in zip(compared, rows, strict=True):
+            row.append(_difference(s.worst_class_diff))
     return header, rows
+
+
+def _has_worst_class(summaries: Sequence[StrategySummary]) -> bool:
+    """Whether any strategy's runs reported a worst-class accuracy (older results: none)."""
+    return any(s.worst_class_runs for s in summaries)
 
 
 def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[list[str]]]:
@@ -209,6 +243,9 @@ def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[li
     if target is not None:
         header += [f"reached {target:g}", "time to target (s)", "merges to target",
                    "median time (KM)", "median merges (KM)"]
+    worst = _has_worst_class(summaries)
+    if worst:
+        header.append("worst-class acc (mean ± sd)")
     header += ["AUC", "merges", "updates merged", "rejected", "mean staleness"]
     traffic = any(math.isfinite(s.update_bytes_mean) for s in summaries)
     if traffic:
@@ -224,6 +261,9 @@ def table_rows(summaries: Sequence[StrategySummary]) -> tuple[list[str], list[li
             row += [f"{s.reached_target}/{s.runs}", _num(s.time_to_target_mean, 1),
                     _num(s.merges_to_target_mean, 1), _censored(s.time_to_target_median, 1),
                     _censored(s.merges_to_target_median, 0)]
+        if worst:
+            row.append(f"{_num(s.worst_class_mean)} ± {_num(s.worst_class_std)}"
+                       if s.worst_class_runs else "-")
         row += [_num(s.auc), _num(s.merges_mean, 1), _num(s.updates_merged_mean, 1),
                 _num(s.updates_rejected_mean, 1), _num(s.mean_staleness, 2)]
         if traffic:
