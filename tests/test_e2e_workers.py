@@ -25,6 +25,10 @@ def test_three_workers_train_digits_to_90_percent():
         assert server.status()["merges"] >= 3
         history = server.history()
         assert history[0]["valAccuracy"] < 0.5  # the seeded initial weights are a poor model
+        # the Node evaluator sends per-class counts: each entry has the worst class's accuracy
+        last = history[-1]
+        assert len(last["classAccuracy"]) == 10, last
+        assert last["worstClassAccuracy"] == min(last["classAccuracy"]) <= last["valAccuracy"]
         for worker in workers:
             assert worker.process.poll() is None, worker.output.text()
             assert worker.task_lines(), f"{worker.name} logged no task"
