@@ -120,7 +120,7 @@ def test_installed_wheel_serves_the_example_to_node_and_chromium(venv: Path,
 
     process = subprocess.Popen(
         [str(venv / "bin" / "wnn"), "serve", "--port", "0", "--local-workers", "1",
-         "--worker-backend", "wasm"],
+         "--worker-backend", "wasm", "--verbose"],  # --verbose: the worker's per-task lines
         cwd=elsewhere, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = OutputPump(process.stdout)
 

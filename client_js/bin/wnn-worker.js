@@ -5,7 +5,7 @@
 //              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
 //              [--no-follow-up] [--attack scaled|sign_flip|random|nan [--attack-scale S]
 //              [--attack-seed N]] [--encoding q8|f16|f32] [--weights-encoding f16|f32]
-//              [--volunteer-id ID]
+//              [--volunteer-id ID] [--quiet]
 //
 // --volunteer-id sends an opaque id (1-64 printable ASCII characters, no spaces) at join: with a
 // partitioned training set the server keeps this worker on the same data shard across restarts.
@@ -16,7 +16,8 @@
 // --attack makes a hostile client for experiments: each trained weight set is replaced by
 // attacks.js's transform of it (given the task's base weights) before it is sent.
 //
-// Logs one line per task on stdout; problems and retries on stderr. SIGINT/SIGTERM: stop after the
+// Logs one line per task on stdout (--quiet: only joining, stopping and leaving); problems and
+// retries on stderr. TF.js's "install our node backend" banner is dropped (see quietTfjsBanner). SIGINT/SIGTERM: stop after the
 // current computation, leave (open tasks go back to the queue) and exit 0.
 // Exit status: 0 stopped, ended or max tasks reached; 1 fatal error; 2 bad usage.
 
@@ -35,7 +36,7 @@ const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--bac
                   [--reset-optimizer] [--no-follow-up]
                   [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]
                   [--encoding q8|f16|f32] [--weights-encoding f16|f32]
-                  [--volunteer-id ID]`;
+                  [--volunteer-id ID] [--quiet]`;
 
 function usageError(message) {
   process.stderr.write(`wnn-worker: ${message}\n${USAGE}\n`);
@@ -64,6 +65,7 @@ export function parseOptions(argv) {
         encoding: { type: 'string' },
         'weights-encoding': { type: 'string' },
         'volunteer-id': { type: 'string' },
+        quiet: { type: 'boolean', short: 'q', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -108,6 +110,7 @@ export function parseOptions(argv) {
     name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
     joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
     followUp: !values['no-follow-up'], attack: attackOptions(values), encodings, volunteerId,
+    quiet: values.quiet,
   };
 }
 
@@ -140,23 +143,31 @@ function attackTransform({ kind, scale, seed }) {
   return (trained, base) => applyAttack(kind, trained, base, { scale, random });
 }
 
+/** TF.js's cpu backend, on its first tensor in Node (env flag IS_NODE), warns through
+ * console.warn: "Hi, looks like you are running TensorFlow.js in Node.js. To speed things up
+ * dramatically, install our node backend ...". This worker runs the cpu or wasm backend on
+ * purpose (tfjs-node is a native build it does not use), so the banner is advice that does not
+ * apply, printed once per worker. It is dropped here by its text; every other TF.js warning still
+ * reaches stderr. (TF.js's PROD flag would also silence it, but it silences all of TF.js's
+ * warnings, and faking IS_NODE would change how TF.js loads files and fetches.) */
+export function quietTfjsBanner(target = console) {
+  const warn = target.warn.bind(target);
+  target.warn = (...args) => {
+    if (typeof args[0] === 'string' && /running TensorFlow\.js in Node\.js/i.test(args[0])) return;
+    warn(...args);
+  };
+}
+
 async function loadTf(backend) {
-  // Quiet TF.js's "install the node backend" banner, which would break one-line-per-task logs.
-  const { log, warn } = console;
-  console.log = () => {};
-  console.warn = () => {};
+  quietTfjsBanner();
   const tf = await import('@tensorflow/tfjs');
   if (backend === 'wasm') {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     const require = createRequire(import.meta.url);
     wasm.setWasmPaths(require.resolve('@tensorflow/tfjs-backend-wasm').replace(/[^/\\]*$/, ''));
   }
-  try {
-    if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend failed to start`);
-    await tf.ready();
-  } finally {
-    Object.assign(console, { log, warn });
-  }
+  if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend failed to start`);
+  await tf.ready();
   return tf;
 }
 
@@ -192,7 +203,7 @@ async function main() {
   const warn = (line) => process.stderr.write(`${line}\n`);
   const hostile = options.attack ? `; attack ${options.attack.kind} scale ${options.attack.scale}` : '';
   loop.on('joined', ({ model, clientId }) => say(`joined ${client.base} as ${clientId} (${options.name}); model ${model.name} v${model.version}, backend ${tf.getBackend()}, encodings ${client.encoding.update}/${client.encoding.weights}${hostile}`));
-  loop.on('task', (event) => say(describe(event)));
+  if (!options.quiet) loop.on('task', (event) => say(describe(event)));
   loop.on('dropped', ({ error }) => warn(`dropped task: ${error.code}: ${error.message}`));
   loop.on('problem', ({ error }) => warn(`problem: ${error.code ?? error.name}: ${error.message}`));
   loop.on('retry', ({ error, attempt, delay }) => warn(`retry ${attempt} in ${delay}s: ${error.message}`));

@@ -4,20 +4,21 @@
 command line (flags override file values), builds one `create_app` per model before listening (so a
 bad spec, data module, strategy or parameter fails with exit status 1 and nothing is served), mounts
 several models under ``/models/<name>/`` (`webnn.server.multi`), listens, prints the URLs and the
-admin token, starts ``--local-workers`` and, on SIGINT/SIGTERM, stops the workers and cleans the app
-up, which writes the final checkpoint.
+admin token (in a box; kept in the state directory across restarts), starts ``--local-workers``,
+prints a status line every few seconds (`webnn.server.console`) and, on SIGINT/SIGTERM, stops the
+workers and cleans the app up, which writes the final checkpoint when there is a state directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import logging
 import os
-import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,19 @@ from typing import Any
 import click
 from aiohttp import web
 
+from webnn import __version__
 from webnn.bundled import default_example
 from webnn.node_worker import worker_dir
+from webnn.server.console import (
+    STATUS_SECONDS,
+    AdminToken,
+    Console,
+    StatusLine,
+    Verbosity,
+    admin_token_box,
+    install_logging,
+    resolve_admin_token,
+)
 from webnn.server.toml_config import (
     MODEL_KEYS,
     NAME_PATTERN,
@@ -228,8 +240,9 @@ def plan_models(
     return plans
 
 
-def build_root_app(plans: list[ModelPlan]) -> web.Application:
-    """Create every model's app (loading data, strategy, checkpoints) and the app to serve."""
+def build_root_app(plans: list[ModelPlan]) -> tuple[web.Application, dict[str, web.Application]]:
+    """Create every model's app (loading data, strategy, checkpoints) and the app to serve;
+    returns ``(app to serve, {model name: model app})``."""
     from webnn.server.app import create_app
     from webnn.server.multi import create_multi_app
 
@@ -240,8 +253,8 @@ def build_root_app(plans: list[ModelPlan]) -> web.Application:
         except Exception as exc:  # every set-up failure becomes a clean CLI error
             raise click.ClickException(f"{plan.name}: {exc}") from exc
     if len(plans) == 1 and not plans[0].prefix:
-        return apps[plans[0].name]
-    return create_multi_app(apps)
+        return apps[plans[0].name], apps
+    return create_multi_app(apps), apps
 
 
 def display_host(host: str) -> str:
@@ -251,9 +264,13 @@ def display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def print_banner(base: str, plans: list[ModelPlan], admin_token: str, listen: str) -> None:
-    """The lines users (and tests) read: volunteer page, dashboard and admin token."""
-    echo(f"webnn: listening on {listen}")
+def print_banner(base: str, plans: list[ModelPlan], admin_token: AdminToken, listen: str,
+                 state_dir: str | None, console: Console) -> None:
+    """The lines users (and tests) read, at every verbosity: ``volunteer page: URL``,
+    ``dashboard: URL``, the admin token once in a box (``admin token: T``) and whether progress
+    survives the exit."""
+    echo = console.plain
+    echo(f"webnn {__version__}: listening on {listen}")
     if len(plans) == 1 and not plans[0].prefix:
         echo(f"webnn: serving {plans[0].name}")
         echo(f"  volunteer page: {base}/")
@@ -264,8 +281,13 @@ def print_banner(base: str, plans: list[ModelPlan], admin_token: str, listen: st
         for plan in plans:
             echo(f"  {plan.name}: volunteer page {base}{plan.prefix}  "
                  f"dashboard {base}{plan.prefix}dashboard")
-    echo(f"  admin token:    {admin_token}")
-    echo("Press Ctrl+C to stop (a checkpoint is written on the way out).")
+    for line in admin_token_box(admin_token.token, admin_token.note()):
+        echo(line)
+    if state_dir:
+        echo(f"Press Ctrl+C to stop (a checkpoint is written to {state_dir} on the way out).")
+    else:
+        console.warning("webnn", "no --state-dir: progress is lost on exit")
+        echo("Press Ctrl+C to stop.")
 
 
 async def run_server(
@@ -274,18 +296,23 @@ async def run_server(
     port: int,
     on_listening: Callable[[str, str], None],
     workers: Callable[[str], LocalWorkers | None],
+    console: Console | None = None,
+    statuses: Callable[[], dict[str, dict[str, Any]]] | None = None,
 ) -> None:
-    """Listen, call `on_listening(base_url, listen_address)`, start workers, wait for SIGINT or
+    """Listen, call `on_listening(base_url, listen_address)`, start workers, print a status line
+    per model (`statuses()`: model name -> its status) every `STATUS_SECONDS`, wait for SIGINT or
     SIGTERM, then stop the workers and clean the app up (which writes the checkpoint).
     A second signal during shutdown exits at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    console = console or Console()
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            echo(f"webnn: {signal.Signals(signum).name} again, exiting without cleanup")
+            console.warning("webnn", f"{signal.Signals(signum).name} again, exiting without "
+                                     "cleanup")
             os._exit(128 + signum)
-        echo(f"webnn: {signal.Signals(signum).name} received, shutting down")
+        console.info("webnn", f"{signal.Signals(signum).name} received, shutting down")
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -293,6 +320,7 @@ async def run_server(
     runner = web.AppRunner(app, handle_signals=False, **SERVER_OPTIONS)
     await runner.setup()
     group: LocalWorkers | None = None
+    reporter: asyncio.Task | None = None
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -303,13 +331,32 @@ async def run_server(
         group = workers(base)
         if group is not None:
             await group.start()
+        if statuses is not None and console.shows():
+            reporter = asyncio.create_task(report_status(console, statuses, stop))
         await stop.wait()
     finally:
+        if reporter is not None:
+            reporter.cancel()
         if group is not None:
             await group.stop()
         await runner.cleanup()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+async def report_status(console: Console, statuses: Callable[[], dict[str, dict[str, Any]]],
+                        stop: asyncio.Event) -> None:
+    """Every `STATUS_SECONDS` until `stop`: one status line per model (`StatusLine`)."""
+    line = StatusLine()
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), STATUS_SECONDS)
+            return
+        now = time.monotonic()
+        current = statuses()
+        for name, status in current.items():
+            source = "status" if len(current) == 1 else f"status {name}"
+            console.info(source, line.render(name, status, now))
 
 
 SERVE_OPTIONS_HELP = """
@@ -406,17 +453,24 @@ one process, each at /models/<name>/ with an index page at /.
 @click.option("--worker-backend", type=click.Choice(BACKENDS),
               help="TF.js backend of the local workers [cpu].")
 @click.option("--tfjs-url", help="Load TF.js in the volunteer page from this URL (default: local).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also print a line per task of the local workers.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print only the URLs, the admin token, warnings and errors (no status lines).")
 @click.option("--client-dir", type=click.Path(file_okay=False),
               help="Serve a customised client: a folder with src/ (page, dashboard, client "
                    "library) and, optionally, node_modules/ [the bundled client].")
 def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[str, ...],
-          params: tuple[str, ...], screening: tuple[str, ...], **flags: Any) -> None:
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+          params: tuple[str, ...], screening: tuple[str, ...], verbose: bool, quiet: bool,
+          **flags: Any) -> None:
+    if verbose and quiet:
+        raise click.UsageError("--verbose and --quiet cannot be combined")
+    console = Console(Verbosity.VERBOSE if verbose else
+                      Verbosity.QUIET if quiet else Verbosity.NORMAL)
+    install_logging(console)
     # Merges run in a worker thread between the event loop's turns; the default 5 ms GIL switch
     # interval makes that thread wait up to 5 ms at every numpy call while the loop is busy.
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
-    logging.getLogger("webnn").setLevel(logging.INFO)
     try:
         file = load_toml(config_file) if config_file is not None else FileSettings()
     except ConfigError as exc:
@@ -446,8 +500,11 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
             f"worker_backend must be one of {', '.join(BACKENDS)}, "
             f"got {process['worker_backend']!r}"
         )
-    if not process.get("admin_token"):
-        process["admin_token"] = secrets.token_urlsafe(24)
+    try:
+        admin_token = resolve_admin_token(process.get("admin_token"), process.get("state_dir"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the kept admin token: {exc}") from exc
+    process["admin_token"] = admin_token.token
 
     plans = plan_models(process, models, mounted=file.multi or len(models) > 1)
     command = None
@@ -456,7 +513,17 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
             command = check_worker_setup(worker_dir(plans[0].config.client_dir))
         except WorkerError as exc:
             raise click.ClickException(str(exc)) from exc
-    app = build_root_app(plans)
+    app, model_apps = build_root_app(plans)
+    try:
+        admin_token.save()
+    except OSError as exc:
+        raise click.ClickException(f"cannot keep the admin token in {admin_token.path}: {exc}"
+                                   ) from exc
+
+    def statuses() -> dict[str, dict[str, Any]]:
+        from webnn.server.keys import COORDINATOR
+
+        return {name: model_app[COORDINATOR].status() for name, model_app in model_apps.items()}
 
     def workers(base: str) -> LocalWorkers | None:
         if command is None:
@@ -464,19 +531,23 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
         urls = {p.name: f"{base}{p.prefix or '/'}" for p in plans}
         specs_ = worker_specs(urls, process["local_workers"], process["worker_backend"],
                               process.get("join_token"))
-        echo(f"webnn: starting {len(specs_)} local worker(s); watch them train on the dashboard")
-        return LocalWorkers(command=command, specs=specs_, echo=echo)
+        hint = "" if verbose else " (--verbose: a line per task)"
+        console.info("webnn", f"starting {len(specs_)} local worker(s); watch them train on "
+                              f"the dashboard{hint}")
+        return LocalWorkers(command=command, specs=specs_, say=console.emit,
+                            extra_args=() if verbose else ("--quiet",))
 
     def on_listening(base: str, listen: str) -> None:
-        print_banner(base, plans, process["admin_token"], listen)
+        print_banner(base, plans, admin_token, listen, process.get("state_dir"), console)
 
     try:
-        asyncio.run(run_server(app, process["host"], process["port"], on_listening, workers))
+        asyncio.run(run_server(app, process["host"], process["port"], on_listening, workers,
+                               console, statuses))
     except OSError as exc:  # e.g. the port is taken
         where = f"{process['host']}:{process['port']}"
         raise click.ClickException(f"cannot listen on {where}: {exc}") from exc
-    echo("webnn: stopped" + (f"; state saved in {process['state_dir']}"
-                             if process.get("state_dir") else ""))
+    console.info("webnn", "stopped" + (f"; state saved in {process['state_dir']}"
+                                       if process.get("state_dir") else "; nothing was kept"))
 
 
 @click.command()

@@ -1,7 +1,9 @@
 """Local headless Node workers started beside `wnn serve` (``--local-workers N``).
 
-Each worker is ``node client_js/bin/wnn-worker.js --server URL --backend B --name NAME``. Its stdout
-and stderr lines are echoed with a ``[NAME]`` prefix. Workers run in their own session (a Ctrl+C in
+Each worker is ``node client_js/bin/wnn-worker.js --server URL --backend B --name NAME`` plus
+`LocalWorkers.extra_args` (``--quiet`` unless the server is verbose: no per-task lines). Its lines
+go to `LocalWorkers.say` with the worker's name as their source: stdout lines as information, stderr
+lines (problems, retries, crashes) as warnings. Workers run in their own session (a Ctrl+C in
 the terminal reaches only the server, which then stops the workers while it still answers, so they
 can leave cleanly) and, on Linux, get SIGTERM if the server process dies without stopping them.
 Stopping sends SIGTERM, waits up to a grace period, then kills.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +34,21 @@ def check_worker_setup(client_dir: Path | None = None, node: str | None = None) 
         raise WorkerError(f"--local-workers: {exc}") from None
 
 
+def print_line(source: str, message: str, level: str = "info") -> None:
+    """The default `LocalWorkers.say`: ``[source] message`` on stdout."""
+    tag = "" if level == "info" else f"{level.upper()}: "
+    print(f"[{source}] {tag}{message}", flush=True)
+
+
 @dataclass
 class LocalWorkers:
-    """A group of local worker processes: `start()` them, `stop()` them (SIGTERM, then kill)."""
+    """A group of local worker processes: `start()` them, `stop()` them (SIGTERM, then kill).
+    `say(source, message, level)` receives every line (level "info" or "warning")."""
 
     command: WorkerCommand
     specs: list[WorkerArgs]
-    echo: Callable[[str], None] = print
+    say: Callable[[str, str, str], None] = print_line
+    extra_args: Sequence[str] = ()
     grace_seconds: float = 5.0
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     _pumps: list[asyncio.Task] = field(default_factory=list)
@@ -46,7 +56,7 @@ class LocalWorkers:
     async def start(self) -> None:
         for spec in self.specs:
             process = await asyncio.create_subprocess_exec(
-                *spec.argv(self.command),
+                *spec.argv(self.command), *self.extra_args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -54,19 +64,21 @@ class LocalWorkers:
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
             self.processes[spec.name] = process
-            self.echo(f"[{spec.name}] started (pid {process.pid}) -> {spec.server_url}")
-            for stream in (process.stdout, process.stderr):
+            self.say(spec.name, f"started (pid {process.pid}) -> {spec.server_url}", "info")
+            for stream, level in ((process.stdout, "info"), (process.stderr, "warning")):
                 assert stream is not None
-                self._pumps.append(asyncio.create_task(self._pump(spec.name, stream)))
+                self._pumps.append(asyncio.create_task(self._pump(spec.name, stream, level)))
             self._pumps.append(asyncio.create_task(self._watch(spec.name, process)))
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+    async def _pump(self, name: str, stream: asyncio.StreamReader, level: str) -> None:
         while line := await stream.readline():
-            self.echo(f"[{name}] {line.decode('utf-8', 'replace').rstrip()}")
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.say(name, text, level)
 
     async def _watch(self, name: str, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
-        self.echo(f"[{name}] exited with status {code}")
+        self.say(name, f"exited with status {code}", "info" if code == 0 else "warning")
 
     async def stop(self) -> None:
         """SIGTERM every running worker, wait `grace_seconds`, SIGKILL the rest, reap all."""
