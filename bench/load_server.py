@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-LISTENING = re.compile(r"webnn: listening on (\S+):(\d+)")
+LISTENING = re.compile(r"webnn(?: [^:\s]+)?: listening on (\S+):(\d+)")  # "webnn 0.1.0: ..."
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
