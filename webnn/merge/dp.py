@@ -148,6 +148,10 @@ class DifferentialPrivacy(Strategy):
         self.flushes = 0
         self._epsilon: tuple[int, float] | None = None  # (flushes, epsilon) last computed
 
+    def effective_params(self) -> dict[str, Any]:
+        """count_noise as used (sigma_b: its default is max(K / 20, noise_multiplier))."""
+        return {**super().effective_params(), "count_noise": self.sigma_b}
+
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
         if self._sum is None or self._sum.size != model.weights.size:

@@ -66,6 +66,10 @@ class FedAsync(Strategy):
         """a_t = alpha * s(staleness)."""
         return self.alpha * self.weighting(staleness)
 
+    def effective_params(self) -> dict[str, Any]:
+        """`a` and `b` as the staleness function uses them (its defaults filled in)."""
+        return {**super().effective_params(), "a": self.weighting.a, "b": self.weighting.b}
+
     def merge(self, model: ModelState, update: Update) -> bool:
         mix_into(model.weights, update.weights, self.mixing_weight(update.staleness))
         model.steps = merged_steps(model.steps, update.steps_behind)

@@ -141,6 +141,11 @@ class FedOpt(Strategy):
         self._saved = [np.empty(size, dtype=np.float32)
                        for _ in range(1 if self.second is None else 2)]
 
+    def effective_params(self) -> dict[str, Any]:
+        """server_lr, `a` and `b` as used (the optimizer's and staleness function's defaults)."""
+        return {**super().effective_params(), "server_lr": self.lr, "a": self.weighting.a,
+                "b": self.weighting.b}
+
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
         self._allocate(model.weights.size)

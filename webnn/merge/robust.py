@@ -267,6 +267,13 @@ class Robust(Strategy):
             return self.window.bound()
         return None
 
+    def effective_params(self) -> dict[str, Any]:
+        """m as multi_krum uses it (k - f) and clip "none" when not set."""
+        values = {**super().effective_params(), "clip": self.clip or "none"}
+        if self.aggregator == "multi_krum" and self.m is None:
+            values["m"] = max(1, self.k - self.f)
+        return values
+
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
         size = model.weights.size

@@ -160,6 +160,7 @@ class Coordinator:
         self.history: list[dict] = []
         self._evaluated: set[int] = set()  # versions in the history
         self.elapsed_before = 0.0
+        self.ended_elapsed: float | None = None  # elapsed() frozen at the end
         self.started = clock()
         self.last_checkpoint = (0, 0, self.started)  # merges, history length, time
         self._val_frames: list[bytes] | None = None
@@ -205,7 +206,9 @@ class Coordinator:
             await self.checkpoint()
 
     def elapsed(self) -> float:
-        """Seconds of training so far, across restarts."""
+        """Seconds of training so far, across restarts; frozen once the run has ended."""
+        if self.ended_elapsed is not None:
+            return self.ended_elapsed
         return self.elapsed_before + self.clock() - self.started
 
     def _spawn(self, coro: Any) -> None:
@@ -848,6 +851,7 @@ class Coordinator:
             return
         self.end_reason = reason
         self.finishing_since = None
+        self.ended_elapsed = self.elapsed()
         self.state = "ended"  # before the leases close: their work is not queued again
         now = self.clock()
         for task in self.tasks.open_tasks():
@@ -891,11 +895,16 @@ class Coordinator:
                 "version": evaluation.version, "chunks": len(evaluation.chunk_examples),
                 "done": len(evaluation.results), "quorum": evaluation.quorum},
             "strategy": {"name": self.strategy.name,
-                         "params": getattr(self.strategy, "param_values", {}),
+                         "params": self.strategy.effective_params(),
                          "report": self.strategy.report()},
+            "project": self.spec.project_public(),
+            "endConditions": {"targetAccuracy": self.config.target_accuracy,
+                              "maxMerges": self.config.max_merges,
+                              "maxSeconds": self.config.max_seconds},
             "partition": self._partition_status(),
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
+            "httpRefused": dict(self.metrics.http_refusals),
             "traffic": self.traffic_summary(),
             "capacity": {
                 "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,
@@ -1043,6 +1052,8 @@ class Coordinator:
         self._resume_data(data)
         self.schedule.load(state.get("evaluation", {}))
         self.elapsed_before = float(state.get("elapsed", 0.0))
+        if self.state == "ended":
+            self.ended_elapsed = self.elapsed_before
         self.last_checkpoint = (self.merges, len(self.history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,
                  self.model.version, self.model.steps, self.merges)

@@ -1,9 +1,11 @@
 """Several models in one process: a parent app mounting each model's `create_app` sub-app.
 
 Each model lives at ``/models/<name>/`` (its volunteer page, dashboard and ``api/v1/``); the parent
-answers ``GET /`` with an index page listing every model (name, link, version, active clients) and
-``GET /models.json`` with the same facts as JSON: ``{"models": [{"name", "url", "dashboard",
-"state", "version", "steps", "merges", "clients"}]}`` (URLs are absolute paths).
+answers ``GET /`` with an index page listing every model (project, operator, description, state,
+version, merges, active clients, links to its page and dashboard; styled with the client's
+``style.css``) and ``GET /models.json`` with the same facts as JSON: ``{"models": [{"name",
+"url", "dashboard", "state", "version", "steps", "merges", "clients", "project"}]}`` (URLs are
+absolute paths; ``project`` as in the model's status answer).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class MountedModel:
             "name": self.name, "url": self.prefix, "dashboard": f"{self.prefix}dashboard",
             "state": status["state"], "version": status["version"], "steps": status["steps"],
             "merges": status["merges"], "clients": status["clients"],
+            "project": status["project"],
         }
 
 
@@ -71,38 +74,53 @@ async def models_json(request: web.Request) -> web.Response:
 
 
 async def index_page(request: web.Request) -> web.Response:
-    rows = []
-    for model in request.app[MODELS]:
-        s = model.summary()
-        link = html.escape(s["url"].lstrip("/"))
-        rows.append(
-            f'<tr><td><a href="{link}">{html.escape(s["name"])}</a></td>'
-            f'<td><a href="{link}dashboard">dashboard</a></td>'
-            f"<td>{html.escape(str(s['state']))}</td><td>{int(s['version'])}</td>"
-            f"<td>{int(s['merges'])}</td><td>{int(s['clients'])}</td></tr>"
-        )
-    body = INDEX_TEMPLATE.replace("{rows}", "\n".join(rows))
-    return web.Response(text=body, content_type="text/html")
+    """The index: one card per model (project, operator, state, counters, links), styled with the
+    first model's ``static/client/style.css`` (every mount serves the same client)."""
+    models = request.app[MODELS]
+    cards = [_card(model) for model in models]
+    style = html.escape(models[0].prefix.lstrip("/") + "static/client/style.css")
+    body = INDEX_TEMPLATE.replace("{style}", style).replace("{cards}", "\n".join(cards))
+    return web.Response(text=body, content_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+def _card(model: MountedModel) -> str:
+    s = model.summary()
+    project = s["project"]
+    link = html.escape(s["url"].lstrip("/"))
+    title = html.escape(project["name"] or s["name"])
+    who = (f'<p class="muted">run by {html.escape(project["operator"])}</p>'
+           if project["operator"] else "")
+    about = (f'<p>{html.escape(project["description"])}</p>' if project["description"] else "")
+    state = html.escape(str(s["state"]))
+    return (
+        f'<section class="card" data-model="{html.escape(s["name"])}">'
+        f'<h2><a href="{link}">{title}</a></h2>{who}{about}'
+        f'<dl class="stats"><div><dt>state</dt><dd class="state {state}">{state}</dd></div>'
+        f'<div><dt>version</dt><dd>{int(s["version"])}</dd></div>'
+        f'<div><dt>merges</dt><dd>{int(s["merges"])}</dd></div>'
+        f'<div><dt>active clients</dt><dd>{int(s["clients"])}</dd></div></dl>'
+        f'<p class="row links"><a class="button" href="{link}">help train</a>'
+        f'<a href="{link}dashboard">dashboard</a>'
+        f'<span class="muted">model {html.escape(s["name"])}</span></p></section>'
+    )
 
 
 INDEX_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>webnn: models</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 48rem; padding: 0 1rem; }
-table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; }
-td:nth-child(n+4) { text-align: right; }
-</style></head>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{style}">
+</head>
 <body>
+<header>
 <h1>Models training here</h1>
-<p>Open a model to help train it in this browser tab.</p>
-<table>
-<thead><tr><th>model</th><th></th><th>state</th><th>version</th><th>merges</th><th>clients</th></tr>
-</thead>
-<tbody>
-{rows}
-</tbody></table>
+<p>Open a model to read what it is for and who runs it; the page asks before it uses your
+device.</p>
+</header>
+<main class="index">
+{cards}
+</main>
 </body></html>
 """

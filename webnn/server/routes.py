@@ -58,6 +58,7 @@ def model_description(request: web.Request) -> dict:
         "version": coordinator.model.version,
         "steps": coordinator.current_steps,
         "totalParams": coordinator.layout.size,
+        "project": spec.project_public(),
         "urls": {"weights": url(request, "weights"), "tasks": url(request, "tasks"),
                  **static_urls(request)},
     }

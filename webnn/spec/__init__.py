@@ -8,13 +8,14 @@ shape inference, the weight manifest and seeded initial weights.
 
 from webnn.spec.errors import Problem, SpecError
 from webnn.spec.loader import load_spec, validate_spec
-from webnn.spec.model import CompiledModel, LayerSummary, ModelSpec, TrainingConfig
+from webnn.spec.model import CompiledModel, LayerSummary, ModelSpec, ProjectInfo, TrainingConfig
 
 __all__ = [
     "CompiledModel",
     "LayerSummary",
     "ModelSpec",
     "Problem",
+    "ProjectInfo",
     "SpecError",
     "TrainingConfig",
     "load_spec",

@@ -13,7 +13,7 @@ from webnn.spec import schema
 from webnn.spec.compile import PathOf, compile_layers
 from webnn.spec.errors import Problem
 from webnn.spec.layers import KINDS
-from webnn.spec.model import ModelSpec, TrainingConfig
+from webnn.spec.model import ModelSpec, ProjectInfo, TrainingConfig
 
 DEFAULT_LEARNING_RATES = {"sgd": 0.01, "momentum": 0.01, "adam": 0.001, "adamax": 0.002,
                           "rmsprop": 0.001, "adagrad": 0.01, "adadelta": 1.0}
@@ -70,7 +70,20 @@ def build_spec(doc: dict[str, Any], default_name: str, path_of: PathOf,
         compiled=compiled, source=doc if source is None else source,
         input_dtype=doc.get("inputDtype", "int32" if first == "embedding" else "float32"),
         description=doc.get("description", ""),
+        project=project_info(doc.get("project"), name, doc.get("description", "")),
     ), []
+
+
+def project_info(block: dict[str, Any] | None, model: str, description: str
+                 ) -> ProjectInfo | None:
+    """`ProjectInfo` from a schema-valid ``project`` block (None without one): the name defaults
+    to the model's, the description to the spec's; surrounding spaces are dropped."""
+    if block is None:
+        return None
+    return ProjectInfo(name=str(block.get("name", "")).strip() or model,
+                       operator=str(block["operator"]).strip(),
+                       contact=str(block.get("contact", "")).strip(),
+                       description=str(block.get("description", "")).strip() or description.strip())
 
 
 def usable_layers(layers: list[Any], findings: list[schema.Finding]) -> list[dict[str, Any] | None]:

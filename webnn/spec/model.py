@@ -108,6 +108,23 @@ class CompiledModel:
         }
 
 
+@dataclass(frozen=True)
+class ProjectInfo:
+    """Who runs the training and why (the spec's optional ``project`` block), for the volunteer
+    page: `name` (default: the model's name), `operator` (person or organisation), `contact` (an
+    http(s) or mailto URL, or ""), `description` (default: the spec's ``description``)."""
+
+    name: str
+    operator: str
+    contact: str = ""
+    description: str = ""
+
+    def public(self) -> dict[str, str | None]:
+        """The wire form: ``{"name", "operator", "contact", "description"}`` (null when empty)."""
+        return {"name": self.name, "operator": self.operator, "contact": self.contact or None,
+                "description": self.description or None}
+
+
 @dataclass
 class ModelSpec:
     """A loaded, validated model spec.
@@ -128,3 +145,13 @@ class ModelSpec:
     source: dict[str, Any]
     input_dtype: str = "float32"
     description: str = ""
+    project: ProjectInfo | None = None
+
+    def project_public(self) -> dict[str, str | None]:
+        """What the volunteer page shows about the project (the model and status answers'
+        ``project``): the spec's ``project`` block, or the model's name and description with
+        no operator or contact when the spec has none."""
+        if self.project is not None:
+            return self.project.public()
+        return {"name": self.name, "operator": None, "contact": None,
+                "description": self.description.strip() or None}

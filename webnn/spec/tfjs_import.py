@@ -26,7 +26,8 @@ from webnn.spec.tfjs_weights import read_manifest_weights
 _BASE_KEYS = {"name", "trainable", "dtype", "batchInputShape", "batchShape", "batchSize",
               "inputShape"}
 _NULL_IS_FALSE = {"unitForgetBias", "maskZero"}
-_SETTINGS = ("name", "description", "inputDtype", "loss", "optimizer", "metrics", "training")
+_SETTINGS = ("name", "description", "project", "inputDtype", "loss", "optimizer", "metrics",
+             "training")
 _OPTIMIZERS = {"sgd": "sgd", "adam": "adam", "adamax": "adamax", "rmsprop": "rmsprop",
                "adagrad": "adagrad", "adadelta": "adadelta", "momentum": "momentum"}
 
