@@ -9,14 +9,14 @@ KERAS_VENV := .venv-keras
 NODE_DIR   := client_js/node_modules
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test check setup chromium clean
+.PHONY: run test check docs setup chromium clean
 
 setup: $(VENV)/.installed $(NODE_DIR)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test,privacy]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,privacy,docs]'
 	@touch $@
 
 $(NODE_DIR)/.installed: client_js/package.json client_js/package-lock.json
@@ -47,11 +47,19 @@ check: setup
 	$(VENV)/bin/mypy webnn
 	$(VENV)/bin/pytest -q -m "not e2e and not slow"
 
+# The documentation site (mkdocs.yml), built strictly into site/ (ignored by git): a broken link
+# or anchor, a page left out of the nav or a broken link in README.md fails the build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# The docs build is a step of its own here, so pytest leaves out its copy (marker docs), which is
+# there for `make check`.
 test: setup chromium $(KERAS_VENV)/.installed
 	$(VENV)/bin/ruff check webnn tests bench examples data_modules
 	$(VENV)/bin/mypy webnn
+	$(MAKE) docs
 	cd client_js && npm test
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not docs"
 	$(KERAS_VENV)/bin/pytest -q tests/test_keras_*.py
 
 clean:
