@@ -39,6 +39,7 @@ from webnn.server.console import (
     install_logging,
     resolve_admin_token,
 )
+from webnn.server.runner import HttpLimits, WebnnRunner
 from webnn.server.toml_config import (
     MODEL_KEYS,
     NAME_PATTERN,
@@ -63,13 +64,13 @@ PROCESS_DEFAULTS: dict[str, Any] = {
 }
 GIL_SWITCH_SECONDS = 0.0005
 """`sys.setswitchinterval` of a `wnn serve` process (docs/capacity.md)."""
-HEADER_SECONDS = 15.0
-"""How long a connection may wait for a complete request (request line and headers). aiohttp has
-no header read timeout of its own; its keep-alive timer, armed when a connection opens and after
-each answer, closes a connection still waiting for a complete request once it runs out, which
-bounds a slow sender of headers (slowloris) as well as an idle keep-alive connection."""
+HTTP_LIMITS = HttpLimits()
+"""The HTTP layer's limits in `wnn serve` (`webnn.server.runner`: request line and header sizes,
+header count, the time to a complete request line and headers)."""
+HEADER_SECONDS = HTTP_LIMITS.header_timeout
 SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_SECONDS}
-"""Options of the aiohttp server (`web.AppRunner`) that `wnn serve` runs."""
+"""The keep-alive option an embedding site passes to a plain ``web.AppRunner`` to get the same
+idle bound (`WebnnRunner` sets it from `HTTP_LIMITS`)."""
 
 SERVE_CONFIG_FIELD = {"params": "strategy_params"}
 """Setting keys whose `ServeConfig` field has another name; every other key maps to itself."""
@@ -317,7 +318,7 @@ async def run_server(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    runner = web.AppRunner(app, handle_signals=False, **SERVER_OPTIONS)
+    runner = WebnnRunner(app, handle_signals=False, limits=HTTP_LIMITS)
     await runner.setup()
     group: LocalWorkers | None = None
     reporter: asyncio.Task | None = None

@@ -904,6 +904,7 @@ class Coordinator:
             "partition": self._partition_status(),
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
+            "httpRefused": dict(self.metrics.http_refusals),
             "traffic": self.traffic_summary(),
             "capacity": {
                 "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,

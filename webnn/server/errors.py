@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from webnn.server.wire import PROTOCOL_VERSION, json_response
 
@@ -77,6 +78,14 @@ def _count(request: web.Request, response: web.Response, code: str) -> web.Respo
     return response
 
 
+def _count_http(request: web.Request, code: str, reason: str) -> None:
+    from webnn.server.keys import METRICS
+
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.count_http_refusal(code, reason)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer `ProtocolError`, aiohttp HTTP errors and unexpected exceptions as protocol JSON,
@@ -85,6 +94,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ProtocolError as error:
         return _count(request, error.response(), error.code)
+    except HttpProcessingError as error:  # the HTTP parser failed on the body being read
+        from webnn.server.runner import malformed_http
+
+        refusal, reason = malformed_http(error)
+        _count_http(request, refusal.code, reason)
+        response = refusal.response()
+        response.force_close()  # the rest of the stream cannot be read as HTTP
+        return response
     except web.HTTPRequestEntityTooLarge as error:
         # aiohttp keeps the limit only in its message ("Maximum request body size N exceeded.")
         refusal = ProtocolError(413, "too_large", error.text or "request body is too large")

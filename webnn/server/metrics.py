@@ -6,6 +6,7 @@ Counters restart at zero with the process (Prometheus semantics); gauges carry t
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -29,6 +30,10 @@ class Metrics:
         self.requests_refused = Counter(
             "webnn_requests_refused", "Error answers (4xx/5xx) to any request, by error code",
             ["code"], registry=r)
+        self.http_refused = Counter(
+            "webnn_http_refused", "Requests the HTTP layer refused before any route (malformed "
+            "HTTP, headers not complete in time), by reason", ["reason"], registry=r)
+        self.http_refusals: Tally[str] = Tally()  # the same by reason, for status.httpRefused
         self.tasks_issued = Counter("webnn_tasks_issued", "Tasks handed out", ["kind"], registry=r)
         self.update_bytes = Counter("webnn_update_bytes", "Body bytes of accepted updates",
                                     ["encoding"], registry=r)
@@ -78,6 +83,13 @@ class Metrics:
                 self.val_accuracy.set(data["valAccuracy"])
         elif event == "client":
             self.active_clients.set(data["clients"])
+
+    def count_http_refusal(self, code: str, reason: str) -> None:
+        """A request refused by the HTTP layer (`webnn.server.runner`): answered `code`,
+        counted under it with every error answer and under its finer `reason`."""
+        self.requests_refused.labels(code).inc()
+        self.http_refused.labels(reason).inc()
+        self.http_refusals[reason] += 1
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,334 @@
+"""The HTTP server that runs webnn apps: protocol JSON even for requests that are not HTTP.
+
+aiohttp's HTTP parser refuses what it cannot read (an invalid method token, a request line or
+header over its size limit, too many headers, raw bytes outside ASCII in the request target, a
+bad ``Content-Length``, bad chunked encoding) before any app or middleware sees the request, and
+answers with a plain-text 400. `WebnnRunner` (a `web.AppRunner`) serves its app through
+`JsonRequestHandler`, which answers those with the documented error shape::
+
+    {"protocol": 1, "error": {"code": "bad_http", "message": "..."}}
+
+(status 400, the connection closed), and a request whose line and headers are not complete
+within `HttpLimits.header_timeout` of the connection opening (or of the previous answer) with
+``408 header_timeout``. Each is counted in every served model's ``/metrics``
+(``webnn_requests_refused_total{code}`` and ``webnn_http_refused_total{reason}``) and
+``status.httpRefused`` (by reason, see `refusal_reason`): a request that never became HTTP names
+no model, so a process serving several models counts it in each.
+
+Use it in place of ``web.AppRunner`` to embed a model in your own site::
+
+    runner = WebnnRunner(app)            # or WebnnRunner(site_app, models=[model_app])
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+
+An app run by any other runner (``web.run_app``, gunicorn's aiohttp worker) still answers every
+request that reaches it with protocol JSON; requests its HTTP parser refuses get aiohttp's
+plain-text 400 and are not counted, and idle or half-sent connections are closed after aiohttp's
+keep-alive timeout (3630 s unless you pass ``keepalive_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+
+from webnn.server.errors import ProtocolError
+from webnn.server.wire import PROTOCOL_VERSION, dumps
+
+log = logging.getLogger("webnn.server")
+
+CountRefusal = Callable[[str, str], None]
+"""``count(code, reason)``: one refused request (`code` as answered, `reason` finer)."""
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What the HTTP layer accepts before a request reaches an app (aiohttp's parser limits).
+
+    `max_line_size`: bytes of the request line; `max_field_size`: bytes of one header (name and
+    value); `max_headers`: headers per request; past any of them: ``400 bad_http``.
+    `header_timeout`: seconds from the connection opening (or the previous answer) within which
+    the request line and headers must be complete: a half-sent request is answered ``408
+    header_timeout`` and closed, an idle keep-alive connection is closed. Bodies have their own
+    progress timeouts (`webnn.server.http.JSON_BODY_TIMEOUT`, ``ServeConfig.body_timeout``)."""
+
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 128
+    header_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_size", "max_field_size", "max_headers"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"HttpLimits.{name} must be an integer >= 1, "
+                                 f"got {getattr(self, name)!r}")
+        if not self.header_timeout > 0:
+            raise ValueError(f"HttpLimits.header_timeout must be > 0, got {self.header_timeout!r}")
+
+    def handler_options(self) -> dict[str, Any]:
+        """The keyword arguments of aiohttp's request handler these limits set."""
+        return {"max_line_size": self.max_line_size, "max_field_size": self.max_field_size,
+                "max_headers": self.max_headers, "keepalive_timeout": self.header_timeout}
+
+
+_REASONS: tuple[tuple[type[BaseException], str, str], ...] = (
+    (http_exceptions.BadHttpMethod, "bad_method", "invalid method token"),
+    (http_exceptions.LineTooLong, "line_too_long", "line too long"),
+    (http_exceptions.InvalidURLError, "bad_target", "invalid request target"),
+    (http_exceptions.TransferEncodingError, "bad_transfer_encoding", "bad chunked body"),
+    (http_exceptions.ContentLengthError, "bad_content_length", "bad Content-Length"),
+    (http_exceptions.BadStatusLine, "bad_request_line", "invalid request line"),
+    (http_exceptions.InvalidHeader, "bad_header", "invalid header"),
+)
+_MESSAGE_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"too many headers", re.I), "too_many_headers", "too many headers"),
+    (re.compile(r"content-length", re.I), "bad_content_length", "bad Content-Length"),
+    (re.compile(r"chunk|transfer-encoding", re.I), "bad_transfer_encoding",
+     "bad Transfer-Encoding or chunked body"),
+    (re.compile(r"header", re.I), "bad_header", "invalid header"),
+    (re.compile(r"url|target|path", re.I), "bad_target", "invalid request target"),
+)
+
+
+def refusal_reason(exc: BaseException | None) -> tuple[str, str]:
+    """``(reason, summary)`` of a parser error: the `reason` label under which it is counted
+    (``bad_method``, ``line_too_long``, ``too_many_headers``, ``bad_target``,
+    ``bad_content_length``, ``bad_transfer_encoding``, ``bad_request_line``, ``bad_header``, or
+    ``malformed`` for anything else) and a few words for the message."""
+    text = getattr(exc, "message", "") or str(exc or "")
+    for kind, reason, summary in _REASONS:
+        if isinstance(exc, kind) and kind is not http_exceptions.BadStatusLine:
+            return reason, summary
+    for pattern, reason, summary in _MESSAGE_REASONS:
+        if pattern.search(text):
+            return reason, summary
+    if isinstance(exc, http_exceptions.BadStatusLine):
+        return "bad_request_line", "invalid request line"
+    return "malformed", "malformed request"
+
+
+def _detail(exc: BaseException | None, limits: HttpLimits | None) -> str:
+    """aiohttp's explanation on one line, at most about 200 characters (it quotes the offending
+    bytes with ``repr``, so nothing the client sent is echoed raw)."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        line, limit = (exc.args + (b"", 0))[:2]
+        sample = bytes(line)[:40] if isinstance(line, bytes | bytearray) else b""
+        which = ("" if limits is None else f" (max_line_size {limits.max_line_size}, "
+                 f"max_field_size {limits.max_field_size})")
+        return (f"the request line or a header is longer than {limit} bytes, the limit{which}; "
+                f"it begins {sample!r}")
+    text = getattr(exc, "message", "") or str(exc or "") or "the HTTP parser refused it"
+    if limits is not None and "too many headers" in str(text).lower():
+        return f"more than {limits.max_headers} headers, the limit (max_headers)"
+    lines = [part.strip() for part in str(text).splitlines() if part.strip() and
+             set(part.strip()) != {"^"}]
+    flat = " ".join(lines)
+    return flat if len(flat) <= 200 else flat[:200] + "..."
+
+
+def malformed_http(exc: BaseException | None,
+                   limits: HttpLimits | None = None) -> tuple[ProtocolError, str]:
+    """The answer to a request the HTTP parser refused (``400 bad_http``, the message saying what
+    was wrong) and the reason it is counted under (`refusal_reason`)."""
+    reason, summary = refusal_reason(exc)
+    return ProtocolError(400, "bad_http", f"malformed HTTP request ({summary}): "
+                                          f"{_detail(exc, limits)}"), reason
+
+
+def _json_body(code: str, message: str) -> bytes:
+    return dumps({"protocol": PROTOCOL_VERSION,
+                  "error": {"code": code, "message": message}}).encode()
+
+
+class JsonRequestHandler(RequestHandler):
+    """aiohttp's request handler, answering what its parser refuses (and a handler failure that
+    escaped the app's middleware) as protocol JSON, counted, and bounding the time to a complete
+    request line and headers (`HttpLimits.header_timeout`) with a JSON 408."""
+
+    def __init__(self, manager: Server, *, count: CountRefusal, limits: HttpLimits,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, **{**kwargs, **limits.handler_options()})
+        self._count = count
+        self._limits = limits
+        self._waiting_since = 0.0
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    # --------------------------------------------------------------- request line and headers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # read the clock before aiohttp arms its keep-alive timer (the same length): the header
+        # deadline then comes first and answers a half-sent request before that timer closes it
+        self._waiting_since = asyncio.get_running_loop().time()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        messages: Sequence[Any] = getattr(self, "_messages", ())  # aiohttp's parsed requests
+        queued = len(messages)
+        super().data_received(data)
+        if len(messages) > queued and not self._waiting_for_request():
+            self._fail_body(messages[-1][0])
+        # bytes that left the handler still waiting for a request are a request begun and not
+        # complete: it must be complete by `header_timeout` after the wait began
+        if data and self._header_timer is None and self._waiting_for_request():
+            self._header_timer = asyncio.get_running_loop().call_at(
+                self._waiting_since + self._limits.header_timeout, self._header_deadline)
+        elif not self._waiting_for_request():
+            self._cancel_header_timer()
+
+    async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
+                              start_time: float | None) -> tuple[web.StreamResponse, bool]:
+        answer = await super().finish_response(request, resp, start_time)
+        self._cancel_header_timer()
+        self._waiting_since = asyncio.get_running_loop().time()
+        return answer
+
+    def _fail_body(self, message: Any) -> None:
+        """The parser failed on the body of the request being answered (a bad chunk size after
+        the headers arrived): aiohttp queues the error as a next request and the handler would
+        wait for body bytes that never come; fail its body read now instead, which the app's
+        error middleware answers ``400 bad_http``."""
+        exc = getattr(message, "exc", None)
+        request = getattr(self, "_current_request", None)
+        if (isinstance(exc, http_exceptions.HttpProcessingError) and request is not None
+                and not request.content.is_eof()):
+            request.content.set_exception(exc)
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp logs a body read failing after the answer (the parser error `_fail_body`
+        passed on, met again while it drains the body) as unhandled: it was answered; debug."""
+        if isinstance(kw.get("exc_info"), http_exceptions.HttpProcessingError):
+            self.logger.debug(*args, **kw)
+        else:
+            super().log_exception(*args, **kw)
+
+    def _waiting_for_request(self) -> bool:
+        waiter = getattr(self, "_waiter", None)  # aiohttp's "waiting for the next request"
+        return waiter is not None and not waiter.done()
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline(self) -> None:
+        """The request line and headers did not complete in time: answer 408 and close."""
+        self._header_timer = None
+        if self.transport is None or not self._waiting_for_request():
+            return
+        seconds = self._limits.header_timeout
+        body = _json_body("header_timeout",
+                          f"the request line and headers did not complete within {seconds:g} s "
+                          "(header_timeout); the connection is closed")
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        self._count("header_timeout", "header_timeout")
+        self.force_close()
+
+    # ---------------------------------------------------------------------------- refusals
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A request aiohttp could not hand to the app (status 400 and the parser's exception),
+        or a handler failure that escaped the app's middleware (500; 504 for a timeout): a JSON
+        answer, counted, and the connection closed."""
+        if request.writer.output_size > 0:  # part of an answer is out: nothing more can be said
+            raise ConnectionError("an answer was already started; cannot send an error")
+        if isinstance(exc, http_exceptions.HttpProcessingError) or (status < 500 and message):
+            refusal, reason = malformed_http(exc, self._limits)
+            code, text, status = refusal.code, refusal.message, refusal.status
+            log.debug("refused a malformed request from %s: %s", request.remote, text)
+        elif status == 504:
+            reason, code = "timeout", "timeout"
+            text = "the server timed out answering this request"
+            log.warning("handler timed out answering %s %s", request.method, request.path)
+        else:
+            reason, code, status = "internal", "internal", 500
+            text = "the server failed to answer this request; the error is logged"
+            log.error("unhandled error answering %s %s", request.method, request.path,
+                      exc_info=exc)
+        self._count(code, reason)
+        response = web.Response(body=_json_body(code, text), status=status,
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class JsonServer(Server):
+    """aiohttp's low-level server, making a `JsonRequestHandler` per connection."""
+
+    def __init__(self, handler: Any, *, count: CountRefusal, limits: HttpLimits,
+                 **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._count = count
+        self._limits = limits
+        self._handler_kwargs = {k: v for k, v in kwargs.items()
+                                if k not in ("request_factory", "handler_cancellation", "loop")}
+
+    def __call__(self) -> RequestHandler:
+        return JsonRequestHandler(self, loop=asyncio.get_running_loop(), count=self._count,
+                                  limits=self._limits, **self._handler_kwargs)
+
+
+def served_models(app: web.Application) -> list[web.Application]:
+    """The model apps (`create_app`) that `app` is or mounts (`create_multi_app`)."""
+    from webnn.server.keys import COORDINATOR
+    from webnn.server.multi import MODELS
+
+    if COORDINATOR in app:
+        return [app]
+    return [mounted.app for mounted in app.get(MODELS, ())]
+
+
+def count_in(models: Iterable[web.Application]) -> CountRefusal:
+    """A `CountRefusal` that counts in each model app's metrics (and so its status)."""
+    from webnn.server.keys import METRICS
+
+    targets = [m[METRICS] for m in models if METRICS in m]
+
+    def count(code: str, reason: str) -> None:
+        for metrics in targets:
+            metrics.count_http_refusal(code, reason)
+
+    return count
+
+
+class WebnnRunner(web.AppRunner):
+    """A ``web.AppRunner`` whose server answers malformed HTTP with protocol JSON, counts it, and
+    applies `HttpLimits` (parser limits and the header timeout).
+
+    `models`: the model apps to count refusals in (default: `app` itself, or the models a
+    `create_multi_app` parent mounts; pass them when `app` is your own site with a model mounted
+    in it). Other keyword arguments go to ``web.AppRunner`` (e.g. ``handle_signals``)."""
+
+    def __init__(self, app: web.Application, *, limits: HttpLimits | None = None,
+                 models: Sequence[web.Application] | None = None, **kwargs: Any) -> None:
+        self.limits = limits or HttpLimits()
+        for key in self.limits.handler_options():
+            if key in kwargs:
+                raise TypeError(f"set {key} through HttpLimits, not as a runner option")
+        super().__init__(app, **kwargs, **self.limits.handler_options())
+        self._count = count_in(served_models(app) if models is None else models)
+        self._options = kwargs
+
+    async def _make_server(self) -> Server:
+        plain = await super()._make_server()  # starts the app up and freezes it
+        options = {k: v for k, v in self._options.items()
+                   if k not in ("handle_signals", "shutdown_timeout")}
+        return JsonServer(plain.request_handler, request_factory=plain.request_factory,
+                          handler_cancellation=plain.handler_cancellation, count=self._count,
+                          limits=self.limits, **options)
