@@ -34,8 +34,8 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     result = build(tmp_path / "site")
     assert result.returncode == 0, result.stderr[-4000:]
     site = tmp_path / "site"
-    for page in ("index.html", "getting-started/index.html", "serving/index.html",
-                 "protocol/index.html", "img/dashboard.png"):
+    for page in ("index.html", "getting-started.html", "serving.html", "protocol.html",
+                 "img/dashboard.png"):
         assert (site / page).is_file(), page
     # the README's picture and its links into the site are pages and files that exist
     assert "img/dashboard.png" in (site / "index.html").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The README's embedding example (examples/embed.py), run as it is: the user's own route and the
+"""The embedding example (examples/embed.py, shown in docs/embedding.md), run as it is: the user's own route and the
 training app mounted at /training/ both answer on one real loopback server."""
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ async def test_embedded_training_app_works_under_its_prefix(tmp_path: Path) -> N
     assert (tmp_path / "state" / "CURRENT").is_file()  # cleanup wrote the checkpoint
 
 
-def test_readme_shows_the_example_word_for_word() -> None:
-    readme = (EXAMPLE.parent.parent / "README.md").read_text(encoding="utf-8")
+def test_the_docs_show_the_example_word_for_word() -> None:
+    readme = (EXAMPLE.parent.parent / "docs" / "embedding.md").read_text(encoding="utf-8")
     shown = readme.split("<!-- embed.py -->\n```python\n", 1)[1].split("```", 1)[0]
     code = EXAMPLE.read_text(encoding="utf-8")
     assert shown == code[code.index("from __future__"):].rstrip() + "\n"

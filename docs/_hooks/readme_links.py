@@ -35,10 +35,11 @@ def readme_links(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def built_page(site_dir: Path, docs_rel: str) -> Path:
-    """The HTML file mkdocs writes for docs page `docs_rel` (use_directory_urls: foo.md -> foo/)."""
+def built_page(site_dir: Path, docs_rel: str, directory_urls: bool) -> Path:
+    """The HTML file mkdocs writes for docs page `docs_rel`: foo.md -> foo.html, or foo/index.html
+    with use_directory_urls."""
     stem = docs_rel[: -len(".md")]
-    if stem == "index" or stem.endswith("/index"):
+    if not directory_urls or stem == "index" or stem.endswith("/index"):
         return site_dir / (stem + ".html")
     return site_dir / stem / "index.html"
 
@@ -62,7 +63,8 @@ def on_post_build(config: Any, **kwargs: Any) -> None:
         if file.suffix != ".md" or not file.is_relative_to(docs_dir):
             log.warning(f"{where}: an anchor can only be checked in a docs page")
             continue
-        html = built_page(site_dir, file.relative_to(docs_dir).as_posix())
+        html = built_page(site_dir, file.relative_to(docs_dir).as_posix(),
+                          bool(config.use_directory_urls))
         if not html.exists():
             log.warning(f"{where}: {path} is not built into the site (is it in the nav?)")
         elif f'id="{anchor}"' not in html.read_text(encoding="utf-8"):
