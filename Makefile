@@ -36,6 +36,12 @@ chromium:
 	command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
+# Debian's Redis 7 for the scale-out tests (they start their own redis-server on a free
+# loopback port; never a system service).
+redis:
+	command -v redis-server >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null)
+
 run: setup
 	$(VENV)/bin/wnn serve model_specs/digits_mlp.json --data data_modules/digits.py \
 	  --local-workers 2 --state-dir state/digits
@@ -54,7 +60,7 @@ docs: $(VENV)/.installed
 
 # The docs build is a step of its own here, so pytest leaves out its copy (marker docs), which is
 # there for `make check`.
-test: setup chromium $(KERAS_VENV)/.installed
+test: setup chromium redis $(KERAS_VENV)/.installed
 	$(VENV)/bin/ruff check webnn tests bench examples data_modules
 	$(VENV)/bin/mypy webnn
 	$(MAKE) docs

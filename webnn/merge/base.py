@@ -88,6 +88,26 @@ class Update:
 
 
 @dataclass
+class Partial:
+    """Updates combined before the merge (pre-aggregation, `Strategy.combinable`).
+
+    A combinable strategy folds updates into a `Partial` where they arrive
+    (`Strategy.fold`) and the merge applies the whole partial at once
+    (`Strategy.merge_partial`). The fields are the strategy's to use: `total` its running sum
+    (flat float32, owned by the partial), `scale` a factor on the model (``W <- scale W +
+    total`` for an average), `count` the updates folded in, `weight` their summed weight,
+    `max_steps` the largest ``steps_behind``. `meta` is JSON-ready extra state.
+    """
+
+    total: np.ndarray
+    count: int = 0
+    weight: float = 0.0
+    max_steps: int = 0
+    scale: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StrategyState:
     """What a strategy keeps between merges, to checkpoint: numpy `arrays`, JSON-ready `meta`."""
 
@@ -113,6 +133,11 @@ class Strategy(ABC):
     description: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     needs_base_weights: ClassVar[bool] = False
+    combinable: ClassVar[bool] = False
+    """Whether updates may be combined into a `Partial` before the merge (`fold`,
+    `merge_partial`): true when merging the partial gives what merging its updates one by one
+    would, up to float rounding (averages, FedBuff's buffer). Scale-out front-ends
+    (`webnn.cluster`) then send one partial for several updates."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -141,6 +166,16 @@ class Strategy(ABC):
         strategy works out itself (a None default such as fedasync's ``a``) filled in. A strategy
         that resolves a None default overrides this; a None left here means "not used"."""
         return dict(self.param_values)
+
+    def fold(self, partial: Partial | None, update: Update) -> Partial:
+        """Fold `update` into `partial` (None: start one); only for `combinable` strategies.
+        `update.staleness` is the staleness where it arrived; `update.weights` is scratch."""
+        raise StrategyError(f"strategy {self.name!r} does not combine updates before the merge")
+
+    def merge_partial(self, model: ModelState, partial: Partial) -> bool:
+        """Merge a `Partial` into `model` in place; True when the model became a new version.
+        For a partial of one update the result equals ``merge(model, update)``."""
+        raise StrategyError(f"strategy {self.name!r} does not combine updates before the merge")
 
     def report(self) -> dict[str, Any]:
         """Figures for status pages beside the parameters (JSON-ready: numbers, strings, None),

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from webnn.merge.base import ModelState, Strategy, StrategyState, Update, check_same_shape
+from webnn.merge.base import (
+    ModelState,
+    Partial,
+    Strategy,
+    StrategyState,
+    Update,
+    check_same_shape,
+)
 from webnn.merge.errors import ParamError, StrategyError
 from webnn.merge.params import Param
 from webnn.merge.staleness import make_staleness_fn, staleness_params
@@ -77,6 +84,7 @@ class FedBuff(Strategy):
               "Algorithm 1 (count) or by the total weight (weights)", choices=NORMALIZATIONS),
     )
     needs_base_weights = True
+    combinable = True
     k: int
     server_lr: float
     staleness_fn: str
@@ -101,16 +109,47 @@ class FedBuff(Strategy):
 
     def merge(self, model: ModelState, update: Update) -> bool:
         base = base_delta_check(update, model.weights, self.name)
+        total = self._buffer(model)
+        weight = self.weighting(update.staleness)
+        accumulate_delta(total, update.weights, base, weight)
+        self.count += 1
+        self.weight_total += weight
+        self.max_steps = max(self.max_steps, update.steps_behind)
+        return self._maybe_flush(model)
+
+    def fold(self, partial: Partial | None, update: Update) -> Partial:
+        """Pre-aggregation: ``total += s(staleness) * (x - base)``; count, weight, max steps."""
+        base = base_delta_check(update, update.weights, self.name)
+        if partial is None:
+            partial = Partial(np.zeros_like(update.weights))
+        weight = self.weighting(update.staleness)
+        accumulate_delta(partial.total, update.weights, base, weight)
+        partial.count += 1
+        partial.weight += weight
+        partial.max_steps = max(partial.max_steps, update.steps_behind)
+        return partial
+
+    def merge_partial(self, model: ModelState, partial: Partial) -> bool:
+        """Add a partial's weighted deltas to the buffer; flush once it holds K or more
+        updates (a partial is never split, so a flush may cover up to K + count - 1)."""
+        check_same_shape(model.weights, partial.total)
+        total = self._buffer(model)
+        total += partial.total
+        self.count += partial.count
+        self.weight_total += partial.weight
+        self.max_steps = max(self.max_steps, partial.max_steps)
+        return self._maybe_flush(model)
+
+    def _buffer(self, model: ModelState) -> np.ndarray:
         if self._sum is None or self._sum.size != model.weights.size:
             if self.count:
                 raise StrategyError(f"strategy 'fedbuff': the buffer holds {self._sum_size()} "
                                     f"values, the model {model.weights.size}")
             self._sum = np.zeros_like(model.weights)
-        weight = self.weighting(update.staleness)
-        accumulate_delta(self._sum, update.weights, base, weight)
-        self.count += 1
-        self.weight_total += weight
-        self.max_steps = max(self.max_steps, update.steps_behind)
+        return self._sum
+
+    def _maybe_flush(self, model: ModelState) -> bool:
+        assert self._sum is not None
         if self.count < self.k:
             return False
         divisor = self.weight_total if self.normalize == "weights" else float(self.count)

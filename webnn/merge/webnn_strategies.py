@@ -13,7 +13,9 @@ to 0.5); mimic's step size 1/(k + 1) depends on the unit through k = |t_p - t_{n
 
 from __future__ import annotations
 
-from webnn.merge.base import ModelState, Strategy, Update
+import numpy as np
+
+from webnn.merge.base import ModelState, Partial, Strategy, Update, check_same_shape
 from webnn.merge.params import Param
 from webnn.merge.webnn_rules import average_into, merged_steps, mimic_into, weighted_into
 
@@ -32,10 +34,34 @@ class WebNNAverage(Strategy):
 
     name = "average"
     description = "WebNN average: W_n = (W_{n-1} + W_p) / 2; t_n = max(t_{n-1}, t_p)."
+    combinable = True
 
     def merge(self, model: ModelState, update: Update) -> bool:
         average_into(model.weights, update.weights)
         model.steps = merged_steps(model.steps, update.steps_behind)
+        return True
+
+    def fold(self, partial: Partial | None, update: Update) -> Partial:
+        """m averages in a row are the affine map W -> 2^-m W + P: the first update starts
+        ``P = W_p / 2`` (scale 1/2), each next one ``P = (P + W_p) / 2`` (scale halved)."""
+        if partial is None:
+            partial = Partial(update.weights * np.float32(0.5), scale=0.5)
+        else:
+            check_same_shape(partial.total, update.weights)
+            partial.total += update.weights
+            partial.total *= np.float32(0.5)
+            partial.scale *= 0.5
+        partial.count += 1
+        partial.max_steps = max(partial.max_steps, update.steps_behind)
+        return partial
+
+    def merge_partial(self, model: ModelState, partial: Partial) -> bool:
+        """W_n = scale W_{n-1} + P (for one update: (W_{n-1} + W_p) / 2, the same float32
+        value, as halving is exact); t_n = max(t_{n-1}, max t_p)."""
+        check_same_shape(model.weights, partial.total)
+        model.weights *= np.float32(partial.scale)
+        model.weights += partial.total
+        model.steps = merged_steps(model.steps, partial.max_steps)
         return True
 
 

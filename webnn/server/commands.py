@@ -461,9 +461,19 @@ one process, each at /models/<name>/ with an index page at /.
 @click.option("--client-dir", type=click.Path(file_okay=False),
               help="Serve a customised client: a folder with src/ (page, dashboard, client "
                    "library) and, optionally, node_modules/ [the bundled client].")
-def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[str, ...],
-          params: tuple[str, ...], screening: tuple[str, ...], verbose: bool, quiet: bool,
-          **flags: Any) -> None:
+@click.option("--redis", "redis_url", metavar="URL",
+              help="Scale out: coordinate through this Redis (redis://host:port/db); see "
+                   "docs/scale-out.md.")
+@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --redis: front-end processes sharing the port (plus the mergers).")
+@click.option("--role", type=click.Choice(["all", "frontend", "merger"]), default="all",
+              show_default=True, help="With --redis: run every role (all) or join the run as "
+                                      "one front-end or one merger.")
+@click.option("--keep-stream", is_flag=True,
+              help="With --redis: keep merged updates in the Redis stream (audits, tests).")
+def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet: bool,
+          redis_url: str | None = None, processes: int = 2, role: str = "all",
+          keep_stream: bool = False, **flags: Any) -> None:
     if verbose and quiet:
         raise click.UsageError("--verbose and --quiet cannot be combined")
     console = Console(Verbosity.VERBOSE if verbose else
@@ -508,6 +518,12 @@ def serve(specs: tuple[str, ...], config_file: Path | None, data_options: tuple[
     process["admin_token"] = admin_token.token
 
     plans = plan_models(process, models, mounted=file.multi or len(models) > 1)
+    if redis_url is not None:  # scale-out (webnn.cluster): needs the `cluster` extra
+        from webnn.cluster.commands import serve_cluster
+
+        serve_cluster(plans, process, redis_url=redis_url, processes=processes, role=role,
+                      keep_stream=keep_stream, console=console)
+        return
     command = None
     if process["local_workers"] > 0:
         try:

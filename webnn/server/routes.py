@@ -112,17 +112,23 @@ def _volunteer_id(info: dict) -> str | None:
     return value
 
 
-async def join(request: web.Request) -> web.Response:
-    require_join_token(request)
-    body = await read_json(request, allow_empty=True)
+def client_info(body: dict) -> dict:
+    """The join body's ``client`` object, checked (400 ``bad_field`` naming the JSON path) and
+    cleaned: ``kind``, ``name``, ``userAgent``, ``backend``, ``volunteerId``."""
     info = body.get("client", {})
     if not isinstance(info, dict):
         raise bad_field("$.client", "must be an object")
     kind = info.get("kind", "browser")
     if kind not in CLIENT_KINDS:
         raise bad_field("$.client.kind", f"must be one of {list(CLIENT_KINDS)}, got {kind!r}")
-    clean = {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")},
-             "volunteerId": _volunteer_id(info)}
+    return {"kind": kind, **{k: _text(info, k) for k in ("name", "userAgent", "backend")},
+            "volunteerId": _volunteer_id(info)}
+
+
+async def join(request: web.Request) -> web.Response:
+    require_join_token(request)
+    body = await read_json(request, allow_empty=True)
+    clean = client_info(body)
     config = request.app[CONFIG]
     # what the client offers, and the server's pick (f32 when it offers nothing: old clients)
     encodings = negotiate(parse_offer(body.get("encodings")), config.update_encoding,

@@ -1,0 +1,17 @@
+"""Scale-out: one run served by several processes (and machines) coordinated through Redis.
+
+Roles (docs/scale-out.md):
+
+- **front-end** (`frontend.py`): terminates HTTP (the volunteer protocol), keeps sessions, leases
+  and the batch queue in Redis (atomic Lua scripts, `scripts.py`), decodes and screens updates
+  with the single process's ingest path, pre-aggregates them when the strategy is
+  `combinable` (`combiner.py`) and acknowledges an update only once it is in the Redis stream.
+- **merger** (`merger.py`): the only writer of the model; reads the stream through a consumer
+  group, applies the strategy in order, publishes each version once (content-addressed blob,
+  `versions.py`) with its checkpoint and the stream acknowledgement in one fenced script; a
+  standby takes over through a lease lock (`lock.py`).
+- `launch.py` runs the roles (``wnn serve --redis URL --processes N`` or ``--role``).
+
+Nothing here is imported by the single-process server: ``wnn serve`` without ``--redis`` needs
+neither Redis nor this package.
+"""

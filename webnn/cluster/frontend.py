@@ -1,0 +1,601 @@
+"""A front-end process: the volunteer protocol (docs/protocol.md) with its state in Redis.
+
+Sessions, leases and the batch queue live in Redis and change only through the atomic scripts
+of `scripts.py`, so any front-end can answer any request of any session. An update goes:
+
+1. task check (state, owner) before the body is read; body into a pooled buffer after admission
+   (`webnn.server.ingest.Ingest`: ``503 busy`` when full); `decode_update` in place;
+2. the too-stale cut-off against the newest version this front-end knows; finiteness and the
+   delta norm in one pass (`check_weights`) against the task's base version, then the screen;
+3. `CLAIM` (open -> claimed); the update is folded into a partial (`Combiner`, combinable
+   strategies) or sent alone; `COMMIT` adds the stream entry and marks its tasks done in one
+   step; only then is the client answered ``{"accepted": true, "durable": true, ...}``. A retry
+   gets the stored answer.
+
+What is not served yet (docs/scale-out.md *Not yet*): evaluation tasks (role ``evaluate`` gets
+no task), data partitions, the admin endpoints, the event stream, the invalid-update cut-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from webnn.cluster import scripts
+from webnn.cluster.combiner import Combiner, CommitLost
+from webnn.cluster.keys import RedisClient, RunKeys
+from webnn.cluster.metrics import ProcessMetrics
+from webnn.cluster.records import update_fields
+from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.versions import VersionBoard
+from webnn.merge.base import Update
+from webnn.merge.screening import Screen
+from webnn.server.admission import (
+    BODY_SLACK,
+    MIN_BODY_SLACK,
+    Admission,
+    AdmissionLimits,
+    busy,
+    default_body_budget,
+    default_snapshot_budget,
+)
+from webnn.server.batch_feed import frame_array
+from webnn.server.config import ModelParts, ServeConfig
+from webnn.server.encodings import EncodedUpdate, negotiate, parse_offer
+from webnn.server.errors import ProtocolError, bad_field, error_middleware
+from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
+from webnn.server.frames import encode_frame
+from webnn.server.http import (
+    MAX_TOKEN_CHARS,
+    SESSION_HEADER,
+    decimal_param,
+    read_json,
+    require_content_type,
+    require_join_token,
+    url,
+)
+from webnn.server.ingest import Ingest, check_weights
+from webnn.server.keys import CONFIG, METRICS
+from webnn.server.routes import client_info
+from webnn.server.static import add_static_routes, static_urls
+from webnn.server.tasks import ROLES
+from webnn.server.updates import decode_update, not_finite_error
+from webnn.server.wire import json_response
+
+log = logging.getLogger("webnn.cluster")
+FRAME_OVERHEAD = 1 << 20
+TASK_KEEP_SECONDS = 120
+"""A finished or expired task's record stays this long (a retried update gets its answer)."""
+TICK_SECONDS = 1.0
+BATCH_CACHE = 64
+FRONTEND = web.AppKey("webnn_cluster_frontend", object)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Frontend:
+    """One front-end process's view of a run; see the module docstring."""
+
+    def __init__(self, config: ServeConfig, parts: ModelParts, settings: ClusterSettings,
+                 redis: RedisClient, keys: RunKeys, label: str) -> None:
+        self.config = config
+        self.parts = parts
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.label = label
+        self.spec = parts.spec
+        self.layout = parts.spec.compiled.layout
+        self.strategy = parts.strategy
+        training = parts.spec.training
+        self.batch_size = int(training.batch_size)
+        self.local_steps = int(training.local_steps)
+        self.examples = self.batch_size * self.local_steps
+        self.versions = VersionBoard(redis, keys)
+        self.metrics = ProcessMetrics(label)
+        self.screen = (Screen(parts.screening, self.layout)
+                       if parts.screening is not None and parts.screening.checks_norm else None)
+        bounds = [config.max_staleness,
+                  parts.screening.max_staleness if parts.screening is not None else None]
+        self.max_staleness = min((b for b in bounds if b is not None), default=None)
+        nbytes = self.layout.nbytes
+        self.limits = AdmissionLimits(
+            body_budget=max(config.update_budget or default_body_budget(nbytes),
+                            nbytes + MIN_BODY_SLACK),
+            snapshot_budget=max(config.snapshot_budget or default_snapshot_budget(nbytes),
+                                2 * nbytes),
+            merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
+            max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
+            join_burst=config.join_burst)
+        self.admission = Admission(self.limits, time.monotonic)
+        self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
+                             pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
+        self.scripts = {name: redis.register_script(getattr(scripts, name))
+                        for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE")}
+        self.combiner = (Combiner(self.strategy, self._commit, settings.combine_max,
+                                  settings.combine_ms / 1000.0, label)
+                         if self.strategy.combinable else None)
+        self.in_flight = 0
+        self._batches: OrderedDict[int, bytes] = OrderedDict()
+        self._tick: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.versions.start()
+        self._tick = asyncio.create_task(self._ticker())
+
+    async def stop(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        await self.versions.stop()
+        await self.redis.delete(self.keys.metrics(self.label))
+        await self.redis.aclose()
+
+    async def _ticker(self) -> None:
+        """Every second: reclaim due leases, forget idle sessions, publish this process's
+        metrics (so any front-end's /metrics shows every process)."""
+        while True:
+            try:
+                await self.scripts["RECLAIM"](
+                    keys=[self.keys.leases, self.keys.returned, self.keys.stats],
+                    args=[self.keys.task_prefix, self.keys.session_tasks_prefix,
+                          TASK_KEEP_SECONDS])
+                await self.redis.zremrangebyscore(self.keys.sessions, "-inf",
+                                                  time.time() - self.config.session_timeout)
+                self._observe()
+                await self.metrics.publish(self.redis, self.keys)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("%s: tick failed: %s", self.label, error)
+            await asyncio.sleep(TICK_SECONDS)
+
+    def _observe(self) -> None:
+        current = self.versions.current
+        if current is not None:
+            self.metrics.base.version.set(current.version)
+            self.metrics.base.steps.set(current.steps)
+        self.metrics.base.body_bytes.set(self.admission.bodies.used)
+
+    # -- sessions ----------------------------------------------------------------------------
+    async def session(self, request: web.Request) -> dict[str, str]:
+        """The session of the request's ``X-WebNN-Session`` (401 ``unknown_session``); touches
+        it (its expiry and last-seen time)."""
+        token = request.headers.get(SESSION_HEADER)
+        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+            raise _unknown_session()
+        key = self.keys.session(token)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.expire(key, int(self.config.session_timeout) + 1)
+        pipe.zadd(self.keys.sessions, {token: time.time()}, xx=True)
+        fields, _, _ = await pipe.execute()
+        if not fields:
+            raise _unknown_session()
+        found = {_text(k): _text(v) for k, v in fields.items()}
+        found["token"] = token
+        return found
+
+    async def join(self, request: web.Request) -> web.Response:
+        require_join_token(request)
+        body = await read_json(request, allow_empty=True)
+        info = client_info(body)
+        encodings = negotiate(parse_offer(body.get("encodings")), self.config.update_encoding,
+                              "f32", exact_base=self.strategy.needs_base_weights)
+        if await self.redis.zcard(self.keys.sessions) >= self.config.max_sessions:
+            raise busy(f"the run holds its cap of {self.config.max_sessions} sessions", 5)
+        token = secrets.token_urlsafe(24)
+        number = await self.redis.hincrby(self.keys.stats, "joined", 1)
+        client_id = f"c-{number}"
+        now = time.time()
+        record: dict[str, str] = {"clientId": client_id, "kind": info["kind"], "joined": repr(now),
+                  "update": encodings.update, "weights": encodings.weights,
+                  "frontend": self.label, "updates": "0"}
+        for key in ("name", "userAgent", "backend"):
+            if info.get(key):
+                record[key] = info[key]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.session(token), mapping=record)
+        pipe.expire(self.keys.session(token), int(self.config.session_timeout) + 1)
+        pipe.zadd(self.keys.sessions, {token: now})
+        await pipe.execute()
+        return json_response({
+            "token": token, "clientId": client_id, "model": self.model_description(request),
+            "leaseSeconds": self.config.lease_seconds, "pollSeconds": self.config.poll_seconds,
+            "state": "running", "encodings": encodings.public()})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        if request.headers.get(SESSION_HEADER):
+            found = await self.session(request)
+            token = found["token"]
+        else:
+            value = (await read_json(request, allow_empty=True)).get("token")
+            if not isinstance(value, str) or not await self.redis.exists(
+                    self.keys.session(value)):
+                raise _unknown_session()
+            token = value
+        await self.scripts["LEAVE"](
+            keys=[self.keys.session_tasks(token), self.keys.returned, self.keys.leases,
+                  self.keys.session(token), self.keys.sessions],
+            args=[self.keys.task_prefix, token, TASK_KEEP_SECONDS])
+        return json_response({"left": True})
+
+    # -- model, tasks, weights, batches -----------------------------------------------------
+    def model_description(self, request: web.Request) -> dict:
+        current = self.versions.current
+        assert current is not None
+        spec = self.spec
+        return {
+            "name": spec.name, "topology": spec.compiled.topology,
+            "weightsManifest": self.layout.manifest(),
+            "training": {"loss": spec.loss, "optimizer": spec.optimizer,
+                         "learningRate": spec.learning_rate, "metrics": list(spec.metrics),
+                         "batchSize": self.batch_size, "localSteps": self.local_steps},
+            "version": current.version, "steps": current.steps,
+            "totalParams": self.layout.size,
+            "urls": {"weights": url(request, "weights"), "tasks": url(request, "tasks"),
+                     **static_urls(request)},
+        }
+
+    async def model(self, request: web.Request) -> web.Response:
+        if self.config.join_token is not None:
+            await self.session(request)
+        return json_response(self.model_description(request))
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        found = await self.session(request)
+        body = await read_json(request, allow_empty=True)
+        role = body.get("role", "any")
+        if role not in ROLES:
+            raise bad_field("$.role", f"must be one of {list(ROLES)}, got {role!r}")
+        return json_response(await self.lease(request, found["token"], role))
+
+    async def lease(self, request: web.Request, token: str, role: str) -> dict:
+        """A task request's answer: a training task, or ``{"task": null, ...}`` (evaluation
+        tasks are not served by the cluster yet; under ingest pressure training is deferred)."""
+        none = {"task": None, "retryAfter": self.config.poll_seconds, "state": "running"}
+        if role == "evaluate" or self.admission.under_pressure(self.in_flight):
+            return none
+        current = self.versions.current
+        assert current is not None
+        task_id = "t-" + secrets.token_hex(8)
+        answer = await self.scripts["LEASE"](
+            keys=[self.keys.leases, self.keys.returned, self.keys.next_batch, self.keys.stats,
+                  self.keys.session(token), self.keys.session_tasks(token)],
+            args=[self.keys.task_prefix, self.keys.session_tasks_prefix, TASK_KEEP_SECONDS,
+                  task_id, current.version, current.steps, token, self.config.lease_seconds,
+                  self.config.max_open_tasks])
+        status = _text(answer[0])
+        if status == "unknown_session":
+            raise _unknown_session()
+        if status == "too_many_tasks":
+            raise ProtocolError(429, "too_many_tasks",
+                                f"this session holds its cap of {self.config.max_open_tasks} "
+                                "open tasks; finish or wait for one",
+                                {"Retry-After": str(max(1, round(self.config.poll_seconds)))})
+        self.metrics.base.tasks_issued.labels("train").inc()
+        expires = float(_text(answer[2]))
+        return {"task": {
+            "id": task_id, "kind": "train", "version": current.version, "steps": current.steps,
+            "examples": self.examples, "leaseSeconds": self.config.lease_seconds,
+            "leaseExpires": expires, "localSteps": self.local_steps,
+            "batchSize": self.batch_size, "learningRate": self.spec.learning_rate,
+            "urls": {"weights": url(request, "weights_version", version=str(current.version)),
+                     "batch": url(request, "batch", task_id=task_id),
+                     "submit": url(request, "update", task_id=task_id)}}}
+
+    async def weights(self, request: web.Request, version: int | None) -> web.Response:
+        if self.config.join_token is not None:
+            await self.session(request)
+        info, blob = await self.versions.weights(version)
+        etag = f'"v{info.version}"'
+        headers = {"ETag": etag, "X-WebNN-Version": str(info.version),
+                   "X-WebNN-Steps": str(info.steps), "X-WebNN-Encoding": "f32",
+                   "Cache-Control": "no-cache"}
+        candidates = [c.strip().removeprefix("W/")
+                      for c in request.headers.get("If-None-Match", "").split(",")]
+        if etag in candidates or "*" in candidates:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=blob, headers=headers, content_type="application/octet-stream")
+
+    async def _task(self, token: str, task_id: str) -> dict[str, str]:
+        fields = await self.redis.hgetall(self.keys.task(task_id))
+        if not fields:
+            raise ProtocolError(404, "unknown_task", f"no task {task_id!r} (never issued, or "
+                                "finished long ago)")
+        task = {_text(k): _text(v) for k, v in fields.items()}
+        if task["session"] != token:
+            raise ProtocolError(403, "not_your_task", f"task {task_id} was handed to another "
+                                "session")
+        return task
+
+    async def batch(self, request: web.Request) -> web.Response:
+        found = await self.session(request)
+        task_id = request.match_info["task_id"]
+        task = await self._task(found["token"], task_id)
+        if task["state"] == "expired":
+            raise _lease_expired(task_id)
+        if task["state"] == "done":
+            raise ProtocolError(409, "task_closed", f"task {task_id} is finished")
+        return web.Response(body=self._batch_frame(int(task["index"])), content_type=FRAME_TYPE)
+
+    def _batch_frame(self, index: int) -> bytes:
+        """Batch `index` of the run's data sequence (the same for every front-end: the data
+        module's `train_batches` from `start=index`), encoded once and cached."""
+        frame = self._batches.get(index)
+        if frame is None:
+            batches = iter(self.parts.dataset.train_batches(self.examples, self.parts.seed,
+                                                            start=index))
+            batch = next(batches)
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+            x, y = frame_array(batch.x), frame_array(batch.y)
+            frame = encode_frame({"kind": "train", "index": index, "examples": int(x.shape[0])},
+                                 {"x": x, "y": y})
+            self._batches[index] = frame
+            while len(self._batches) > BATCH_CACHE:
+                self._batches.popitem(last=False)
+        return frame
+
+    # -- updates -----------------------------------------------------------------------------
+    async def update(self, request: web.Request) -> web.Response:
+        found = await self.session(request)
+        token, task_id = found["token"], request.match_info["task_id"]
+        task = await self._task(token, task_id)
+        if task["state"] == "done":
+            return json_response(json.loads(task["answer"]))
+        if task["state"] == "expired":
+            raise _lease_expired(task_id)
+        if task["state"] == "claimed":
+            raise busy(f"task {task_id}'s update is being written; repeat the request", 1)
+        try:
+            require_content_type(request, FRAME_TYPE)
+            body = await self.ingest.read(request, self.in_flight)
+        except ProtocolError as error:
+            await self._refused(error.code)
+            raise
+        self.in_flight += 1
+        try:
+            answer = await self._accept(found, task_id, task, body.data)
+            self.metrics.base.update_bytes.labels(found.get("update", "f32")).inc(body.length)
+            self.metrics.base.update_bodies.labels(found.get("update", "f32")).inc()
+        finally:
+            self.in_flight -= 1
+            body.release()
+        role = answer.pop("_next", None)
+        if role is not None:
+            answer["next"] = await self.lease(request, token, role)
+        return json_response(answer)
+
+    async def _accept(self, found: dict[str, str], task_id: str, task: dict[str, str],
+                      data: memoryview) -> dict:
+        version, steps = int(task["version"]), int(task["steps"])
+        encoding = found.get("update", "f32")
+        try:
+            weights, header = decode_update(data, self.layout, task_id=task_id,
+                                            task_version=version, max_steps=self.local_steps,
+                                            encoding=encoding)
+        except ProtocolError as error:
+            await self._refused(error.code)
+            raise
+        current = self.versions.current
+        assert current is not None
+        staleness = max(0, current.version - version)
+        try:
+            if self.max_staleness is not None and staleness > self.max_staleness:
+                raise ProtocolError(409, "too_stale", f"the update is {staleness} versions "
+                                    f"behind; at most {self.max_staleness} are merged")
+            try:
+                base = await self.versions.array(version)
+            except ProtocolError:
+                raise ProtocolError(409, "too_stale", f"version {version} is no longer held "
+                                    f"(the run keeps {self.settings.keep_versions})") from None
+        except ProtocolError as error:
+            await self._give_back(task_id)
+            await self._refused(error.code)
+            raise
+        if isinstance(weights, EncodedUpdate):
+            weights = weights.decode_into(np.empty(self.layout.size, np.float32), self.layout,
+                                          base)
+        clipped = await asyncio.to_thread(self._screen, weights, base)
+        claim = await self.scripts["CLAIM"](
+            keys=[self.keys.task(task_id), self.keys.leases, self.keys.returned,
+                  self.keys.stats, self.keys.session_tasks(found["token"])],
+            args=[task_id, found["token"], self.label, self.settings.claim_seconds,
+                  TASK_KEEP_SECONDS])
+        status = _text(claim[0])
+        if status == "done":
+            return json.loads(_text(claim[1]))
+        if status == "lease_expired":
+            raise _lease_expired(task_id)
+        if status == "claimed":
+            raise busy(f"task {task_id}'s update is being written; repeat the request", 1)
+        if status != "ok":
+            raise ProtocolError(404, "unknown_task", f"no task {task_id!r}")
+        update = Update(weights=weights, base_version=version, base_steps=steps,
+                        local_steps=header.steps, staleness=staleness, client=found["clientId"],
+                        base_weights=base if self.strategy.needs_base_weights else None,
+                        examples=self.examples)
+        answer: dict[str, Any] = {"accepted": True, "version": current.version, "merged": False,
+                  "durable": True, "staleness": staleness, "steps": current.steps,
+                  "merges": current.merges, "clipped": clipped}
+        try:
+            if self.combiner is not None:
+                await self.combiner.add(task_id, update, json.dumps(answer))
+            else:
+                await self._commit([task_id], [json.dumps(answer)],
+                                   update_fields([task_id], update, self.label))
+        except CommitLost:
+            raise _lease_expired(task_id) from None
+        self.metrics.base.updates_accepted.inc()
+        self.metrics.base.staleness.observe(staleness)
+        await self.redis.hincrby(self.keys.session(found["token"]), "updates", 1)
+        if header.next_role in ("train", "any"):
+            answer["_next"] = header.next_role
+        return answer
+
+    def _screen(self, weights: np.ndarray, base: np.ndarray) -> bool:
+        """Finiteness and the delta norm in one pass, then the screen (in a worker thread);
+        True when the update was clipped. Raises the refusal."""
+        check = check_weights(weights, base, norm=self.screen is not None)
+        if not check.finite:
+            raise not_finite_error(check.bad, check.first, self.layout)
+        if self.screen is None:
+            return False
+        verdict = self.screen.check(weights, base, norm=check.norm)
+        if verdict.refused:
+            raise ProtocolError(400, verdict.reason or "norm_too_large", verdict.message)
+        return verdict.action == "clipped"
+
+    async def _commit(self, tasks: list[str], answers: list[str],
+                      fields: list[bytes | str]) -> str:
+        """Add one stream entry for `tasks` and mark them done (`scripts.COMMIT`); raises
+        `CommitLost` when one of them is no longer claimed by this process."""
+        result = await self.scripts["COMMIT"](
+            keys=[self.keys.stream, self.keys.leases, self.keys.stats],
+            args=[self.label, self.keys.task_prefix, self.keys.session_tasks_prefix,
+                  TASK_KEEP_SECONDS, len(tasks), *tasks, *answers, *fields])
+        if _text(result[0]) != "ok":
+            raise CommitLost(_text(result[1]))
+        self.metrics.entries.inc()
+        self.metrics.entry_bytes.inc(sum(len(f) for f in fields))
+        return _text(result[1])
+
+    async def _give_back(self, task_id: str) -> None:
+        """A refused-too-stale task: its batch goes back to the queue now (expired)."""
+        await self.redis.hset(self.keys.task(task_id), "state", "open")
+        await self.redis.hset(self.keys.task(task_id), "expires", "0")
+        await self.redis.zadd(self.keys.leases, {task_id: 0})
+
+    async def _refused(self, code: str) -> None:
+        self.metrics.base.updates_rejected.labels(code).inc()
+        await self.redis.hincrby(self.keys.stats, f"rejected:{code}", 1)
+
+    async def evaluation(self, request: web.Request) -> web.Response:
+        found = await self.session(request)
+        task_id = request.match_info["task_id"]
+        await self._task(found["token"], task_id)
+        raise ProtocolError(404, "unknown_task", f"task {task_id} is not an evaluation task")
+
+    # -- status, history, clients, metrics ---------------------------------------------------
+    async def status(self) -> dict:
+        """The run's status, computed from Redis only (the same on every front-end)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.current)
+        pipe.hgetall(self.keys.stats)
+        pipe.zcard(self.keys.sessions)
+        pipe.zcard(self.keys.leases)
+        pipe.hgetall(self.keys.meta)
+        pipe.xlen(self.keys.stream)
+        pipe.hget(self.keys.checkpoint, "applied")
+        current, stats, clients, leases, meta, length, applied = await pipe.execute()
+        stats = {_text(k): int(v) for k, v in stats.items()}
+        meta = {_text(k): _text(v) for k, v in meta.items()}
+        started = float(meta.get("started", "0") or 0)
+        stamp = float(_text(current.get(b"time", b"0")))
+        return {
+            "name": self.spec.name, "state": "running", "endReason": None, "finishing": False,
+            "version": int(current.get(b"version", 0)), "steps": int(current.get(b"steps", 0)),
+            "merges": int(current.get(b"merges", 0)), "clients": clients,
+            "elapsed": round(max(0.0, stamp - started), 3),
+            "lastEvaluation": None, "lastValidatedEvaluation": None, "evaluating": None,
+            "strategy": {"name": self.strategy.name, "params": self.strategy.param_values,
+                         "report": {}},
+            "openTasks": {"train": leases, "evaluate": 0},
+            "rejected": {k.split(":", 1)[1]: v for k, v in sorted(stats.items())
+                         if k.startswith("rejected:")},
+            "cluster": {"run": self.keys.run, "tasksIssued": stats.get("tasks_issued", 0),
+                        "leasesExpired": stats.get("leases_expired", 0),
+                        "updatesDurable": stats.get("updates_durable", 0),
+                        "streamEntries": stats.get("stream_entries", 0),
+                        "streamLength": length,
+                        "checkpointEntry": _text(applied) if applied else None,
+                        "merger": _text(meta.get("merger", "")) or None},
+        }
+
+    async def clients(self) -> list[dict]:
+        tokens = await self.redis.zrange(self.keys.sessions, 0, 999)
+        pipe = self.redis.pipeline(transaction=False)
+        for token in tokens:
+            pipe.hgetall(self.keys.session(_text(token)))
+        out = []
+        for fields in await pipe.execute():
+            if not fields:
+                continue
+            found = {_text(k): _text(v) for k, v in fields.items()}
+            out.append({"clientId": found.get("clientId"), "kind": found.get("kind"),
+                        "name": found.get("name"), "joined": float(found.get("joined", 0)),
+                        "updatesAccepted": int(found.get("updates", 0)),
+                        "frontend": found.get("frontend")})
+        return out
+
+
+def _unknown_session() -> ProtocolError:
+    return ProtocolError(401, "unknown_session", "no session with that X-WebNN-Session token "
+                         "(expired, never joined, or not ASCII): join again")
+
+
+def _lease_expired(task_id: str) -> ProtocolError:
+    return ProtocolError(409, "lease_expired", f"task {task_id}'s lease ran out; its batch was "
+                         "handed out again")
+
+
+def create_frontend_app(frontend: Frontend) -> web.Application:
+    """The aiohttp app of one front-end: the protocol routes, /metrics and the static client."""
+    app = web.Application(middlewares=[error_middleware, frontend.metrics.base.middleware()],
+                          client_max_size=frontend.layout.nbytes + FRAME_OVERHEAD)
+    app[CONFIG] = frontend.config
+    app[METRICS] = frontend.metrics.base
+    app[FRONTEND] = frontend
+    f = frontend
+
+    async def weights(request: web.Request) -> web.Response:
+        return await f.weights(request, None)
+
+    async def weights_version(request: web.Request) -> web.Response:
+        version = decimal_param(request, "version", "unknown_version", "a model version number")
+        return await f.weights(request, version)
+
+    async def status(request: web.Request) -> web.Response:
+        return json_response(await f.status())
+
+    async def history(request: web.Request) -> web.Response:
+        return json_response({"history": []})
+
+    async def clients(request: web.Request) -> web.Response:
+        return json_response({"clients": await f.clients(), "now": time.time()})
+
+    async def metrics(request: web.Request) -> web.Response:
+        f._observe()
+        text = await f.metrics.cluster_text(f.redis, f.keys)
+        return web.Response(body=text, content_type="text/plain", charset="utf-8",
+                            headers={"X-WebNN-Process": f.label})
+
+    r = app.router
+    r.add_post("/api/v1/join", f.join, name="join")
+    r.add_get("/api/v1/model", f.model, name="model")
+    r.add_post("/api/v1/tasks", f.tasks, name="tasks")
+    r.add_get("/api/v1/weights", weights, name="weights")
+    r.add_get("/api/v1/weights/{version}", weights_version, name="weights_version")
+    r.add_get("/api/v1/tasks/{task_id}/batch", f.batch, name="batch")
+    r.add_post("/api/v1/tasks/{task_id}/update", f.update, name="update")
+    r.add_post("/api/v1/tasks/{task_id}/evaluation", f.evaluation, name="evaluation")
+    r.add_post("/api/v1/leave", f.leave, name="leave")
+    r.add_get("/api/v1/status", status, name="status")
+    r.add_get("/api/v1/history", history, name="history")
+    r.add_get("/api/v1/clients", clients, name="clients")
+    r.add_get("/metrics", metrics, name="metrics")
+    assert frontend.config.client_dir is not None
+    add_static_routes(app, frontend.config.client_dir)
+    return app

@@ -1,0 +1,125 @@
+"""The Redis keys of one run, all under ``wnn:<run>:`` (a single Redis instance, not Redis
+Cluster: the Lua scripts touch keys they compute from a prefix)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "mergers"
+"""The stream's consumer group."""
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Key names for run `run`; see docs/scale-out.md *Data in Redis*."""
+
+    run: str
+
+    @property
+    def prefix(self) -> str:
+        return f"wnn:{self.run}:"
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    @property
+    def meta(self) -> str:
+        """hash: the run's identity (model name, parameter count, layout fingerprint, strategy)."""
+        return self.key("meta")
+
+    @property
+    def current(self) -> str:
+        """hash: the newest published version (version, digest, steps, merges, time)."""
+        return self.key("current")
+
+    def version(self, number: int) -> str:
+        """hash: a published version (digest, steps, merges); dropped with its blob."""
+        return self.key(f"version:{number}")
+
+    def blob(self, digest: str) -> str:
+        """string: the float32 weights whose SHA-256 is `digest`."""
+        return self.key(f"blob:{digest}")
+
+    @property
+    def checkpoint(self) -> str:
+        """hash: the merger's checkpoint (version, digest, steps, merges, applied, state)."""
+        return self.key("checkpoint")
+
+    @property
+    def stream(self) -> str:
+        """stream: accepted updates and partials, in the order the merger applies them."""
+        return self.key("stream")
+
+    @property
+    def merge_log(self) -> str:
+        """list: one JSON record per applied stream entry (entry id, tasks, version)."""
+        return self.key("merged")
+
+    @property
+    def next_batch(self) -> str:
+        """counter: the next batch number of the data sequence."""
+        return self.key("next_batch")
+
+    @property
+    def returned(self) -> str:
+        """list: batch numbers handed back (lease ran out), handed out again first."""
+        return self.key("returned")
+
+    @property
+    def leases(self) -> str:
+        """sorted set: task id -> lease (or claim) deadline, seconds since the epoch."""
+        return self.key("leases")
+
+    @property
+    def task_prefix(self) -> str:
+        return self.key("task:")
+
+    def task(self, task_id: str) -> str:
+        """hash: state (open, claimed, done, expired), session, index, version, steps, expires,
+        owner, answer."""
+        return self.task_prefix + task_id
+
+    @property
+    def session_tasks_prefix(self) -> str:
+        return self.key("stasks:")
+
+    def session_tasks(self, token: str) -> str:
+        """set: a session's open task ids."""
+        return self.session_tasks_prefix + token
+
+    def session(self, token: str) -> str:
+        """hash: one session (client id, kind, name, joined, encodings, counters); expires."""
+        return self.key(f"session:{token}")
+
+    @property
+    def sessions(self) -> str:
+        """sorted set: session token -> last seen."""
+        return self.key("sessions")
+
+    @property
+    def stats(self) -> str:
+        """hash: run-wide counters (tasks issued, leases expired, durable updates, refusals)."""
+        return self.key("stats")
+
+    @property
+    def lock(self) -> str:
+        """string: the active merger's id (SET NX PX, renewed)."""
+        return self.key("merger_lock")
+
+    @property
+    def channel(self) -> str:
+        """pub/sub channel: one JSON message per published version."""
+        return self.key("versions")
+
+    def metrics(self, process: str) -> str:
+        """string: a process's /metrics text (with its `process` label), expiring."""
+        return self.key(f"metrics:{process}")
+
+    @property
+    def metrics_prefix(self) -> str:
+        return self.key("metrics:")
+
+
+RedisClient = Any
+"""A ``redis.asyncio.Redis`` (typed loosely: the client's stubs type every reply as a union)."""

@@ -1,0 +1,340 @@
+"""The merger: the only writer of the model.
+
+One merger process holds the lock (``SET NX PX``, renewed every third of its lease); others
+wait as standbys and take over when it lapses. The active merger:
+
+1. loads the checkpoint (``checkpoint`` hash: version, weights digest, steps, merges, the last
+   applied stream id, the strategy's state), or publishes version 0 (the spec's initial weights)
+   when the run is new;
+2. takes over the pending entries of the consumer group (``XAUTOCLAIM``: what a dead merger had
+   read and not acknowledged) and applies those after the checkpoint's id, in id order, then
+   reads new entries (``XREADGROUP >``);
+3. applies each entry with the strategy (`merge` for an update, `merge_partial` for a partial;
+   a non-finite result is rolled back to the last published weights);
+4. after each batch that changed the model publishes one version with `scripts.PUBLISH`:
+   weights (content-addressed blob), version hash, ``current``, the checkpoint, the merge log
+   records and ``XACK`` of every entry the checkpoint now covers, and the pub/sub notification,
+   all in one step that writes nothing unless the lock is still this merger's.
+
+So an entry is acknowledged only when a published checkpoint reflects it, and a new merger
+re-applies exactly the entries after the checkpoint: every stream entry is merged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+
+import numpy as np
+from redis.exceptions import ResponseError
+
+from webnn.cluster import scripts
+from webnn.cluster.keys import GROUP, RedisClient, RunKeys
+from webnn.cluster.metrics import ProcessMetrics
+from webnn.cluster.records import (
+    StreamEntry,
+    decode_entry,
+    id_order,
+    load_state_bytes,
+    state_bytes,
+)
+from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.versions import digest_of
+from webnn.merge.base import ModelState
+from webnn.server.config import ModelParts, ServeConfig
+from webnn.server.ingest import check_weights
+from webnn.server.store import layout_fingerprint
+
+log = logging.getLogger("webnn.cluster")
+READ_COUNT = 64
+BLOCK_MS = 500
+
+
+class ClusterError(RuntimeError):
+    """The run in Redis cannot be served by this process (another model, lost data)."""
+
+
+class LostLock(Exception):
+    """This merger no longer holds the lock: it stops writing at once."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Merger:
+    """One merger process (active or standby); see the module docstring."""
+
+    def __init__(self, config: ServeConfig, parts: ModelParts, settings: ClusterSettings,
+                 redis: RedisClient, keys: RunKeys, label: str) -> None:
+        self.config = config
+        self.parts = parts
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.label = label
+        self.owner = f"{label}:{secrets.token_hex(4)}"
+        self.strategy = parts.strategy
+        self.layout = parts.spec.compiled.layout
+        self.metrics = ProcessMetrics(label)
+        self.publish_script = redis.register_script(scripts.PUBLISH)
+        self.renew_script = redis.register_script(scripts.RENEW)
+        self.release_script = redis.register_script(scripts.RELEASE)
+        self.model = ModelState(weights=np.zeros(self.layout.size, np.float32))
+        self.published = np.zeros(self.layout.size, np.float32)
+        self.published_steps = 0
+        self.merges = 0
+        self.applied = "0-0"
+        self._log: list[dict] = []
+        self._acks: list[str] = []
+        self.leading = False
+
+    # -- the lock ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Wait for the lock, lead while holding it, and stand by again after losing it."""
+        await self._ensure_group()
+        publisher = asyncio.create_task(self._publish_metrics())
+        try:
+            while not stop.is_set():
+                try:
+                    got = await self.redis.set(self.keys.lock, self.owner, nx=True,
+                                               px=self.settings.lock_ms)
+                except Exception as error:
+                    log.warning("%s: Redis: %s", self.label, error)
+                    got = False
+                if not got:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.settings.lock_ms / 3000):
+                            await stop.wait()
+                    continue
+                await self._lead_while_locked(stop)
+        finally:
+            publisher.cancel()
+            with contextlib.suppress(Exception):
+                await self.release_script(keys=[self.keys.lock], args=[self.owner])
+            with contextlib.suppress(Exception):
+                await self.redis.delete(self.keys.metrics(self.label))
+
+    async def _lead_while_locked(self, stop: asyncio.Event) -> None:
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(lost))
+        self.leading = True
+        self.metrics.leader.set(1)
+        log.info("%s: merger lock taken", self.label)
+        try:
+            lead = asyncio.create_task(self._lead(stop, lost))
+            watch = asyncio.create_task(lost.wait())
+            done, _ = await asyncio.wait({lead, watch}, return_when=asyncio.FIRST_COMPLETED)
+            watch.cancel()
+            if lead not in done:
+                lead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LostLock):
+                await lead
+        except ClusterError:
+            raise
+        except Exception:
+            log.exception("%s: leading stopped", self.label)
+            await asyncio.sleep(self.settings.lock_ms / 3000)
+        finally:
+            self.leading = False
+            self.metrics.leader.set(0)
+            renewer.cancel()
+
+    async def _renew(self, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lock_ms / 3000)
+            try:
+                kept = await self.renew_script(keys=[self.keys.lock],
+                                               args=[self.owner, self.settings.lock_ms])
+            except Exception as error:
+                log.warning("%s: lock renewal failed: %s", self.label, error)
+                kept = 0
+            if not kept:
+                log.warning("%s: merger lock lost", self.label)
+                lost.set()
+                return
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    # -- leading -----------------------------------------------------------------------------
+    async def _lead(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        await self._load()
+        await self.redis.hset(self.keys.meta, "merger", self.label)
+        await self._claim_pending()
+        start = "0"
+        while not stop.is_set() and not lost.is_set():  # my pending entries first, in order
+            answer = await self.redis.xreadgroup(GROUP, self.owner, {self.keys.stream: start},
+                                                 count=READ_COUNT)
+            entries = answer[0][1] if answer else []
+            if not entries:
+                break
+            await self._process(entries)
+            start = _text(entries[-1][0])
+        while not stop.is_set() and not lost.is_set():
+            answer = await self.redis.xreadgroup(GROUP, self.owner, {self.keys.stream: ">"},
+                                                 count=READ_COUNT, block=BLOCK_MS)
+            if answer:
+                await self._process(answer[0][1])
+
+    async def _claim_pending(self) -> None:
+        """Every pending entry of the group (a dead merger's) becomes this merger's."""
+        start = "0-0"
+        while True:
+            result = await self.redis.xautoclaim(self.keys.stream, GROUP, self.owner,
+                                                 min_idle_time=0, start_id=start, count=100)
+            start = _text(result[0])
+            if start == "0-0":
+                return
+
+    async def _load(self) -> None:
+        """The checkpoint into memory, or version 0 published for a new run."""
+        meta = {_text(k): _text(v) for k, v in (await self.redis.hgetall(self.keys.meta)).items()}
+        fingerprint = layout_fingerprint(self.layout)
+        if meta and meta.get("fingerprint") != fingerprint:
+            raise ClusterError(f"run {self.keys.run!r} in Redis holds another model "
+                               f"({meta.get('params')} parameters, layout "
+                               f"{meta.get('fingerprint')}); this one has {self.layout.size} "
+                               "parameters: use another --run name or another Redis")
+        checkpoint = await self.redis.hgetall(self.keys.checkpoint)
+        if not checkpoint:
+            await self.redis.hset(self.keys.meta, mapping={
+                "name": self.parts.spec.name, "params": self.layout.size,
+                "fingerprint": fingerprint, "strategy": self.strategy.name,
+                "started": repr(time.time())})
+            self.model = ModelState(self.parts.spec.compiled.initial_weights(self.parts.seed),
+                                    steps=0, version=0)
+            self.merges, self.applied = 0, "0-0"
+            self._log, self._acks = [], []
+            await self._publish(new_version=False)
+            log.info("%s: run %s started at version 0", self.label, self.keys.run)
+            return
+        cp = {_text(k): v for k, v in checkpoint.items()}
+        digest = _text(cp["digest"])
+        blob = await self.redis.get(self.keys.blob(digest))
+        if blob is None:
+            raise ClusterError(f"the checkpoint's weights (blob {digest[:12]}...) are missing "
+                               "from Redis: it lost data (see docs/scale-out.md)")
+        self.model = ModelState(np.frombuffer(blob, dtype="<f4").copy(),
+                                steps=int(cp["steps"]), version=int(cp["version"]))
+        self.strategy.load_state(load_state_bytes(cp["state"]))
+        self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
+        self._log, self._acks = [], []
+        self._remember_published()
+        log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
+                 self.applied)
+
+    def _remember_published(self) -> None:
+        np.copyto(self.published, self.model.weights)
+        self.published_steps = self.model.steps
+
+    # -- applying ----------------------------------------------------------------------------
+    async def _process(self, entries: list) -> None:
+        changed = False
+        for entry_id, fields in entries:
+            entry_id = _text(entry_id)
+            if id_order(entry_id) <= id_order(self.applied):
+                self._acks.append(entry_id)  # the checkpoint holds it already
+                continue
+            if not fields:  # trimmed away: nothing to apply
+                self._acks.append(entry_id)
+                continue
+            entry = decode_entry(entry_id, fields)
+            base = None
+            if entry.update is not None and self.strategy.needs_base_weights:
+                base = await self._base(entry.update.base_version)
+            started = time.perf_counter()
+            moved, refused = await asyncio.to_thread(self._apply, entry, base)
+            self.metrics.base.merge_seconds.observe(time.perf_counter() - started)
+            self.metrics.applied.inc()
+            if refused is None:
+                self.merges += len(entry.tasks)
+                self.metrics.base.merges.inc(len(entry.tasks))
+            else:
+                self.metrics.base.updates_rejected.labels(refused).inc(len(entry.tasks))
+                await self.redis.hincrby(self.keys.stats, f"rejected:{refused}",
+                                         len(entry.tasks))
+            self._log.append({"entry": entry_id, "tasks": entry.tasks, "refused": refused,
+                              "frontend": entry.frontend})
+            self._acks.append(entry_id)
+            self.applied = entry_id
+            changed = changed or moved
+        self.metrics.lag.set(len(self._acks))
+        if changed:
+            await self._publish(new_version=True)
+
+    async def _base(self, version: int) -> np.ndarray | None:
+        fields = await self.redis.hgetall(self.keys.version(version))
+        if not fields:
+            return None
+        blob = await self.redis.get(self.keys.blob(_text(fields[b"digest"])))
+        return None if blob is None else np.frombuffer(blob, dtype="<f4")
+
+    def _apply(self, entry: StreamEntry, base: np.ndarray | None) -> tuple[bool, str | None]:
+        """One entry into the model (worker thread); ``(changed, refusal code or None)``."""
+        model = self.model
+        with np.errstate(over="ignore", invalid="ignore"):
+            if entry.partial is not None:
+                changed = bool(self.strategy.merge_partial(model, entry.partial))
+            else:
+                update = entry.update
+                assert update is not None
+                if self.strategy.needs_base_weights and base is None:
+                    return False, "too_stale"
+                update.staleness = max(0, model.version - update.base_version)
+                update.base_weights = base
+                changed = bool(self.strategy.merge(model, update))
+        if changed and not check_weights(model.weights).finite:
+            np.copyto(model.weights, self.published)
+            model.steps = self.published_steps
+            return False, "merge_not_finite"
+        return changed, None
+
+    # -- publishing --------------------------------------------------------------------------
+    async def _publish(self, *, new_version: bool) -> None:
+        """Publish the model as the next version (or version 0) with the checkpoint, the merge
+        log and the acknowledgements, in one fenced script."""
+        model = self.model
+        version = model.version + 1 if new_version else model.version
+        data = model.weights.astype("<f4", copy=False).tobytes()
+        digest = await asyncio.to_thread(digest_of, data)
+        state = await asyncio.to_thread(lambda: state_bytes(self.strategy.state()))
+        exists = await self.redis.exists(self.keys.blob(digest))
+        old = version - self.settings.keep_versions
+        message = json.dumps({"version": version, "digest": digest, "steps": model.steps,
+                              "merges": self.merges})
+        records = [json.dumps({**record, "version": version}) for record in self._log]
+        result = await self.publish_script(
+            keys=[self.keys.lock, self.keys.current, self.keys.checkpoint, self.keys.merge_log,
+                  self.keys.stream, self.keys.stats, self.keys.version(version),
+                  self.keys.blob(digest)],
+            args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
+                  b"" if exists else data, self.keys.channel, message, GROUP,
+                  self.keys.version(old) if old >= 0 else "", len(records), *records,
+                  *self._acks])
+        if _text(result[0]) != "ok":
+            raise LostLock()
+        model.version = version
+        self._remember_published()
+        self._log, self._acks = [], []
+        self.metrics.lag.set(0)
+        self.metrics.base.version.set(version)
+        self.metrics.base.steps.set(model.steps)
+        if new_version:
+            self.metrics.base.versions.inc()
+        if self.settings.trim_stream and self.applied != "0-0":
+            await self.redis.xtrim(self.keys.stream, minid=self.applied, approximate=False)
+
+    async def _publish_metrics(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.metrics.publish(self.redis, self.keys)
+            await asyncio.sleep(1.0)

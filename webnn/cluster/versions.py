@@ -1,0 +1,164 @@
+"""Published versions as the front-ends see them: the current one (followed through pub/sub,
+with a poll as a safety net) and a small cache of weights by content digest.
+
+Every version is published once by the merger: ``version:<n>`` names its SHA-256 digest,
+``blob:<digest>`` holds its float32 bytes. A front-end fetches a blob the first time it is
+asked for and keeps it (least recently used out), so every front-end serves the very same bytes
+under the same ETag (``"v<n>"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from webnn.cluster.keys import RedisClient, RunKeys
+from webnn.server.errors import ProtocolError
+
+log = logging.getLogger("webnn.cluster")
+POLL_SECONDS = 1.0
+
+
+def digest_of(data: bytes | memoryview) -> str:
+    """The content address of a version's weights: SHA-256, hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A published version: number, content digest, step count t, merges (updates merged)."""
+
+    version: int
+    digest: str
+    steps: int
+    merges: int
+
+    @classmethod
+    def from_hash(cls, version: int, fields: dict) -> VersionInfo:
+        return cls(version=version, digest=_text(fields[b"digest"]),
+                   steps=int(fields[b"steps"]), merges=int(fields[b"merges"]))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class VersionBoard:
+    """The current version and cached weights for one front-end."""
+
+    def __init__(self, redis: RedisClient, keys: RunKeys, cache_size: int = 8) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.cache_size = cache_size
+        self.current: VersionInfo | None = None
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._infos: OrderedDict[int, VersionInfo] = OrderedDict()
+        self._arrays: dict[str, np.ndarray] = {}
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self, timeout: float = 120.0) -> None:
+        """Follow the channel, and wait (up to `timeout` s) for the first published version."""
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._poll())]
+        async with asyncio.timeout(timeout):
+            while self.current is None:
+                await self.refresh()
+                if self.current is None:
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await self._changed.wait()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def refresh(self) -> None:
+        fields = await self.redis.hgetall(self.keys.current)
+        if fields:
+            self._note(VersionInfo.from_hash(int(fields[b"version"]), fields))
+
+    def _note(self, info: VersionInfo) -> None:
+        if self.current is None or info.version > self.current.version:
+            self.current = info
+            self._infos[info.version] = info
+            self._changed.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(self.keys.channel)
+                await self.refresh()  # whatever was published before the subscription
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = json.loads(message["data"])
+                    self._note(VersionInfo(int(data["version"]), data["digest"],
+                                           int(data["steps"]), int(data["merges"])))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis went away: retry, the poll keeps us current
+                log.warning("version channel: %s; resubscribing", error)
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(Exception):
+                await self.refresh()
+
+    async def info(self, version: int | None) -> VersionInfo:
+        """The current version (None) or version `version`; 404 ``unknown_version`` when it is
+        not (or no longer) kept."""
+        if version is None or (self.current is not None and version == self.current.version):
+            assert self.current is not None, "start() waits for the first version"
+            return self.current
+        cached = self._infos.get(version)
+        if cached is not None:
+            return cached
+        fields = await self.redis.hgetall(self.keys.version(version))
+        if not fields:
+            raise ProtocolError(404, "unknown_version",
+                                f"version {version} is not held (the run keeps the newest "
+                                "versions only)")
+        info = VersionInfo.from_hash(version, fields)
+        self._infos[version] = info
+        while len(self._infos) > 4 * self.cache_size:
+            self._infos.popitem(last=False)
+        return info
+
+    async def weights(self, version: int | None) -> tuple[VersionInfo, bytes]:
+        """A version's info and float32 bytes (fetched once per digest, then cached)."""
+        info = await self.info(version)
+        blob = self._blobs.get(info.digest)
+        if blob is None:
+            blob = await self.redis.get(self.keys.blob(info.digest))
+            if blob is None:
+                raise ProtocolError(404, "unknown_version",
+                                    f"version {info.version} is no longer held")
+            self._blobs[info.digest] = blob
+            while len(self._blobs) > self.cache_size:
+                old, _ = self._blobs.popitem(last=False)
+                self._arrays.pop(old, None)
+        else:
+            self._blobs.move_to_end(info.digest)
+        return info, blob
+
+    async def array(self, version: int) -> np.ndarray:
+        """A version's weights as a read-only float32 array (no copy of the cached bytes)."""
+        info, blob = await self.weights(version)
+        array = self._arrays.get(info.digest)
+        if array is None:
+            array = self._arrays[info.digest] = np.frombuffer(blob, dtype="<f4")
+        return array
