@@ -136,7 +136,8 @@ class Coordinator:
                                 2 * nbytes),
             merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
             max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
-            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies))
+            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies),
+            update_latency=config.update_latency)
         self.admission = Admission(self.limits, clock)
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
@@ -320,7 +321,8 @@ class Coordinator:
             return self._issue("evaluate", chunk_work, evaluation.version, evaluation.steps,
                                session, now)
         if role in ("train", "any") and not finishing:
-            if self.admission.under_pressure(self.merge_waiting):
+            if not self.admission.admit_train_lease(self.tasks.open_count("train"),
+                                                    self.merge_waiting):
                 self._count_admission("deferred")  # no task now: the client asks again later
                 return None
             self._admit_lease(session)
@@ -345,6 +347,22 @@ class Coordinator:
                 self.versions.expect_fetch(version, session.token)
             return task
         return None
+
+    def idle_retry_after(self) -> float:
+        """The `retryAfter` of a "no task now" answer: `poll_seconds`, or while training leases
+        are deferred, `Admission.defer_seconds` (grows with the share of deferred requests)."""
+        poll = self.config.poll_seconds
+        if self.state == "running" and self.admission.deferring(
+                self.tasks.open_count("train"), self.merge_waiting):
+            return self.admission.defer_seconds(poll)
+        return poll
+
+    def note_upload(self, task: Task) -> None:
+        """An update request for `task` arrived: its lease-to-upload time feeds admission's
+        lease bound (the first request for an open task only: a retry after 503 busy is not)."""
+        if task.state == "open" and task.uploaded is None:
+            task.uploaded = self.clock()
+            self.admission.note_upload(task.uploaded - task.issued)
 
     def _admit_lease(self, session: Session) -> None:
         try:
@@ -601,6 +619,8 @@ class Coordinator:
                 self.note_invalid(session, verdict.reason or "refused")
                 raise ProtocolError(400, verdict.reason or "refused", verdict.message)
             self.metrics.merge_seconds.observe(time.perf_counter() - started)
+            self.admission.note_merged()
+            self.admission.sample()
             self.merges += 1
             self.updates_accepted += 1
             if changed:
@@ -911,6 +931,13 @@ class Coordinator:
                 "snapshots": len(self.versions), "snapshotBytes": self.versions.nbytes,
                 "snapshotBudget": self.limits.snapshot_budget,
                 "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue,
+                "bodiesInFlight": self.admission.bodies.count,
+                "updateCost": _rounded(self.admission.meter.cost(), 5),
+                "expectedWait": _rounded(self.admission.expected_wait(0), 4),
+                "updateLatency": self.limits.update_latency,
+                "trainLeases": self.tasks.open_count("train"),
+                "trainLeaseLimit": self.admission.train_lease_limit(),
+                "leaseToUpload": _rounded(self.admission.lease_to_upload, 4),
                 "refused": dict(self.refused)},
         }
 
@@ -951,6 +978,7 @@ class Coordinator:
     def tick(self) -> None:
         """Periodic duties: leases, idle sessions, time-based evaluation, end and checkpoint."""
         now = self.clock()
+        self.admission.sample()
         self._expire(now)
         for session in self.sessions.idle(now, self.config.session_timeout):
             self.leave(session)
@@ -1075,6 +1103,10 @@ class Coordinator:
         for index, entry in enumerate(shards[:self.feed.count]):
             self.feed.resume(int(entry.get("nextBatch", 0)), entry.get("outstanding", []), index)
         self.assigner = ShardAssigner.from_state(data.get("assignment", {}), self.feed.count)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -1,7 +1,9 @@
 """The update ingest path: body bytes straight into a pooled buffer, checked in place.
 
 1. `Ingest.read(request, merge_waiting)` asks admission for the body's declared Content-Length
-   (503 ``busy`` when the budget or the merge queue is full, before anything is read), takes a
+   (503 ``busy`` when the budget, the merge queue or the queueing-delay target is exceeded,
+   before anything is read; the answer closes the connection, so the refused body is never
+   read: `ClosingError`), takes a
    buffer of that size from the pool and copies the socket's chunks into it as they arrive: one copy
    from aiohttp's chunk into the buffer, no growing bytearray, no ``bytes()`` of the whole.
    A body over the limit is ``413 too_large``; one shorter than declared ``400 truncated``; one
@@ -33,7 +35,8 @@ from webnn.server.wire import dumps
 
 CHUNK = 1 << 17
 """Values per chunk of `check_weights` with a norm (512 KiB of float32: in cache between the chunk's
-sum and its dot product)."""
+sum and its dot product). Measured against 4 MiB chunks (fewer numpy calls, so fewer times the
+merge thread must win the GIL back): 512 KiB is faster, with or without a busy thread beside it."""
 
 
 class BufferPool:
@@ -103,7 +106,10 @@ class Ingest:
         # the budget counts the memory held: a body that fits the pool's size holds a whole
         # pooled buffer, however few bytes it declares (a q8 body, or a stalling trickle)
         reserve = max(reserve, self.pool.size) if reserve <= self.pool.size else reserve
-        self.admission.admit_body(reserve, merge_waiting)
+        try:
+            self.admission.admit_body(reserve, merge_waiting)
+        except ProtocolError as error:
+            raise closing(error) from None
         buffer = self.pool.acquire(reserve)
         body = PooledBody(buffer, 0, reserve, self._give_back)
         try:
@@ -122,7 +128,24 @@ class Ingest:
         self.admission.release_body(body.reserved)
 
 
-class BodyTimeout(ProtocolError):
+class ClosingError(ProtocolError):
+    """A refusal whose answer closes the connection as soon as it is written: the rest of the
+    request's body is not read (aiohttp would otherwise read and discard it, up to its lingering
+    time of 10 s, on the event loop: for a refused 4 MB update, as much work as accepting it)."""
+
+    def response(self) -> web.Response:
+        response = _ClosingResponse(text=dumps(self.payload()), status=self.status,
+                                    headers=self.headers, content_type="application/json")
+        response.force_close()
+        return response
+
+
+def closing(error: ProtocolError) -> ClosingError:
+    """`error` as a `ClosingError` (same status, code, message and headers)."""
+    return ClosingError(error.status, error.code, error.message, error.headers)
+
+
+class BodyTimeout(ClosingError):
     """``408 body_timeout``: the body made no progress for the read timeout. The answer closes
     the connection as soon as it is written (no lingering read of the rest of the body)."""
 
@@ -130,12 +153,6 @@ class BodyTimeout(ProtocolError):
         super().__init__(408, "body_timeout",
                          f"no byte of the body arrived for {timeout:g} s (after {length} bytes); "
                          "the connection is closed")
-
-    def response(self) -> web.Response:
-        response = _ClosingResponse(text=dumps(self.payload()), status=self.status,
-                                    content_type="application/json")
-        response.force_close()
-        return response
 
 
 class _ClosingResponse(web.Response):
@@ -192,7 +209,7 @@ class WeightCheck:
 
 
 def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
-                  norm: bool = False) -> WeightCheck:
+                  norm: bool = False, scratch: np.ndarray | None = None) -> WeightCheck:
     """Finiteness of `weights` (flat float32) and, with `norm`, ``||weights - reference||_2``
     (``||weights||_2`` without a reference), reading the data once.
 
@@ -200,8 +217,8 @@ def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
     overflow it; only then is it checked again chunk by chunk, value by value. Without `norm` that
     is one numpy call over the whole buffer (no temporary, and one GIL release in a worker
     thread). With `norm`, chunks of `CHUNK` values are read once each: the chunk's sum, then
-    ``dot(d, d)`` of its delta in float32 (a chunk-sized scratch; redone in float64 when it
-    overflows), summed in float64.
+    ``dot(d, d)`` of its delta in float32 (a chunk-sized float32 `scratch`, allocated when not
+    given; redone in float64 when it overflows), summed in float64.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         if not norm:
@@ -209,7 +226,8 @@ def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
                 return WeightCheck()
             return _find_bad(weights)
         size = weights.size
-        scratch = np.empty(min(CHUNK, size), dtype=np.float32) if reference is not None else None
+        if reference is not None and (scratch is None or scratch.size < min(CHUNK, size)):
+            scratch = np.empty(min(CHUNK, size), dtype=np.float32)
         total = 0.0
         for start in range(0, size, CHUNK):
             stop = min(start + CHUNK, size)

@@ -26,7 +26,7 @@ import numpy as np
 
 from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import Screen, ScreenResult
-from webnn.server.ingest import check_weights
+from webnn.server.ingest import CHUNK, check_weights
 from webnn.server.updates import not_finite_error
 from webnn.server.versions import Snapshot, SnapshotPool
 from webnn.weights import WeightLayout
@@ -68,6 +68,9 @@ class MergeWorker:
         self.layout = layout
         self.pool = pool
         self.save_state = stateful(strategy) and not own_strategy(strategy)
+        # the delta's chunk for the screening norm, kept rather than allocated per merge
+        self.scratch = (np.empty(min(CHUNK, layout.size), dtype=np.float32)
+                        if screen is not None else None)
 
     def snapshot(self, model: ModelState) -> Snapshot:
         """The model's weights copied into a pooled read-only buffer."""
@@ -79,7 +82,8 @@ class MergeWorker:
     def run(self, model: ModelState, update: Update, base: np.ndarray | None,
             current: Snapshot) -> MergeOutcome:
         reference = base if base is not None else model.weights
-        check = check_weights(update.weights, reference, norm=self.screen is not None)
+        check = check_weights(update.weights, reference, norm=self.screen is not None,
+                              scratch=self.scratch)
         if not check.finite:
             error = not_finite_error(check.bad, check.first, self.layout)
             return MergeOutcome(ScreenResult("refused", "not_finite", error.message))

@@ -24,6 +24,7 @@ from webnn.server.http import (
     session,
     url,
 )
+from webnn.server.ingest import closing
 from webnn.server.keys import CONFIG, COORDINATOR
 from webnn.server.static import static_urls
 from webnn.server.tasks import ROLES, Task
@@ -161,8 +162,9 @@ async def tasks(request: web.Request) -> web.Response:
 def tasks_answer(request: web.Request, task: Task | None) -> dict:
     """A task request's answer: ``{"task": Task}`` or ``{"task": null, "retryAfter", "state"}``."""
     if task is None:
-        poll = request.app[CONFIG].poll_seconds
-        return {"task": None, "retryAfter": poll, "state": _coordinator(request).state}
+        coordinator = _coordinator(request)
+        return {"task": None, "retryAfter": coordinator.idle_retry_after(),
+                "state": coordinator.state}
     return {"task": task_payload(request, task)}
 
 
@@ -210,10 +212,15 @@ async def update(request: web.Request) -> web.StreamResponse:
     """Read the body into a pooled buffer (after admission: ``503 busy`` when full, not counted
     against the client), merge it, answer; a retry gets the first answer, follow-up included."""
     coordinator = _coordinator(request)
-    client = session(request)
-    task = coordinator.task(client, request.match_info["task_id"], "train")
+    try:  # refused before its body is read: close, never read (and discard) the body
+        client = session(request)
+        task = coordinator.task(client, request.match_info["task_id"], "train")
+        coordinator.note_upload(task)
+        read = coordinator.check_update_task(client, task)
+    except ProtocolError as error:
+        raise closing(error) from None
     body = None
-    if coordinator.check_update_task(client, task):
+    if read:
         try:
             require_content_type(request, FRAME_TYPE)
             body = await coordinator.ingest.read(request, coordinator.merge_waiting)
@@ -222,6 +229,8 @@ async def update(request: web.Request) -> web.StreamResponse:
                 coordinator.note_busy()
             else:
                 coordinator.note_invalid(client, error.code)
+            if error.code in ("wrong_content_type", "too_large"):
+                raise closing(error) from None
             raise
     if body is None and task.pending is not None:
         # a copy of this update is being merged: share its verdict (awaited now, before the

@@ -85,6 +85,7 @@ class Task:
     pending: asyncio.Future | None = field(default=None, repr=False)
     follow_up: FollowUp | None = None
     base_hold: bool = False
+    uploaded: float | None = None  # when its first update request arrived (admission's T)
 
 
 class TaskBook:
