@@ -1,0 +1,100 @@
+"""Pre-aggregation (`Strategy.fold`/`merge_partial`) against one-by-one merges, the stream
+records and the labelled /metrics text of the scale-out package (no Redis needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from webnn.cluster.metrics import merge_texts, with_label
+from webnn.cluster.records import decode_entry, load_state_bytes, partial_fields, state_bytes
+from webnn.merge.base import ModelState, Update
+from webnn.merge.registry import create_strategy
+
+SIZE = 1000
+
+
+def _updates(rng: np.random.Generator, base: np.ndarray, count: int) -> list[Update]:
+    return [Update(weights=(base + rng.normal(0, 0.1, SIZE)).astype(np.float32), base_version=0,
+                   base_steps=3, local_steps=2, staleness=i % 3, client=f"c{i}",
+                   base_weights=base) for i in range(count)]
+
+
+def _copy(update: Update) -> Update:
+    return Update(weights=update.weights.copy(), base_version=update.base_version,
+                  base_steps=update.base_steps, local_steps=update.local_steps,
+                  staleness=update.staleness, client=update.client,
+                  base_weights=update.base_weights)
+
+
+@pytest.mark.parametrize("name", ["average", "fedbuff"])
+def test_a_partial_of_one_update_merges_exactly_like_the_update(name):
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, SIZE).astype(np.float32)
+    direct, combined = create_strategy(name, {"k": 1} if name == "fedbuff" else {}), \
+        create_strategy(name, {"k": 1} if name == "fedbuff" else {})
+    assert direct.combinable
+    one, two = ModelState(base.copy()), ModelState(base.copy())
+    for update in _updates(rng, base, 5):
+        direct.merge(one, _copy(update))
+        combined.merge_partial(two, combined.fold(None, _copy(update)))
+    np.testing.assert_array_equal(one.weights, two.weights)
+    assert one.steps == two.steps
+
+
+@pytest.mark.parametrize("name", ["average", "fedbuff"])
+def test_a_partial_of_several_updates_matches_merging_them_in_turn(name):
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 1, SIZE).astype(np.float32)
+    params = {"k": 6} if name == "fedbuff" else {}
+    direct, combined = create_strategy(name, params), create_strategy(name, params)
+    updates = _updates(rng, base, 6)
+    one, two = ModelState(base.copy()), ModelState(base.copy())
+    for update in updates:
+        direct.merge(one, _copy(update))
+    partial = None
+    for update in updates:
+        partial = combined.fold(partial, _copy(update))
+    assert partial is not None and partial.count == 6
+    assert combined.merge_partial(two, partial)
+    np.testing.assert_allclose(one.weights, two.weights, rtol=1e-5, atol=1e-6)
+    assert one.steps == two.steps
+
+
+def test_strategies_that_cannot_combine_say_so():
+    strategy = create_strategy("weighted", {})
+    assert not strategy.combinable
+    with pytest.raises(ValueError, match="does not combine"):
+        strategy.fold(None, _updates(np.random.default_rng(0), np.zeros(SIZE, np.float32), 1)[0])
+
+
+def test_a_partial_survives_the_stream_record_and_state_round_trips():
+    rng = np.random.default_rng(3)
+    strategy = create_strategy("fedbuff", {"k": 4})
+    base = np.zeros(SIZE, np.float32)
+    partial = strategy.fold(None, _updates(rng, base, 1)[0])
+    fields = partial_fields(["t-1", "t-2"], partial, "frontend-0")
+    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
+    entry = decode_entry(b"5-0", {k.encode(): v if isinstance(v, bytes) else v.encode()
+                                  for k, v in pairs.items()})
+    assert entry.tasks == ["t-1", "t-2"] and entry.frontend == "frontend-0"
+    assert entry.partial is not None
+    np.testing.assert_array_equal(entry.partial.total, partial.total)
+    strategy.merge_partial(ModelState(base.copy()), entry.partial)
+    state = load_state_bytes(state_bytes(strategy.state()))
+    assert state.meta["count"] == 1
+    np.testing.assert_array_equal(state.arrays["delta_sum"], strategy.state().arrays["delta_sum"])
+
+
+def test_metrics_of_several_processes_merge_into_one_exposition():
+    text = ("# HELP webnn_merges_total Updates\n# TYPE webnn_merges_total counter\n"
+            "webnn_merges_total 3.0\n# HELP webnn_req_total Requests\n"
+            "# TYPE webnn_req_total counter\nwebnn_req_total{code=\"busy\"} 1.0\n")
+    merged = merge_texts([with_label(text, "frontend-0"), with_label(text, "merger-0")])
+    lines = merged.splitlines()
+    assert lines.count("# HELP webnn_merges_total Updates") == 1
+    assert 'webnn_merges_total{process="frontend-0"} 3.0' in lines
+    assert 'webnn_merges_total{process="merger-0"} 3.0' in lines
+    assert 'webnn_req_total{process="merger-0",code="busy"} 1.0' in lines
+    assert lines.index('webnn_merges_total{process="merger-0"} 3.0') < lines.index(
+        "# HELP webnn_req_total Requests")
