@@ -1,0 +1,189 @@
+"""Scale-out benchmark: the load of bench/load.py against ``wnn serve --redis URL --processes N``
+for N front-ends (default 1, 2, 4), each with its own fresh redis-server.
+
+For each N: a fresh ``redis-server`` on a free loopback port (no persistence: this measures the
+processes, not the disk), the generated dense model of about ``--params`` parameters
+(bench/load_model.py) served with FedBuff (K = ``--k``) by N front-ends and the mergers, pinned
+with ``taskset`` to ``--server-cpus``; ``--clients`` simulated volunteers (bench/load_clients.py,
+the same clients as bench/load.py) in ``--processes`` generator processes pinned to
+``--load-cpus``, ``--warmup`` then ``--duration`` seconds. Reported per N: accepted updates/s
+(the clients' count over the window), merges/s (the run's merges over the window), update p50 /
+p99, errors and busy answers, and the ratio of updates/s to N = 1's.
+
+    .venv/bin/python bench/cluster_load.py --params 1000000 --clients 200 --think 0 \\
+        --frontends 1,2,4 --duration 30 --server-cpus 0-7 --load-cpus 8-15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from load_clients import ProcessPlan, process_main
+from load_model import write_model
+
+REPO = Path(__file__).resolve().parent.parent
+WNN = REPO / ".venv" / "bin" / "wnn"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", type=int, default=1_000_000)
+    parser.add_argument("--k", type=int, default=10, help="FedBuff's K")
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--think", default="0", help="A or A:B seconds between tasks")
+    parser.add_argument("--frontends", default="1,2,4")
+    parser.add_argument("--processes", type=int, default=4, help="generator processes")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--server-cpus", default=None, help="taskset list for wnn serve")
+    parser.add_argument("--load-cpus", default=None, help="CPUs of the generator processes")
+    parser.add_argument("--redis-server", default=shutil.which("redis-server")
+                        or "/usr/bin/redis-server")
+    parser.add_argument("--json", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def cpus(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return tuple(out)
+
+
+def think(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(":")
+    return float(low), float(high or low)
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def wait_ready(url: str, deadline: float) -> None:
+    while True:
+        try:
+            get_json(url + "api/v1/status")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, Any]:
+    redis_port, port = free_port(), free_port()
+    redis = subprocess.Popen([args.redis_server, "--port", str(redis_port), "--bind",
+                              "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prefix = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
+    server = subprocess.Popen(
+        [*prefix, str(WNN), "serve", str(model.spec_path), "--data", str(model.data_path),
+         "--redis", f"redis://127.0.0.1:{redis_port}/0", "--processes", str(frontends),
+         "--strategy", "fedbuff", "--param", f"k={args.k}", "--port", str(port), "--quiet",
+         "--max-open-tasks", "64", "--max-sessions", "100000", "--joins-per-minute", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        wait_ready(base, time.monotonic() + 180)
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        start = time.time() + 3.0
+        measure_from, stop_at = start + args.warmup, start + args.warmup + args.duration
+        share, extra = divmod(args.clients, args.processes)
+        children, first = [], 0
+        for index in range(args.processes):
+            count = share + (1 if index < extra else 0)
+            plan = ProcessPlan(base_url=base, first_client=first, clients=count,
+                               params=model.params, start=start, ramp=args.warmup / 2,
+                               measure_from=measure_from, stop_at=stop_at,
+                               think=think(args.think), follow_up=False, role="train",
+                               timeout=args.timeout, perturb=0, seed=index,
+                               clients_per_address=50, cpus=cpus(args.load_cpus))
+            first += count
+            child = context.Process(target=process_main, args=(replace(plan), results),
+                                    daemon=True)
+            child.start()
+            children.append(child)
+        time.sleep(max(0.0, measure_from - time.time()))
+        merges_before = get_json(base + "api/v1/status")["merges"]
+        time.sleep(max(0.0, stop_at - time.time()))
+        status = get_json(base + "api/v1/status")
+        collected = [results.get(timeout=args.timeout + 120) for _ in children]
+        for child in children:
+            child.join(timeout=10)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        redis.terminate()
+        redis.wait(10)
+    updates = sum(r.accepted_updates for r in collected)
+    update_latency = np.concatenate([r.latencies.get("update", np.empty(0)) for r in collected])
+    errors = sum(sum(r.errors.values()) for r in collected)
+    busy = sum(sum(r.busy.values()) for r in collected)
+    pct = (lambda q: float(np.percentile(update_latency, q)) * 1000  # noqa: E731
+           if update_latency.size else float("nan"))
+    return {"frontends": frontends, "updates_per_s": updates / args.duration,
+            "merges_per_s": (status["merges"] - merges_before) / args.duration,
+            "update_p50_ms": pct(50), "update_p99_ms": pct(99), "errors": errors,
+            "busy": busy, "version": status["version"],
+            "stream_entries": status["cluster"]["streamEntries"],
+            "durable": status["cluster"]["updatesDurable"]}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = write_model(Path(tmp), args.params, None)
+        for count in (int(n) for n in args.frontends.split(",")):
+            rows.append(run_one(args, count, model))
+            print(json.dumps(rows[-1]), flush=True)
+    reference = rows[0]["updates_per_s"] or float("nan")
+    print(f"\n{model.params} parameters, FedBuff K={args.k}, {args.clients} clients, think "
+          f"{args.think} s, {args.duration:g} s window\n")
+    print("| front-ends | updates/s | x one | merges/s | update p50 ms | p99 ms | errors | busy "
+          "| updates per stream entry |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        per_entry = row["durable"] / row["stream_entries"] if row["stream_entries"] else 0
+        print(f"| {row['frontends']} | {row['updates_per_s']:.1f} | "
+              f"{row['updates_per_s'] / reference:.2f} | {row['merges_per_s']:.1f} | "
+              f"{row['update_p50_ms']:.0f} | {row['update_p99_ms']:.0f} | {row['errors']} | "
+              f"{row['busy']} | {per_entry:.2f} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
