@@ -75,9 +75,11 @@ class HttpLimits:
             raise ValueError(f"HttpLimits.header_timeout must be > 0, got {self.header_timeout!r}")
 
     def handler_options(self) -> dict[str, Any]:
-        """The keyword arguments of aiohttp's request handler these limits set."""
+        """The keyword arguments of aiohttp's request handler these limits set. The header
+        deadline (`JsonRequestHandler`) closes idle connections; aiohttp's keep-alive timer,
+        twice as long, is only a backstop (it must never fire first: it closes silently)."""
         return {"max_line_size": self.max_line_size, "max_field_size": self.max_field_size,
-                "max_headers": self.max_headers, "keepalive_timeout": self.header_timeout}
+                "max_headers": self.max_headers, "keepalive_timeout": 2 * self.header_timeout}
 
 
 _REASONS: tuple[tuple[type[BaseException], str, str], ...] = (
@@ -159,15 +161,15 @@ class JsonRequestHandler(RequestHandler):
         super().__init__(manager, **{**kwargs, **limits.handler_options()})
         self._count = count
         self._limits = limits
-        self._waiting_since = 0.0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_pending = False  # waiting for a request line and headers
+        self._head_bytes = 0  # bytes of it received so far
+        self._previous_body: Any = None  # the body of the request answered last
 
     # --------------------------------------------------------------- request line and headers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # read the clock before aiohttp arms its keep-alive timer (the same length): the header
-        # deadline then comes first and answers a half-sent request before that timer closes it
-        self._waiting_since = asyncio.get_running_loop().time()
+        self._await_request(None)
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -176,24 +178,33 @@ class JsonRequestHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         messages: Sequence[Any] = getattr(self, "_messages", ())  # aiohttp's parsed requests
-        queued = len(messages)
+        queued, parsed = len(messages), getattr(self, "_request_count", 0)
+        draining = self._previous_body is not None and not self._previous_body.is_eof()
         super().data_received(data)
         if len(messages) > queued and not self._waiting_for_request():
             self._fail_body(messages[-1][0])
-        # bytes that left the handler still waiting for a request are a request begun and not
-        # complete: it must be complete by `header_timeout` after the wait began
-        if data and self._header_timer is None and self._waiting_for_request():
-            self._header_timer = asyncio.get_running_loop().call_at(
-                self._waiting_since + self._limits.header_timeout, self._header_deadline)
-        elif not self._waiting_for_request():
+        if getattr(self, "_request_count", 0) != parsed:  # a request line and headers complete
+            self._head_pending = False
             self._cancel_header_timer()
+        elif self._head_pending and not draining:
+            self._head_bytes += len(data)  # part of the next request (not the last one's body)
 
     async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
                               start_time: float | None) -> tuple[web.StreamResponse, bool]:
         answer = await super().finish_response(request, resp, start_time)
-        self._cancel_header_timer()
-        self._waiting_since = asyncio.get_running_loop().time()
+        self._await_request(request.content)
         return answer
+
+    def _await_request(self, previous_body: Any) -> None:
+        """The connection opened or an answer went out: the next request's line and headers
+        must be complete within `header_timeout` from now. Bytes of the previous request's body
+        still arriving (aiohttp reads an unread body after the answer) do not count as begun."""
+        self._cancel_header_timer()
+        self._head_pending, self._head_bytes = True, 0
+        self._previous_body = previous_body
+        loop = asyncio.get_running_loop()
+        self._header_timer = loop.call_at(loop.time() + self._limits.header_timeout,
+                                          self._header_deadline)
 
     def _fail_body(self, message: Any) -> None:
         """The parser failed on the body of the request being answered (a bad chunk size after
@@ -226,7 +237,10 @@ class JsonRequestHandler(RequestHandler):
     def _header_deadline(self) -> None:
         """The request line and headers did not complete in time: answer 408 and close."""
         self._header_timer = None
-        if self.transport is None or not self._waiting_for_request():
+        if self.transport is None or not self._head_pending or not self._waiting_for_request():
+            return  # a request arrived in time
+        if not self._head_bytes:  # an idle connection: closed without an answer
+            self.force_close()
             return
         seconds = self._limits.header_timeout
         body = _json_body("header_timeout",
