@@ -1,12 +1,18 @@
 // The validation curve (accuracy and loss) shared by the volunteer page and the dashboard.
 // Chart.js is passed in (the page loads chart.umd.js as a classic script: the global `Chart`).
-// History entries come from `GET api/v1/history`: {time, version, steps, merges, valLoss, valAccuracy}.
+// History entries come from `GET api/v1/history`: {time, elapsed, version, steps, merges, valLoss,
+// valAccuracy}.
 
-/** Points of the curve: x is seconds since the first entry (`time`) or the merge count (`merges`). */
+/**
+ * Points of the curve: x is seconds since the run started (`elapsed`, the origin the dashboard's
+ * merges chart and `status.elapsed` use too) or the merge count (`merges`). Entries without
+ * `elapsed` (servers before it) count from the first entry's `time`.
+ */
 export function curvePoints(history, xAxis = 'time') {
   const rows = history.filter((h) => h.valLoss !== null && h.valLoss !== undefined);
   const t0 = rows.length ? rows[0].time : 0;
-  const x = (h) => (xAxis === 'merges' ? h.merges : Math.round((h.time - t0) * 10) / 10);
+  const seconds = (h) => (typeof h.elapsed === 'number' ? h.elapsed : h.time - t0);
+  const x = (h) => (xAxis === 'merges' ? h.merges : Math.round(seconds(h) * 10) / 10);
   return {
     accuracy: rows.filter((h) => typeof h.valAccuracy === 'number').map((h) => ({ x: x(h), y: h.valAccuracy })),
     loss: rows.map((h) => ({ x: x(h), y: h.valLoss })),

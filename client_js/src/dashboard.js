@@ -2,11 +2,15 @@
 // the strategy and its parameters, refused updates by reason, and admin actions (pause, resume,
 // end, export) that send the admin token typed into the page (kept in this tab's sessionStorage
 // only). "Last seen" is measured on the server's clock (`now` in `api/v1/clients`).
+// The strategy's parameters are the server's effective values (defaults filled in); the end
+// conditions show the progress towards each; both charts count seconds from the run's start
+// (`elapsed`), which the server freezes at the end; pause, resume and end are disabled after it.
 
 import { WebnnClient } from './protocol.js';
-import { createCurveChart } from './curve.js';
+import { createCurveChart, curvePoints } from './curve.js';
 import { LiveView } from './live.js';
 import { summariseClient } from './client_stats.js';
+import { adminActions, endProgress, strategyRows } from './dashboard_view.js';
 
 const $ = (id) => document.getElementById(id);
 const fmt = (v, digits = 3) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
@@ -35,6 +39,10 @@ function renderClients(payload) {
 function renderStatus(status) {
   $('model-name').textContent = status.name ?? '-';
   $('server-state').textContent = status.state ?? '-';
+  $('server-state').className = `state ${status.state ?? ''}`;
+  const project = status.project;
+  if (project?.name && project.name !== status.name) document.title = `webnn dashboard: ${project.name}`;
+  $('project-line').textContent = project?.operator ? `${project.name ?? status.name}, run by ${project.operator} · ` : '';
   $('version').textContent = status.version ?? '-';
   $('steps').textContent = status.steps ?? '-';
   $('merges').textContent = status.merges ?? '-';
@@ -49,16 +57,47 @@ function renderStatus(status) {
   }
   const strategy = status.strategy ?? {};
   $('strategy-name').textContent = strategy.name ?? '-';
-  // parameters, then what the strategy reports (e.g. the privacy spent by `dp`)
-  const figures = { ...(strategy.params ?? {}), ...(strategy.report ?? {}) };
-  const rows = Object.entries(figures).map(([k, v]) => {
+  // effective parameters, then what the strategy reports (e.g. the privacy spent by `dp`)
+  const rows = strategyRows(strategy).map(({ name, text, kind }) => {
     const tr = document.createElement('tr');
-    tr.append(cell(k), cell(typeof v === 'object' ? JSON.stringify(v) : String(v)));
+    tr.dataset.param = name;
+    tr.dataset.kind = kind;
+    tr.append(cell(name), cell(text));
     return tr;
   });
   if (!rows.length) rows.push(Object.assign(document.createElement('tr'), { innerHTML: '<td class="muted">no parameters</td>' }));
   $('strategy-params').replaceChildren(...rows);
+  renderEnd(status);
+  renderAdmin(status);
   renderRefusals(status.rejected ?? {});
+}
+
+/** The end conditions with a meter each; "none" when the run goes on until an admin ends it. */
+function renderEnd(status) {
+  const rows = endProgress(status).map((row) => {
+    const div = document.createElement('div');
+    div.dataset.end = row.key;
+    const label = Object.assign(document.createElement('span'), { textContent: row.label });
+    const meter = Object.assign(document.createElement('meter'), { min: 0, max: 1, value: row.fraction });
+    meter.setAttribute('aria-label', `${row.label}: ${row.text}`);
+    const text = Object.assign(document.createElement('span'), { textContent: row.text });
+    div.append(label, meter, text);
+    return div;
+  });
+  if (!rows.length) {
+    rows.push(Object.assign(document.createElement('p'), {
+      className: 'muted', textContent: 'none: the run goes on until an admin ends it',
+    }));
+  }
+  $('end-conditions').replaceChildren(...rows);
+}
+
+function renderAdmin(status) {
+  const live = adminActions(status);
+  for (const button of document.querySelectorAll('button[data-action]')) {
+    button.disabled = !live[button.dataset.action];
+    button.title = button.disabled && status.state === 'ended' ? 'the run has ended' : '';
+  }
 }
 
 /** Refused updates and evaluations by reason (the server's error code), most frequent first. */
@@ -94,6 +133,10 @@ function mergesChart(Chart, canvas) {
       data.sort((a, b) => a.x - b.x);
       chart.update('none');
     },
+    /** The points drawn, as [{x, y}] (for tests). */
+    points() {
+      return chart.data.datasets[0].data.map(({ x, y }) => ({ x, y }));
+    },
   };
 }
 
@@ -109,7 +152,7 @@ async function download(response, name) {
 function main() {
   const base = new URL('.', location.href).href;
   const client = new WebnnClient(base, { client: { kind: 'browser' }, maxAttempts: 3 });
-  const state = { status: null, clients: [], history: [], events: 0, lastAdmin: null };
+  const state = { status: null, statusCount: 0, clients: [], history: [], events: 0, lastAdmin: null, curve: null, merges: null };
   globalThis.webnnDashboard = state;
   const Chart = globalThis.Chart;
   const curve = Chart ? createCurveChart(Chart, $('curve')) : null;
@@ -118,8 +161,10 @@ function main() {
   const live = new LiveView(client, {
     status: (status) => {
       state.status = status;
+      state.statusCount += 1;
       renderStatus(status);
       merges?.add([[status.elapsed, status.merges]]);
+      state.merges = merges?.points() ?? null;
     },
     clients: (payload) => {
       state.clients = payload.clients ?? [];
@@ -129,6 +174,8 @@ function main() {
       state.history = history;
       curve?.update(history, $('x-axis').value);
       merges?.add(history.map((h) => [h.elapsed, h.merges]));
+      state.curve = curve ? curvePoints(history, 'time') : null;
+      state.merges = merges?.points() ?? null;
     },
     error: (err) => console.warn('webnn dashboard:', err.message),
   }, { pollSeconds: 3 });
@@ -156,6 +203,7 @@ function main() {
           message.textContent = 'exported model.json and weights.bin';
         } else {
           const status = await client.admin(action, token);
+          state.status = status;
           renderStatus(status);
           message.textContent = `${action}: done; state ${status.state}`;
         }

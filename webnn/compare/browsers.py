@@ -73,7 +73,8 @@ class BrowserSlot:
     @property
     def page_url(self) -> str:
         return self.server_url + "?" + urlencode(
-            {"role": self.role, "name": self.name, "backend": self.backend})
+            {"role": self.role, "name": self.name, "backend": self.backend,
+             "autostart": "1"})  # a lab run: the tab starts without the consent panel
 
     async def run(self) -> None:
         """Keep a tab open (with churn) until cancelled; raises `WorkerCrashed`."""
