@@ -82,18 +82,19 @@ beta = 2
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('straegy = "average"\n', "unknown key 'straegy' at straegy; known keys:"),
+        ('straegy = "average"\n', "straegy: unknown key; did you mean `strategy`?"),
         ('[[models]]\nspec = "a.json"\nhost = "x"\n',
-         "unknown key 'host' at models[0].host; known keys: body_timeout, checkpoint_every_merges"),
-        ('[[models]]\nspec = "a.json"\ncolour = 1\n', "unknown key 'colour' at models[0].colour"),
-        ("port = \"80\"\n", "port: expected an integer, got a string '80'"),
-        ("port = true\n", "port: expected an integer, got a boolean True"),
-        ("lease_seconds = \"1\"\n", "lease_seconds: expected a number, got a string '1'"),
-        ("spec = 3\n", "spec: expected a string, got an integer 3"),
-        ("params = 3\n", "params: expected a table, got an integer 3"),
+         "models[0].host: unknown key here: host is a process setting"),
+        ('[[models]]\nspec = "a.json"\ncolour = 1\n',
+         "models[0].colour: unknown key (known: body_timeout, checkpoint_every_merges"),
+        ("port = \"80\"\n", 'port: expected an integer, got "80"'),
+        ("port = true\n", "port: expected an integer, got true"),
+        ("lease_seconds = \"1\"\n", 'lease_seconds: expected a number, got "1"'),
+        ("spec = 3\n", "spec: expected a path, a table or a ModelSpec, got 3"),
+        ("params = 3\n", "params: expected a table, got 3"),
         ("[params]\nx = [1, 2]\n", "params.x: expected a string, number or boolean, got an array"),
         ("models = 3\n", "models: expected a non-empty array of tables"),
-        ('[[models]]\nname = "a b"\nspec = "a.json"\n', "models[0].name: 'a b' is not a valid"),
+        ('[[models]]\nname = "a b"\nspec = "a.json"\n', 'models[0].name: "a b" is not a valid'),
         ("port = \n", "not valid TOML"),
     ],
 )
@@ -159,7 +160,7 @@ def test_parse_pairs() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--config", "{dir}/bad.toml"], "bad.toml: unknown key 'colour' at colour"),
+        (["--config", "{dir}/bad.toml"], "bad.toml: colour: unknown key (known: admin_token"),
         (["--config", "{dir}/missing.toml"], "config file not found"),
         (["x.json", "--data", "d.py", "--param", "alpha"], "'alpha': expected key=value"),
         (["--data", "d.py"], "no spec given"),

@@ -55,15 +55,16 @@ def test_typed_values_are_accepted() -> None:
 
 
 @pytest.mark.parametrize(("given", "message"), [
-    ({"alpha": "abc"}, "strategy 'tunable': alpha must be a float, got 'abc'"),
-    ({"alpha": "nan"}, "alpha must be a float, got 'nan'"),
-    ({"alpha": "1.5"}, "alpha must be <= 1, got '1.5'"),
-    ({"alpha": True}, "alpha must be a float, got True"),
-    ({"window": "2.5"}, "window must be an int, got '2.5'"),
-    ({"window": 0}, "window must be >= 1, got 0"),
-    ({"clip": "maybe"}, "clip must be a bool, got 'maybe'"),
-    ({"mode": "linear"}, "mode must be one of 'const', 'poly', 'hinge', got 'linear'"),
-    ({"window": None}, "window needs an int, got None"),
+    ({"alpha": "abc"}, 'strategy.tunable.alpha: expected a number, got "abc"'),
+    ({"alpha": "nan"}, "strategy.tunable.alpha: expected a finite number, got nan"),
+    ({"alpha": "1.5"}, "strategy.tunable.alpha: must be <= 1, got 1.5"),
+    ({"alpha": True}, "strategy.tunable.alpha: expected a number, got true"),
+    ({"window": "2.5"}, 'strategy.tunable.window: expected an integer, got "2.5"'),
+    ({"window": 0}, "strategy.tunable.window: must be >= 1, got 0"),
+    ({"clip": "maybe"}, 'strategy.tunable.clip: expected a boolean (true or false), got "maybe"'),
+    ({"mode": "linear"},
+     'strategy.tunable.mode: expected one of const, poly, hinge, got "linear"'),
+    ({"window": None}, "strategy.tunable.window: expected an integer, got none"),
 ])
 def test_bad_values_name_the_parameter(given: dict, message: str) -> None:
     with pytest.raises(ParamError) as info:
@@ -73,9 +74,27 @@ def test_bad_values_name_the_parameter(given: dict, message: str) -> None:
 
 
 def test_unknown_parameter_lists_the_known_ones() -> None:
-    with pytest.raises(ParamError, match="strategy 'tunable' has no parameter 'beta' "
-                                         r"\(its parameters: alpha, window, clip, mode, cutoff\)"):
+    with pytest.raises(ParamError, match="strategy.tunable.beta: unknown parameter "
+                                         r"\(known: alpha, clip, cutoff, mode, window\)"):
         Tunable(beta=1)
+
+
+def test_every_bad_parameter_at_once_with_did_you_mean() -> None:
+    with pytest.raises(ParamError) as info:
+        Tunable(window=0, alpah=0.5)
+    message = str(info.value)
+    assert message.startswith("strategy 'tunable': 2 problems:")
+    assert "strategy.tunable.window: must be >= 1, got 0" in message
+    assert "strategy.tunable.alpah: unknown parameter; did you mean `alpha`?" in message
+
+
+def test_parameters_are_a_settings_model() -> None:
+    from webnn.merge.params import params_model
+
+    model = params_model("tunable", Tunable.params)
+    schema = model.model_json_schema()["properties"]
+    assert schema["alpha"]["maximum"] == 1 and schema["alpha"]["description"] == "mixing weight"
+    assert schema["mode"]["enum"] == ["const", "poly", "hinge"]
 
 
 def test_bad_declarations_fail_at_class_definition() -> None:

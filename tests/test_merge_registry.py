@@ -86,11 +86,11 @@ def test_unknown_name_lists_the_known_ones() -> None:
 
 
 def test_bad_param_value_names_the_param(plugin: str) -> None:
-    with pytest.raises(ParamError, match="strategy 'ema': alpha must be <= 1, got '2'") as info:
+    with pytest.raises(ParamError, match="strategy.ema.alpha: must be <= 1, got 2") as info:
         create_strategy(f"{plugin}:Ema", {"alpha": "2"})
     assert info.value.param == "alpha"
-    with pytest.raises(ParamError, match="strategy 'average' has no parameter 'alpha' "
-                                         r"\(its parameters: none\)"):
+    with pytest.raises(ParamError, match="strategy.average.alpha: unknown parameter "
+                                         r"\(strategy 'average' takes none\)"):
         create_strategy("average", {"alpha": "0.5"})
 
 

@@ -210,7 +210,7 @@ def test_serve_toml_partition_table(tmp_path):
 
 
 def test_partition_settings_are_checked(make_config):
-    with pytest.raises(ConfigError, match=r"partition.alpha: expected a number > 0"):
+    with pytest.raises(ConfigError, match=r"partition.alpha: must be > 0, got -1"):
         create_app(make_config(partition={"kind": "dirichlet", "alpha": -1}))
     with pytest.raises(ConfigError, match=r"partition.shards: 2000 shards"):
         create_app(make_config(partition={"kind": "dirichlet", "shards": 2000}))

@@ -120,12 +120,18 @@ def test_evaluation_combines_chunks_weighted_by_examples():
 
 
 def test_config_validation_lists_every_problem():
-    config = ServeConfig(spec={}, data="x", lease_seconds=-1, max_staleness=-3, seed="one",
-                         join_token="short", tfjs_url="ftp://x", checkpoint_every_merges=1.5)
-    problems = config.validate()
+    # a bad ServeConfig is refused when it is made, with every problem at once
+    with pytest.raises(ConfigError) as info:
+        ServeConfig(spec={}, data="x", lease_seconds=-1, max_staleness=-3, seed="one",
+                    join_token="short", tfjs_url="ftp://x", checkpoint_every_merges=1.5)
+    problems = info.value.problems
     for field in ("lease_seconds", "max_staleness", "seed", "join_token", "tfjs_url",
                   "checkpoint_every_merges"):
         assert any(p.startswith(field + ":") for p in problems), field
+    # values assigned afterwards are checked again by validate()/check()
+    config = ServeConfig(spec={}, data="x")
+    config.lease_seconds = -1
+    assert config.validate() == ["lease_seconds: must be > 0, got -1"]
     with pytest.raises(ConfigError):
         config.check()
     assert ServeConfig(spec={}, data="x").admin_token  # generated

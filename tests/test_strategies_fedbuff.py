@@ -167,5 +167,5 @@ def test_params_from_strings_and_bad_values() -> None:
     assert (strategy.k, strategy.server_lr, strategy.normalize) == (3, 0.5, "count")
     with pytest.raises(StrategyError, match="server_lr must be > 0"):
         FedBuff(server_lr=0)
-    with pytest.raises(StrategyError, match="k must be >= 1"):
+    with pytest.raises(StrategyError, match="strategy.fedbuff.k: must be >= 1"):
         create_strategy("fedbuff", {"k": "0"})

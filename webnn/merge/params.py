@@ -1,8 +1,13 @@
-"""Declared strategy parameters and the coercion of their values.
+"""Declared strategy parameters: each strategy's `Param`s are one settings model.
 
-Values come from the command line (``--strategy-param alpha=0.6``, always strings) or from config
-files (already typed). `Param.coerce` turns either into the declared type and checks it against the
-declared choices and bounds; `resolve_params` does that for a whole strategy, filling in defaults.
+A strategy declares ``params = (Param("alpha", float, 0.6, "mixing weight", minimum=0), ...)``;
+`params_model` turns the declaration into a pydantic model (type, ``Literal`` choices, inclusive
+bounds, default, description), the same machinery `webnn.settings` uses for every other setting.
+Values come from the command line (``--param alpha=0.6``, always strings) or from files and code
+(already typed): strings are read as the declared type (``yes``/``no`` for booleans, ``none`` for
+an optional parameter), then the model checks them. `resolve_params` raises `ParamError` listing
+every problem, each named ``strategy.<name>.<param>``; `check_strategy_params` lists them for a
+settings reader that reports them under its own key path.
 """
 
 from __future__ import annotations
@@ -10,11 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from webnn.merge.errors import ParamError
+from webnn.settings.core import problems_from
+from webnn.settings.errors import Problem
 
 PARAM_TYPES: tuple[type, ...] = (int, float, bool, str)
 """The types a parameter may declare."""
@@ -22,6 +31,7 @@ PARAM_TYPES: tuple[type, ...] = (int, float, bool, str)
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 _NONE = frozenset({"none", "null"})
+_PARAMS_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -57,25 +67,55 @@ class Param:
     def type_name(self) -> str:
         return self.type.__name__
 
+    def annotation(self) -> Any:
+        """The field type of this parameter in its strategy's settings model."""
+        kind: Any = Literal[self.choices] if self.choices is not None else self.type
+        if self.default is None:
+            kind = Optional[kind]  # noqa: UP007, UP045 - a runtime type expression
+        return Annotated[kind, BeforeValidator(self._read)]
+
+    def field(self) -> Any:
+        """The pydantic field: default, description and bounds."""
+        return Field(self.default, description=self.help, ge=self.minimum, le=self.maximum)
+
     def coerce(self, value: Any) -> Any:
         """`value` (typed, or a string) as the declared type; `ParamError` names the param."""
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
-            if self.default is None:
+        model = _single_model(self)
+        try:
+            return getattr(model.model_validate({self.name: value}), self.name)
+        except ValidationError as error:
+            problem = problems_from(error, model)[0]
+            raise ParamError(self.name, f"{self.name}: {problem.message}") from None
+
+    def _read(self, value: Any) -> Any:
+        """A string as the declared type when it reads as one (else left for the model to
+        refuse); numpy scalars as Python numbers; 0/1 as booleans."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() in _NONE:
                 return None
-            raise ParamError(self.name,
-                             f"{self.name} needs {_article(self.type_name)}, got {value!r}")
-        converted = _convert(self.type, value)
-        if converted is None:
-            raise ParamError(self.name, f"{self.name} must be {_article(self.type_name)}, "
-                                        f"got {value!r}")
-        if self.choices is not None and converted not in self.choices:
-            options = ", ".join(repr(c) for c in self.choices)
-            raise ParamError(self.name, f"{self.name} must be one of {options}, got {value!r}")
-        if self.minimum is not None and converted < self.minimum:
-            raise ParamError(self.name, f"{self.name} must be >= {self.minimum}, got {value!r}")
-        if self.maximum is not None and converted > self.maximum:
-            raise ParamError(self.name, f"{self.name} must be <= {self.maximum}, got {value!r}")
-        return converted
+            if self.type is bool:
+                lowered = text.lower()
+                return True if lowered in _TRUE else False if lowered in _FALSE else value
+            if self.type in (int, float):
+                try:
+                    number = int(text) if self.type is int else float(text)
+                except ValueError:
+                    return value
+                return number
+            return value
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if self.type is bool and isinstance(value, int | np.integer) and not isinstance(
+                value, bool) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, np.floating):
+            return float(value)
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description (for ``wnn strategies --json``)."""
@@ -85,63 +125,78 @@ class Param:
                 "minimum": self.minimum, "maximum": self.maximum}
 
 
+@cache
+def _single_model(param: Param) -> type[BaseModel]:
+    return params_model("", (param,))
+
+
+@cache
+def params_model(strategy: str, declared: tuple[Param, ...]) -> type[BaseModel]:
+    """The settings model of a strategy's declared parameters (one field per `Param`)."""
+    fields = {p.name: (p.annotation(), p.field()) for p in declared}
+    name = "".join(part.title() for part in strategy.replace("-", "_").split("_")) or "Strategy"
+    return create_model(f"{name}Params",  # type: ignore[call-overload,no-any-return]
+                        __config__=_PARAMS_CONFIG, **fields)
+
+
+def param_problems(strategy: str, declared: tuple[Param, ...],
+                   given: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """``(values, problems)``: every declared parameter's value (given, else the default) and
+    every problem, each with the parameter name as its path."""
+    model = params_model(strategy, declared)
+    try:
+        values = model.model_validate(dict(given))
+    except ValidationError as error:
+        problems = []
+        for problem in problems_from(error, model):
+            message = problem.message
+            if message.startswith("unknown key"):
+                message = "unknown parameter" + message[len("unknown key"):]
+                if not declared:
+                    message = f"unknown parameter (strategy {strategy!r} takes none)"
+            problems.append(Problem(problem.path, message))
+        return {}, problems
+    return {p.name: getattr(values, p.name) for p in declared}, []
+
+
 def resolve_params(strategy: str, declared: tuple[Param, ...],
                    given: Mapping[str, Any]) -> dict[str, Any]:
-    """Every declared parameter's value: the given one coerced, else the default.
+    """Every declared parameter's value: the given one read as its type, else the default.
 
-    Raises `ParamError` for a name the strategy does not declare (listing the ones it does) or for
-    a bad value (naming the parameter and the strategy).
-    """
-    known = {p.name: p for p in declared}
-    for key in given:
-        if key not in known:
-            takes = ", ".join(known) if known else "none"
-            raise ParamError(key, f"strategy {strategy!r} has no parameter {key!r} "
-                                  f"(its parameters: {takes})")
-    values: dict[str, Any] = {}
-    for param in declared:
-        if param.name not in given:
-            values[param.name] = param.default
-            continue
-        try:
-            values[param.name] = param.coerce(given[param.name])
-        except ParamError as exc:
-            raise ParamError(param.name, f"strategy {strategy!r}: {exc}") from None
+    Raises `ParamError` listing every problem as ``strategy.<name>.<param>: message``
+    (`param` names the first) for a name the strategy does not declare or a bad value."""
+    values, problems = param_problems(strategy, declared, given)
+    if problems:
+        named = [p.under(f"strategy.{strategy}") for p in problems]
+        message = named[0] if len(named) == 1 else (
+            f"strategy {strategy!r}: {len(named)} problems:\n  " + "\n  ".join(named))
+        raise ParamError(problems[0].path, str(message))
     return values
 
 
-def _convert(kind: type, value: Any) -> Any:
-    """`value` as `kind`, or None when it is not a sensible value of that type."""
-    if isinstance(value, str):
-        return _parse(kind, value)
-    is_bool = isinstance(value, bool | np.bool_)
-    if kind is bool:
-        if is_bool or (isinstance(value, int | np.integer) and value in (0, 1)):
-            return bool(value)
-        return None
-    if kind is str or is_bool:  # a bool is not a number here, and only strings are strings
-        return None
-    if kind is int:
-        return int(value) if isinstance(value, int | np.integer) else None
-    if isinstance(value, int | float | np.integer | np.floating) and math.isfinite(value):
-        return float(value)
-    return None
+def check_strategy_params(ref: str, given: Mapping[str, Any]) -> list[Problem]:
+    """Every problem with `given` as parameters of the strategy `ref` (a name or reference),
+    each with the parameter as its path; a strategy that cannot be loaded is one problem with an
+    empty path. The strategy is also built once, which runs its own checks across parameters."""
+    from webnn.merge.registry import get_strategy
 
-
-def _parse(kind: type, text: str) -> Any:
-    """A string as `kind`, or None; floats must be finite."""
-    if kind is str:
-        return text
-    stripped = text.strip()
-    if kind is bool:
-        lowered = stripped.lower()
-        return True if lowered in _TRUE else False if lowered in _FALSE else None
     try:
-        number = int(stripped) if kind is int else float(stripped)
-    except ValueError:
-        return None
-    return number if kind is int or math.isfinite(number) else None
+        cls = get_strategy(ref)
+    except Exception as exc:  # the registry's message names the known strategies
+        return [Problem("", str(exc))]
+    _, problems = param_problems(cls.name or cls.__name__, cls.params, given)
+    if problems:
+        return problems
+    try:
+        cls(**dict(given))
+    except ParamError as exc:
+        return [Problem(exc.param, str(exc))]
+    except (ValueError, TypeError) as exc:
+        return [Problem("", str(exc))]
+    return []
 
 
-def _article(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+def is_finite_number(value: Any) -> bool:
+    """A real number that is not NaN or infinite (booleans are not numbers here)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))

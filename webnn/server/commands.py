@@ -49,19 +49,21 @@ from webnn.server.toml_config import (
     load_toml,
 )
 from webnn.server.workers import (
-    BACKENDS,
     LocalWorkers,
     WorkerError,
     check_worker_setup,
     worker_specs,
 )
+from webnn.settings import cli as settings_cli
+from webnn.settings.cli import BYTES, ByteSize, parse_pairs
+from webnn.settings.errors import ConfigError as SettingsError
+from webnn.settings.serve import ProcessSettings, ServeConfig
+
+__all__ = ["BYTES", "ByteSize", "export", "merge_settings", "parse_pairs", "serve"]
 
 PROCESS_DEFAULTS: dict[str, Any] = {
-    "host": "127.0.0.1",
-    "port": 8080,
-    "local_workers": 0,
-    "worker_backend": "cpu",
-}
+    name: field.default for name, field in ProcessSettings.model_fields.items()}
+"""The process settings' defaults, from `ProcessSettings`."""
 GIL_SWITCH_SECONDS = 0.0005
 """`sys.setswitchinterval` of a `wnn serve` process (docs/capacity.md)."""
 HTTP_LIMITS = HttpLimits()
@@ -72,60 +74,10 @@ SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_SECONDS}
 """The keep-alive option an embedding site passes to a plain ``web.AppRunner`` to get the same
 idle bound (`WebnnRunner` sets it from `HTTP_LIMITS`)."""
 
-SERVE_CONFIG_FIELD = {"params": "strategy_params"}
-"""Setting keys whose `ServeConfig` field has another name; every other key maps to itself."""
-
-
 def echo(line: str = "") -> None:
     """Print a line and flush, so a parent process reading our pipe sees it at once."""
     click.echo(line)
     sys.stdout.flush()
-
-
-def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    """``("a=1", "b=x")`` -> ``{"a": "1", "b": "x"}``; a value without ``=`` is a usage error."""
-    pairs: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r}: expected key=value", param_hint=option)
-        pairs[key.strip()] = value
-    return pairs
-
-
-def _scalar(text: str) -> int | float | str | None:
-    """A flag value as TOML would type it: ``5`` -> 5, ``0.5`` -> 0.5, ``none`` -> None."""
-    if text.lower() == "none":
-        return None
-    for parse in (int, float):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
-    return text
-
-
-class ByteSize(click.ParamType):
-    """A byte count: an integer, optionally with a K, M or G suffix (powers of 1024)."""
-
-    name = "bytes"
-    _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-        unit = text[-1:] if text[-1:] in "KMG" else ""
-        try:
-            number = float(text[:-1] if unit else text)
-        except ValueError:
-            self.fail(f"{value!r} is not a byte count (e.g. 268435456, 256M, 1G)", param, ctx)
-        if not number > 0:
-            self.fail(f"{value!r}: must be > 0", param, ctx)
-        return int(number * self._UNITS[unit])
-
-
-BYTES = ByteSize()
 
 
 @dataclasses.dataclass
@@ -199,10 +151,9 @@ def plan_models(
                 where = f"models[{index}]" if several else "model"
                 raise click.UsageError(f"{where}: no {required} given (use {hint})")
 
-    from webnn.server.config import ServeConfig
     from webnn.spec import load_spec
 
-    fields = {f.name for f in dataclasses.fields(ServeConfig)}
+    fields = {f.alias or name for name, f in ServeConfig.model_fields.items()}
     state_dir = process.get("state_dir")
     plans: list[ModelPlan] = []
     for index, model in enumerate(models):
@@ -220,9 +171,7 @@ def plan_models(
             raise click.ClickException(
                 f"{where}: two models are named {name!r}; give each a distinct `name` in --config"
             )
-        values: dict[str, Any] = {
-            SERVE_CONFIG_FIELD.get(k, k): v for k, v in model.items() if k not in ("name", "spec")
-        }
+        values: dict[str, Any] = {k: v for k, v in model.items() if k != "spec"}
         values["spec"] = spec
         for key in ("admin_token", "join_token", "tfjs_url", "client_dir"):
             if process.get(key) is not None:
@@ -234,8 +183,10 @@ def plan_models(
             raise click.ClickException(f"{where}: unsupported setting(s): {', '.join(unknown)}")
         try:
             config = ServeConfig(**values)
-        except (ValueError, TypeError) as exc:
-            raise click.ClickException(f"{where} ({name}): {exc}") from exc
+        except SettingsError as exc:  # every problem of this model's settings, with its key
+            problems = [p.under(where) if several else p for p in exc.problems]
+            raise click.ClickException(str(SettingsError(problems, f"settings of {name}"))
+                                       ) from exc
         prefix = f"/models/{name}/" if mounted else ""
         plans.append(ModelPlan(name=name, prefix=prefix, config=config))
     return plans
@@ -372,95 +323,11 @@ one process, each at /models/<name>/ with an index page at /.
 @click.argument("specs", nargs=-1, metavar="[SPEC]...")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with serve settings; command-line flags override its values.")
-@click.option("--data", metavar="MODULE", help="Data module: a .py file or a dotted module name.")
-@click.option("--data-option", "data_options", multiple=True, metavar="KEY=VALUE",
-              help="Option for the data module's load(); repeatable.")
-@click.option("--strategy", metavar="NAME",
-              help="Merge strategy (see `wnn strategies`) [average].")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Merge strategy parameter; repeatable.")
-@click.option("--host", help="Interface to listen on [127.0.0.1; 0.0.0.0 for other devices].")
-@click.option("--port", type=click.IntRange(0, 65535), help="TCP port [8080; 0 picks a free one].")
-@click.option("--state-dir", type=click.Path(file_okay=False),
-              help="Checkpoint directory; an existing one is resumed. Default: in memory only.")
-@click.option("--seed", type=int, help="Seed of the initial weights and batch order.")
-@click.option("--admin-token", envvar="WEBNN_ADMIN_TOKEN", show_envvar=True,
-              help="Bearer token for admin actions; generated and printed when not given.")
-@click.option("--join-token", help="Bearer token volunteers must send to join (default: open).")
-@click.option("--lease-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a client has to return a task before it is handed out again.")
-@click.option("--max-staleness", type=click.IntRange(min=0),
-              help="Refuse updates more than this many versions behind.")
-@click.option("--screen", "screening", multiple=True, metavar="KEY=VALUE|off",
-              help="Update screening before every merge, laid over the default (a delta norm "
-                   "bound of 10 x the median of the last 50, clipped), e.g. norm_bound=5, "
-                   "action=refuse, adaptive_factor=5; repeatable. `--screen off` turns it off.")
-@click.option("--target-accuracy", type=click.FloatRange(0, 1),
-              help="End training when validation accuracy reaches this.")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="End training after this many seconds.")
-@click.option("--max-merges", type=click.IntRange(min=1),
-              help="End training after this many merges.")
-@click.option("--checkpoint-every-merges", type=click.IntRange(min=1),
-              help="Write a checkpoint every N merges.")
-@click.option("--checkpoint-every-seconds", type=click.FloatRange(min=0, min_open=True),
-              help="Write a checkpoint every T seconds.")
-@click.option("--update-budget", type=BYTES, metavar="BYTES",
-              help="Update bodies in flight (e.g. 512M) before updates get 503 busy "
-                   "[32 bodies, at most 512 MiB].")
-@click.option("--snapshot-budget", type=BYTES, metavar="BYTES",
-              help="Kept version snapshots (e.g. 1G) [64 snapshots, at most 1 GiB].")
-@click.option("--merge-queue", type=click.IntRange(min=1),
-              help="Updates waiting to be merged before 503 busy [32].")
-@click.option("--max-open-tasks", type=click.IntRange(min=1),
-              help="Open tasks one session may hold [4].")
-@click.option("--max-sessions", type=click.IntRange(min=1),
-              help="Live sessions before joins get 503 busy [10000].")
-@click.option("--joins-per-minute", type=click.FloatRange(min=0),
-              help="Joins per client address per minute; 0 turns the limit off [60].")
-@click.option("--join-burst", type=click.IntRange(min=1),
-              help="Joins one client address may make at once [60].")
-@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDRESS",
-              help="A reverse proxy whose X-Forwarded-For names the client; repeatable.")
-@click.option("--update-encoding", type=click.Choice(["auto", "q8", "f16", "f32"]),
-              help="Update encoding volunteers send: auto = the fewest bytes a client offers "
-                   "(8-bit deltas), else the one named when offered, f32 otherwise [auto].")
-@click.option("--weights-encoding", type=click.Choice(["auto", "f16", "f32"]),
-              help="Weights encoding volunteers receive: auto = the fewest bytes a client "
-                   "offers [auto].")
-@click.option("--private-status/--public-status", "private_status", default=None,
-              help="Client list, history and events only for joined sessions and the admin "
-                   "token [public].")
-@click.option("--eval-quorum", type=click.IntRange(min=1),
-              help="Sessions that must agree on each validation chunk [2; 1 trusts every "
-                   "result].")
-@click.option("--eval-quorum-wait", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds a chunk short of its quorum waits before it is accepted "
-                   "unvalidated [30].")
-@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds an update body may go without a byte before 408 [10].")
-@click.option("--partition", "partition_kind",
-              type=click.Choice(["iid", "dirichlet", "shards", "by_key"]),
-              help="Training data per client [iid: one shared stream]; each volunteer keeps its "
-                   "shard across reconnects.")
-@click.option("--partition-shards", type=click.IntRange(min=1),
-              help="Shards of a non-iid partition [16; by_key: one per key].")
-@click.option("--partition-alpha", type=click.FloatRange(min=0, min_open=True),
-              help="Dirichlet concentration of --partition dirichlet [0.5; lower: more skew].")
-@click.option("--partition-classes", type=click.IntRange(min=1),
-              help="Label pieces per shard of --partition shards [2].")
-@click.option("--local-workers", type=click.IntRange(min=0),
-              help="Start N headless Node workers per model beside the server.")
-@click.option("--worker-backend", type=click.Choice(BACKENDS),
-              help="TF.js backend of the local workers [cpu].")
-@click.option("--tfjs-url", help="Load TF.js in the volunteer page from this URL (default: local).")
+@settings_cli.options(ServeConfig, ProcessSettings)
 @click.option("--verbose", "-v", is_flag=True,
               help="Also print a line per task of the local workers.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the URLs, the admin token, warnings and errors (no status lines).")
-@click.option("--client-dir", type=click.Path(file_okay=False),
-              help="Serve a customised client: a folder with src/ (page, dashboard, client "
-                   "library) and, optionally, node_modules/ [the bundled client].")
 @click.option("--redis", "redis_url", metavar="URL",
               help="Scale out: coordinate through this Redis (redis://host:port/db); see "
                    "docs/scale-out.md.")
@@ -486,31 +353,9 @@ def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet
         file = load_toml(config_file) if config_file is not None else FileSettings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    cli = dict(flags)
-    cli["trusted_proxies"] = tuple(cli.get("trusted_proxies") or ()) or None
-    cli["data_options"] = parse_pairs(data_options, "--data-option")
-    cli["params"] = parse_pairs(params, "--param")
-    if any(item.strip().lower() == "off" for item in screening):
-        if len(screening) > 1:
-            raise click.BadParameter("`off` cannot be combined with other settings",
-                                     param_hint="--screen")
-        cli["screening"] = "off"
-    else:
-        cli["screening"] = {key: _scalar(value)
-                            for key, value in parse_pairs(screening, "--screen").items()}
-    if cli.get("state_dir") is not None:
-        cli["state_dir"] = str(Path(cli["state_dir"]))
-    cli["partition"] = {key: value for key, value in (
-        ("kind", cli.pop("partition_kind", None)), ("shards", cli.pop("partition_shards", None)),
-        ("alpha", cli.pop("partition_alpha", None)),
-        ("classes", cli.pop("partition_classes", None))) if value is not None}
+    cli = settings_cli.collect(dict(flags), ServeConfig, ProcessSettings)
     process, models = merge_settings(file, specs, cli)
     models = with_default_example(models, file.multi)
-    if process["worker_backend"] not in BACKENDS:
-        raise click.ClickException(
-            f"worker_backend must be one of {', '.join(BACKENDS)}, "
-            f"got {process['worker_backend']!r}"
-        )
     try:
         admin_token = resolve_admin_token(process.get("admin_token"), process.get("state_dir"))
     except OSError as exc:
