@@ -242,7 +242,7 @@ class Frontend:
                          "learningRate": spec.learning_rate, "metrics": list(spec.metrics),
                          "batchSize": self.batch_size, "localSteps": self.local_steps},
             "version": current.version, "steps": current.steps,
-            "totalParams": self.layout.size,
+            "totalParams": self.layout.size, "project": spec.project_public(),
             "urls": {"weights": url(request, "weights"), "tasks": url(request, "tasks"),
                      **static_urls(request)},
         }
@@ -510,8 +510,9 @@ class Frontend:
             "merges": int(current.get(b"merges", 0)), "clients": clients,
             "elapsed": round(max(0.0, stamp - started), 3),
             "lastEvaluation": None, "lastValidatedEvaluation": None, "evaluating": None,
-            "strategy": {"name": self.strategy.name, "params": self.strategy.param_values,
+            "strategy": {"name": self.strategy.name, "params": self.strategy.effective_params(),
                          "report": {}},
+            "project": self.spec.project_public(),
             "openTasks": {"train": leases, "evaluate": 0},
             "rejected": {k.split(":", 1)[1]: v for k, v in sorted(stats.items())
                          if k.startswith("rejected:")},
