@@ -37,7 +37,8 @@ from load_clients import ProcessPlan, process_main
 from load_model import write_model
 
 REPO = Path(__file__).resolve().parent.parent
-WNN = REPO / ".venv" / "bin" / "wnn"
+WNN = (REPO / ".venv" / "bin" / "wnn" if (REPO / ".venv" / "bin" / "wnn").exists()
+       else Path(shutil.which("wnn") or "wnn"))
 
 
 def free_port() -> int:
