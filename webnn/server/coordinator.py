@@ -61,6 +61,7 @@ from webnn.server.errors import ProtocolError
 from webnn.server.evaluation import (
     Evaluation,
     EvaluationSchedule,
+    Party,
     Settled,
     class_count,
     parse_chunk_result,
@@ -224,8 +225,12 @@ class Coordinator:
         """The aiohttp middleware applying this model's join limits (see `admission`)."""
         return join_middleware(self.admission, lambda: len(self.sessions), self._count_admission)
 
-    def join(self, info: dict, encodings: Encodings | None = None) -> Session:
+    def join(self, info: dict, encodings: Encodings | None = None,
+             address: str | None = None) -> Session:
+        """A new session; `address`: the client's (admission's view), which with its volunteer
+        id tells evaluation replicas of different parties apart (`evaluation.Party`)."""
         session = self.sessions.join(info, self.clock())
+        session.address = address
         if encodings is not None:
             session.encodings = encodings
         if session.encodings.weights == "f16":
@@ -312,9 +317,9 @@ class Coordinator:
         finishing = self.finishing_since is not None
         evaluation = self.schedule.current
         if (role in ("evaluate", "any") and evaluation is not None
-                and self.schedule.has_chunk_for(session.token)):
+                and self.schedule.has_chunk_for(session.token, _party(session))):
             self._admit_lease(session)
-            found = self.schedule.next_chunk(session.token)
+            found = self.schedule.next_chunk(session.token, _party(session))
             assert found is not None
             chunk = found[1]
             chunk_work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
@@ -756,8 +761,9 @@ class Coordinator:
     def _settle_evaluation(self, now: float) -> None:
         """Settle the chunks of the evaluation in progress that can be (quorum reached, or no
         other live session to ask, or waited long enough); count the outliers; complete it."""
-        settled: Settled = self.schedule.settle(now, lambda t: self.sessions.get(t) is not None,
-                                                len(self.sessions))
+        settled: Settled = self.schedule.settle(
+            now, lambda t: self.sessions.get(t) is not None, len(self.sessions),
+            lambda: ((s.token, _party(s)) for s in self.sessions))
         for token in settled.outliers:
             outlier = self.sessions.get(token)
             if outlier is not None:
@@ -1112,3 +1118,8 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task failed", exc_info=task.exception())
+
+
+def _party(session: Session) -> Party:
+    """Who is behind `session`, for the independence of evaluation replicas."""
+    return Party.of(session.address, session.volunteer_id)

@@ -19,11 +19,22 @@ the chunk to one more session, the majority wins and each replica outside it is 
 coordinator counts it as an invalid evaluation, ``evaluation_disagrees``). When fewer live sessions
 than the quorum can evaluate a chunk, it is accepted with the results it has after a bounded wait,
 *unvalidated*. An evaluation is validated when all its chunks are.
+
+Independence: the replicas of one chunk must come from different *parties* (`Party`), not just
+different sessions, or one person with two sessions could agree with themself on a lie. Two
+sessions are the same party when they share a client address group (the address admission sees,
+proxy-aware; an IPv6 address counts by its /64 network, which one subscriber usually holds whole)
+or a volunteer id. Loopback addresses are exempt from the address rule (every local worker of
+``wnn serve --local-workers`` and ``wnn compare`` connects from 127.0.0.1, and an address there
+says nothing about who is behind it); the volunteer-id rule still applies to them. A chunk is
+never handed to a session whose party already holds or evaluated it, so a chunk can only be
+validated by `quorum` distinct parties; short of them it waits and is accepted unvalidated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from webnn.server.errors import ProtocolError, bad_field
@@ -198,12 +209,54 @@ def results_agree(a: ChunkResult, b: ChunkResult) -> bool:
     return not (accuracy_off or loss_off or classes_off)
 
 
+def address_group(address: str | None) -> str | None:
+    """The group an address counts in for independence: the IPv4 address itself, an IPv6
+    address's /64 network (an IPv4-mapped IPv6 address as its IPv4 address); None for loopback
+    addresses (exempt) and for no or an unparsable address (a Unix socket, "unknown")."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(frozen=True)
+class Party:
+    """Who is behind a session as far as the server can tell: its address group
+    (`address_group`; None: exempt or unknown) and its volunteer id (None: none sent)."""
+
+    address: str | None = None
+    volunteer: str | None = None
+
+    @classmethod
+    def of(cls, address: str | None, volunteer: str | None) -> Party:
+        return cls(address_group(address), volunteer or None)
+
+    def shares(self, other: Party) -> bool:
+        """Whether two sessions are the same party: the same address group or volunteer id."""
+        return ((self.address is not None and self.address == other.address)
+                or (self.volunteer is not None and self.volunteer == other.volunteer))
+
+
+ANYONE = Party()
+"""A party sharing nothing with anyone (tests, trusted evaluators)."""
+
+
 @dataclass
 class Replica:
-    """One session's result for one chunk."""
+    """One session's result for one chunk, and its party."""
 
     session: str
     result: ChunkResult
+    party: Party = ANYONE
 
 
 @dataclass
@@ -215,14 +268,17 @@ class ChunkState:
     examples: int
     wanted: int
     replicas: list[Replica] = field(default_factory=list)
-    leased: set[str] = field(default_factory=set)
+    leased: dict[str, Party] = field(default_factory=dict)  # session -> its party
     since: float | None = None
     accepted: ChunkResult | None = None
     validated: bool = False
 
-    def had(self, session: str) -> bool:
-        """Whether `session` holds a lease on this chunk or returned a result for it."""
-        return session in self.leased or any(r.session == session for r in self.replicas)
+    def had(self, session: str, party: Party = ANYONE) -> bool:
+        """Whether `session`, or another session of its `party`, holds a lease on this chunk or
+        returned a result for it."""
+        return (session in self.leased or any(r.session == session for r in self.replicas)
+                or any(party.shares(other) for other in self.leased.values())
+                or any(party.shares(r.party) for r in self.replicas))
 
     def open_slots(self) -> int:
         return self.wanted - len(self.replicas) - len(self.leased)
@@ -305,12 +361,13 @@ class Evaluation:
             total = total + more
         return total
 
-    def chunk_for(self, session: str) -> int | None:
-        """The first unsettled chunk that wants another result and that `session` neither holds
-        nor evaluated (a chunk is never handed twice to one session)."""
+    def chunk_for(self, session: str, party: Party = ANYONE) -> int | None:
+        """The first unsettled chunk that wants another result and that neither `session` nor
+        another session of its `party` holds or evaluated (a chunk is never handed twice to one
+        session, nor to two sessions of one party)."""
         for index, chunk in enumerate(self.chunks):
             if (index not in self.results and chunk.open_slots() > 0
-                    and not chunk.had(session)):
+                    and not chunk.had(session, party)):
                 return index
         return None
 
@@ -320,7 +377,9 @@ class Evaluation:
         self.results[index] = result
 
     def settle(self, now: float, wait: float, live: Callable[[str], bool],
-               live_count: int) -> list[str]:
+               live_count: int,
+               candidates: Callable[[], Iterable[tuple[str, Party]]] | None = None
+               ) -> list[str]:
         """Settle every chunk that can be; answers the outliers' sessions.
 
         A chunk whose majority (the replica agreeing with the most others) has `quorum` members
@@ -328,9 +387,10 @@ class Evaluation:
         wanted result is in, one more is wanted, up to ``2 * quorum + 1`` results. A chunk with
         at least one result and no open lease is accepted unvalidated (the majority's result;
         nobody is counted as an outlier) when no live session could add a result (all of them
-        gave one) or `wait` seconds have passed since its first result (or since it last asked for
-        one more), or when it already holds
-        the most results it may get.
+        gave one, or, given `candidates` (the live sessions and their parties), none is of
+        another party than the chunk's replicas) or `wait` seconds have passed since its first
+        result (or since it last asked for one more), or when it already holds the most results
+        it may get.
         """
         outliers: list[str] = []
         cap = 2 * self.quorum + 1
@@ -351,12 +411,20 @@ class Evaluation:
                 chunk.since = now
             if chunk.leased:
                 continue
-            givers = sum(1 for r in chunk.replicas if live(r.session))
             since = now if chunk.since is None else chunk.since
-            if (live_count - givers <= 0 or now - since >= wait
-                    or len(chunk.replicas) >= cap):
+            if (not self._could_add(chunk, live, live_count, candidates)
+                    or now - since >= wait or len(chunk.replicas) >= cap):
                 self._accept(index, winner, False)
         return outliers
+
+
+    @staticmethod
+    def _could_add(chunk: ChunkState, live: Callable[[str], bool], live_count: int,
+                   candidates: Callable[[], Iterable[tuple[str, Party]]] | None) -> bool:
+        """Whether some live session may still add a result to `chunk` (stops at the first)."""
+        if candidates is None:
+            return live_count - sum(1 for r in chunk.replicas if live(r.session)) > 0
+        return any(not chunk.had(token, party) for token, party in candidates())
 
 
 class EvaluationSchedule:
@@ -405,27 +473,27 @@ class EvaluationSchedule:
                                   quorum=self.quorum)
         return self.current
 
-    def has_chunk_for(self, session: str) -> bool:
-        """Whether the evaluation in progress has a chunk `session` may take now."""
+    def has_chunk_for(self, session: str, party: Party = ANYONE) -> bool:
+        """Whether the evaluation in progress has a chunk `session` (of `party`) may take now."""
         evaluation = self.current
-        return evaluation is not None and evaluation.chunk_for(session) is not None
+        return evaluation is not None and evaluation.chunk_for(session, party) is not None
 
-    def next_chunk(self, session: str) -> tuple[Evaluation, int] | None:
+    def next_chunk(self, session: str, party: Party = ANYONE) -> tuple[Evaluation, int] | None:
         """The evaluation in progress and a chunk of it for `session` (now leased to it)."""
         evaluation = self.current
         if evaluation is None:
             return None
-        chunk = evaluation.chunk_for(session)
+        chunk = evaluation.chunk_for(session, party)
         if chunk is None:
             return None
-        evaluation.chunks[chunk].leased.add(session)
+        evaluation.chunks[chunk].leased[session] = party
         return evaluation, chunk
 
     def give_back(self, evaluation_id: int, chunk: int, session: str) -> None:
         """A chunk's lease ended unfinished: another session (or this one again) may take it."""
         evaluation = self.current
         if evaluation is not None and evaluation.id == evaluation_id:
-            evaluation.chunks[chunk].leased.discard(session)
+            evaluation.chunks[chunk].leased.pop(session, None)
 
     def record(self, evaluation_id: int, chunk: int, session: str, result: ChunkResult,
                now: float) -> bool:
@@ -435,19 +503,20 @@ class EvaluationSchedule:
         if evaluation is None or evaluation.id != evaluation_id or chunk in evaluation.results:
             return False
         state = evaluation.chunks[chunk]
-        state.leased.discard(session)
-        state.replicas.append(Replica(session, result))
+        party = state.leased.pop(session, ANYONE)
+        state.replicas.append(Replica(session, result, party))
         if state.since is None:
             state.since = now
         return True
 
-    def settle(self, now: float, live: Callable[[str], bool], live_count: int) -> Settled:
+    def settle(self, now: float, live: Callable[[str], bool], live_count: int,
+               candidates: Callable[[], Iterable[tuple[str, Party]]] | None = None) -> Settled:
         """Settle what can be settled (`Evaluation.settle`); the outliers and, when this
         completed the evaluation in progress, the evaluation."""
         evaluation = self.current
         if evaluation is None:
             return Settled()
-        outliers = evaluation.settle(now, self.quorum_wait, live, live_count)
+        outliers = evaluation.settle(now, self.quorum_wait, live, live_count, candidates)
         return Settled(outliers, evaluation if evaluation.complete else None)
 
     def finish(self, evaluation: Evaluation) -> None:

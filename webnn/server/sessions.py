@@ -42,6 +42,7 @@ class Session:
     encodings: Encodings = field(default_factory=Encodings)  # negotiated at join
     volunteer_id: str | None = None  # sent at join; keeps the volunteer's shard across sessions
     shard: int | None = None  # the partition shard it trains on (set at its first training task)
+    address: str | None = None  # the client address at join (admission's view, proxy-aware)
 
     def public(self, now: float) -> dict:
         """The dashboard's view of this client (no token)."""
