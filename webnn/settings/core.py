@@ -166,6 +166,7 @@ _EXPECTED = {
     "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
     "mapping_type": "a table", "list_type": "an array", "tuple_type": "an array",
     "set_type": "an array", "path_type": "a path (a string)", "none_required": "none",
+    "dataclass_type": "a table", "dataclass_exact_type": "a table",
 }
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
            "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
@@ -204,8 +205,10 @@ def _model_at(model: type[BaseModel] | None, loc: Sequence[Any]) -> type[BaseMod
     return _find_model(annotation)
 
 
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _find_model(annotation: Any) -> Any:
+    """The settings model (a pydantic model or dataclass) in `annotation`, if any."""
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel) or hasattr(
+            annotation, "__pydantic_fields__")):
         return annotation
     for arg in typing.get_args(annotation):
         found = _find_model(arg)
@@ -214,8 +217,10 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _fields_by_key(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    return {(f.alias or name): f for name, f in model.model_fields.items()}
+def _fields_by_key(model: Any) -> dict[str, FieldInfo]:
+    """``{key: field}`` of a pydantic model or dataclass."""
+    found: dict[str, FieldInfo] = getattr(model, "__pydantic_fields__", {})
+    return {(f.alias or name): f for name, f in found.items()}
 
 
 def problems_from(error: ValidationError, model: type[BaseModel] | None = None,
@@ -235,7 +240,7 @@ def problems_from(error: ValidationError, model: type[BaseModel] | None = None,
             for sub, message in ctx.get("problems", ()):
                 problems.append(Problem(sub, message).under(path))
             continue
-        if kind == "extra_forbidden":
+        if kind in ("extra_forbidden", "unexpected_keyword_argument"):
             parent = dotted(loc[:-1])
             names: Iterable[str] = ()
             if known is not None and parent in known:
@@ -260,7 +265,7 @@ def _message(kind: str, ctx: Mapping[str, Any], value: Any, item: Mapping[str, A
     if kind == "literal_error":
         choices = _choices(str(ctx.get("expected", "")))
         return f"expected one of {', '.join(choices)}, got {show(value)}"
-    if kind == "missing":
+    if kind in ("missing", "missing_argument", "missing_keyword_only_argument"):
         field = _field_at(model, loc)
         what = type_label(field.annotation) if field is not None else ""
         return f"missing (expected {what})" if what and what != "a value" else "missing"

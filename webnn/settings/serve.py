@@ -75,8 +75,7 @@ def _check_name(value: str | None) -> str | None:
 
 
 def _check_spec(value: Any) -> Any:
-    if isinstance(value, str | Path | dict) or (
-            hasattr(value, "compiled") and hasattr(value, "training")):
+    if not isinstance(value, bool | int | float | list | tuple) and value is not None:
         return value
     raise ValueError(f"expected a path, a table or a ModelSpec, got {show(value)}")
 
@@ -292,6 +291,11 @@ class ServeConfig(BaseModel):
                                   "every result)", ge=1)
     eval_quorum_wait: float = setting(30.0, "seconds a chunk short of its quorum waits before "
                                             "it is accepted unvalidated", gt=0)
+    eval_distinct_parties: bool = setting(
+        True, "evaluation replicas of one chunk must come from different client addresses "
+              "(loopback exempt) and volunteer ids; turn off when many honest volunteers share "
+              "one address (a school behind one NAT)",
+        cli={"flag": "--eval-distinct-parties/--eval-any-sessions"})
     body_timeout: float = setting(10.0, "seconds an update body may go without a byte before "
                                         "it is answered 408", gt=0)
     update_latency: float = setting(
