@@ -182,3 +182,17 @@ async def test_loopback_sessions_are_exempt(make_config, serve, http):
     assert await evaluate(second, TRUTH) is not None
     entry = await first_evaluation(first)
     assert entry["validated"] is True
+
+
+async def test_the_rule_can_be_turned_off_for_volunteers_behind_one_nat(make_config, serve,
+                                                                        http):
+    """`eval_distinct_parties = false` (``--eval-any-sessions``): a class behind one NAT shares
+    one address, and its sessions validate each other's chunks again."""
+    served = await serve(create_app(collusion_config(make_config,
+                                                     eval_distinct_parties=False)))
+    first, second = [await join_from(http, served.url, "203.0.113.7", name=n)
+                     for n in ("pupil-1", "pupil-2")]
+    assert await evaluate(first, TRUTH) is not None
+    assert await evaluate(second, TRUTH) is not None
+    entry = await first_evaluation(first)
+    assert entry["validated"] is True

@@ -59,6 +59,7 @@ from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.encodings import WRONG_ENCODING, EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
 from webnn.server.evaluation import (
+    ANYONE,
     Evaluation,
     EvaluationSchedule,
     Party,
@@ -317,9 +318,9 @@ class Coordinator:
         finishing = self.finishing_since is not None
         evaluation = self.schedule.current
         if (role in ("evaluate", "any") and evaluation is not None
-                and self.schedule.has_chunk_for(session.token, _party(session))):
+                and self.schedule.has_chunk_for(session.token, self._party(session))):
             self._admit_lease(session)
-            found = self.schedule.next_chunk(session.token, _party(session))
+            found = self.schedule.next_chunk(session.token, self._party(session))
             assert found is not None
             chunk = found[1]
             chunk_work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
@@ -758,12 +759,19 @@ class Coordinator:
         assert task.result is not None
         return task.result
 
+    def _party(self, session: Session) -> Party:
+        """Who is behind `session`, for the independence of evaluation replicas (everyone is
+        their own party with ``eval_distinct_parties`` off)."""
+        if not self.config.eval_distinct_parties:
+            return ANYONE
+        return Party.of(session.address, session.volunteer_id)
+
     def _settle_evaluation(self, now: float) -> None:
         """Settle the chunks of the evaluation in progress that can be (quorum reached, or no
         other live session to ask, or waited long enough); count the outliers; complete it."""
         settled: Settled = self.schedule.settle(
             now, lambda t: self.sessions.get(t) is not None, len(self.sessions),
-            lambda: ((s.token, _party(s)) for s in self.sessions))
+            lambda: ((s.token, self._party(s)) for s in self.sessions))
         for token in settled.outliers:
             outlier = self.sessions.get(token)
             if outlier is not None:
@@ -1118,8 +1126,3 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task failed", exc_info=task.exception())
-
-
-def _party(session: Session) -> Party:
-    """Who is behind `session`, for the independence of evaluation replicas."""
-    return Party.of(session.address, session.volunteer_id)
