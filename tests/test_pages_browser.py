@@ -179,7 +179,7 @@ def test_connection_loss_is_the_main_status_and_the_page_recovers(browser, proje
 
 
 def test_paused_then_ended_and_the_dashboard_after_the_end(browser, project_spec):
-    server = start_server("--strategy", "fedasync", "--max-merges", "20", spec=project_spec)
+    server = start_server("--strategy", "fedasync", "--max-merges", "40", spec=project_spec)
     page = browser.new_page(**PHONE)
     dashboard = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
@@ -218,7 +218,7 @@ def test_paused_then_ended_and_the_dashboard_after_the_end(browser, project_spec
         assert dashboard.locator("button[data-action=export]").is_enabled()
         # the end condition with its progress
         end = dashboard.locator("#end-conditions [data-end=maxMerges]").inner_text()
-        assert "max merges" in end and re.search(r"\d+ of 20", end), end
+        assert "max merges" in end and re.search(r"\d+ of 40", end), end
         # fedasync's a and b show their defaults, nothing reads null
         params = dashboard.locator("#strategy-params").inner_text()
         assert "null" not in params
