@@ -296,11 +296,6 @@ class ServeConfig(BaseModel):
               "(loopback exempt) and volunteer ids; turn off when many honest volunteers share "
               "one address (a school behind one NAT)",
         cli={"flag": "--eval-distinct-parties/--eval-any-sessions"})
-    eval_distinct_parties: bool = setting(
-        True, "evaluation replicas of one chunk must come from different client addresses "
-              "(loopback exempt) and volunteer ids; turn off when many honest volunteers share "
-              "one address (a school behind one NAT)",
-        cli={"flag": "--eval-distinct-parties/--eval-any-sessions"})
     body_timeout: float = setting(10.0, "seconds an update body may go without a byte before "
                                         "it is answered 408", gt=0)
     update_latency: float = setting(
