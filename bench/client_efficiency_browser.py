@@ -23,7 +23,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_e2e_support import DIGITS_SPEC, launch_chromium, start_server  # noqa: E402
+from support.e2e import DIGITS_SPEC, launch_chromium, start_server  # noqa: E402
 
 CORE = Path(__file__).resolve().parent / "client_efficiency_core.mjs"
 

@@ -90,3 +90,14 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def processes() -> Any:
+    """Collects the ``wnn serve`` processes a test starts and kills any it left running."""
+    import signal
+
+    started: list[Any] = []
+    yield started
+    for served in started:
+        served.stop(signal.SIGKILL)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from protocol_client import decode_frame as client_decode
+from support.protocol_client import decode_frame as client_decode
 
 from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import delta_norm

@@ -14,12 +14,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_cli_serve import (
+from support.serve_cli import (
     DIGITS_DATA,
     DIGITS_SPEC,
     ROOT,
     ServeProcess,
-    processes,  # noqa: F401 - the fixture
     start_serve,
     wait_for,
 )
@@ -56,7 +55,7 @@ def after_banner(lines: list[str]) -> list[str]:
 @pytest.mark.e2e
 @needs_worker
 def test_default_console_is_a_status_line_not_a_flood(
-    processes: list[ServeProcess]  # noqa: F811
+    processes: list[ServeProcess]
 ) -> None:
     served = start_serve(str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--local-workers", "1")
     processes.append(served)
@@ -91,7 +90,7 @@ def test_default_console_is_a_status_line_not_a_flood(
 @pytest.mark.e2e
 @needs_worker
 def test_verbose_adds_the_workers_per_task_lines(
-    processes: list[ServeProcess]  # noqa: F811
+    processes: list[ServeProcess]
 ) -> None:
     served = start_serve(str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--local-workers", "1",
                          "--verbose")
@@ -103,7 +102,7 @@ def test_verbose_adds_the_workers_per_task_lines(
 
 
 def test_admin_token_is_kept_in_the_state_dir_across_restarts(
-    tmp_path: Path, processes: list[ServeProcess]  # noqa: F811
+    tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
     state = tmp_path / "state"
     args = (str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--state-dir", str(state))

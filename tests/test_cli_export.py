@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_serve import (
+from support.serve_cli import (
     DIGITS_DATA,
     DIGITS_SPEC,
     ROOT,
     WNN,
     ServeProcess,
-    processes,  # noqa: F401 - the fixture
     start_serve,
     train,
 )
@@ -50,7 +49,7 @@ const tf = createRequire(path.join(clientDir, 'package.json'))('@tensorflow/tfjs
 
 @pytest.mark.e2e
 async def test_export_loads_in_tfjs_with_the_served_weights(
-    tmp_path: Path, processes: list[ServeProcess]  # noqa: F811
+    tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
     if shutil.which("node") is None or not (CLIENT_DIR / "node_modules").is_dir():
         pytest.skip("needs node and client_js/node_modules (npm ci)")

@@ -7,11 +7,10 @@ import signal
 from pathlib import Path
 
 import aiohttp
-from test_cli_serve import (
+from support.serve_cli import (
     DIGITS_DATA,
     DIGITS_SPEC,
     ServeProcess,
-    processes,  # noqa: F401 - the fixture
     start_serve,
     train,
 )
@@ -34,7 +33,7 @@ strategy = "fedasync"
 
 
 async def test_two_models_in_one_process(
-    tmp_path: Path, processes: list[ServeProcess]  # noqa: F811
+    tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
     config = tmp_path / "serve.toml"
     config.write_text(CONFIG.format(data=DIGITS_DATA, spec=DIGITS_SPEC))

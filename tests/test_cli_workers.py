@@ -12,13 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_cli_serve import (
+from support.serve_cli import (
     DIGITS_DATA,
     DIGITS_SPEC,
     ROOT,
     WNN,
     ServeProcess,
-    processes,  # noqa: F401 - the fixture
     start_serve,
     wait_for,
 )
@@ -36,7 +35,7 @@ def get_json(url: str) -> dict:
 @pytest.mark.e2e
 @pytest.mark.skipif(not WORKER.is_file(), reason="client_js/bin/wnn-worker.js does not exist yet")
 def test_one_local_worker_makes_merges_happen(
-    tmp_path: Path, processes: list[ServeProcess]  # noqa: F811
+    tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
     served = start_serve(str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--local-workers", "1",
                          "--state-dir", str(tmp_path / "state"))

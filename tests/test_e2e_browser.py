@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from test_e2e_support import (
+from support.e2e import (
     ARTIFACTS,
     CHROMIUM,
     launch_chromium,
@@ -47,7 +47,7 @@ def test_volunteer_page_trains_and_its_updates_are_merged(browser):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        page.goto(server.url)
+        page.goto(server.url + "?autostart=1")  # a lab run: no consent panel
         page.wait_for_function("() => globalThis.webnnPage && globalThis.webnnPage.backend",
                                timeout=120_000)
         backend = page.locator("#backend").inner_text()

@@ -4,7 +4,7 @@ worker killed and started again (a churn restart) keeps its shard."""
 from __future__ import annotations
 
 import pytest
-from test_e2e_support import client_by_name, start_server, start_worker, wait_until
+from support.e2e import client_by_name, start_server, start_worker, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

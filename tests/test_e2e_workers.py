@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_e2e_support import client_by_name, start_server, start_worker, wait_until
+from support.e2e import client_by_name, start_server, start_worker, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

@@ -10,7 +10,7 @@ from types import ModuleType
 import aiohttp
 import numpy as np
 from aiohttp import web
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embed.py"
 

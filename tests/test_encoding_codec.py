@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from protocol_client import encode_frame
+from support.protocol_client import encode_frame
 
 from webnn.server.encodings import (
     EncodedUpdate,

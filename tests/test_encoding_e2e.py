@@ -4,7 +4,7 @@ against a real `wnn serve` (digits_mlp, digits data): they train digits to >= 0.
 from __future__ import annotations
 
 import pytest
-from test_e2e_support import client_by_name, start_server, start_worker, wait_until
+from support.e2e import client_by_name, start_server, start_worker, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -42,7 +42,7 @@ def test_volunteer_page_sends_q8_deltas_and_receives_f16_weights():
     playwright_api = pytest.importorskip("playwright.sync_api")
     from pathlib import Path
 
-    from test_e2e_support import CHROMIUM, launch_chromium
+    from support.e2e import CHROMIUM, launch_chromium
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
@@ -53,7 +53,7 @@ def test_volunteer_page_sends_q8_deltas_and_receives_f16_weights():
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server.url + "?role=train")
+            page.goto(server.url + "?role=train&autostart=1")
             page.wait_for_function("() => globalThis.webnnPage?.stats?.updates >= 5",
                                    timeout=300_000)
             browser_clients = [c for c in server.get("api/v1/clients")["clients"]

@@ -10,7 +10,7 @@ import struct
 
 import numpy as np
 import pytest
-from protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
+from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 
 from webnn.server.app import create_app
 

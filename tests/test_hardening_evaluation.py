@@ -12,7 +12,7 @@ import asyncio
 import time
 
 import pytest
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.evaluation import ChunkResult, results_agree

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.keys import COORDINATOR

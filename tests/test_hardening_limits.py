@@ -11,7 +11,7 @@ import time
 import aiohttp
 import numpy as np
 from aiohttp import web
-from protocol_client import Answer, ProtocolClient, encode_frame
+from support.protocol_client import Answer, ProtocolClient, encode_frame
 
 from webnn.server.app import create_app
 from webnn.server.commands import SERVER_OPTIONS

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.merge.screening import DEFAULT_SCREENING
 from webnn.server.app import create_app

@@ -1,6 +1,6 @@
 """Hostile input, by family, against one real server on loopback (hypothesis, reproducible).
 
-Each example sends one request built to be invalid (see hostile_support) and checks the promises
+Each example sends one request built to be invalid (see support.hostile) and checks the promises
 of docs/security.md: no 5xx, every 4xx is protocol JSON, a refused update or evaluation is counted
 under its code in `status.rejected`, and a refused request changes nothing (version, steps,
 merges, history, weight bytes; weights stay finite).
@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hostile_support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.hostile import (
     JOIN_TOKEN,
     JSON_TYPE,
     Harness,
@@ -28,8 +30,6 @@ from hostile_support import (
     refusals,
     version_text,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 HOSTILE = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                    suppress_health_check=list(HealthCheck))
@@ -117,7 +117,7 @@ def test_random_paths_and_methods_answer_json_or_content(harness, target, data):
 @HOSTILE
 @given(text=version_text())
 def test_weights_versions_take_ascii_digits_only(harness, target, text):
-    from hostile_support import _quoted
+    from support.hostile import _quoted
 
     answer = harness.send(Request("GET", "api/v1/weights/" + _quoted(text),
                                   {"X-WebNN-Session": target.victim.token or ""}))

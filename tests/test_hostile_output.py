@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hostile_support import strict_loads
-from protocol_client import ProtocolClient
+from support.hostile import strict_loads
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.keys import COORDINATOR

@@ -5,8 +5,8 @@ length-bounded; the multi-model index page escapes what it shows."""
 from __future__ import annotations
 
 import pytest
-from hostile_support import REPO, strict_loads
-from protocol_client import ProtocolClient
+from support.hostile import REPO, strict_loads
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.multi import create_multi_app

@@ -9,7 +9,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from hostile_support import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.hostile import (
     Harness,
     Target,
     any_request_to,
@@ -18,8 +20,6 @@ from hostile_support import (
     describe,
     hostile_app,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 BATCH = 100
 BATCHES = 100  # 10,000 requests

@@ -28,7 +28,7 @@ os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # see webnn.keras_in
 pytest.importorskip("tensorflowjs", reason="needs the keras extra: pip install 'webnn[keras]'")
 keras = pytest.importorskip("keras")
 
-from processes import stop_process  # noqa: E402
+from support.processes import stop_process  # noqa: E402
 
 from webnn.keras_interop import (  # noqa: E402
     KerasInteropError,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 import pytest
-from protocol_client import FRAME_TYPE, ProtocolClient, decode_frame, encode_frame
+from support.protocol_client import FRAME_TYPE, ProtocolClient, decode_frame, encode_frame
 
 from webnn.server.app import create_app
 from webnn.server.keys import COORDINATOR

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
+from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 
 from webnn.merge.webnn_strategies import WebNNAverage
 from webnn.server.app import create_app

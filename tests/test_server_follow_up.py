@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from protocol_client import FRAME_TYPE, ProtocolClient, decode_frame, encode_frame
+from support.protocol_client import FRAME_TYPE, ProtocolClient, decode_frame, encode_frame
 
 from webnn.server.app import create_app
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.keys import EVENTS

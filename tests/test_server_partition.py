@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.data import load_data_module
 from webnn.data.base import shard_batch_indices

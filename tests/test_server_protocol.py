@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 

@@ -7,8 +7,8 @@ import struct
 
 import numpy as np
 import pytest
-from protocol_client import decode_frame as client_decode
-from protocol_client import encode_frame as client_encode
+from support.protocol_client import decode_frame as client_decode
+from support.protocol_client import encode_frame as client_encode
 
 from webnn.server.config import ConfigError, ServeConfig
 from webnn.server.evaluation import ChunkResult, Evaluation

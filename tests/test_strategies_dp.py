@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from strategy_helpers import checkpoint
+from support.strategies import checkpoint
 
 from webnn.merge import ModelState, ParamError, Update, create_strategy
 from webnn.merge.dp import (
@@ -120,7 +120,7 @@ def test_bad_parameters_are_refused() -> None:
 async def test_status_reports_the_privacy_spent(make_config, serve, http) -> None:
     """Served over HTTP, `dp` reports epsilon in status: 0 before its first noisy step, then the
     accountant's figure for one Gaussian mechanism of the configured multiplier."""
-    from protocol_client import ProtocolClient
+    from support.protocol_client import ProtocolClient
 
     from webnn.server.app import create_app
 

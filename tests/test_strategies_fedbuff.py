@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from strategy_helpers import checkpoint
+from support.strategies import checkpoint
 
 from webnn.merge import ModelState, StrategyError, StrategyState, Update, create_strategy
 from webnn.merge.fedbuff import FedBuff

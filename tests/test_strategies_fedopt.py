@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from strategy_helpers import checkpoint
+from support.strategies import checkpoint
 
 from webnn.merge import ModelState, ParamError, StrategyError, Update, create_strategy
 

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
-from strategy_helpers import checkpoint
+from support.strategies import checkpoint
 
 from webnn.merge import (
     ModelState,

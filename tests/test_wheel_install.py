@@ -19,8 +19,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from processes import stop_process
-from test_e2e_support import CHROMIUM, OutputPump, launch_chromium, wait_until
+from support.e2e import CHROMIUM, OutputPump, launch_chromium, wait_until
+from support.processes import stop_process
 
 from webnn import bundled
 from webnn.server.commands import plan_models, with_default_example
@@ -159,7 +159,7 @@ def test_installed_wheel_serves_the_example_to_node_and_chromium(venv: Path,
                 page = browser.new_page()
                 errors: list[str] = []
                 page.on("pageerror", lambda error: errors.append(str(error)))
-                page.goto(url + "?backend=wasm&name=wheel-page")
+                page.goto(url + "?backend=wasm&name=wheel-page&autostart=1")
                 page.wait_for_function(
                     "() => globalThis.webnnPage && globalThis.webnnPage.stats"
                     " && globalThis.webnnPage.stats.updates >= 1", timeout=180_000)

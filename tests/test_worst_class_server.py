@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient
 
 from webnn.server.app import create_app
 from webnn.server.evaluation import ChunkResult, ClassCounts, class_count, results_agree

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processes import stop_process
+from support.processes import stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WNN = ROOT / ".venv" / "bin" / "wnn"
 CLIENT_DIR = ROOT / "client_js"
 WORKER = CLIENT_DIR / "bin" / "wnn-worker.js"

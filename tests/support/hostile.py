@@ -24,10 +24,11 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 from hypothesis import strategies as st
-from protocol_client import FRAME_TYPE, ProtocolClient
 from yarl import URL
 
-REPO = Path(__file__).resolve().parent.parent
+from support.protocol_client import FRAME_TYPE, ProtocolClient
+
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "hostile-admin-token"
 JOIN_TOKEN = "hostile-join-token"
 JSON_TYPE = "application/json"
