@@ -59,6 +59,18 @@ def parse_think(text: str) -> tuple[float, float]:
     return pair
 
 
+def parse_step(text: str) -> tuple[float, int]:
+    """"T:N": T seconds into the window, N clients go on."""
+    at, _, keep = text.partition(":")
+    try:
+        step = (float(at), int(keep))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--step {text!r}: expected T:N") from None
+    if not (math.isfinite(step[0]) and step[0] > 0 and step[1] >= 0):
+        raise argparse.ArgumentTypeError(f"--step {text!r}: need T > 0 and N >= 0")
+    return step
+
+
 def cpu_list(text: str) -> tuple[int, ...] | None:
     try:
         return parse_cpus(text)
@@ -102,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--perturb", type=int, default=1024, help="floats of noise added per update")
     add("--eval-seconds", type=float, default=60.0,
         help="the spec's validation.everySeconds (0: only the initial evaluation)")
+    add("--step", type=parse_step, default=None, metavar="T:N",
+        help="a load step: T seconds into the measured window only the first N clients go on "
+             "(the report gives merges/s and 503s before and after, and when 503s stopped)")
     add("--seed", type=int, default=0)
     add("--commit", default=None,
         help="commit to record in the report [git rev-parse of this checkout]")
@@ -211,7 +226,8 @@ def run_generator(args: argparse.Namespace, base_url: str, params: int, processe
             measure_from=0.0, stop_at=0.0, think=args.think, follow_up=args.follow_up,
             role=args.role, timeout=args.timeout, perturb=args.perturb,
             seed=args.seed * 1000 + index, clients_per_address=args.clients_per_address,
-            cpus=args.load_cpus)
+            cpus=args.load_cpus, step_after=args.step[0] if args.step else None,
+            keep_clients=args.step[1] if args.step else 0)
         first += count
         child = context.Process(target=process_entry, args=(plan, results, ready, go, times),
                                 daemon=True)
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "strategy": args.strategy, "strategy_params": args.param, "screen": args.screen,
             "server_args": args.server_arg, "follow_up": args.follow_up, "role": args.role,
             "timeout_s": args.timeout, "clients_per_address": args.clients_per_address,
+            "step": ({"after_s": args.step[0], "clients": args.step[1]} if args.step
+                     else None),
             "server_cpus": list(args.server_cpus) if args.server_cpus else None,
             "load_cpus": list(load_cpus) if load_cpus else None,
             "server_command": shlex.join(server.command),

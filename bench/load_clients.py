@@ -73,6 +73,15 @@ class ProcessPlan:
     seed: int
     clients_per_address: int = 0
     cpus: tuple[int, ...] | None = None
+    step_after: float | None = None
+    keep_clients: int = 0
+
+    def stop_for(self, number: int) -> float:
+        """When client `number` stops: `stop_at`, or with a load step (``--step``) the clients
+        numbered `keep_clients` and above stop `step_after` seconds into the window."""
+        if self.step_after is None or number < self.keep_clients:
+            return self.stop_at
+        return min(self.stop_at, self.measure_from + self.step_after)
 
 
 @dataclass
@@ -257,6 +266,7 @@ class SimulatedClient:
         self.rng = rng
         self.token: str | None = None
         self.held: Held | None = None
+        self.stop_at = self.plan.stop_for(number)
 
     # --- one HTTP exchange -------------------------------------------------------------------
     async def exchange(self, kind: str, method: str, path: str, *, json_body: Any = None,
@@ -266,7 +276,7 @@ class SimulatedClient:
         Retry-After; a transport error or timeout is recorded and raises `Dropped`. Other statuses
         are returned for the caller to sort."""
         while True:
-            if time.time() >= self.plan.stop_at:
+            if time.time() >= self.stop_at:
                 raise Stop()
             sent = dict(headers or {})
             if self.token is not None:
@@ -305,7 +315,7 @@ class SimulatedClient:
 
     async def pause(self, seconds: float) -> None:
         """Sleep, but not past the stop time (then raise `Stop`)."""
-        left = self.plan.stop_at - time.time()
+        left = self.stop_at - time.time()
         if seconds >= left:
             await asyncio.sleep(max(0.0, left))
             raise Stop()
@@ -374,7 +384,7 @@ class SimulatedClient:
         seconds = self.rng.uniform(low, high) if high > 0 else 0.0
         if seconds:
             await self.pause(seconds)
-        elif time.time() >= self.plan.stop_at:
+        elif time.time() >= self.stop_at:
             raise Stop()
         return seconds
 
@@ -425,7 +435,7 @@ class SimulatedClient:
         await asyncio.sleep(max(0.0, plan.start + plan.ramp * self.rng.random() - time.time()))
         task: dict | None = None
         held: Held | None = None
-        while time.time() < plan.stop_at:
+        while time.time() < self.stop_at:
             try:
                 if self.token is None:
                     await self.join()

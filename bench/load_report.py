@@ -117,6 +117,39 @@ def merges_flatness(samples: list[Sample], t0: float, t1: float) -> dict[str, fl
     return {"first": first, "last": last, "span_s": span}
 
 
+def step_summary(samples: list[Sample], busy_per_s: list[int], start: float, t0: float,
+                 t1: float, step: dict) -> dict[str, Any]:
+    """Before and after a load step at ``t0 + step["after_s"]``: merges/s, 503s per second, RSS
+    and the capacity figures; `last_503_after_step_s`: seconds from the step to the end of the
+    last second with a 503 (0: none after it); `recovered_503_free_s`: the 503-free seconds
+    that follow, to the end of the window."""
+    at = t0 + step["after_s"]
+    before, _ = window_rate(samples, "merges", t0, at)
+    after, _ = window_rate(samples, "merges", at, t1)
+    first = int(t0 - start)
+    index = int(at - start)
+    last = int(t1 - start)
+    busy_before = busy_per_s[first:index]
+    busy_after = busy_per_s[index:last + 1]
+    late = [i for i, n in enumerate(busy_after) if n]
+    last_503 = (late[-1] + 1) if late else 0
+    rss_before = [s.rss_bytes for s in samples if t0 <= s.t <= at and s.rss_bytes is not None]
+    rss_after = [s.rss_bytes for s in samples if s.t >= t1 - 5 and s.rss_bytes is not None]
+    capacity = [s.capacity for s in samples if s.t >= t1 - 5 and s.capacity]
+    return {
+        "at_s": step["after_s"], "clients_after": step["clients"],
+        "merges_per_s_before": before, "merges_per_s_after": after,
+        "busy_503_per_s_before": (sum(busy_before) / len(busy_before) if busy_before
+                                  else None),
+        "busy_503_after": sum(busy_after),
+        "last_503_after_step_s": last_503,
+        "recovered_503_free_s": max(0, len(busy_after) - last_503),
+        "rss_max_before_mb": max(rss_before) / MB if rss_before else None,
+        "rss_last_5s_mb": float(np.mean(rss_after)) / MB if rss_after else None,
+        "capacity_last": capacity[-1] if capacity else None,
+    }
+
+
 def build_report(*, config: dict[str, Any], samples: list[Sample],
                  results: list[ProcessResult], start: float, t0: float, t1: float,
                  memcopy_bytes_per_s: float, final_status: dict | None) -> dict[str, Any]:
@@ -138,9 +171,12 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
     ingest = accepted_bytes / window if window > 0 else float("nan")
     errors = merged_counters(results, "errors")
     busy = merged_counters(results, "busy")
+    step = (step_summary(samples, summed_series(results, "busy"), start, t0, t1,
+                         config["step"]) if config.get("step") else None)
     return {
         **config,
         "window_s": window,
+        "step_result": step,
         "merges_per_s": merges_per_s,
         "merges_window_span_s": merge_span,
         "merges_per_s_first_last": merges_flatness(samples, t0, t1),
@@ -229,4 +265,20 @@ def format_report(report: dict[str, Any]) -> str:
     for kind, row in report["latency_s"].items():
         lines.append(f"{kind:<12}{row['count']:>9}{_fmt(row['p50'], 1e3):>10}"
                      f"{_fmt(row['p99'], 1e3):>10}{_fmt(row['max'], 1e3):>10}")
+    step = report.get("step_result")
+    if step:
+        capacity = step["capacity_last"] or {}
+        lines += [
+            "",
+            f"load step at {step['at_s']:g} s to {step['clients_after']} clients: merges/s "
+            f"{_fmt(step['merges_per_s_before'], digits=4)} -> "
+            f"{_fmt(step['merges_per_s_after'], digits=4)}; 503/s "
+            f"{_fmt(step['busy_503_per_s_before'])} before, {step['busy_503_after']} after, the "
+            f"last {step['last_503_after_step_s']} s after the step, then "
+            f"{step['recovered_503_free_s']} s without",
+            f"after the step      RSS {_fmt(step['rss_max_before_mb'], digits=4)} MB max before, "
+            f"{_fmt(step['rss_last_5s_mb'], digits=4)} MB in the last 5 s; bodies in flight "
+            f"{capacity.get('bodyBytes', '-')} bytes, merge queue "
+            f"{capacity.get('mergeQueue', '-')}",
+        ]
     return "\n".join(lines)

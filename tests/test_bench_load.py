@@ -86,3 +86,24 @@ def test_cpu_lists_parse_like_taskset() -> None:
         parse_cpus("x")
     with pytest.raises(ValueError, match="bad range"):
         parse_cpus("3-1")
+
+
+@pytest.mark.slow
+def test_load_step_reports_before_and_after(tmp_path: Path) -> None:
+    report = run_bench(tmp_path, "--step", "1.5:1")
+    assert report["step"] == {"after_s": 1.5, "clients": 1}
+    step = report["step_result"]
+    assert step["merges_per_s_before"] > 0 and step["merges_per_s_after"] >= 0
+    assert step["last_503_after_step_s"] + step["recovered_503_free_s"] >= 1
+    assert step["rss_last_5s_mb"] > 0
+    assert step["capacity_last"]["bodyBytes"] >= 0
+    assert report["errors_total"] == 0, report["errors"]
+
+
+def test_load_step_is_parsed_as_seconds_and_clients() -> None:
+    from load import parse_step
+
+    assert parse_step("30:100") == (30.0, 100)
+    for bad in ("30", "x:1", "0:5", "5:-1"):
+        with pytest.raises(Exception, match="--step"):
+            parse_step(bad)

@@ -174,18 +174,26 @@ class _ClosingResponse(web.Response):
 async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit: int,
                      timeout: float = 10.0) -> int:
     """Copy the body's chunks into `buffer` as they arrive; returns the byte count. `BodyTimeout`
-    when no byte arrives for `timeout` seconds (the deadline moves with every chunk)."""
+    when no byte arrives for `timeout` seconds (the deadline moves with every chunk).
+
+    `readchunk` hands over aiohttp's received chunks one by one without joining them (an empty
+    chunk with ``end_of_http_chunk`` marks a chunked-encoding boundary, not the end: the end is
+    an empty chunk at EOF)."""
     view = memoryview(buffer)  # type: ignore[arg-type]  # numpy buffer
     length = 0
     content = request.content
     while True:
         try:
             async with asyncio.timeout(timeout):
-                chunk = await content.readany()
+                # one buffered chunk at a time, as aiohttp received it: `readany` would join
+                # whatever is buffered into a new bytes object first (one more copy)
+                chunk, _ = await content.readchunk()
         except TimeoutError:
             raise BodyTimeout(timeout, length) from None
         if not chunk:
-            return length
+            if content.at_eof():
+                return length
+            continue
         end = length + len(chunk)
         if end > room:
             raise ProtocolError(413, "too_large",
