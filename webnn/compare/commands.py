@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,24 @@ async def _run_until_signal(work: Coroutine[Any, Any, T]) -> T:
             loop.remove_signal_handler(sig)
 
 
+def select_seeds(seeds: tuple[int, ...], chosen: str) -> tuple[int, ...]:
+    """The seeds named in `chosen` (``"2,4"``), in the config's order; each must be one of
+    `seeds` (raises `click.BadParameter` naming the one that is not)."""
+    picked: set[int] = set()
+    for part in chosen.split(","):
+        try:
+            seed = int(part.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected integers separated by commas, got {part!r}",
+                                     param_hint="--seeds") from None
+        if seed not in seeds:
+            raise click.BadParameter(
+                f"seed {seed} is not in the config's seeds ({', '.join(map(str, seeds))})",
+                param_hint="--seeds")
+        picked.add(seed)
+    return tuple(s for s in seeds if s in picked)
+
+
 def _print_report(out_dir: Path) -> None:
     try:
         report = render_report(out_dir)
@@ -66,8 +85,12 @@ def _print_report(out_dir: Path) -> None:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Re-render summary, plots and HTML of a finished results directory.")
 @click.option("--check", is_flag=True, help="Only validate the config (and load spec and data).")
+@click.option("--seeds", "only_seeds", metavar="S[,S...]",
+              help="Run only these of the config's seeds (to spread one comparison over several "
+                   "processes or machines: put their runs/ files in one directory and render it "
+                   "with --report).")
 def compare(config: Path | None, out_dir: Path | None, report_dir: Path | None,
-            check: bool) -> None:
+            check: bool, only_seeds: str | None) -> None:
     """Compare merge strategies as a TOML CONFIG describes (see experiments/).
 
     Every strategy runs once per seed against a fresh server with the same clients; results go to
@@ -86,6 +109,8 @@ def compare(config: Path | None, out_dir: Path | None, report_dir: Path | None,
 
     try:
         parsed = load_config(config)
+        if only_seeds is not None:
+            parsed = replace(parsed, seeds=select_seeds(parsed.seeds, only_seeds))
         prepared = prepare(parsed)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

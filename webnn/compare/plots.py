@@ -76,7 +76,7 @@ def accuracy_figure(runs: Sequence[Run], x: str, order: Sequence[str] = (),
         drawn += 1
     if target is not None:
         ax.axhline(target, color="0.4", linestyle="--", linewidth=1, label=f"target {target:g}")
-    ax.set_xlabel("seconds since the run started" if x == "time" else "merges (model versions)")
+    ax.set_xlabel("seconds since the run started" if x == "time" else "merges (updates merged)")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)

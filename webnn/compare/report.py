@@ -14,7 +14,14 @@ from pathlib import Path
 from webnn.compare.html_report import render_html
 from webnn.compare.plots import write_plots
 from webnn.compare.results import read_config_json, read_provenance, read_runs, write_text
-from webnn.compare.summary import StrategySummary, format_table, summarize, to_json, to_markdown
+from webnn.compare.summary import (
+    StrategySummary,
+    format_table,
+    summarize,
+    to_json,
+    to_markdown,
+    validation_size,
+)
 from webnn.compare.sweep import speedup_figure, sweep_rows
 from webnn.compare.sweep import to_markdown as sweep_markdown
 
@@ -39,9 +46,10 @@ def render_report(out_dir: str | Path) -> Report:
     target = config.get("target_accuracy")
     title = config.get("name") or out_dir.name
     summaries = summarize(runs, target, order)
+    validation = validation_size(runs)
     files = [out_dir / "summary.md", out_dir / "summary.json"]
-    markdown = to_markdown(summaries, f"Comparison: {title}", provenance)
-    table = format_table(summaries)
+    markdown = to_markdown(summaries, f"Comparison: {title}", provenance, validation)
+    table = format_table(summaries, validation)
     images = write_plots(out_dir, runs, order, target, title)
     if sweep and target is not None:
         rows = sweep_rows(runs, target, [s["label"] for s in config.get("strategies", [])])
@@ -53,7 +61,7 @@ def render_report(out_dir: str | Path) -> Report:
             images[name] = speedup_figure(rows, fmt, title)
             (out_dir / name).write_bytes(images[name])
     write_text(files[0], markdown)
-    write_text(files[1], to_json(summaries, provenance))
+    write_text(files[1], to_json(summaries, provenance, validation))
     files += [out_dir / name for name in images]
     html_path = out_dir / "report.html"
     pngs = {name: data for name, data in images.items() if name.endswith(".png")}

@@ -18,7 +18,10 @@ For each strategy label, over its runs that finished with at least one validatio
   accuracy of that evaluation); mean and sample standard deviation over the runs that have it
   (NaN when none has: the clients sent no per-class counts);
 - against the reference strategy (the first in the config): paired differences by seed of final
-  accuracy, AUC and final worst-class accuracy, each with its bootstrap interval.
+  accuracy, AUC and final worst-class accuracy, each with its bootstrap interval;
+- the validation size n (examples in the runs' last evaluation) and what it resolves: the
+  binomial standard error ``sqrt(p (1 - p) / n)`` of one accuracy figure at p = the mean final
+  accuracy over all finished runs.
 """
 
 from __future__ import annotations
@@ -73,6 +76,43 @@ class StrategySummary:
     worst_class_std: float = math.nan  # its sample standard deviation (0 for one run)
     worst_class_runs: int = 0  # runs whose last evaluation had per-class figures
     worst_class_diff: Interval | None = None
+
+
+@dataclass(frozen=True)
+class ValidationSize:
+    """The examples one validation covered and the standard error of one accuracy figure at
+    `accuracy`: ``sqrt(p (1 - p) / n)`` (binomial; the validation set is a sample too)."""
+
+    examples: int
+    accuracy: float
+
+    @property
+    def standard_error(self) -> float:
+        p = min(max(self.accuracy, 0.0), 1.0)
+        return math.sqrt(p * (1.0 - p) / self.examples)
+
+    def note(self) -> str:
+        return (f"Validation: {self.examples} examples per evaluation; standard error of one "
+                f"accuracy figure at {self.accuracy:.3f}: {self.standard_error:.3f} (a larger "
+                "split: data_options.validation_fraction).")
+
+
+def validation_size(runs: Sequence[Run]) -> ValidationSize | None:
+    """`ValidationSize` from the finished runs' final status (``lastEvaluation.examples``, the
+    most common value), at their mean final accuracy; None when no run reports it."""
+    counts: dict[int, int] = {}
+    finals = []
+    for run in runs:
+        if run.record.status != "ok" or not run.rows:
+            continue
+        finals.append(run.rows[-1].val_accuracy)
+        examples = (run.record.final_status.get("lastEvaluation") or {}).get("examples")
+        if isinstance(examples, int) and not isinstance(examples, bool) and examples > 0:
+            counts[examples] = counts.get(examples, 0) + 1
+    accuracy = _mean(finals)
+    if not counts or math.isnan(accuracy):
+        return None
+    return ValidationSize(max(counts, key=lambda n: (counts[n], n)), accuracy)
 
 
 def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None:
@@ -284,12 +324,15 @@ def _plain(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def format_table(summaries: Sequence[StrategySummary]) -> str:
+def format_table(summaries: Sequence[StrategySummary],
+                 validation: ValidationSize | None = None) -> str:
     """Plain-text tables for the terminal: the summary, then the paired differences."""
     lines = _plain(*table_rows(summaries))
     header, rows = difference_rows(summaries)
     if rows:
         lines += ["", *_plain(header, rows), DIFFERENCE_NOTE]
+    if validation is not None:
+        lines.append(validation.note())
     return "\n".join(lines)
 
 
@@ -299,18 +342,21 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def to_markdown(summaries: Sequence[StrategySummary], title: str = "",
-                provenance: dict | None = None) -> str:
+                provenance: dict | None = None, validation: ValidationSize | None = None) -> str:
     lines = [f"# {title}", ""] if title else []
     lines += _markdown(*table_rows(summaries))
     header, rows = difference_rows(summaries)
     if rows:
         lines += ["", *_markdown(header, rows), "", DIFFERENCE_NOTE]
+    if validation is not None:
+        lines += ["", validation.note()]
     if provenance:
         lines += ["", "Provenance: " + ", ".join(f"{k} {v}" for k, v in provenance.items())]
     return "\n".join(lines) + "\n"
 
 
-def to_json(summaries: Sequence[StrategySummary], provenance: dict | None = None) -> str:
+def to_json(summaries: Sequence[StrategySummary], provenance: dict | None = None,
+            validation: ValidationSize | None = None) -> str:
     """JSON with NaN written as null."""
     def clean(value: object) -> object:
         if isinstance(value, float) and math.isnan(value):
@@ -321,6 +367,10 @@ def to_json(summaries: Sequence[StrategySummary], provenance: dict | None = None
             return [clean(v) for v in value]
         return value
     payload: dict[str, object] = {"strategies": [clean(asdict(s)) for s in summaries]}
+    if validation is not None:
+        payload["validation"] = {"examples": validation.examples,
+                                 "accuracy": validation.accuracy,
+                                 "standardError": validation.standard_error}
     if provenance:
         payload["provenance"] = provenance
     return json.dumps(payload, indent=2, allow_nan=False) + "\n"
