@@ -59,6 +59,7 @@ def test_validation_line_gives_n_and_the_standard_error(tmp_path: Path) -> None:
     assert "Validation: 719 examples per evaluation; standard error of one accuracy figure at " \
            "0.700: 0.017" in report.table
     assert "Validation: 719 examples" in (out / "summary.md").read_text()
+    assert "Validation: 719 examples" in (out / "report.html").read_text()
     saved = json.loads((out / "summary.json").read_text())["validation"]
     assert saved["examples"] == 719 and saved["standardError"] == pytest.approx(0.01709, abs=1e-5)
 

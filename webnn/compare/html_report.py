@@ -10,7 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webnn.compare.results import Run
-from webnn.compare.summary import DIFFERENCE_NOTE, StrategySummary, difference_rows, table_rows
+from webnn.compare.summary import (
+    DIFFERENCE_NOTE,
+    StrategySummary,
+    ValidationSize,
+    difference_rows,
+    table_rows,
+)
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;padding:0 1rem;color:#222}
@@ -39,7 +45,8 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[StrategySummary],
                 runs: Sequence[Run], images: Mapping[str, bytes],
-                provenance: Mapping[str, Any] | None = None) -> str:
+                provenance: Mapping[str, Any] | None = None,
+                validation: ValidationSize | None = None) -> str:
     """The report page as one string."""
     header, rows = table_rows(summaries)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -52,6 +59,8 @@ def render_html(title: str, config: Mapping[str, Any], summaries: Sequence[Strat
     if diff_rows:
         parts.append("<h2>Paired differences</h2>" + _table(diff_header, diff_rows)
                      + f"<p>{html.escape(DIFFERENCE_NOTE)}</p>")
+    if validation is not None:
+        parts.append(f"<p>{html.escape(validation.note())}</p>")
     for name, data in images.items():
         encoded = base64.b64encode(data).decode("ascii")
         parts.append(f"<h2>{html.escape(name.removesuffix('.png').replace('_', ' '))}</h2>"

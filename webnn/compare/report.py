@@ -66,6 +66,6 @@ def render_report(out_dir: str | Path) -> Report:
     html_path = out_dir / "report.html"
     pngs = {name: data for name, data in images.items() if name.endswith(".png")}
     write_text(html_path, render_html(f"Comparison: {title}", config, summaries, runs, pngs,
-                                      provenance))
+                                      provenance, validation))
     files.append(html_path)
     return Report(summaries, table, files)
