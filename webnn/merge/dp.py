@@ -29,6 +29,13 @@ server does not sample them. The protected unit is one update: a volunteer who c
 updates over a run is covered by group privacy, at roughly u times the epsilon. Noise is drawn
 from OS entropy unless ``noise_seed`` is set (for experiments only: seeded noise protects
 nothing).
+
+Restarts never replay noise. With a seed, the generator's state is checkpointed (meta ``rng``,
+numpy's PCG64 state) and a resumed run continues the same stream; a checkpoint from before the
+state was kept continues with the seed's stream for the next flush (``SeedSequence(seed,
+spawn_key=(flushes,))``), independent of the noise already drawn. With OS entropy nothing is
+written: a resumed run draws fresh entropy, so its noise is independent of everything before and
+no checkpoint lets its reader predict the noise to come.
 """
 
 from __future__ import annotations
@@ -205,11 +212,36 @@ class DifferentialPrivacy(Strategy):
 
     def state(self) -> StrategyState:
         """``arrays["delta_sum"]`` (a copy, only while buffering); meta count, unclipped,
-        max_steps, flushes, clip."""
+        max_steps, flushes, clip and, with a `noise_seed`, rng (the generator's state)."""
         arrays = {"delta_sum": self._sum.copy()} if self.count and self._sum is not None else {}
-        return StrategyState(arrays, {"count": self.count, "unclipped": self.unclipped,
-                                      "max_steps": self.max_steps, "flushes": self.flushes,
-                                      "clip": self.clip})
+        meta: dict[str, Any] = {"count": self.count, "unclipped": self.unclipped,
+                                "max_steps": self.max_steps, "flushes": self.flushes,
+                                "clip": self.clip}
+        if self.noise_seed is not None:
+            meta["rng"] = self.rng.bit_generator.state
+        return StrategyState(arrays, meta)
+
+    def _resumed_rng(self, saved: Any, flushes: int) -> np.random.Generator:
+        """The noise stream to resume with (see the module docstring): the saved PCG64 state
+        with a seed, the seed's stream for flush `flushes` when none was saved, fresh OS entropy
+        without a seed (a saved state is then ignored)."""
+        if self.noise_seed is None:
+            return np.random.default_rng()
+        if saved is None:
+            return np.random.default_rng(
+                np.random.SeedSequence(self.noise_seed, spawn_key=(flushes,)))
+        if not (isinstance(saved, dict) and saved.get("bit_generator") == "PCG64"
+                and isinstance(saved.get("state"), dict)
+                and all(isinstance(saved["state"].get(k), int) and not
+                        isinstance(saved["state"].get(k), bool) for k in ("state", "inc"))):
+            raise StrategyError(f"dp state: meta.rng must be numpy's PCG64 state, got "
+                                f"{str(saved)[:80]!r}")
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = saved
+        except (TypeError, ValueError, KeyError) as error:
+            raise StrategyError(f"dp state: meta.rng is not a PCG64 state: {error}") from None
+        return rng
 
     def load_state(self, state: StrategyState) -> None:
         meta = state.meta
@@ -228,6 +260,7 @@ class DifferentialPrivacy(Strategy):
         delta_sum = state.arrays.get("delta_sum")
         if meta.get("count", 0) and delta_sum is None:
             raise StrategyError("dp state: meta.count is not 0 but arrays.delta_sum is missing")
+        rng = self._resumed_rng(meta.get("rng"), meta.get("flushes", 0))
         if delta_sum is not None:
             if (not isinstance(delta_sum, np.ndarray) or delta_sum.dtype != np.float32
                     or delta_sum.ndim != 1):
@@ -238,3 +271,4 @@ class DifferentialPrivacy(Strategy):
         self.count, self.unclipped = meta.get("count", 0), meta.get("unclipped", 0)
         self.max_steps, self.flushes = meta.get("max_steps", 0), meta.get("flushes", 0)
         self.clip = float(clip)
+        self.rng = rng

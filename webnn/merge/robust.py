@@ -25,8 +25,12 @@ After K deltas the model moves by ``x <- x + server_lr * agg(d_1..d_K)`` with ag
                 ``K > 2f + 2``;
 - multi_krum:   the mean of the ``m`` deltas of least Krum score (same paper; m defaults to
                 ``K - f``).
-With fewer rows than ``f + 3`` (Krum needs one neighbour) f is lowered to ``K - 3`` for that
-buffer, and a warning says so.
+Krum and multi-Krum never aggregate fewer than ``2f + 3`` rows (their guarantee needs
+``K > 2f + 2``): ``k < 2f + 3`` is refused as a parameter error, and with ``per_client`` a buffer
+flushes only once it holds rows from ``max(min(min_clients, k), 2f + 3)`` distinct clients (until
+then the model waits and a warning says why). Falling back to fewer rows (a lower f, or a plain
+mean below 3 rows) would hand the aggregate to two colluding clients whose deltas sit close
+together.
 
 With ``per_client`` (the default) each client counts once per buffer: its deltas in one buffer
 are kept as their running mean in one row, agg runs over the distinct clients' rows, and the
@@ -154,17 +158,22 @@ def mean(stack: np.ndarray, out: np.ndarray) -> None:
     out *= np.float32(1.0 / stack.shape[0])
 
 
+def krum_rows(f: int) -> int:
+    """The fewest rows Krum and multi-Krum aggregate with `f` hostile rows assumed:
+    ``2f + 3`` (Blanchard et al.'s guarantee needs ``K > 2f + 2``)."""
+    return 2 * f + 3
+
+
 def aggregate(aggregator: str, stack: np.ndarray, out: np.ndarray, trim: float = 0.1,
               f: int = 1, m: int | None = None) -> None:
     """Apply the named aggregator over axis 0 of `stack` into `out` (`stack` may be reordered).
-    Krum's `f` is lowered to ``K - 3`` when K is too small for it; multi_krum's `m` defaults to
-    ``K - f``."""
+    Krum and multi-Krum need ``K >= krum_rows(f)`` rows (ValueError otherwise: nothing falls back
+    to a weaker rule); multi_krum's `m` defaults to ``K - f``."""
     if aggregator in ("krum", "multi_krum"):
         k = stack.shape[0]
-        if k < 3:
-            mean(stack, out)  # no neighbour to compare with: nothing to vote out
-            return
-        f = min(f, k - 3)
+        if k < krum_rows(f):
+            raise ValueError(f"{aggregator} with f={f} needs at least 2f + 3 = {krum_rows(f)} "
+                             f"rows, got {k}")
         multi_krum(stack, f, 1 if aggregator == "krum" else min(m or k - f, k), out)
     elif aggregator == "median":
         coordinate_median(stack, out)
@@ -190,8 +199,8 @@ class Robust(Strategy):
         Param("k", int, 10, "deltas buffered before the model moves", minimum=1),
         Param("trim", float, 0.1, "trimmed_mean: fraction dropped at each end, floor(trim*K) "
               "values, at least one when trim > 0 and K >= 3", minimum=0, maximum=0.49),
-        Param("f", int, 1, "krum/multi_krum: hostile clients assumed per buffer (guarantee "
-              "needs k > 2f + 2)", minimum=0),
+        Param("f", int, 1, "krum/multi_krum: hostile clients assumed per buffer (needs "
+              "k >= 2f + 3; per_client buffers wait for 2f + 3 distinct clients)", minimum=0),
         Param("m", int, None, "multi_krum: deltas averaged (default k - f)", minimum=1),
         Param("clip", str, None, "norm clipping of each delta: none, fixed (clip_norm) or "
               "adaptive (clip_factor * clip_quantile of recent norms)", choices=CLIP_MODES),
@@ -254,6 +263,10 @@ class Robust(Strategy):
                       f"clip_window ({self.clip_window}) can hold")
         if self.server_lr <= 0:
             raise bad("server_lr", f"server_lr must be > 0, got {self.server_lr}")
+        if self.aggregator in ("krum", "multi_krum") and self.k < krum_rows(self.f):
+            raise bad("k", f"{self.aggregator} with f={self.f} needs k >= 2f + 3 = "
+                      f"{krum_rows(self.f)} (its guarantee needs more than 2f + 2 deltas), "
+                      f"got k={self.k}")
         if self.m is not None and (self.aggregator != "multi_krum" or self.m > self.k):
             raise bad("m", f"m is the number of deltas multi_krum averages: needs "
                       f"aggregator=multi_krum and m <= k ({self.k}), got m={self.m} with "
@@ -291,13 +304,13 @@ class Robust(Strategy):
         if not self._ready():
             if self.count == self.k:  # once per buffer: say why the model does not move
                 log.warning("robust: %d deltas buffered from %d client(s); waiting for %d "
-                            "distinct clients (min_clients) before the model moves", self.count,
-                            len(self._clients), min(self.min_clients, self.k))
+                            "distinct clients (%s) before the model moves", self.count,
+                            len(self._clients), self.rows_needed(),
+                            "2f + 3 for krum" if self.rows_needed() > min(self.min_clients,
+                                                                          self.k)
+                            else "min_clients")
             return False
         rows = len(self._clients)
-        if self.aggregator in ("krum", "multi_krum") and rows < self.f + 3:
-            log.warning("robust %s: %d rows are too few for f=%d; using f=%d for this buffer",
-                        self.aggregator, rows, self.f, max(rows - 3, 0))
         aggregate(self.aggregator, self._buffer[:rows], delta, self.trim, self.f, self.m)
         delta *= np.float32(self.server_lr)
         model.weights += delta
@@ -322,11 +335,19 @@ class Robust(Strategy):
         self._clients.append(client)
         self._counts.append(1)
 
+    def rows_needed(self) -> int:
+        """Distinct clients a buffer needs before it flushes (per_client): ``min(min_clients,
+        k)``, and for krum/multi_krum at least ``2f + 3`` (at most k: checked at start)."""
+        needed = min(self.min_clients, self.k)
+        if self.aggregator in ("krum", "multi_krum"):
+            needed = max(needed, krum_rows(self.f))
+        return needed
+
     def _ready(self) -> bool:
         if not self.per_client:
             return self.count >= self.k
         # rows never outnumber deltas and a k-th row always flushes, so k rows suffice
-        return self.count >= self.k and len(self._clients) >= min(self.min_clients, self.k)
+        return self.count >= self.k and len(self._clients) >= self.rows_needed()
 
     def _clip(self, delta: np.ndarray) -> None:
         if self.clip is None:
