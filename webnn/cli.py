@@ -9,6 +9,7 @@ from webnn.compare.commands import compare
 from webnn.interop_commands import import_keras_command
 from webnn.merge.commands import strategies
 from webnn.server.commands import export, serve
+from webnn.settings.commands import settings_command
 from webnn.spec.commands import validate
 
 
@@ -18,5 +19,6 @@ def main() -> None:
     """Train neural networks across volunteers' web browsers with asynchronous weight merging."""
 
 
-for command in (serve, validate, strategies, export, compare, import_keras_command):
+for command in (serve, validate, strategies, export, compare, import_keras_command,
+                settings_command):
     main.add_command(command)

@@ -291,7 +291,7 @@ class CompareFile(BaseModel):
     sweep: Sweep | None = setting(None, "run once per client count (a table)")
     partition: Partition = setting(None, "training data per client (serve's partition table; "
                                          "shards default to the number of clients)",
-                                   default_text="iid")
+                                   default_text="iid", type_text="kind name or table")
 
 
 @dataclass(frozen=True, config=TABLE_CONFIG)

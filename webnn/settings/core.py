@@ -37,7 +37,7 @@ def setting(default: Any = PydanticUndefined, description: str = "", *,
             factory: Any = None, scope: Scope = "model", toml: bool = True,
             key: str | None = None, cli: dict[str, Any] | bool = True,
             default_text: str | None = None, path: str | None = None,
-            **constraints: Any) -> Any:
+            type_text: str | None = None, **constraints: Any) -> Any:
     """A settings field: ``lease_seconds: float = setting(60.0, "seconds ...", gt=0)``.
 
     `scope`: ``process`` (one value per ``wnn serve`` process, top level of a TOML file) or
@@ -46,7 +46,8 @@ def setting(default: Any = PydanticUndefined, description: str = "", *,
     True for a flag generated from the type, or a dict of overrides (``flag``, ``metavar``,
     ``multiple``, ``parse``: ``pairs``/``bytes``, ``envvar``, ``secondary`` for a boolean's
     ``--no`` flag, ``dir``: a directory path). `default_text`: the default as the docs show it
-    when it is computed (a generated token, the bundled client). `path`: ``path`` (resolved
+    when it is computed (a generated token, the bundled client); `type_text`: the type as the docs
+    show it when the annotation says too little (``Any``). `path`: ``path`` (resolved
     against a TOML file's folder) or ``data`` (resolved when it names a ``.py`` file).
     Constraints (``gt``, ``ge``, ``le``, ``lt``, ``min_length``) go to pydantic."""
     extra: dict[str, Any] = {"scope": scope, "toml": toml, "cli": cli}
@@ -56,6 +57,8 @@ def setting(default: Any = PydanticUndefined, description: str = "", *,
         extra["default_text"] = default_text
     if path is not None:
         extra["path_kind"] = path
+    if type_text is not None:
+        extra["type_text"] = type_text
     if factory is not None:
         return Field(default_factory=factory, description=description, json_schema_extra=extra,
                      **constraints)
@@ -121,7 +124,7 @@ def number(value: Any) -> str:
 
 
 def type_label(annotation: Any) -> str:
-    """A type as the docs and messages name it: ``an integer``, ``a number or none``, ``one of
+    """A type as the docs and messages name it: ``an integer``, ``a number (optional)``, ``one of
     q8, f16``, ``an array of strings``."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -130,7 +133,7 @@ def type_label(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         labels = [type_label(a) for a in args if a is not type(None)]
         text = " or ".join(dict.fromkeys(labels))
-        return text + " or none" if type(None) in args else text
+        return text + " (optional)" if type(None) in args else text
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin in (list, tuple, Sequence):
@@ -138,7 +141,8 @@ def type_label(annotation: Any) -> str:
         return "an array" + (f" of {_plural(type_label(inner[0]))}" if inner else "")
     if origin in (dict, Mapping):
         return "a table"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and (issubclass(annotation, BaseModel)
+                                         or hasattr(annotation, "__pydantic_fields__")):
         return "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     if annotation in names:

@@ -225,15 +225,16 @@ class ServeConfig(BaseModel):
         None, "model name: its URL /models/<name>/ and state subdirectory when several are "
               "served", cli=False, default_text="the spec's name")
     spec: Spec = setting(description="model spec: a JSON file (a path, a table or a loaded "
-                                     "ModelSpec)", path="path", cli=False)
+                                     "ModelSpec)", path="path", cli=False, type_text="path")
     data: Data = setting(description="data module: a .py file or a dotted module name (or a "
-                                     "Dataset object)", path="data", cli={"metavar": "MODULE"})
+                                     "Dataset object)", path="data", cli={"metavar": "MODULE"},
+                        type_text="string")
     data_options: DataOptions = setting(
         factory=dict, description="options for the data module's load(), as strings",
         cli={"flag": "--data-option", "parse": "pairs", "metavar": "KEY=VALUE"})
     strategy: StrategyRef = setting("average", "merge strategy: a name (see `wnn strategies`), "
                                                "module:attr or path/file.py:attr",
-                                    cli={"metavar": "NAME"})
+                                    cli={"metavar": "NAME"}, type_text="string")
     strategy_params: StrategyParams = setting(
         factory=dict, description="merge strategy parameters (checked against the strategy's "
                                   "declared parameters)", key="params",
@@ -251,7 +252,7 @@ class ServeConfig(BaseModel):
               "adaptive_factor, adaptive_window, adaptive_min_history, action = refuse|clip; "
               "\"off\" turns it off",
         cli={"flag": "--screen", "parse": "pairs", "metavar": "KEY=VALUE|off"},
-        default_text="adaptive, clip")
+        default_text="adaptive, clip", type_text='table or "off"')
     target_accuracy: float | None = setting(None, "end training when validation accuracy "
                                                   "reaches this", gt=0, le=1)
     max_seconds: float | None = setting(None, "end training after this many seconds", gt=0)
@@ -305,7 +306,7 @@ class ServeConfig(BaseModel):
     partition: Partition = setting(
         None, "training data per client: iid (one shared stream), a kind name or a table "
               "(see partition.* below); each volunteer keeps its shard across reconnects",
-        cli={"table": "PartitionTable"}, default_text="iid")
+        cli={"table": "PartitionTable"}, default_text="iid", type_text="kind name or table")
     # -- one value per process, given to every model
     state_dir: DirPath = setting(
         None, "checkpoint directory (a subdirectory per model when several are served); an "
