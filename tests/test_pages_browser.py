@@ -72,9 +72,35 @@ def status_card(page) -> str:
     return page.locator("#status-card").inner_text()
 
 
+CONTRAST = """(selectors) => {
+    const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((c) => {
+        c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; })
+        .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => {
+        for (; el; el = el.parentElement) {
+            const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length < 4 || c[3] > 0) return c;
+        }
+        return [255, 255, 255];
+    };
+    return selectors.flatMap((s) => [...document.querySelectorAll(s)])
+        .filter((el) => el.offsetParent !== null && el.textContent.trim() && !el.disabled)
+        .map((el) => {
+            const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+            return [el.id || el.className || el.tagName,
+                    (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+        });
+}"""
+
+
 def check_readable_and_accessible(page) -> None:
-    """Phone width without sideways scrolling; a live status; every control named."""
+    """Phone width without sideways scrolling; a live status; every control named; text contrast
+    of at least 4.5:1 (WCAG AA) for the status, the muted texts, links and buttons."""
     assert page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
+    ratios = page.evaluate(CONTRAST, ["h1", "#status-title", "#status-detail", ".muted", "a",
+                                      "button", "dt", "dd"])
+    assert ratios and all(ratio >= 4.5 for _, ratio in ratios), ratios
     assert page.locator("#status-title").get_attribute("aria-live") == "polite"
     assert page.evaluate("() => document.documentElement.lang") == "en"
     unnamed = page.evaluate("""() => [...document.querySelectorAll('button, select, input, a')]
@@ -115,6 +141,9 @@ def test_consent_is_asked_first_remembered_and_forgotten(browser, project_spec):
                 break
             page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement?.id") == "consent-no"
+        # the keyboard focus is visible
+        assert page.evaluate(
+            "() => getComputedStyle(document.activeElement).outlineStyle") == "solid"
         page.keyboard.press("Enter")
         wait_phase(page, "stopped", 30_000)
         assert page.locator("#status-title").inner_text() == "Not contributing"
@@ -201,6 +230,15 @@ def test_paused_then_ended_and_the_dashboard_after_the_end(browser, project_spec
         assert server.status()["state"] == "ended"
         check_readable_and_accessible(page)
         shot(page, "ended_phone")
+        # A visitor who comes after the end is told so and asked nothing; nothing loads.
+        late = browser.new_page(**PHONE)
+        try:
+            late.goto(server.url)
+            wait_phase(late, "ended", 120_000)
+            assert late.locator("#consent").is_hidden()
+            assert late.evaluate("() => typeof globalThis.tf") == "undefined"
+        finally:
+            late.close()
 
         dashboard.goto(server.url + "dashboard")
         dashboard.wait_for_function(
