@@ -78,7 +78,8 @@ async def test_beyond_capacity_refuses_cheaply_then_recovers(make_config, serve,
     never = asyncio.Event()
     frames = [_frame(task, weights, i + 1) for i, task in enumerate(tasks[1:])]
     refusals = await asyncio.gather(*(
-        post(c, t, trickle(f, never), len(f)) for c, t, f in zip(loaders, tasks[1:], frames)))
+        post(c, t, trickle(f, never), len(f))
+        for c, t, f in zip(loaders, tasks[1:], frames, strict=True)))
     for refused in refusals:
         assert refused.status == 503, await refused.text()
         assert int(refused.headers["Retry-After"]) >= 1
@@ -105,7 +106,7 @@ async def test_beyond_capacity_refuses_cheaply_then_recovers(make_config, serve,
 
     await _until(drained, "the body budget and the merge queue to drain")
     # the refused clients retry (their tasks stayed open) and are merged; 503s have stopped
-    for client, task, frame in zip(loaders, tasks[1:], frames):
+    for client, task, frame in zip(loaders, tasks[1:], frames, strict=True):
         retried = await client.request("POST", task["urls"]["submit"], data=frame,
                                        content_type=FRAME_TYPE)
         assert retried.status == 200 and retried.body["accepted"], retried.body

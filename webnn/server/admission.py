@@ -252,7 +252,9 @@ class Admission:
         self.lease_to_upload: float | None = None  # T: seconds from a lease to its upload (EWMA)
 
     def sample(self) -> None:
-        """Take a `CostMeter` sample (the coordinator calls this on its tick and per merge)."""
+        """Take a `CostMeter` sample (the coordinator calls this on its tick: reading the process
+        CPU clock sums every thread's time in the kernel, which profiled at milliseconds per
+        call on a busy machine while the merge thread ran, too costly per merge)."""
         self.meter.sample(self.clock())
 
     def note_merged(self) -> None:

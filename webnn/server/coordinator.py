@@ -559,6 +559,9 @@ class Coordinator:
             failure = error if isinstance(error, Exception) else RuntimeError("cancelled")
             future.set_exception(failure)
             raise
+        # counted here, once per task: a concurrent copy of this update shares this verdict and a
+        # retry is answered from `task.result`; neither brought bytes that were merged
+        self.note_update_bytes(session.encodings.update, memoryview(body).nbytes)
         future.set_result(result)
         return result
 
@@ -625,8 +628,7 @@ class Coordinator:
                 self.note_invalid(session, verdict.reason or "refused")
                 raise ProtocolError(400, verdict.reason or "refused", verdict.message)
             self.metrics.merge_seconds.observe(time.perf_counter() - started)
-            self.admission.note_merged()
-            self.admission.sample()
+            self.admission.note_merged()  # the CPU clock is read on the tick, not per merge
             self.merges += 1
             self.updates_accepted += 1
             if changed:
@@ -970,6 +972,22 @@ class Coordinator:
         public["volunteers"] = len(self.assigner.volunteers)
         return public
 
+    def _resume_traffic(self, saved: Any) -> None:
+        """The checkpointed `traffic` counters (status ``traffic``, bytes in and out per
+        encoding), so a restart continues them; a checkpoint without them (older) or with a
+        malformed table starts that table at zero (they are figures, not state)."""
+        if not isinstance(saved, dict):
+            return
+        for name, counts in self.traffic.items():
+            table = saved.get(name)
+            if isinstance(table, dict) and all(
+                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                    and v >= 0 for k, v in table.items()):
+                counts.update(table)
+            elif table is not None:
+                log.warning("checkpoint: traffic.%s is not a table of counts; starting it at 0",
+                            name)
+
     def traffic_summary(self) -> dict:
         """Accepted updates and served weights by encoding: ``{"updates": {enc: {"count",
         "bytes", "meanBytes"}}, "weights": {...}}`` (bodies as received, weights as sent)."""
@@ -1049,6 +1067,7 @@ class Coordinator:
                                    else self.partition.public()),
                      "shards": shards, "assignment": self.assigner.state()},
             "evaluation": self.schedule.state(),
+            "traffic": {name: dict(counts) for name, counts in self.traffic.items()},
             "elapsed": self.elapsed(), "savedAt": self.clock(),
         }
 
@@ -1093,6 +1112,7 @@ class Coordinator:
                         "continues at the stored position with the new settings")
         self._resume_data(data)
         self.schedule.load(state.get("evaluation", {}))
+        self._resume_traffic(state.get("traffic"))
         self.elapsed_before = float(state.get("elapsed", 0.0))
         if self.state == "ended":
             self.ended_elapsed = self.elapsed_before

@@ -224,9 +224,12 @@ def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
     Finiteness: the float32 sum is finite exactly when no value is NaN/Inf, unless finite values
     overflow it; only then is it checked again chunk by chunk, value by value. Without `norm` that
     is one numpy call over the whole buffer (no temporary, and one GIL release in a worker
-    thread). With `norm`, chunks of `CHUNK` values are read once each: the chunk's sum, then
-    ``dot(d, d)`` of its delta in float32 (a chunk-sized float32 `scratch`, allocated when not
-    given; redone in float64 when it overflows), summed in float64.
+    thread). With `norm`, chunks of `CHUNK` values are read once each: ``dot(d, d)`` of the
+    chunk's delta ``d`` in float32 (a chunk-sized float32 `scratch`, allocated when not given),
+    summed in float64. The reference is finite (it is a model version), so a finite ``dot(d, d)``
+    also proves the chunk finite (a NaN or Inf value makes its delta's square NaN or Inf); only a
+    chunk whose dot is not finite is checked value by value, and if it holds no NaN/Inf (finite
+    squares that overflow float32) its dot is redone in float64.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         if not norm:
@@ -240,12 +243,14 @@ def check_weights(weights: np.ndarray, reference: np.ndarray | None = None, *,
         for start in range(0, size, CHUNK):
             stop = min(start + CHUNK, size)
             part = weights[start:stop]
-            if not math.isfinite(float(np.add.reduce(part))):
+            base = None if reference is None else reference[start:stop]
+            square = _square(part, base, scratch)
+            if not math.isfinite(square):
                 bad = _find_bad(part)
                 if not bad.finite:
                     return _count_bad(weights, start + bad.first)
-            total += _square(part, None if reference is None else reference[start:stop],
-                             scratch)
+                square = _square_wide(part, base)
+            total += square
     return WeightCheck(norm=math.sqrt(total))
 
 
@@ -260,18 +265,21 @@ def _find_bad(weights: np.ndarray) -> WeightCheck:
 
 def _square(part: np.ndarray, reference: np.ndarray | None,
             scratch: np.ndarray | None) -> float:
-    """``||part - reference||^2`` of one chunk: float32 dot, redone in float64 on overflow."""
+    """``||part - reference||^2`` of one chunk as a float32 dot (not finite when a value is NaN or
+    Inf, or when finite squares overflow float32)."""
     delta = part
     if reference is not None:
         assert scratch is not None
         delta = np.subtract(part, reference, out=scratch[: part.size])
-    square = float(np.dot(delta, delta))
-    if not math.isfinite(square):  # finite values whose squares overflow float32
-        wide = part.astype(np.float64)
-        if reference is not None:
-            wide -= reference
-        square = float(np.dot(wide, wide))
-    return square
+    return float(np.dot(delta, delta))
+
+
+def _square_wide(part: np.ndarray, reference: np.ndarray | None) -> float:
+    """``||part - reference||^2`` of a finite chunk in float64 (its float32 dot overflowed)."""
+    wide = part.astype(np.float64)
+    if reference is not None:
+        wide -= reference
+    return float(np.dot(wide, wide))
 
 
 def _count_bad(weights: np.ndarray, first: int) -> WeightCheck:
