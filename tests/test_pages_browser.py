@@ -207,6 +207,22 @@ def test_connection_loss_is_the_main_status_and_the_page_recovers(browser, proje
             restarted.stop()
 
 
+def test_a_refusal_is_an_error_not_a_lost_connection(browser, project_spec):
+    """A server that refuses to describe its model (a join token the page does not have) is not
+    "connection lost": retrying would not help, and the page says why."""
+    server = start_server("--join-token", "members-only-token", spec=project_spec)
+    page = browser.new_page(**PHONE)
+    try:
+        page.goto(server.url)
+        wait_phase(page, "error", 120_000)
+        assert page.locator("#status-title").inner_text() == "Something went wrong"
+        assert "join" in page.locator("#status-detail").inner_text().lower()
+        assert page.evaluate("() => typeof globalThis.tf") == "undefined"
+    finally:
+        page.close()
+        server.stop()
+
+
 def test_paused_then_ended_and_the_dashboard_after_the_end(browser, project_spec):
     server = start_server("--strategy", "fedasync", "--max-merges", "40", spec=project_spec)
     page = browser.new_page(**PHONE)

@@ -138,6 +138,12 @@ async function main() {
       model = await viewer.model();
       facts.lost = false;
     } catch (err) {
+      if (!isConnectionLoss(err)) { // refused (a join token, say): retrying will not help
+        facts.lost = false;
+        facts.error = `the server refused to describe the model: ${err.message}`;
+        render();
+        return;
+      }
       const delay = Math.min(8, 2 ** attempt);
       facts.lost = true;
       facts.retryAt = Date.now() + delay * 1000;
