@@ -245,8 +245,6 @@ async def update(request: web.Request) -> web.StreamResponse:
         if body is not None:  # the merge owns the buffer until it is over, even if cancelled
             merge.add_done_callback(lambda _: body.release())
         answer = await asyncio.shield(merge)
-    if body is not None:
-        coordinator.note_update_bytes(client.encodings.update, body.length)
     follow = task.follow_up
     if follow is None:
         return json_response(answer)
