@@ -66,13 +66,15 @@ class Setting:
     params: dict[str, Any] = field(default_factory=dict)
     learning_rate: float | None = None
     reset_optimizer: bool = False
+    local_steps: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Setting:
-        """``"strategy key=value ... [lr=X] [reset]"``, e.g. ``"fedbuff k=4 lr=0.01 reset"``."""
+        """``"strategy key=value ... [lr=X] [steps=L] [reset]"``, e.g.
+        ``"fedbuff k=4 lr=0.01 reset"``; ``steps`` sets the spec's ``training.localSteps``."""
         name, *items = text.split()
         params: dict[str, Any] = {}
-        lr, reset = None, False
+        lr, reset, steps = None, False, None
         for item in items:
             if item == "reset":
                 reset = True
@@ -82,15 +84,18 @@ class Setting:
                 raise ValueError(f"setting {text!r}: {item!r} is not key=value or 'reset'")
             if key == "lr":
                 lr = float(value)
+            elif key == "steps":
+                steps = int(value)
             else:
                 params[key] = value
-        return cls(name, params, lr, reset)
+        return cls(name, params, lr, reset, steps)
 
     def label(self) -> str:
         params = " ".join(f"{k}={v}" for k, v in self.params.items())
         lr = f" lr={self.learning_rate:g}" if self.learning_rate is not None else ""
+        steps = f" steps={self.local_steps}" if self.local_steps is not None else ""
         reset = " reset" if self.reset_optimizer else ""
-        return f"{self.strategy}{' ' + params if params else ''}{lr}{reset}"
+        return f"{self.strategy}{' ' + params if params else ''}{lr}{steps}{reset}"
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,15 @@ class Workload:
     settings: dict[int, Setting] = field(default_factory=dict)
     """The setting of each client count; `default_setting` for the others."""
     default_setting: Setting = Setting("average")
+    caps: dict[str, float] = field(default_factory=dict)
+    """Per-run caps overriding `cap_seconds`: key ``"N"`` (homogeneous) or ``"Nhet"``."""
 
     def setting(self, clients: int) -> Setting:
         return self.settings.get(clients, self.default_setting)
+
+    def cap(self, clients: int, heterogeneous: bool) -> float:
+        key = f"{clients}{'het' if heterogeneous else ''}"
+        return self.caps.get(key, self.caps.get(str(clients), self.cap_seconds))
 
 
 def text_corpus(path: Path, limit: int = 600_000) -> Path:
@@ -156,6 +167,7 @@ class RunResult:
     final_accuracy: float | None = None
     best_accuracy: float | None = None
     updates: int = 0
+    local_steps: int = 10
     seconds: float = 0.0
     updates_per_second: float = 0.0
     ready_after: float = 0.0
@@ -190,6 +202,8 @@ def _spec_with(path: str, setting: Setting) -> Any:
     raw.pop("$schema", None)
     if setting.learning_rate is not None:
         raw["optimizer"]["learningRate"] = setting.learning_rate
+    if setting.local_steps is not None:
+        raw["training"]["localSteps"] = setting.local_steps
     return load_spec(raw)
 
 
@@ -217,8 +231,10 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
 
     setting = workload.setting(clients)
     result = RunResult(workload.name, clients, seed, setting.label(), speeds)
+    spec = _spec_with(workload.spec, setting)
+    result.local_steps = int(spec.training.local_steps)
     config = ServeConfig(
-        spec=_spec_with(workload.spec, setting), data=dataset, strategy=setting.strategy,
+        spec=spec, data=dataset, strategy=setting.strategy,
         strategy_params=dict(setting.params), seed=seed, state_dir=None,
         max_seconds=None, eval_every_merges=workload.eval_every_merges,
         eval_every_seconds=workload.eval_every_seconds, eval_chunk_size=workload.eval_chunk_size,
@@ -243,7 +259,8 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
                     stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-            await _watch(session, url, workload, clients, result, processes)
+            await _watch(session, url, workload, workload.cap(clients, len(set(speeds)) > 1),
+                         clients, result, processes)
     except Exception as exc:  # one failed run must not end the sweep
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -261,8 +278,9 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
     return result
 
 
-async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, clients: int,
-                 result: RunResult, processes: list[asyncio.subprocess.Process]) -> None:
+async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, cap: float,
+                 clients: int, result: RunResult,
+                 processes: list[asyncio.subprocess.Process]) -> None:
     ready: float | None = None
     ready_merges = 0
     start_wall = time.monotonic()
@@ -277,7 +295,7 @@ async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, c
                 ready, ready_merges = float(status["elapsed"]), int(status["merges"])
             elif time.monotonic() - start_wall > 120:
                 raise RuntimeError(f"only {status.get('clients')} of {clients + 1} workers joined")
-        elif float(status["elapsed"]) - ready >= workload.cap_seconds:
+        elif float(status["elapsed"]) - ready >= cap:
             break
         await asyncio.sleep(POLL_SECONDS)
     history = (await _get(session, url + "api/v1/history"))["history"]
@@ -421,7 +439,11 @@ def summarise(results: list[dict[str, Any]], at: float | None = None) -> list[di
             "updates_per_second": _median([r["updates_per_second"] for r in runs]),
             "ups_range": [min(r["updates_per_second"] for r in runs),
                           max(r["updates_per_second"] for r in runs)],
+            "local_steps": runs[0].get("local_steps", 10),
+            "steps_per_second": _median([r["updates_per_second"] * r.get("local_steps", 10)
+                                         for r in runs]),
             "updates_to_target": _median(upd), "upd_range": [min(upd), max(upd)],
+            "steps_to_target": _median([u * runs[0].get("local_steps", 10) for u in upd]),
             "time_to_target": _median(ttt), "ttt_range": [min(ttt), max(ttt)],
             "final_accuracy": _median([r["final_accuracy"] or 0.0 for r in runs]),
             "final_range": [min(r["final_accuracy"] or 0.0 for r in runs),
@@ -436,8 +458,9 @@ def summarise(results: list[dict[str, Any]], at: float | None = None) -> list[di
                      and not b["heterogeneous"]), None)
         if base is None:
             continue
-        row["hardware_speedup"] = row["updates_per_second"] / base["updates_per_second"]
-        row["statistical_cost"] = row["updates_to_target"] / base["updates_to_target"]
+        # in optimiser steps: settings may differ in local steps per task
+        row["hardware_speedup"] = row["steps_per_second"] / base["steps_per_second"]
+        row["statistical_cost"] = row["steps_to_target"] / base["steps_to_target"]
         row["speedup"] = base["time_to_target"] / row["time_to_target"]
         row["final_vs_1"] = row["final_accuracy"] - base["final_accuracy"]
     return rows
@@ -452,10 +475,11 @@ def _fmt(value: float, digits: int = 2) -> str:
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     with_at = any("acc_at" in r for r in rows)
     lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.", "",
-             "| workload | clients | speeds | setting | updates/s (range) | x1 | updates to "
-             "target (range) | time to target s (range) | speedup | final acc (range) |"
+             "| workload | clients | speeds | setting | updates/s (range) | steps/s x 1 client "
+             "| updates to target (range) | steps to target x 1 client "
+             "| time to target s (range) | speedup | final acc (range) |"
              + (" accuracy at equal time (range) |" if with_at else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_at else "")]
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_at else "")]
     for r in rows:
         at = (f" {r['acc_at']:.3f} ({r['acc_at_range'][0]:.3f}-{r['acc_at_range'][1]:.3f}) |"
               if with_at else "")
@@ -464,7 +488,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {r['setting']} | {r['updates_per_second']:.2f} ({r['ups_range'][0]:.2f}-"
             f"{r['ups_range'][1]:.2f}) | {r.get('hardware_speedup', math.nan):.2f} "
             f"| {_fmt(r['updates_to_target'], 0)} ({_fmt(r['upd_range'][0], 0)}-"
-            f"{_fmt(r['upd_range'][1], 0)}) | {_fmt(r['time_to_target'])} "
+            f"{_fmt(r['upd_range'][1], 0)}) | {r.get('statistical_cost', math.nan):.2f} "
+            f"| {_fmt(r['time_to_target'])} "
             f"({_fmt(r['ttt_range'][0])}-{_fmt(r['ttt_range'][1])}) "
             f"| {r.get('speedup', math.nan):.2f} | {r['final_accuracy']:.3f} "
             f"({r['final_range'][0]:.3f}-{r['final_range'][1]:.3f}) |" + at)
@@ -490,7 +515,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             style = "--" if het else "-"
             axes[0].plot(n, [r.get("hardware_speedup", math.nan) for r in sel], style + "o",
                          label=label)
-            axes[1].plot(n, [r["updates_to_target"] for r in sel], style + "o", label=label)
+            axes[1].plot(n, [r.get("statistical_cost", math.nan) for r in sel], style + "o",
+                         label=label)
             axes[2].plot(n, [r.get("speedup", math.nan) if r["time_to_target"] != math.inf
                              else math.nan for r in sel], style + "o", label=label)
             if with_at:
@@ -499,7 +525,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     top = max([r["clients"] for r in rows] + [2])
     for ax in (axes[0], axes[2]):
         ax.plot([1, top], [1, top], ":", color="grey", label="ideal (linear)")
-    titles = ["updates/s, relative to 1 client", "updates to target", "time-to-target speedup"]
+    titles = ["hardware: optimiser steps/s, x 1 client",
+              "statistics: steps to target, x 1 client", "time-to-target speedup"]
     if with_at:
         titles.append("validation accuracy at equal time")
     for ax, title in zip(axes, titles, strict=True):
@@ -508,9 +535,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    finite = [r["updates_to_target"] for r in rows if 0 < r["updates_to_target"] < math.inf]
-    if finite:
-        axes[1].set_yscale("log")
+    axes[1].axhline(1.0, linestyle=":", color="grey", label="ideal (no extra steps)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -523,6 +548,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
                                                   "runs": results}, indent=1, default=str))
     (out / "scaling.md").write_text(markdown(rows, meta))
     plot(rows, out / "scaling.png")
+    plot(rows, out / "scaling.svg")
 
 
 def provenance(argv: list[str]) -> dict[str, Any]:
@@ -559,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                              '"4=fedbuff k=4 lr=0.01 reset"')
     parser.add_argument("--target", type=float, help="override the workloads' target accuracy")
     parser.add_argument("--cap", type=float, help="override the workloads' per-run time cap (s)")
+    parser.add_argument("--cap-for", action="append", default=[], metavar="N=SECONDS",
+                        help='the cap of N-client runs ("16het=45": heterogeneous ones)')
     parser.add_argument("--out", type=Path, default=Path("bench-out/scaling"))
     parser.add_argument("--report-only", action="store_true",
                         help="redraw table and plot from OUT/scaling.json (or --inputs), with "
@@ -595,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
             table[name] = replace(table[name], cap_seconds=args.cap)
         if args.target is not None:
             table[name] = replace(table[name], target=args.target)
+        for item in args.cap_for:
+            key, _, value = item.partition("=")
+            table[name] = replace(table[name], caps={**table[name].caps, key: float(value)})
         for item in args.setting:
             count, _, text = item.partition("=")
             if count == "*":

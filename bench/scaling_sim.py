@@ -216,8 +216,15 @@ class Event:
 
 def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target: float,
              max_updates: int, speeds: list[float] | None = None,
-             jitter: float = 0.1) -> dict[str, Any]:
-    """One run; returns updates/merges to target (None if not reached) and the final accuracy."""
+             jitter: float = 0.1, overhead: float = 0.0,
+             milestones: tuple[float, ...] = ()) -> dict[str, Any]:
+    """One run; returns updates/merges to target (None if not reached) and the final accuracy.
+
+    Time unit: the compute of a task of 10 steps of 32 examples. A task of `steps` x `batch`
+    examples takes ``steps x batch / 320 + overhead`` of them (compute proportional to the
+    examples, as measured for the text model in Node), times a log-normal jitter, over the
+    client's speed. `milestones`: lower accuracies whose first time is recorded on the way
+    (``passed``: accuracy -> [updates, time])."""
     rng = np.random.default_rng(seed)
     model = ModelState(mlp.init(rng))
     strategy = create_strategy(cfg.strategy, cfg.params)
@@ -242,13 +249,15 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
         for s in range(cfg.local_steps):
             part = idx[s * cfg.batch:(s + 1) * cfg.batch]
             opt.step(w, mlp.grad(w, data.x[part], data.y[part]))
-        duration = rng.lognormal(0.0, jitter) / speeds[client]
+        work = cfg.local_steps * cfg.batch / 320 + overhead
+        duration = work * rng.lognormal(0.0, jitter) / speeds[client]
         heapq.heappush(queue, Event(now + duration, client, model.version, w, model.steps))
 
     for c in range(clients):
         start(c, rng.uniform(0, 0.05))
     updates = 0
     reached: dict[str, Any] = {"updates": None, "merges": None, "time": None}
+    passed: dict[float, list[float]] = {}
     acc = mlp.accuracy(model.weights, data.xv, data.yv)
     now = 0.0
     while updates < max_updates:
@@ -268,11 +277,14 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
             acc = mlp.accuracy(model.weights, data.xv, data.yv)
             if not np.isfinite(model.weights).all():
                 break
+            for m in milestones:
+                if m not in passed and acc >= m:
+                    passed[m] = [updates, round(now, 2)]
             if reached["updates"] is None and acc >= target:
                 reached = {"updates": updates, "merges": model.version, "time": now}
                 break
         start(ev.client, now)
-    return {**reached, "final": acc, "total_updates": updates}
+    return {**reached, "final": acc, "total_updates": updates, "passed": passed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=("digits", "text"), default="digits")
     parser.add_argument("--corpus", help="text file for --data text (default: webnn/**/*.py now; "
                                          "bench/scaling.py writes the one it used as corpus.txt)")
+    parser.add_argument("--overhead", type=float, default=0.0,
+                        help="fixed cost of a task (exchange, fit set-up) in units of a "
+                             "10-step x 32-example task's compute")
+    parser.add_argument("--milestones", type=float, nargs="*", default=[],
+                        help="lower accuracies whose median time is printed too")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
@@ -300,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         base_time = None
         for n in args.clients:
             speeds = list(np.linspace(1.0 / args.spread, 1.0, n)) if n > 1 else [1.0]
-            runs = [simulate(cfg, n, s, data, mlp, args.target, args.max_updates, speeds)
+            runs = [simulate(cfg, n, s, data, mlp, args.target, args.max_updates, speeds,
+                             overhead=args.overhead, milestones=tuple(args.milestones))
                     for s in args.seeds]
             ups = [r["updates"] for r in runs]
             times = [r["time"] if r["time"] is not None else math.inf for r in runs]
@@ -308,11 +326,16 @@ def main(argv: list[str] | None = None) -> int:
             base_time = med if n == args.clients[0] else base_time
             row = {"config": text, "clients": n, "updates": ups,
                    "time_median": med, "speedup": (base_time or math.nan) / med,
-                   "final": [round(r["final"], 3) for r in runs]}
+                   "final": [round(r["final"], 3) for r in runs],
+                   "milestones": {m: float(np.median([r["passed"].get(m, [0, math.inf])[1]
+                                                      for r in runs]))
+                                  for m in args.milestones}}
             rows.append(row)
             if not args.json:
                 print(f"{text:60s} n={n:2d} updates={ups} time={med:6.2f} "
-                      f"speedup={row['speedup']:.2f} final={row['final']}", flush=True)
+                      f"speedup={row['speedup']:.2f} final={row['final']} "
+                      + " ".join(f"t({m:g})={t:.1f}" for m, t in row["milestones"].items()),
+                      flush=True)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
     return 0
