@@ -3,11 +3,14 @@
 Starts the digits model's app in process (no HTTP: the figures are what the coordinator keeps,
 not transient request buffers), then
 
-1. joins `--sessions` sessions (each with a 200-character name and user agent, the longest a
-   client may send) and reports the traced bytes kept per session;
+1. joins `--sessions` sessions (each with a 200-character name and user agent and a 64-character
+   volunteer id, the longest a client may send, and an IPv6 client address) and reports the
+   traced bytes kept per session;
 2. leases one open training task to each session and reports the bytes kept per open training
    task (its lease record and its batch's encoded frame: ``batch x local steps`` examples);
-3. likewise one evaluation task per session (chunks' frames are shared, so only the lease).
+3. likewise one evaluation task per session (chunks' frames are shared, so only the lease);
+4. the worst case a crowd can make the server hold with the default caps:
+   ``max_sessions x (session + max_open_tasks x open training task)``.
 
     .venv/bin/python bench/memory_sessions.py [--sessions 2000]
 """
@@ -48,10 +51,14 @@ async def measure(sessions: int) -> dict[str, float]:
         before = _traced()
         # distinct strings, as from requests: each session keeps its own
         infos = [{"kind": "node", "name": f"{i:08d}".ljust(200, "n"),
-                  "userAgent": f"{i:08d}".ljust(200, "u"), "backend": "cpu"}
+                  "userAgent": f"{i:08d}".ljust(200, "u"), "backend": "cpu",
+                  "volunteerId": f"{i:08d}".ljust(64, "v")}
                  for i in range(sessions)]
-        joined = [coordinator.join(info) for info in infos]
-        del infos
+        addresses = [f"2001:db8:{i // 65536:x}:{i % 65536:x}::{i % 7 + 1:x}"
+                     for i in range(sessions)]
+        joined = [coordinator.join(info, address=address)
+                  for info, address in zip(infos, addresses, strict=True)]
+        del infos, addresses
         after_join = _traced()
         for session in joined:
             coordinator.next_task(session, "train")
@@ -64,10 +71,18 @@ async def measure(sessions: int) -> dict[str, float]:
         after_eval = _traced()
         tracemalloc.stop()
         batch = coordinator.batch_size * coordinator.local_steps
+        per_session = (after_join - before) / sessions
+        per_train = (after_train - after_join) / sessions
+        defaults = ServeConfig.model_fields
+        cap_sessions = defaults["max_sessions"].default
+        cap_tasks = defaults["max_open_tasks"].default
         return {"sessions": sessions, "batch_examples": batch,
-                "bytes_per_session": (after_join - before) / sessions,
-                "bytes_per_open_train_task": (after_train - after_join) / sessions,
-                "bytes_per_open_evaluation_task": (after_eval - after_start) / sessions}
+                "bytes_per_session": per_session,
+                "bytes_per_open_train_task": per_train,
+                "bytes_per_open_evaluation_task": (after_eval - after_start) / sessions,
+                "default_max_sessions": cap_sessions, "default_max_open_tasks": cap_tasks,
+                "worst_case_bytes_default_caps": cap_sessions * (per_session
+                                                                 + cap_tasks * per_train)}
     finally:
         await runner.cleanup()
 
