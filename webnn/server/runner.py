@@ -25,6 +25,13 @@ An app run by any other runner (``web.run_app``, gunicorn's aiohttp worker) stil
 request that reaches it with protocol JSON; requests its HTTP parser refuses get aiohttp's
 plain-text 400 and are not counted, and idle or half-sent connections are closed after aiohttp's
 keep-alive timeout (3630 s unless you pass ``keepalive_timeout``).
+
+aiohttp has no hooks for this beyond ``handle_error``: the handler also reads a few of aiohttp's
+private attributes (``_waiter``: waiting for a request; ``_request_count`` and ``_messages``:
+requests parsed; ``_current_request``), each through ``getattr`` with a default. Should a future
+aiohttp rename them, the header deadline and the early answer to a bad body stop working (aiohttp's
+keep-alive timer, set to twice the deadline, still closes such connections) and
+``tests/test_hostile_http.py`` fails; nothing else changes.
 """
 
 from __future__ import annotations
