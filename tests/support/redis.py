@@ -123,3 +123,45 @@ def wait_for_version(client, run: str, deadline: float = 120.0) -> None:
 
 def monotonic_deadline(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+ADMIN_TOKEN = "cluster-admin-token"
+
+
+def start_run(redis_url: str, *extra: str, frontends: int = 2,
+              mergers: int = 1) -> tuple[list[ClusterProcess], list[ClusterProcess]]:
+    """`mergers` merger processes and `frontends` front-ends (each on its own port, so a test
+    can ask each one) of one run, all with `extra` settings and the admin token
+    `ADMIN_TOKEN`; returns once every front-end listens."""
+    common = ("--admin-token", ADMIN_TOKEN, *extra)
+    started = [start_role(redis_url, "merger", *common) for _ in range(mergers)]
+    fronts = [start_role(redis_url, "frontend", *common) for _ in range(frontends)]
+    return started, fronts
+
+
+def get_json(url: str, path: str, token: str | None = None) -> dict:
+    """GET `path` of a front-end as JSON (urllib; no session)."""
+    import json
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url + path, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def post_json(url: str, path: str, token: str | None = None) -> tuple[int, dict]:
+    """POST ``{}`` to `path` of a front-end; (status, JSON answer), errors included."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url + path, data=b"{}", headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -53,6 +53,8 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, 
     def listening() -> None:
         click.echo(f"webnn {__version__}: listening on {host}:{port}", err=False)
         click.echo(f"  scale-out run on {redis_url}: http://{host}:{port}/", err=False)
+        click.echo(f"  admin token (pause, resume, end, export): {config.admin_token}",
+                   err=False)
 
     if role == "frontend":
         asyncio.run(serve_frontend(config, settings, host, port, settings.label("frontend"),

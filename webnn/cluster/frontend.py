@@ -12,8 +12,12 @@ of `scripts.py`, so any front-end can answer any request of any session. An upda
    step; only then is the client answered ``{"accepted": true, "durable": true, ...}``. A retry
    gets the stored answer.
 
-What is not served yet (docs/scale-out.md *Not yet*): evaluation tasks (role ``evaluate`` gets
-no task), data partitions, the admin endpoints, the event stream, the invalid-update cut-off.
+Evaluation tasks come from the evaluation in progress in Redis (`evaluations.py`; the merger
+owns the schedule, `controller.py`); the run's state (paused, finishing, ended) is read by the
+lease and commit scripts themselves, so every front-end obeys a change at once; the admin
+endpoints change it through any front-end, and `api/v1/events` relays the run's event channel
+(`relay.py`). Not served yet (docs/scale-out.md *Not yet*): data partitions, follow-up tasks as
+frames, float16 weights.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -31,9 +36,14 @@ from aiohttp import web
 
 from webnn.cluster import scripts
 from webnn.cluster.combiner import Combiner, CommitLost
+from webnn.cluster.control import GuardedWriter, RunState, event_message
+from webnn.cluster.controller import end_commands, eval_chunk_size, finish_seconds
+from webnn.cluster.evalstate import stored_from
+from webnn.cluster.evaluations import EvalLease, EvaluationDesk
 from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import update_fields
+from webnn.cluster.relay import EventRelay
 from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.versions import VersionBoard
 from webnn.merge.base import Update
@@ -44,13 +54,18 @@ from webnn.server.admission import (
     Admission,
     AdmissionLimits,
     busy,
+    client_address,
     default_body_budget,
     default_snapshot_budget,
 )
 from webnn.server.batch_feed import frame_array
 from webnn.server.config import ModelParts, ServeConfig
+from webnn.server.coordinator import INVALID_UPDATE_CODES
 from webnn.server.encodings import EncodedUpdate, negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field, error_middleware
+from webnn.server.evaluation import ANYONE, Party
+from webnn.server.events import EventBus, stream_events
+from webnn.server.export import model_json
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.frames import encode_frame
 from webnn.server.http import (
@@ -58,13 +73,14 @@ from webnn.server.http import (
     SESSION_HEADER,
     decimal_param,
     read_json,
+    require_admin,
     require_content_type,
     require_join_token,
     url,
 )
 from webnn.server.ingest import Ingest, check_weights
 from webnn.server.keys import CONFIG, METRICS
-from webnn.server.routes import client_info
+from webnn.server.routes import SIGNED_LOSSES, _check_evaluation_bounds, client_info
 from webnn.server.static import add_static_routes, static_urls
 from webnn.server.tasks import ROLES
 from webnn.server.updates import decode_update, not_finite_error
@@ -121,7 +137,17 @@ class Frontend:
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         self.scripts = {name: redis.register_script(getattr(scripts, name))
-                        for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE")}
+                        for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE",
+                                     "NOTE_INVALID", "JOIN", "STATE")}
+        self.desk = EvaluationDesk(parts, redis, keys, eval_chunk_size(config, training))
+        self.writer = GuardedWriter(redis, keys)
+        self.bus = EventBus()
+        self.relay = EventRelay(redis, keys, self.bus, self._on_event)
+        self.versions.on_version = self._on_version
+        self.run = RunState()
+        """The run's state as last read (each tick and on every ``state`` event); the lease and
+        commit scripts read Redis's own, so this only shapes answers and early refusals."""
+        self.started = time.time()
         self.combiner = (Combiner(self.strategy, self._commit, settings.combine_max,
                                   settings.combine_ms / 1000.0, label)
                          if self.strategy.combinable else None)
@@ -131,12 +157,16 @@ class Frontend:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.desk.load()
+        self.relay.start()
         await self.versions.start()
+        await self._read_run()
         self._tick = asyncio.create_task(self._ticker())
 
     async def stop(self) -> None:
         if self._tick is not None:
             self._tick.cancel()
+        await self.relay.stop()
         await self.versions.stop()
         await self.redis.delete(self.keys.metrics(self.label))
         await self.redis.aclose()
@@ -150,8 +180,8 @@ class Frontend:
                     keys=[self.keys.leases, self.keys.returned, self.keys.stats],
                     args=[self.keys.task_prefix, self.keys.session_tasks_prefix,
                           TASK_KEEP_SECONDS])
-                await self.redis.zremrangebyscore(self.keys.sessions, "-inf",
-                                                  time.time() - self.config.session_timeout)
+                await self._forget_idle_sessions()
+                await self._read_run()
                 self._observe()
                 await self.metrics.publish(self.redis, self.keys)
             except asyncio.CancelledError:
@@ -159,6 +189,42 @@ class Frontend:
             except Exception as error:
                 log.warning("%s: tick failed: %s", self.label, error)
             await asyncio.sleep(TICK_SECONDS)
+
+    async def _forget_idle_sessions(self) -> None:
+        """Sessions idle past `session_timeout` leave the live set (and their party entry)."""
+        idle = await self.redis.zrangebyscore(self.keys.sessions, "-inf",
+                                              time.time() - self.config.session_timeout,
+                                              start=0, num=1000)
+        if idle:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(self.keys.sessions, *idle)
+            pipe.hdel(self.keys.parties, *idle)
+            await pipe.execute()
+
+    async def _read_run(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.control)
+        pipe.hget(self.keys.meta, "started")
+        control, started = await pipe.execute()
+        self.run = RunState.from_hash(control)
+        if started:
+            self.started = float(_text(started))
+
+    def _on_event(self, event: str, data: dict) -> None:
+        if event == "state":
+            asyncio.ensure_future(self._read_run())
+
+    def _on_version(self, info: Any) -> None:
+        self.bus.publish("merge", {"version": info.version, "steps": info.steps,
+                                   "merges": info.merges})
+
+    def elapsed(self, run: RunState | None = None) -> float:
+        """Seconds since the run started (frozen at its end); every front-end computes it from
+        the start time in Redis."""
+        run = run or self.run
+        if run.ended_elapsed is not None:
+            return run.ended_elapsed
+        return max(0.0, time.time() - self.started)
 
     def _observe(self) -> None:
         current = self.versions.current
@@ -186,14 +252,51 @@ class Frontend:
         found["token"] = token
         return found
 
+    def check_cut_off(self, found: dict[str, str]) -> None:
+        """``429 cut_off`` while the session serves its cut-off (`NOTE_INVALID`)."""
+        wait = float(found.get("cut_off_until") or 0) - time.time()
+        if wait > 0:
+            raise ProtocolError(
+                429, "cut_off",
+                f"too many invalid updates in a row ({self.config.max_invalid_updates}); "
+                f"this session is cut off for {wait:.0f} more seconds",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+    async def note_invalid(self, token: str, code: str) -> None:
+        """A refused submission: counted for the run; one of `INVALID_UPDATE_CODES` counts
+        toward the session's cut-off (shared by every front-end: the streak is in Redis)."""
+        self.metrics.base.updates_rejected.labels(code).inc()
+        await self.scripts["NOTE_INVALID"](
+            keys=[self.keys.session(token), self.keys.stats],
+            args=[code, "1" if code in INVALID_UPDATE_CODES else "0",
+                  self.config.max_invalid_updates, self.config.cut_off_seconds])
+
+    def _party(self, found: dict[str, str]) -> Party:
+        if not self.config.eval_distinct_parties:
+            return ANYONE
+        return Party.of(found.get("address"), found.get("volunteer"))
+
     async def join(self, request: web.Request) -> web.Response:
         require_join_token(request)
+        address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                 frozenset(self.config.trusted_proxies))
+        if await self.redis.zcard(self.keys.sessions) >= self.config.max_sessions:
+            raise busy(f"the run holds its cap of {self.config.max_sessions} sessions", 30)
+        if self.config.joins_per_minute > 0:
+            wait = float(_text(await self.scripts["JOIN"](
+                keys=[self.keys.joins(address)],
+                args=[self.config.joins_per_minute / 60.0, self.config.join_burst])))
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                await self.redis.hincrby(self.keys.stats, "refused:rate_limited", 1)
+                raise ProtocolError(
+                    429, "rate_limited",
+                    f"too many joins from {address} (limit {self.config.joins_per_minute:g} "
+                    f"per minute); retry in {seconds} s", headers={"Retry-After": str(seconds)})
         body = await read_json(request, allow_empty=True)
         info = client_info(body)
         encodings = negotiate(parse_offer(body.get("encodings")), self.config.update_encoding,
                               "f32", exact_base=self.strategy.needs_base_weights)
-        if await self.redis.zcard(self.keys.sessions) >= self.config.max_sessions:
-            raise busy(f"the run holds its cap of {self.config.max_sessions} sessions", 5)
         token = secrets.token_urlsafe(24)
         number = await self.redis.hincrby(self.keys.stats, "joined", 1)
         client_id = f"c-{number}"
@@ -204,15 +307,23 @@ class Frontend:
         for key in ("name", "userAgent", "backend"):
             if info.get(key):
                 record[key] = info[key]
+        record["address"] = address
+        if info.get("volunteerId"):
+            record["volunteer"] = info["volunteerId"]
+        party = Party.of(address, info.get("volunteerId"))
+        clients = await self.redis.zcard(self.keys.sessions) + 1
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.session(token), mapping=record)
         pipe.expire(self.keys.session(token), int(self.config.session_timeout) + 1)
         pipe.zadd(self.keys.sessions, {token: now})
+        pipe.hset(self.keys.parties, token, json.dumps([party.address, party.volunteer]))
+        pipe.publish(self.keys.events, event_message("client", {
+            "event": "join", "clientId": client_id, "kind": info["kind"], "clients": clients}))
         await pipe.execute()
         return json_response({
             "token": token, "clientId": client_id, "model": self.model_description(request),
             "leaseSeconds": self.config.lease_seconds, "pollSeconds": self.config.poll_seconds,
-            "state": "running", "encodings": encodings.public()})
+            "state": self.run.state, "encodings": encodings.public()})
 
     async def leave(self, request: web.Request) -> web.Response:
         if request.headers.get(SESSION_HEADER):
@@ -224,10 +335,15 @@ class Frontend:
                     self.keys.session(value)):
                 raise _unknown_session()
             token = value
+        client_id = await self.redis.hget(self.keys.session(token), "clientId")
         await self.scripts["LEAVE"](
             keys=[self.keys.session_tasks(token), self.keys.returned, self.keys.leases,
-                  self.keys.session(token), self.keys.sessions],
+                  self.keys.session(token), self.keys.sessions, self.keys.eval_leases,
+                  self.keys.parties],
             args=[self.keys.task_prefix, token, TASK_KEEP_SECONDS])
+        await self.redis.publish(self.keys.events, event_message("client", {
+            "event": "leave", "clientId": _text(client_id or ""),
+            "clients": await self.redis.zcard(self.keys.sessions)}))
         return json_response({"left": True})
 
     # -- model, tasks, weights, batches -----------------------------------------------------
@@ -258,26 +374,43 @@ class Frontend:
         role = body.get("role", "any")
         if role not in ROLES:
             raise bad_field("$.role", f"must be one of {list(ROLES)}, got {role!r}")
-        return json_response(await self.lease(request, found["token"], role))
+        self.check_cut_off(found)
+        return json_response(await self.lease(request, found, role))
 
-    async def lease(self, request: web.Request, token: str, role: str) -> dict:
-        """A task request's answer: a training task, or ``{"task": null, ...}`` (evaluation
-        tasks are not served by the cluster yet; under ingest pressure training is deferred)."""
-        none = {"task": None, "retryAfter": self.config.poll_seconds, "state": "running"}
-        if role == "evaluate" or self.admission.under_pressure(self.in_flight):
+    async def lease(self, request: web.Request, found: dict[str, str], role: str) -> dict:
+        """A task request's answer: a chunk of the evaluation in progress first (roles
+        ``evaluate`` and ``any``), else a training task, else ``{"task": null, ...}`` (paused,
+        finishing or ended runs hand out no training; under ingest pressure training is
+        deferred)."""
+        token = found["token"]
+        run = self.run
+        none = {"task": None, "retryAfter": self.config.poll_seconds, "state": run.state}
+        if run.state != "running":
+            return none
+        if role in ("evaluate", "any"):
+            chunk = await self.desk.lease(token, self._party(found), self.config.lease_seconds,
+                                          self.config.max_open_tasks)
+            if chunk is not None:
+                self.metrics.base.tasks_issued.labels("evaluate").inc()
+                return {"task": self._eval_payload(request, chunk)}
+        if (role == "evaluate" or run.finishing is not None
+                or self.admission.under_pressure(self.in_flight)):
             return none
         current = self.versions.current
         assert current is not None
         task_id = "t-" + secrets.token_hex(8)
         answer = await self.scripts["LEASE"](
             keys=[self.keys.leases, self.keys.returned, self.keys.next_batch, self.keys.stats,
-                  self.keys.session(token), self.keys.session_tasks(token)],
+                  self.keys.session(token), self.keys.session_tasks(token), self.keys.control],
             args=[self.keys.task_prefix, self.keys.session_tasks_prefix, TASK_KEEP_SECONDS,
                   task_id, current.version, current.steps, token, self.config.lease_seconds,
                   self.config.max_open_tasks])
         status = _text(answer[0])
         if status == "unknown_session":
             raise _unknown_session()
+        if status == "idle":  # paused, finishing or ended since this process last looked
+            await self._read_run()
+            return {**none, "state": self.run.state}
         if status == "too_many_tasks":
             raise ProtocolError(429, "too_many_tasks",
                                 f"this session holds its cap of {self.config.max_open_tasks} "
@@ -293,6 +426,15 @@ class Frontend:
             "urls": {"weights": url(request, "weights_version", version=str(current.version)),
                      "batch": url(request, "batch", task_id=task_id),
                      "submit": url(request, "update", task_id=task_id)}}}
+
+    def _eval_payload(self, request: web.Request, lease: EvalLease) -> dict:
+        return {"id": lease.id, "kind": "evaluate", "version": lease.version,
+                "steps": lease.steps, "examples": lease.examples,
+                "leaseSeconds": self.config.lease_seconds, "leaseExpires": lease.expires,
+                "chunk": lease.chunk,
+                "urls": {"weights": url(request, "weights_version", version=str(lease.version)),
+                         "batch": url(request, "batch", task_id=lease.id),
+                         "submit": url(request, "evaluation", task_id=lease.id)}}
 
     async def weights(self, request: web.Request, version: int | None) -> web.Response:
         if self.config.join_token is not None:
@@ -327,6 +469,9 @@ class Frontend:
             raise _lease_expired(task_id)
         if task["state"] == "done":
             raise ProtocolError(409, "task_closed", f"task {task_id} is finished")
+        if task.get("kind") == "evaluate":
+            return web.Response(body=self.desk.frames[int(task["chunk"])],
+                                content_type=FRAME_TYPE)
         return web.Response(body=self._batch_frame(int(task["index"])), content_type=FRAME_TYPE)
 
     def _batch_frame(self, index: int) -> bytes:
@@ -353,17 +498,21 @@ class Frontend:
         found = await self.session(request)
         token, task_id = found["token"], request.match_info["task_id"]
         task = await self._task(token, task_id)
+        if task.get("kind") == "evaluate":
+            raise ProtocolError(404, "unknown_task", f"task {task_id} is an evaluate task, not "
+                                "a train task")
         if task["state"] == "done":
             return json_response(json.loads(task["answer"]))
         if task["state"] == "expired":
             raise _lease_expired(task_id)
+        self._check_can_merge()
         if task["state"] == "claimed":
             raise busy(f"task {task_id}'s update is being written; repeat the request", 1)
         try:
             require_content_type(request, FRAME_TYPE)
             body = await self.ingest.read(request, self.in_flight)
         except ProtocolError as error:
-            await self._refused(error.code)
+            await self._refused(error.code, token)
             raise
         self.in_flight += 1
         try:
@@ -375,8 +524,17 @@ class Frontend:
             body.release()
         role = answer.pop("_next", None)
         if role is not None:
-            answer["next"] = await self.lease(request, token, role)
+            answer["next"] = await self.lease(request, found, role)
         return json_response(answer)
+
+    def _check_can_merge(self) -> None:
+        """``409 finishing`` / ``409 ended`` as this process last saw the run (COMMIT checks
+        Redis's own state in the same step as the write)."""
+        run = self.run
+        if run.state == "ended":
+            raise _ended(run.end_reason)
+        if run.finishing is not None:
+            raise _finishing(run.end_reason)
 
     async def _accept(self, found: dict[str, str], task_id: str, task: dict[str, str],
                       data: memoryview) -> dict:
@@ -387,7 +545,7 @@ class Frontend:
                                             task_version=version, max_steps=self.local_steps,
                                             encoding=encoding)
         except ProtocolError as error:
-            await self._refused(error.code)
+            await self._refused(error.code, found["token"])
             raise
         current = self.versions.current
         assert current is not None
@@ -403,12 +561,16 @@ class Frontend:
                                     f"(the run keeps {self.settings.keep_versions})") from None
         except ProtocolError as error:
             await self._give_back(task_id)
-            await self._refused(error.code)
+            await self._refused(error.code, found["token"])
             raise
         if isinstance(weights, EncodedUpdate):
             weights = weights.decode_into(np.empty(self.layout.size, np.float32), self.layout,
                                           base)
-        clipped = await asyncio.to_thread(self._screen, weights, base)
+        try:
+            clipped = await asyncio.to_thread(self._screen, weights, base)
+        except ProtocolError as error:
+            await self._refused(error.code, found["token"])
+            raise
         claim = await self.scripts["CLAIM"](
             keys=[self.keys.task(task_id), self.keys.leases, self.keys.returned,
                   self.keys.stats, self.keys.session_tasks(found["token"])],
@@ -463,10 +625,16 @@ class Frontend:
         """Add one stream entry for `tasks` and mark them done (`scripts.COMMIT`); raises
         `CommitLost` when one of them is no longer claimed by this process."""
         result = await self.scripts["COMMIT"](
-            keys=[self.keys.stream, self.keys.leases, self.keys.stats],
+            keys=[self.keys.stream, self.keys.leases, self.keys.stats, self.keys.control],
             args=[self.label, self.keys.task_prefix, self.keys.session_tasks_prefix,
                   TASK_KEEP_SECONDS, len(tasks), *tasks, *answers, *fields])
-        if _text(result[0]) != "ok":
+        status = _text(result[0])
+        if status in ("finishing", "ended"):
+            await self._read_run()
+            await self.redis.hincrby(self.keys.stats, f"rejected:{status}", len(tasks))
+            reason = self.run.end_reason
+            raise _ended(reason) if status == "ended" else _finishing(reason)
+        if status != "ok":
             raise CommitLost(_text(result[1]))
         self.metrics.entries.inc()
         self.metrics.entry_bytes.inc(sum(len(f) for f in fields))
@@ -478,15 +646,73 @@ class Frontend:
         await self.redis.hset(self.keys.task(task_id), "expires", "0")
         await self.redis.zadd(self.keys.leases, {task_id: 0})
 
-    async def _refused(self, code: str) -> None:
-        self.metrics.base.updates_rejected.labels(code).inc()
-        await self.redis.hincrby(self.keys.stats, f"rejected:{code}", 1)
+    async def _refused(self, code: str, token: str) -> None:
+        await self.note_invalid(token, code)
 
     async def evaluation(self, request: web.Request) -> web.Response:
+        """An evaluation result: checked at the door (impossible values refused and counted
+        toward the cut-off), then recorded for its chunk (`EvaluationDesk.record`)."""
         found = await self.session(request)
-        task_id = request.match_info["task_id"]
-        await self._task(found["token"], task_id)
-        raise ProtocolError(404, "unknown_task", f"task {task_id} is not an evaluation task")
+        token, task_id = found["token"], request.match_info["task_id"]
+        task = await self._task(token, task_id)
+        if task.get("kind") != "evaluate":
+            raise ProtocolError(404, "unknown_task", f"task {task_id} is a train task, not an "
+                                "evaluate task")
+        if task["state"] == "done":
+            return json_response(json.loads(task["answer"]))
+        if task["state"] == "expired":
+            raise _lease_expired(task_id)
+        self.check_cut_off(found)
+        try:
+            body = await read_json(request)
+            _check_evaluation_bounds(body, signed_loss=self.spec.loss in SIGNED_LOSSES)
+            result = self.desk.parse(task, body)
+        except ProtocolError as error:
+            await self.note_invalid(token, error.code)
+            raise
+        return json_response(await self.desk.record(token, task_id, task, result))
+
+    # -- admin -------------------------------------------------------------------------------
+    async def set_state(self, request: web.Request, before: str, after: str) -> web.Response:
+        """Pause (running -> paused) or resume (paused -> running) for every front-end."""
+        require_admin(request)
+        await self.scripts["STATE"](
+            keys=[self.keys.control, self.keys.events],
+            args=[before, after, event_message("state", {"state": after})])
+        await self._read_run()
+        return json_response(await self.status())
+
+    async def end(self, request: web.Request) -> web.Response:
+        """End the run now, without a final evaluation (the admin's end)."""
+        require_admin(request)
+        await self._read_run()
+        await self.writer.write(
+            expected="*", json_text="",
+            guards=[("ne", self.keys.control, "state", "ended")],
+            commands=end_commands(self.keys, "ended by the admin", self.elapsed()))
+        await self._read_run()
+        return json_response(await self.status())
+
+    async def require_reader(self, request: web.Request) -> None:
+        """With `private_status`: a joined session (in Redis) or the admin token."""
+        if not self.config.private_status:
+            return
+        try:
+            require_admin(request)
+            return
+        except ProtocolError:
+            pass
+        token = request.headers.get(SESSION_HEADER)
+        if not (token and len(token) <= MAX_TOKEN_CHARS and token.isascii()
+                and await self.redis.exists(self.keys.session(token))):
+            raise ProtocolError(401, "private_status",
+                                "this server keeps clients, history and events private: send "
+                                "the X-WebNN-Session of a joined session or Authorization: "
+                                "Bearer <admin token>")
+
+    async def history(self) -> list[dict]:
+        """The run's history (the merger appends; every front-end reads the same list)."""
+        return [json.loads(h) for h in await self.redis.lrange(self.keys.history, 0, -1)]
 
     # -- status, history, clients, metrics ---------------------------------------------------
     async def status(self) -> dict:
@@ -499,21 +725,41 @@ class Frontend:
         pipe.hgetall(self.keys.meta)
         pipe.xlen(self.keys.stream)
         pipe.hget(self.keys.checkpoint, "applied")
-        current, stats, clients, leases, meta, length, applied = await pipe.execute()
+        pipe.hgetall(self.keys.control)
+        pipe.lrange(self.keys.history, 0, -1)
+        pipe.hgetall(self.keys.evaluation)
+        pipe.zcard(self.keys.eval_leases)
+        (current, stats, clients, leases, meta, length, applied, control, history,
+         evaluation, eval_leases) = await pipe.execute()
         stats = {_text(k): int(v) for k, v in stats.items()}
         meta = {_text(k): _text(v) for k, v in meta.items()}
-        started = float(meta.get("started", "0") or 0)
-        stamp = float(_text(current.get(b"time", b"0")))
+        if meta.get("started"):
+            self.started = float(meta["started"])
+        run = RunState.from_hash(control)
+        entries = [json.loads(h) for h in history]
+        last = entries[-1] if entries else None
+        validated = next((h for h in reversed(entries)
+                          if h.get("validated") and h.get("evaluated", True)), None)
+        in_progress = stored_from(evaluation).evaluation
         return {
-            "name": self.spec.name, "state": "running", "endReason": None, "finishing": False,
+            "protocol": 1, "name": self.spec.name, "state": run.state,
+            "endReason": run.end_reason, "finishing": run.finishing is not None,
+            "finishingDeadline": (None if run.finishing is None
+                                  else run.finishing + finish_seconds(self.config)),
             "version": int(current.get(b"version", 0)), "steps": int(current.get(b"steps", 0)),
             "merges": int(current.get(b"merges", 0)), "clients": clients,
-            "elapsed": round(max(0.0, stamp - started), 3),
-            "lastEvaluation": None, "lastValidatedEvaluation": None, "evaluating": None,
+            "elapsed": round(self.elapsed(run), 3),
+            "lastEvaluation": last, "lastValidatedEvaluation": validated,
+            "evaluating": None if in_progress is None else {
+                "version": in_progress.version, "chunks": len(in_progress.chunk_examples),
+                "done": len(in_progress.results), "quorum": in_progress.quorum},
             "strategy": {"name": self.strategy.name, "params": self.strategy.effective_params(),
                          "report": {}},
             "project": self.spec.project_public(),
-            "openTasks": {"train": leases, "evaluate": 0},
+            "endConditions": {"targetAccuracy": self.config.target_accuracy,
+                              "maxMerges": self.config.max_merges,
+                              "maxSeconds": self.config.max_seconds},
+            "openTasks": {"train": leases, "evaluate": eval_leases},
             "rejected": {k.split(":", 1)[1]: v for k, v in sorted(stats.items())
                          if k.startswith("rejected:")},
             "cluster": {"run": self.keys.run, "tasksIssued": stats.get("tasks_issued", 0),
@@ -547,6 +793,17 @@ def _unknown_session() -> ProtocolError:
                          "(expired, never joined, or not ASCII): join again")
 
 
+def _finishing(reason: str | None) -> ProtocolError:
+    return ProtocolError(409, "finishing", f"training is finishing ({reason}) with a final "
+                         "evaluation; no more updates are merged. Ask for a task: the "
+                         "evaluation's chunks are handed to every role")
+
+
+def _ended(reason: str | None) -> ProtocolError:
+    return ProtocolError(409, "ended", f"training has ended ({reason}); no more updates are "
+                         "merged")
+
+
 def _lease_expired(task_id: str) -> ProtocolError:
     return ProtocolError(409, "lease_expired", f"task {task_id}'s lease ran out; its batch was "
                          "handed out again")
@@ -572,10 +829,36 @@ def create_frontend_app(frontend: Frontend) -> web.Application:
         return json_response(await f.status())
 
     async def history(request: web.Request) -> web.Response:
-        return json_response({"history": []})
+        await f.require_reader(request)
+        return json_response({"history": await f.history()})
 
     async def clients(request: web.Request) -> web.Response:
+        await f.require_reader(request)
         return json_response({"clients": await f.clients(), "now": time.time()})
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        await f.require_reader(request)
+        return await stream_events(request, f.bus, await f.status())
+
+    async def pause(request: web.Request) -> web.Response:
+        return await f.set_state(request, "running", "paused")
+
+    async def resume(request: web.Request) -> web.Response:
+        return await f.set_state(request, "paused", "running")
+
+    async def export_model_json(request: web.Request) -> web.Response:
+        require_admin(request)
+        current = f.versions.current
+        assert current is not None
+        return json_response(model_json(f.spec, "weights.bin"),
+                             headers={"X-WebNN-Version": str(current.version)}, envelope=False)
+
+    async def export_weights(request: web.Request) -> web.Response:
+        require_admin(request)
+        info, blob = await f.versions.weights(None)
+        return web.Response(body=blob, content_type="application/octet-stream",
+                            headers={"X-WebNN-Version": str(info.version),
+                                     "X-WebNN-Steps": str(info.steps)})
 
     async def metrics(request: web.Request) -> web.Response:
         f._observe()
@@ -596,6 +879,12 @@ def create_frontend_app(frontend: Frontend) -> web.Application:
     r.add_get("/api/v1/status", status, name="status")
     r.add_get("/api/v1/history", history, name="history")
     r.add_get("/api/v1/clients", clients, name="clients")
+    r.add_post("/api/v1/admin/pause", pause, name="admin_pause")
+    r.add_post("/api/v1/admin/resume", resume, name="admin_resume")
+    r.add_post("/api/v1/admin/end", f.end, name="admin_end")
+    r.add_get("/api/v1/export/model.json", export_model_json, name="export_model")
+    r.add_get("/api/v1/export/weights.bin", export_weights, name="export_weights")
+    r.add_get("/api/v1/events", events, name="events")
     r.add_get("/metrics", metrics, name="metrics")
     assert frontend.config.client_dir is not None
     add_static_routes(app, frontend.config.client_dir)

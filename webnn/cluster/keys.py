@@ -112,6 +112,47 @@ class RunKeys:
         """pub/sub channel: one JSON message per published version."""
         return self.key("versions")
 
+    @property
+    def control(self) -> str:
+        """hash: the run's state (state, finishing, endReason, endedElapsed) and the evaluation
+        schedule's counters (schedule, JSON); see `control.py`."""
+        return self.key("control")
+
+    @property
+    def evaluation(self) -> str:
+        """hash: the evaluation in progress (json: `evalstate.evaluation_to_json`, rev: the
+        revision of its last write); absent when none is."""
+        return self.key("evaluation")
+
+    @property
+    def evaluation_rev(self) -> str:
+        """counter: revisions of `evaluation` (unique across evaluations)."""
+        return self.key("evaluation_rev")
+
+    @property
+    def eval_leases(self) -> str:
+        """sorted set: evaluation task id -> lease deadline (the merger gives due ones back)."""
+        return self.key("eval_leases")
+
+    @property
+    def history(self) -> str:
+        """list: one JSON history entry per completed evaluation (the merger appends)."""
+        return self.key("history")
+
+    @property
+    def parties(self) -> str:
+        """hash: session token -> JSON [address group, volunteer id] (evaluation independence)."""
+        return self.key("parties")
+
+    @property
+    def events(self) -> str:
+        """pub/sub channel: ``{"event", "data"}`` for every front-end's event stream."""
+        return self.key("events")
+
+    def joins(self, address: str) -> str:
+        """hash: the join token bucket of one client address (tokens, at); expires."""
+        return self.key(f"joins:{address}")
+
     def metrics(self, process: str) -> str:
         """string: a process's /metrics text (with its `process` label), expiring."""
         return self.key(f"metrics:{process}")

@@ -33,6 +33,7 @@ import numpy as np
 from redis.exceptions import ResponseError
 
 from webnn.cluster import scripts
+from webnn.cluster.controller import Controller, chunk_sizes, eval_chunk_size
 from webnn.cluster.keys import GROUP, RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import (
@@ -92,11 +93,16 @@ class Merger:
         self._log: list[dict] = []
         self._acks: list[str] = []
         self.leading = False
+        self.chunk_examples: list[int] | None = None
+        self.controller: Controller | None = None
 
     # -- the lock ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Wait for the lock, lead while holding it, and stand by again after losing it."""
         await self._ensure_group()
+        if self.chunk_examples is None:
+            self.chunk_examples = await chunk_sizes(
+                self.parts.dataset, eval_chunk_size(self.config, self.parts.spec.training))
         publisher = asyncio.create_task(self._publish_metrics())
         try:
             while not stop.is_set():
@@ -170,6 +176,23 @@ class Merger:
         await self._load()
         await self.redis.hset(self.keys.meta, "merger", self.label)
         await self._claim_pending()
+        self.controller = Controller(self, self.chunk_examples or [])
+        await self.controller.start()
+        schedule = asyncio.create_task(self.controller.loop())
+        try:
+            await self._read(stop, lost)
+        finally:
+            schedule.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await schedule
+            self.controller = None
+
+    @property
+    def unpublished(self) -> bool:
+        """Whether entries were applied that no published checkpoint covers yet."""
+        return bool(self._log)
+
+    async def _read(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
         start = "0"
         while not stop.is_set() and not lost.is_set():  # my pending entries first, in order
             answer = await self.redis.xreadgroup(GROUP, self.owner, {self.keys.stream: start},
@@ -184,6 +207,11 @@ class Merger:
                                                  count=READ_COUNT, block=BLOCK_MS)
             if answer:
                 await self._process(answer[0][1])
+            elif self._log:
+                # nothing new: a checkpoint covers what was applied without changing the
+                # weights (a strategy's buffer), so it is acknowledged and a finishing run
+                # sees the stream drained
+                await self._publish(new_version=False)
 
     async def _claim_pending(self) -> None:
         """Every pending entry of the group (a dead merger's) becomes this merger's."""
@@ -270,6 +298,8 @@ class Merger:
         self.metrics.lag.set(len(self._acks))
         if changed:
             await self._publish(new_version=True)
+            if self.controller is not None:
+                await self.controller.tick(after_publish=True)
 
     async def _base(self, version: int) -> np.ndarray | None:
         fields = await self.redis.hgetall(self.keys.version(version))
@@ -315,7 +345,7 @@ class Merger:
         result = await self.publish_script(
             keys=[self.keys.lock, self.keys.current, self.keys.checkpoint, self.keys.merge_log,
                   self.keys.stream, self.keys.stats, self.keys.version(version),
-                  self.keys.blob(digest)],
+                  self.keys.blob(digest), self._pinned_key()],
             args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
                   b"" if exists else data, self.keys.channel, message, GROUP,
                   self.keys.version(old) if old >= 0 else "", len(records), *records,
@@ -332,6 +362,11 @@ class Merger:
             self.metrics.base.versions.inc()
         if self.settings.trim_stream and self.applied != "0-0":
             await self.redis.xtrim(self.keys.stream, minid=self.applied, approximate=False)
+
+    def _pinned_key(self) -> str:
+        """The version under evaluation (never dropped by a publication), or ''."""
+        pinned = None if self.controller is None else self.controller.pinned
+        return "" if pinned is None else self.keys.version(pinned)
 
     async def _publish_metrics(self) -> None:
         while True:

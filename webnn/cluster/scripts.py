@@ -49,11 +49,13 @@ return reclaim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], 256)
 """
 
 LEASE = NOW + RECLAIM_DUE + """
--- KEYS: leases, returned, next_batch, stats, session, session tasks
+-- KEYS: leases, returned, next_batch, stats, session, session tasks, control
 -- ARGV: task prefix, session-tasks prefix, keep seconds, task id, version, steps, token,
 --       lease seconds, max open tasks
 reclaim(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2], ARGV[3], 64)
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'unknown_session'} end
+local run = redis.call('HMGET', KEYS[7], 'state', 'finishing')
+if (run[1] and run[1] ~= 'running') or (run[2] and run[2] ~= '') then return {'idle'} end
 if redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[9]) then return {'too_many_tasks'} end
 local index = redis.call('LPOP', KEYS[2])
 if not index then index = tostring(redis.call('INCR', KEYS[3]) - 1) end
@@ -104,10 +106,13 @@ return 0
 """
 
 COMMIT = """
--- KEYS: stream, leases, stats
+-- KEYS: stream, leases, stats, control
 -- ARGV: owner, task prefix, session-tasks prefix, keep seconds, n, task ids (n), answers (n),
 --       then the entry's field/value pairs
 local n = tonumber(ARGV[5])
+local run = redis.call('HMGET', KEYS[4], 'state', 'finishing')
+if run[1] == 'ended' then return {'ended', ''} end
+if run[2] and run[2] ~= '' then return {'finishing', ''} end
 for i = 1, n do
   local t = redis.call('HMGET', ARGV[2] .. ARGV[5 + i], 'state', 'owner')
   if t[1] ~= 'claimed' or t[2] ~= ARGV[1] then return {'lost', ARGV[5 + i]} end
@@ -129,12 +134,16 @@ return {'ok', id}
 """
 
 LEAVE = """
--- KEYS: session tasks, returned, leases, session, sessions; ARGV: task prefix, token, keep
+-- KEYS: session tasks, returned, leases, session, sessions, evaluation leases, parties
+-- ARGV: task prefix, token, keep
 local ids = redis.call('SMEMBERS', KEYS[1])
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
-  local t = redis.call('HMGET', key, 'state', 'index')
-  if t[1] == 'open' then
+  local t = redis.call('HMGET', key, 'state', 'index', 'kind')
+  if t[1] == 'open' and t[3] == 'evaluate' then
+    -- the merger gives the chunk back in the evaluation (its lease is due now)
+    redis.call('ZADD', KEYS[6], 0, id)
+  elseif t[1] == 'open' then
     redis.call('HSET', key, 'state', 'expired')
     redis.call('RPUSH', KEYS[2], t[2])
     redis.call('ZREM', KEYS[3], id)
@@ -143,11 +152,13 @@ for _, id in ipairs(ids) do
 end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[7], ARGV[2])
 return #ids
 """
 
 PUBLISH = """
--- KEYS: lock, current, checkpoint, merge log, stream, stats, version key, blob key
+-- KEYS: lock, current, checkpoint, merge log, stream, stats, version key, blob key,
+--       pinned version key (the version under evaluation: never dropped here) or ''
 -- ARGV: owner, version, digest, steps, merges, applied entry id, strategy state (bytes),
 --       blob (bytes, empty: the blob exists), channel, message, group, old version key or '',
 --       n log records, log records (n), then entry ids to acknowledge
@@ -160,7 +171,7 @@ local fields = {'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4], 'merges
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
            'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
-if ARGV[12] ~= '' then
+if ARGV[12] ~= '' and ARGV[12] ~= KEYS[9] then
   local old = redis.call('HGET', ARGV[12], 'digest')
   redis.call('DEL', ARGV[12])
   if old and old ~= ARGV[3] then
@@ -190,4 +201,91 @@ RELEASE = """
 -- KEYS: lock; ARGV: owner
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+GUARDED = """
+-- A guarded write of the evaluation in progress (and what goes with it), all or nothing.
+-- KEYS: evaluation hash, revision counter, merger lock
+-- ARGV: lock owner ('' = any writer), expected revision ('' = no evaluation, '*' = any),
+--       new json ('' = delete the evaluation, '=' = leave it as it is),
+--       n guards, guards (op, key, field, value) x n with op 'eq' or 'ne' (a missing field
+--       reads ''), then m commands, each as its argument count followed by its arguments
+local i = 1
+if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'not_owner'} end
+local rev = redis.call('HGET', KEYS[1], 'rev') or ''
+if ARGV[2] ~= '*' and rev ~= ARGV[2] then return {'conflict', rev} end
+local guards = tonumber(ARGV[4])
+i = 5
+for g = 1, guards do
+  local found = redis.call('HGET', ARGV[i + 1], ARGV[i + 2]) or ''
+  if (ARGV[i] == 'eq') ~= (found == ARGV[i + 3]) then
+    return {'guard', ARGV[i + 1], ARGV[i + 2], found}
+  end
+  i = i + 4
+end
+local new = rev
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+  new = ''
+elseif ARGV[3] ~= '=' then
+  new = tostring(redis.call('INCR', KEYS[2]))
+  redis.call('HSET', KEYS[1], 'json', ARGV[3], 'rev', new)
+end
+local commands = tonumber(ARGV[i])
+i = i + 1
+for c = 1, commands do
+  local argc = tonumber(ARGV[i])
+  local args = {}
+  for a = 1, argc do args[a] = ARGV[i + a] end
+  redis.call(unpack(args))
+  i = i + argc + 1
+end
+return {'ok', new}
+"""
+
+NOTE_INVALID = """
+-- KEYS: session, stats; ARGV: code, counts toward the cut-off (1/0), max in a row,
+--       cut-off seconds
+-- A refused submission: counted; a streak of `max` invalid ones cuts the session off (its
+-- `cut_off_until` is Redis's clock + the cut-off seconds) and starts the streak again.
+redis.call('HINCRBY', KEYS[2], 'rejected:' .. ARGV[1], 1)
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'rejected', 1)
+if ARGV[2] ~= '1' then return 0 end
+local streak = redis.call('HINCRBY', KEYS[1], 'invalid', 1)
+if streak >= tonumber(ARGV[3]) then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+  redis.call('HSET', KEYS[1], 'invalid', 0, 'cut_off_until', tostring(now + tonumber(ARGV[4])))
+  return 1
+end
+return 0
+"""
+
+JOIN = """
+-- KEYS: the address's bucket; ARGV: tokens per second, burst
+-- A token bucket shared by every front-end: 0 when a token was spent, else the seconds until
+-- one is there (as a string).
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return tostring(wait)
+"""
+
+STATE = """
+-- KEYS: control, events channel; ARGV: from state, to state, event message
+-- The admin's pause/resume: `from` -> `to` only (anything else changes nothing).
+local state = redis.call('HGET', KEYS[1], 'state') or 'running'
+if state ~= ARGV[1] then return state end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return ARGV[2]
 """

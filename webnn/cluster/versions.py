@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,8 @@ class VersionBoard:
         self._arrays: dict[str, np.ndarray] = {}
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.on_version: Callable[[VersionInfo], None] | None = None
+        """Called with each newer version seen (the front-end's ``merge`` event)."""
 
     async def start(self, timeout: float = 120.0) -> None:
         """Follow the channel, and wait (up to `timeout` s) for the first published version."""
@@ -93,6 +96,8 @@ class VersionBoard:
             self.current = info
             self._infos[info.version] = info
             self._changed.set()
+            if self.on_version is not None:
+                self.on_version(info)
 
     async def _listen(self) -> None:
         while True:
