@@ -19,7 +19,12 @@ from support.e2e import (
     wait_until,
 )
 from support.processes import stop_process
-from support.redis import redis_server  # noqa: F401 (fixture)
+from support.redis import (  # noqa: F401 (fixture)
+    get_json,
+    redis_server,
+    start_run,
+    wait_for_version,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +77,41 @@ def test_a_node_worker_trains_against_two_frontends_and_metrics_name_every_proce
             worker.stop()
         code = stop_process(server)
     assert code == 0, output.text()
+
+
+def test_node_workers_on_two_frontends_reach_a_validated_evaluation_and_end_on_max_merges(
+        redis_server):  # noqa: F811
+    """Two front-ends on their own ports and a merger; a Node worker (role any: training and
+    evaluation) on each. The run validates evaluations (quorum 2: both workers agree), ends on
+    --max-merges after its final evaluation, the workers exit on the end, and both front-ends
+    answer the same history and status."""
+    mergers, fronts = start_run(redis_server.url, "--strategy", "fedbuff", "--param", "k=2",
+                                "--max-merges", "16")
+    urls = [f.url for f in fronts]
+    workers = []
+    try:
+        wait_for_version(redis_server.client(), "digits_mlp")
+        workers = [start_worker(url, f"node-{i}") for i, url in enumerate(urls)]
+        for worker in workers:
+            code = worker.process.wait(240)
+            assert code == 0, worker.output.text()
+        statuses = [get_json(url, "api/v1/status") for url in urls]
+        histories = [get_json(url, "api/v1/history")["history"] for url in urls]
+        assert histories[0] == histories[1]
+        history = histories[0]
+        assert any(h["validated"] for h in history), history
+        final = history[-1]
+        assert final["final"] and final["evaluated"], final
+        assert final["version"] == statuses[0]["version"]
+        assert 0 <= final["valAccuracy"] <= 1
+        for status in statuses:
+            assert status["state"] == "ended"
+            assert status["endReason"] == "max_merges=16 reached"
+            assert status["merges"] >= 16
+        strip = [{k: v for k, v in s.items() if k != "clients"} for s in statuses]
+        assert strip[0] == strip[1]
+    finally:
+        for worker in workers:
+            worker.stop()
+        for process in fronts + mergers:
+            process.stop()
