@@ -12,6 +12,8 @@ final checkpoint (so `web.run_app` stopping on SIGINT/SIGTERM leaves a checkpoin
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from webnn.server.admin import add_admin_routes
@@ -27,12 +29,18 @@ from webnn.server.static import add_static_routes
 BODY_MARGIN = 2 << 20
 
 
-def create_app(config: ServeConfig) -> web.Application:
+def create_app(config: ServeConfig, cluster: Any = None) -> web.Application:
     """Build the app for `config`; loads spec, data, strategy and any checkpoint in `state_dir`.
 
     Raises `ConfigError` (bad configuration, spec, data or strategy) or `StateError` (a state dir
     written for another model); both are `ValueError`s with a message naming what is wrong.
+    With `cluster` (a `webnn.cluster.settings.ClusterSettings`: needs the ``cluster`` extra) the
+    app is one front-end of a scale-out run in Redis instead (docs/scale-out.md).
     """
+    if cluster is not None:
+        from webnn.cluster.embed import create_cluster_app
+
+        return create_cluster_app(config, cluster)
     parts = load_parts(config)
     metrics = Metrics()
     events = EventBus()
