@@ -170,7 +170,7 @@ def resolve_params(strategy: str, declared: tuple[Param, ...],
         named = [p.under(f"strategy.{strategy}") for p in problems]
         message = named[0] if len(named) == 1 else (
             f"strategy {strategy!r}: {len(named)} problems:\n  " + "\n  ".join(named))
-        raise ParamError(problems[0].path, str(message))
+        raise ParamError(problems[0].path, str(message), named)
     return values
 
 
@@ -191,8 +191,9 @@ def check_strategy_params(ref: str, given: Mapping[str, Any]) -> list[Problem]:
         cls(**dict(given))
     except ParamError as exc:
         return [Problem(exc.param, str(exc))]
-    except (ValueError, TypeError) as exc:
-        return [Problem("", str(exc))]
+    except Exception as exc:  # a strategy's own checks: reported, never a traceback
+        return [Problem("", f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError)
+                        else str(exc))]
     return []
 
 

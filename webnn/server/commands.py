@@ -56,7 +56,6 @@ from webnn.server.workers import (
 )
 from webnn.settings import cli as settings_cli
 from webnn.settings.cli import BYTES, ByteSize, parse_pairs
-from webnn.settings.errors import ConfigError as SettingsError
 from webnn.settings.serve import ProcessSettings, ServeConfig
 
 __all__ = ["BYTES", "ByteSize", "export", "merge_settings", "parse_pairs", "serve"]
@@ -183,9 +182,9 @@ def plan_models(
             raise click.ClickException(f"{where}: unsupported setting(s): {', '.join(unknown)}")
         try:
             config = ServeConfig(**values)
-        except SettingsError as exc:  # every problem of this model's settings, with its key
+        except ConfigError as exc:  # every problem of this model's settings, with its key
             problems = [p.under(where) if several else p for p in exc.problems]
-            raise click.ClickException(str(SettingsError(problems, f"settings of {name}"))
+            raise click.ClickException(str(ConfigError(problems, f"settings of {name}"))
                                        ) from exc
         prefix = f"/models/{name}/" if mounted else ""
         plans.append(ModelPlan(name=name, prefix=prefix, config=config))

@@ -8,6 +8,7 @@ checks that the page in docs/ is what `markdown()` writes now.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any
 
@@ -67,7 +68,8 @@ def _default(field: FieldInfo) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell: pipes escaped, and ``<name>`` kept from reading as an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z/])", "&lt;", text.replace("|", "\\|").replace("\n", " "))
 
 
 def _flag(key: str, field: FieldInfo, table_key: str | None = None) -> str:
