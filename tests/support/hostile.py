@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from support.protocol_client import FRAME_TYPE, ProtocolClient
+from webnn.server.runner import WebnnRunner
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "hostile-admin-token"
@@ -43,9 +44,7 @@ def hostile_app() -> web.Application:
     from webnn.server.app import create_app
     from webnn.server.config import ServeConfig
 
-    limits: dict[str, Any] = {"max_invalid_updates": 10**9}
-    if "joins_per_minute" in ServeConfig.__dataclass_fields__:
-        limits["joins_per_minute"] = 0
+    limits: dict[str, Any] = {"max_invalid_updates": 10**9, "joins_per_minute": 0}
     return create_app(ServeConfig(
         spec=REPO / "model_specs" / "digits_mlp.json",
         data=str(REPO / "data_modules" / "digits.py"),
@@ -132,7 +131,7 @@ class Harness:
 
     async def _start(self, make_app: Callable[[], web.Application]) -> None:
         self.app = make_app()
-        self.runner = web.AppRunner(self.app)
+        self.runner = WebnnRunner(self.app)  # what `wnn serve` runs
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
