@@ -33,7 +33,7 @@ export function createCurveChart(Chart, canvas) {
       maintainAspectRatio: false,
       parsing: false,
       scales: {
-        x: { type: 'linear', title: { display: true, text: 'seconds' } },
+        x: { type: 'linear', min: 0, title: { display: true, text: 'seconds' } }, // from the run's start
         accuracy: { type: 'linear', position: 'left', min: 0, max: 1, title: { display: true, text: 'accuracy' } },
         loss: { type: 'linear', position: 'right', beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: 'loss' } },
       },

@@ -118,7 +118,7 @@ function mergesChart(Chart, canvas) {
     data: { datasets: [{ label: 'merges', data: [], borderColor: '#2f6fed', backgroundColor: '#2f6fed', pointRadius: 0, stepped: true }] },
     options: {
       animation: false, maintainAspectRatio: false, parsing: false,
-      scales: { x: { type: 'linear', title: { display: true, text: 'seconds' } }, y: { type: 'linear', beginAtZero: true, title: { display: true, text: 'merges' } } },
+      scales: { x: { type: 'linear', min: 0, title: { display: true, text: 'seconds' } }, y: { type: 'linear', beginAtZero: true, title: { display: true, text: 'merges' } } },
     },
   });
   return {
