@@ -221,7 +221,7 @@ async def update(request: web.Request) -> web.StreamResponse:
         coordinator.note_upload(task)
         read = coordinator.check_update_task(client, task)
     except ProtocolError as error:
-        raise closing(error) from None
+        raise closing(error, request.content_length) from None
     body = None
     if read:
         try:
@@ -233,7 +233,7 @@ async def update(request: web.Request) -> web.StreamResponse:
             else:
                 coordinator.note_invalid(client, error.code)
             if error.code in ("wrong_content_type", "too_large"):
-                raise closing(error) from None
+                raise closing(error, request.content_length) from None
             raise
     if body is None and task.pending is not None:
         # a copy of this update is being merged: share its verdict (awaited now, before the
