@@ -119,3 +119,41 @@ def test_param_description_is_json_ready() -> None:
 def test_stateless_strategy_refuses_a_non_empty_state() -> None:
     with pytest.raises(StrategyError, match="keeps no state, but the checkpoint holds arrays"):
         Tunable().load_state(StrategyState(arrays={"buffer": np.zeros(2, np.float32)}))
+
+
+def test_a_strategy_may_declare_its_parameters_as_a_pydantic_model() -> None:
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class EmaParams(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+        alpha: float = Field(0.5, ge=0, le=1, description="weight of the update")
+        mode: Literal["fast", "slow"] = Field("fast", description="how")
+        window: int | None = Field(None, ge=1, description="optional window")
+
+        @field_validator("alpha")
+        @classmethod
+        def _not_half(cls, value: float) -> float:
+            if value == 0.25:
+                raise ValueError("0.25 is reserved")
+            return value
+
+    class Ema(Strategy):
+        name = "ema_model"
+        description = "test"
+        params = EmaParams  # type: ignore[assignment]
+
+        def merge(self, model: ModelState, update: Update) -> bool:
+            return True
+
+    assert Ema(alpha="0.75", window="3").param_values == {"alpha": 0.75, "mode": "fast",
+                                                          "window": 3}
+    assert [p.describe()["name"] for p in Ema.params] == ["alpha", "mode", "window"]
+    assert Ema.params[1].choices == ("fast", "slow") and Ema.params[0].maximum == 1
+    with pytest.raises(ParamError) as info:
+        Ema(alpha="0.25", mode="medium", windw=2)
+    message = str(info.value)
+    assert "strategy.ema_model.alpha: 0.25 is reserved" in message
+    assert 'strategy.ema_model.mode: expected one of fast, slow, got "medium"' in message
+    assert "strategy.ema_model.windw: unknown parameter; did you mean `window`?" in message

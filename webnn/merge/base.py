@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from webnn.merge.errors import StrategyError
-from webnn.merge.params import Param, resolve_params
+from webnn.merge.params import Param, declared_params, resolve_params
 
 
 @dataclass
@@ -123,8 +123,9 @@ class Strategy(ABC):
     """Base class of merge strategies.
 
     Class attributes: `name` (registry name), `description` (one line, with the formula),
-    `params` (declared `Param`s), `needs_base_weights` (the coordinator then keeps the weights of
-    every version a client may still return from and passes them as ``update.base_weights``).
+    `params` (declared `Param`s, or a pydantic model of them), `needs_base_weights` (the
+    coordinator then keeps the weights of every version a client may still return from and passes
+    them as ``update.base_weights``).
     ``__init__(**params)`` coerces the given values (strings too) to the declared types, fills in
     the defaults and sets each as an attribute; `param_values` holds them all.
     """
@@ -141,6 +142,8 @@ class Strategy(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if isinstance(cls.params, type):  # a pydantic model of the parameters (webnn.merge.params)
+            cls.params = declared_params(cls.params)
         if not isinstance(cls.params, tuple) or not all(isinstance(p, Param) for p in cls.params):
             raise TypeError(f"{cls.__qualname__}.params must be a tuple of Param")
         names = [p.name for p in cls.params]

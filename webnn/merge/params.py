@@ -3,6 +3,9 @@
 A strategy declares ``params = (Param("alpha", float, 0.6, "mixing weight", minimum=0), ...)``;
 `params_model` turns the declaration into a pydantic model (type, ``Literal`` choices, inclusive
 bounds, default, description), the same machinery `webnn.settings` uses for every other setting.
+A strategy may also declare the model itself (``params = AlphaParams``, a pydantic model whose
+fields are int, float, bool, str or a ``Literal``, optional or not): `declared_params` then gives
+its `Param`s (for listings) and validation uses the model, with its own validators.
 Values come from the command line (``--param alpha=0.6``, always strings) or from files and code
 (already typed): strings are read as the declared type (``yes``/``no`` for booleans, ``none`` for
 an optional parameter), then the model checks them. `resolve_params` raises `ParamError` listing
@@ -22,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from webnn.merge.errors import ParamError
-from webnn.settings.core import problems_from
+from webnn.settings.core import did_you_mean, problems_from
 from webnn.settings.errors import Problem
 
 PARAM_TYPES: tuple[type, ...] = (int, float, bool, str)
@@ -130,9 +133,73 @@ def _single_model(param: Param) -> type[BaseModel]:
     return params_model("", (param,))
 
 
-@cache
+class DeclaredParams(tuple[Param, ...]):
+    """The `Param`s of a strategy that declared a pydantic model; `model` is that model."""
+
+    model: type[BaseModel]
+
+    def __new__(cls, params: tuple[Param, ...], model: type[BaseModel]) -> DeclaredParams:
+        self = super().__new__(cls, params)
+        self.model = model
+        return self
+
+
+def declared_params(model: type[BaseModel]) -> DeclaredParams:
+    """The `Param`s of a parameters model (name, type, default, description, choices, inclusive
+    bounds), carrying the model; a field of another type is a `TypeError`."""
+    import annotated_types
+
+    params = []
+    for name, field in model.model_fields.items():
+        kind, choices, optional = _param_type(field.annotation)
+        if kind is None:
+            raise TypeError(f"{model.__name__}.{name}: a parameter is an int, float, bool, str "
+                            f"or a Literal of them, optional or not; got {field.annotation!r}")
+        bounds: dict[str, Any] = {}
+        for item in field.metadata:
+            if isinstance(item, annotated_types.Ge | annotated_types.Gt):
+                bounds["minimum"] = getattr(item, "ge", getattr(item, "gt", None))
+            if isinstance(item, annotated_types.Le | annotated_types.Lt):
+                bounds["maximum"] = getattr(item, "le", getattr(item, "lt", None))
+        default = None if field.is_required() or optional and field.default is None else \
+            field.get_default(call_default_factory=True)
+        params.append(Param(name, kind, default, field.description or "", choices=choices,
+                            **bounds))
+    return DeclaredParams(tuple(params), model)
+
+
+def _param_type(annotation: Any) -> tuple[type | None, tuple[Any, ...] | None, bool]:
+    """``(type, choices, optional)`` of a parameter field's annotation."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        return _param_type(args[0])
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            kind, choices, _ = _param_type(rest[0])
+            return kind, choices, True
+        return None, None, True
+    if origin is Literal:
+        kinds = {type(a) for a in args}
+        return (kinds.pop() if len(kinds) == 1 else None), tuple(args), False
+    return (annotation if annotation in PARAM_TYPES else None), None, False
+
+
 def params_model(strategy: str, declared: tuple[Param, ...]) -> type[BaseModel]:
-    """The settings model of a strategy's declared parameters (one field per `Param`)."""
+    """The settings model of a strategy's parameters: the model it declared, or one built from
+    its `Param`s (one field per `Param`)."""
+    model = getattr(declared, "model", None)
+    if model is not None:
+        return model  # type: ignore[no-any-return]
+    return _built_model(strategy, declared)
+
+
+@cache
+def _built_model(strategy: str, declared: tuple[Param, ...]) -> type[BaseModel]:
     fields = {p.name: (p.annotation(), p.field()) for p in declared}
     name = "".join(part.title() for part in strategy.replace("-", "_").split("_")) or "Strategy"
     return create_model(f"{name}Params",  # type: ignore[call-overload,no-any-return]
@@ -144,10 +211,16 @@ def param_problems(strategy: str, declared: tuple[Param, ...],
     """``(values, problems)``: every declared parameter's value (given, else the default) and
     every problem, each with the parameter name as its path."""
     model = params_model(strategy, declared)
+    by_name = {p.name: p for p in declared}
+    unknown = [k for k in given if k not in by_name]
+    problems: list[Problem] = [
+        Problem(k, did_you_mean(k, by_name).replace("unknown key", "unknown parameter", 1)
+                if by_name else f"unknown parameter (strategy {strategy!r} takes none)")
+        for k in unknown]
     try:
-        values = model.model_validate(dict(given))
+        values = model.model_validate({k: by_name[k]._read(v) for k, v in given.items()
+                                       if k in by_name})
     except ValidationError as error:
-        problems = []
         for problem in problems_from(error, model):
             message = problem.message
             if message.startswith("unknown key"):
@@ -155,6 +228,7 @@ def param_problems(strategy: str, declared: tuple[Param, ...],
                 if not declared:
                     message = f"unknown parameter (strategy {strategy!r} takes none)"
             problems.append(Problem(problem.path, message))
+    if problems:
         return {}, problems
     return {p.name: getattr(values, p.name) for p in declared}, []
 
