@@ -14,6 +14,7 @@ from support.redis import redis_server  # noqa: F401 (fixture)
 
 from webnn.cluster.settings import ClusterSettings, ClusterSettingsError
 from webnn.server.app import create_app
+from webnn.server.config import load_parts
 
 pytestmark = pytest.mark.slow
 
@@ -46,5 +47,46 @@ async def test_create_app_with_cluster_settings_serves_a_whole_run(
             assert all(h["validated"] for h in history)  # quorum 1: every result validates
             keys = redis_server.client().keys("wnn:embedded:*")
             assert keys  # the run lives in Redis under its name
+    finally:
+        await served.stop()
+
+
+async def _join_as(http: aiohttp.ClientSession, url: str, volunteer: str) -> ProtocolClient:
+    client = ProtocolClient(http, url)
+    answer = await client.request("POST", "api/v1/join", session=False, json_body={
+        "client": {"kind": "python", "name": volunteer, "volunteerId": volunteer}})
+    assert answer.status == 200, answer.body
+    client.token, client.client_id = answer.body["token"], answer.body["clientId"]
+    return client
+
+
+async def test_a_partitioned_run_keeps_each_volunteer_on_its_shard(
+        redis_server, make_config, serve):  # noqa: F811
+    config = make_config(partition={"kind": "shards", "shards": 4, "classes": 2})
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="parts"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            labels: dict[str, set[int]] = {}
+            for volunteer in ("vol-a", "vol-b", "vol-a"):  # vol-a comes back in a new session
+                client = await _join_as(http, served.url, volunteer)
+                seen = labels.setdefault(volunteer, set())
+                for _ in range(3):
+                    task = (await client.task("train"))["task"]
+                    assert task is not None
+                    _, tensors = await client.batch(task)
+                    seen.update(int(y) for y in np.asarray(tensors["y"]).ravel())
+            parts = load_parts(config)
+            y = np.asarray(parts.dataset.train_examples(np.arange(parts.dataset.num_train)).y)
+            table = redis_server.client().hgetall("wnn:parts:volunteers")
+            shards = {k.decode(): int(v) for k, v in table.items()}
+            assert shards["vol-a"] != shards["vol-b"]
+            for volunteer, seen in labels.items():  # every batch came from the volunteer's shard
+                assert seen <= {int(v) for v in y[parts.shards[shards[volunteer]]]}
+            status = (await client.get("api/v1/status")).body
+            partition = status["partition"]
+            assert partition["kind"] == "shards" and partition["shards"] == 4
+            assert partition["volunteers"] == 2
+            assert sorted(s["load"] for s in partition["perShard"]) == [0, 0, 1, 1]
     finally:
         await served.stop()

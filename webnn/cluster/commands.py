@@ -26,9 +26,6 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, 
         raise click.ClickException("--redis serves one model per run; give one SPEC")
     config = plans[0].config
     problems = []
-    if config.partition not in (None, "iid", {}) and getattr(config.partition, "get", None) and \
-            config.partition.get("kind", "iid") != "iid":
-        problems.append("data partitions (--partition)")
     if process.get("local_workers"):
         problems.append("--local-workers (start wnn-worker processes against the port)")
     if problems:

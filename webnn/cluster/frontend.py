@@ -46,6 +46,7 @@ from webnn.cluster.records import update_fields
 from webnn.cluster.relay import EventRelay
 from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.versions import VersionBoard
+from webnn.data.base import shard_batch_indices
 from webnn.merge.base import Update
 from webnn.merge.screening import Screen
 from webnn.server.admission import (
@@ -81,6 +82,7 @@ from webnn.server.http import (
 from webnn.server.ingest import Ingest, check_weights
 from webnn.server.keys import CONFIG, METRICS
 from webnn.server.routes import SIGNED_LOSSES, _check_evaluation_bounds, client_info
+from webnn.server.shards import MAX_VOLUNTEERS
 from webnn.server.static import add_static_routes, static_urls
 from webnn.server.tasks import ROLES
 from webnn.server.updates import decode_update, not_finite_error
@@ -138,7 +140,7 @@ class Frontend:
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         self.scripts = {name: redis.register_script(getattr(scripts, name))
                         for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE",
-                                     "NOTE_INVALID", "JOIN", "STATE")}
+                                     "NOTE_INVALID", "JOIN", "STATE", "ASSIGN")}
         self.desk = EvaluationDesk(parts, redis, keys, eval_chunk_size(config, training))
         self.writer = GuardedWriter(redis, keys)
         self.bus = EventBus()
@@ -152,7 +154,8 @@ class Frontend:
                                   settings.combine_ms / 1000.0, label)
                          if self.strategy.combinable else None)
         self.in_flight = 0
-        self._batches: OrderedDict[int, bytes] = OrderedDict()
+        self.shards = parts.shards  # None: iid (one shared sequence)
+        self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -197,9 +200,18 @@ class Frontend:
                                               start=0, num=1000)
         if idle:
             pipe = self.redis.pipeline(transaction=False)
+            for token in idle:
+                pipe.hmget(self.keys.session(_text(token)), "shard", "anonymous")
             pipe.zrem(self.keys.sessions, *idle)
             pipe.hdel(self.keys.parties, *idle)
-            await pipe.execute()
+            found = await pipe.execute()
+            anonymous = [_text(shard) for shard, anon in found[:len(idle)]
+                         if shard is not None and anon == b"1"]
+            if anonymous:  # an anonymous session's shard counts it no more
+                pipe = self.redis.pipeline(transaction=False)
+                for shard in anonymous:
+                    pipe.hincrby(self.keys.shard_load, shard, -1)
+                await pipe.execute()
 
     async def _read_run(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -339,7 +351,7 @@ class Frontend:
         await self.scripts["LEAVE"](
             keys=[self.keys.session_tasks(token), self.keys.returned, self.keys.leases,
                   self.keys.session(token), self.keys.sessions, self.keys.eval_leases,
-                  self.keys.parties],
+                  self.keys.parties, self.keys.shard_load],
             args=[self.keys.task_prefix, token, TASK_KEEP_SECONDS])
         await self.redis.publish(self.keys.events, event_message("client", {
             "event": "leave", "clientId": _text(client_id or ""),
@@ -398,13 +410,14 @@ class Frontend:
             return none
         current = self.versions.current
         assert current is not None
+        shard = await self._shard(found)
         task_id = "t-" + secrets.token_hex(8)
         answer = await self.scripts["LEASE"](
             keys=[self.keys.leases, self.keys.returned, self.keys.next_batch, self.keys.stats,
                   self.keys.session(token), self.keys.session_tasks(token), self.keys.control],
             args=[self.keys.task_prefix, self.keys.session_tasks_prefix, TASK_KEEP_SECONDS,
                   task_id, current.version, current.steps, token, self.config.lease_seconds,
-                  self.config.max_open_tasks])
+                  self.config.max_open_tasks, shard])
         status = _text(answer[0])
         if status == "unknown_session":
             raise _unknown_session()
@@ -426,6 +439,19 @@ class Frontend:
             "urls": {"weights": url(request, "weights_version", version=str(current.version)),
                      "batch": url(request, "batch", task_id=task_id),
                      "submit": url(request, "update", task_id=task_id)}}}
+
+    async def _shard(self, found: dict[str, str]) -> int:
+        """The session's data shard (0 without a partition): kept once given, a volunteer's
+        own across sessions (`scripts.ASSIGN`, the single process's `ShardAssigner` rule)."""
+        if self.shards is None:
+            return 0
+        if found.get("shard"):
+            return int(found["shard"])
+        shard = int(_text(await self.scripts["ASSIGN"](
+            keys=[self.keys.volunteers, self.keys.shard_load, self.keys.session(found["token"])],
+            args=[found.get("volunteer", ""), len(self.shards), MAX_VOLUNTEERS])))
+        found["shard"] = str(shard)
+        return shard
 
     def _eval_payload(self, request: web.Request, lease: EvalLease) -> dict:
         return {"id": lease.id, "kind": "evaluate", "version": lease.version,
@@ -472,15 +498,25 @@ class Frontend:
         if task.get("kind") == "evaluate":
             return web.Response(body=self.desk.frames[int(task["chunk"])],
                                 content_type=FRAME_TYPE)
-        return web.Response(body=self._batch_frame(int(task["index"])), content_type=FRAME_TYPE)
+        return web.Response(body=self._batch_frame(int(task["index"]),
+                                                   int(task.get("shard") or 0)),
+                            content_type=FRAME_TYPE)
 
-    def _batch_frame(self, index: int) -> bytes:
+    def _batch_frame(self, index: int, shard: int = 0) -> bytes:
         """Batch `index` of the run's data sequence (the same for every front-end: the data
-        module's `train_batches` from `start=index`), encoded once and cached."""
-        frame = self._batches.get(index)
+        module's `train_batches` from `start=index`; with a partition, shard `shard`'s batch
+        `index`, ``shard_batch_indices`` read through ``train_examples``, as the single
+        process's `BatchFeed`), encoded once and cached."""
+        frame = self._batches.get((shard, index))
         if frame is None:
-            batches = iter(self.parts.dataset.train_batches(self.examples, self.parts.seed,
-                                                            start=index))
+            dataset = self.parts.dataset
+            if self.shards is None:
+                batches = iter(dataset.train_batches(self.examples, self.parts.seed,
+                                                     start=index))
+            else:
+                positions = shard_batch_indices(self.shards[shard], self.examples,
+                                                self.parts.seed, shard, index)
+                batches = (dataset.train_examples(p) for p in positions)
             batch = next(batches)
             close = getattr(batches, "close", None)
             if close is not None:
@@ -488,7 +524,7 @@ class Frontend:
             x, y = frame_array(batch.x), frame_array(batch.y)
             frame = encode_frame({"kind": "train", "index": index, "examples": int(x.shape[0])},
                                  {"x": x, "y": y})
-            self._batches[index] = frame
+            self._batches[(shard, index)] = frame
             while len(self._batches) > BATCH_CACHE:
                 self._batches.popitem(last=False)
         return frame
@@ -729,8 +765,10 @@ class Frontend:
         pipe.lrange(self.keys.history, 0, -1)
         pipe.hgetall(self.keys.evaluation)
         pipe.zcard(self.keys.eval_leases)
+        pipe.hgetall(self.keys.shard_load)
+        pipe.hlen(self.keys.volunteers)
         (current, stats, clients, leases, meta, length, applied, control, history,
-         evaluation, eval_leases) = await pipe.execute()
+         evaluation, eval_leases, load, volunteers) = await pipe.execute()
         stats = {_text(k): int(v) for k, v in stats.items()}
         meta = {_text(k): _text(v) for k, v in meta.items()}
         if meta.get("started"):
@@ -759,6 +797,7 @@ class Frontend:
             "endConditions": {"targetAccuracy": self.config.target_accuracy,
                               "maxMerges": self.config.max_merges,
                               "maxSeconds": self.config.max_seconds},
+            "partition": self._partition_status(load, volunteers),
             "openTasks": {"train": leases, "evaluate": eval_leases},
             "rejected": {k.split(":", 1)[1]: v for k, v in sorted(stats.items())
                          if k.startswith("rejected:")},
@@ -770,6 +809,20 @@ class Frontend:
                         "checkpointEntry": _text(applied) if applied else None,
                         "merger": _text(meta.get("merger", "")) or None},
         }
+
+    def _partition_status(self, load: dict, volunteers: int) -> dict:
+        """The partition's settings, its shard count and, per shard, its load (volunteer ids
+        assigned plus live anonymous sessions) and examples."""
+        partition = self.parts.partition
+        public = {"kind": "iid"} if partition is None else partition.public()
+        count = 1 if self.shards is None else len(self.shards)
+        public["shards"] = count
+        loads = {int(_text(k)): int(v) for k, v in load.items()}
+        public["perShard"] = None if self.shards is None or count > 256 else [
+            {"shard": i, "examples": int(len(self.shards[i])), "load": loads.get(i, 0)}
+            for i in range(count)]
+        public["volunteers"] = volunteers
+        return public
 
     async def clients(self) -> list[dict]:
         tokens = await self.redis.zrange(self.keys.sessions, 0, 999)

@@ -58,8 +58,19 @@ class RunKeys:
 
     @property
     def next_batch(self) -> str:
-        """counter: the next batch number of the data sequence."""
+        """counter: the next batch number of the data sequence (shard s > 0 of a partitioned
+        run: ``next_batch:<s>``; likewise ``returned:<s>``)."""
         return self.key("next_batch")
+
+    @property
+    def volunteers(self) -> str:
+        """hash: volunteer id -> data shard (partitioned runs)."""
+        return self.key("volunteers")
+
+    @property
+    def shard_load(self) -> str:
+        """hash: shard -> its load (volunteer ids assigned plus live anonymous sessions)."""
+        return self.key("shard_load")
 
     @property
     def returned(self) -> str:

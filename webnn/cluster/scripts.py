@@ -24,15 +24,23 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 """
 
-RECLAIM_DUE = """
+SHARD_KEY = """
+-- shard 0's keys are the base names (`next_batch`, `returned`), shard s's are `<name>:<s>`
+local function shard_key(base, shard)
+  if not shard or shard == '' or shard == '0' then return base end
+  return base .. ':' .. shard
+end
+"""
+
+RECLAIM_DUE = SHARD_KEY + """
 local function reclaim(leases, returned, stats, task_prefix, stasks_prefix, keep, limit)
   local due = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local key = task_prefix .. id
-    local t = redis.call('HMGET', key, 'state', 'index', 'session')
+    local t = redis.call('HMGET', key, 'state', 'index', 'session', 'shard')
     if t[1] == 'open' or t[1] == 'claimed' then
       redis.call('HSET', key, 'state', 'expired')
-      redis.call('RPUSH', returned, t[2])
+      redis.call('RPUSH', shard_key(returned, t[4]), t[2])
       redis.call('SREM', stasks_prefix .. t[3], id)
       redis.call('HINCRBY', stats, 'leases_expired', 1)
       redis.call('EXPIRE', key, keep)
@@ -51,18 +59,18 @@ return reclaim(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], 256)
 LEASE = NOW + RECLAIM_DUE + """
 -- KEYS: leases, returned, next_batch, stats, session, session tasks, control
 -- ARGV: task prefix, session-tasks prefix, keep seconds, task id, version, steps, token,
---       lease seconds, max open tasks
+--       lease seconds, max open tasks, shard
 reclaim(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2], ARGV[3], 64)
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'unknown_session'} end
 local run = redis.call('HMGET', KEYS[7], 'state', 'finishing')
 if (run[1] and run[1] ~= 'running') or (run[2] and run[2] ~= '') then return {'idle'} end
 if redis.call('SCARD', KEYS[6]) >= tonumber(ARGV[9]) then return {'too_many_tasks'} end
-local index = redis.call('LPOP', KEYS[2])
-if not index then index = tostring(redis.call('INCR', KEYS[3]) - 1) end
+local index = redis.call('LPOP', shard_key(KEYS[2], ARGV[10]))
+if not index then index = tostring(redis.call('INCR', shard_key(KEYS[3], ARGV[10])) - 1) end
 local expires = now + tonumber(ARGV[8])
 local key = ARGV[1] .. ARGV[4]
 redis.call('HSET', key, 'state', 'open', 'index', index, 'version', ARGV[5], 'steps', ARGV[6],
-           'session', ARGV[7], 'expires', tostring(expires))
+           'session', ARGV[7], 'expires', tostring(expires), 'shard', ARGV[10])
 redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[8]) + tonumber(ARGV[3])))
 redis.call('ZADD', KEYS[1], expires, ARGV[4])
 redis.call('SADD', KEYS[6], ARGV[4])
@@ -71,10 +79,11 @@ redis.call('HINCRBY', KEYS[4], 'tasks_issued', 1)
 return {'ok', index, tostring(expires)}
 """
 
-CLAIM = NOW + """
+CLAIM = NOW + SHARD_KEY + """
 -- KEYS: task, leases, returned, stats, session tasks; ARGV: task id, token, owner,
 --       claim seconds, keep seconds
-local t = redis.call('HMGET', KEYS[1], 'state', 'session', 'expires', 'answer', 'index')
+local t = redis.call('HMGET', KEYS[1], 'state', 'session', 'expires', 'answer', 'index',
+                     'shard')
 if not t[1] then return {'unknown_task'} end
 if t[2] ~= ARGV[2] then return {'not_your_task'} end
 if t[1] == 'done' then return {'done', t[4]} end
@@ -82,7 +91,7 @@ if t[1] == 'expired' then return {'lease_expired'} end
 if t[1] == 'claimed' then return {'claimed'} end
 if tonumber(t[3]) < now then
   redis.call('HSET', KEYS[1], 'state', 'expired')
-  redis.call('RPUSH', KEYS[3], t[5])
+  redis.call('RPUSH', shard_key(KEYS[3], t[6]), t[5])
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[5], ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'leases_expired', 1)
@@ -133,23 +142,26 @@ redis.call('HINCRBY', KEYS[3], 'stream_entries', 1)
 return {'ok', id}
 """
 
-LEAVE = """
--- KEYS: session tasks, returned, leases, session, sessions, evaluation leases, parties
+LEAVE = SHARD_KEY + """
+-- KEYS: session tasks, returned, leases, session, sessions, evaluation leases, parties,
+--       shard load
 -- ARGV: task prefix, token, keep
 local ids = redis.call('SMEMBERS', KEYS[1])
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
-  local t = redis.call('HMGET', key, 'state', 'index', 'kind')
+  local t = redis.call('HMGET', key, 'state', 'index', 'kind', 'shard')
   if t[1] == 'open' and t[3] == 'evaluate' then
     -- the merger gives the chunk back in the evaluation (its lease is due now)
     redis.call('ZADD', KEYS[6], 0, id)
   elseif t[1] == 'open' then
     redis.call('HSET', key, 'state', 'expired')
-    redis.call('RPUSH', KEYS[2], t[2])
+    redis.call('RPUSH', shard_key(KEYS[2], t[4]), t[2])
     redis.call('ZREM', KEYS[3], id)
     redis.call('EXPIRE', key, ARGV[3])
   end
 end
+local shard = redis.call('HMGET', KEYS[4], 'shard', 'anonymous')
+if shard[1] and shard[2] == '1' then redis.call('HINCRBY', KEYS[8], shard[1], -1) end
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[7], ARGV[2])
@@ -288,4 +300,36 @@ if state ~= ARGV[1] then return state end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
 redis.call('PUBLISH', KEYS[2], ARGV[3])
 return ARGV[2]
+"""
+
+ASSIGN = """
+-- KEYS: volunteers (id -> shard), shard load (shard -> load), session
+-- ARGV: volunteer id ('' none), shard count, most volunteers remembered
+-- The session's shard (the single process's ShardAssigner): kept once given; a known
+-- volunteer's; else the least-loaded shard (load: volunteer ids assigned plus live anonymous
+-- sessions; ties to the lowest number), remembered for the volunteer id while the table holds
+-- fewer than the most ids (past that the session is served as anonymous).
+local mine = redis.call('HGET', KEYS[3], 'shard')
+if mine then return mine end
+if ARGV[1] ~= '' then
+  local known = redis.call('HGET', KEYS[1], ARGV[1])
+  if known then
+    redis.call('HSET', KEYS[3], 'shard', known)
+    return known
+  end
+end
+local best, least = 0, nil
+for shard = 0, tonumber(ARGV[2]) - 1 do
+  local load = tonumber(redis.call('HGET', KEYS[2], tostring(shard)) or '0')
+  if least == nil or load < least then best, least = shard, load end
+end
+local chosen = tostring(best)
+redis.call('HINCRBY', KEYS[2], chosen, 1)
+if ARGV[1] ~= '' and redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], chosen)
+  redis.call('HSET', KEYS[3], 'shard', chosen)
+else
+  redis.call('HSET', KEYS[3], 'shard', chosen, 'anonymous', '1')
+end
+return chosen
 """
