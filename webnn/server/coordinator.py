@@ -563,6 +563,7 @@ class Coordinator:
         # retry is answered from `task.result`; neither brought bytes that were merged
         self.note_update_bytes(session.encodings.update, memoryview(body).nbytes)
         future.set_result(result)
+        task.pending = None  # waiters hold the future; the finished task keeps only its answer
         return result
 
     def _check_can_merge(self, session: Session, task: Task) -> None:

@@ -33,7 +33,7 @@ ROLES = ("train", "evaluate", "any")
 """What a client may ask for: training tasks, evaluation tasks, or whatever is due."""
 
 
-@dataclass
+@dataclass(slots=True)
 class TrainWork:
     """Training batch number `index` of shard `shard`'s data sequence, already encoded as a
     frame (shard 0 is the whole training set without a partition)."""
@@ -44,7 +44,7 @@ class TrainWork:
     shard: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class EvalWork:
     """Chunk `chunk` of the validation set for evaluation `evaluation`."""
 
