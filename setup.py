@@ -5,9 +5,9 @@
 - ``webnn/_client/``: the browser client (``client_js/src``), the Node worker
   (``client_js/bin/wnn-worker.js``, ``client_js/package.json``) and, from
   ``client_js/node_modules``, only the files the server serves (TF.js ``tf.min.js``, the wasm
-  backend's bundle and ``.wasm`` files, chart.js's UMD build) and the files ``node`` loads for
-  the worker (each TF.js package's ``*.node.js`` bundle and the few small packages they require),
-  with their licence files;
+  backend's bundle and ``.wasm`` files, the WebGPU backend's bundle, chart.js's UMD build) and
+  the files ``node`` loads for the worker (each TF.js package's ``*.node.js`` bundle and the few
+  small packages they require), with their licence files;
 - ``webnn/_examples/``: the example specs (``model_specs/*.json``) and data modules
   (``data_modules/*.py``).
 
@@ -43,12 +43,13 @@ TFJS_FILES: dict[str, tuple[str, ...]] = {
     "@tensorflow/tfjs-backend-webgl": ("dist/tf-backend-webgl.node.js",),
     "@tensorflow/tfjs-backend-wasm": ("dist/tf-backend-wasm.node.js", "dist/tf-backend-wasm.min.js",
                                       "dist/*.wasm"),
+    "@tensorflow/tfjs-backend-webgpu": ("dist/tf-backend-webgpu.min.js",),
     "chart.js": ("dist/chart.umd.js",),
 }
 """Per package: the bundles ``node`` loads for the worker (``main`` of each package.json: the
 ``*.node.js`` files) and the ones `webnn.server.static` serves to pages (``tf.min.js``, the wasm
-bundle and its ``.wasm`` files, ``chart.umd.js``). Each package also gets its package.json and
-licence files."""
+bundle and its ``.wasm`` files, the WebGPU backend's bundle, ``chart.umd.js``). Each package
+also gets its package.json and licence files."""
 
 SMALL_PACKAGES = ("long", "seedrandom", "node-fetch", "whatwg-url", "tr46", "webidl-conversions",
                   "string_decoder", "safe-buffer")

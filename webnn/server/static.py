@@ -1,7 +1,8 @@
 """The volunteer page, the dashboard and the browser libraries, served from ``client_js``.
 
 ``GET /`` -> ``src/index.html``; ``GET /dashboard`` -> ``src/dashboard.html``; ``/static/client/``
--> ``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/chart/`` -> the ``dist`` folders
+-> ``src/``; ``/static/tfjs/``, ``/static/tfjs-wasm/``, ``/static/tfjs-webgpu/``, ``/static/chart/``
+-> the ``dist`` folders
 in ``node_modules``. A customised client folder (``--client-dir``) without those ``dist`` folders
 gets the bundled client's (`webnn.bundled.client_dir`), so it need only hold ``src/``. An installed
 wheel's bundled client holds only the ``dist`` files the pages load (see ``setup.py``). Pages use
@@ -32,18 +33,23 @@ STATIC_DIRS = {
     "static_client": ("/static/client", "src"),
     "static_tfjs": ("/static/tfjs", "node_modules/@tensorflow/tfjs/dist"),
     "static_tfjs_wasm": ("/static/tfjs-wasm", "node_modules/@tensorflow/tfjs-backend-wasm/dist"),
+    "static_tfjs_webgpu": ("/static/tfjs-webgpu",
+                           "node_modules/@tensorflow/tfjs-backend-webgpu/dist"),
     "static_chart": ("/static/chart", "node_modules/chart.js/dist"),
 }
 PAGES = {"index": ("/", "src/index.html"), "dashboard": ("/dashboard", "src/dashboard.html")}
 
 
 def static_urls(request: web.Request) -> dict[str, str]:
-    """Where a page finds TF.js, its wasm backend and the chart library (prefix included)."""
+    """Where a page finds TF.js, its wasm and WebGPU backends and the chart library (prefix
+    included)."""
     router = request.app.router
     tfjs_url = request.app[CONFIG].tfjs_url
     return {
         "tfjs": tfjs_url or str(router["static_tfjs"].url_for(filename="tf.min.js")),
         "tfjsWasm": str(router["static_tfjs_wasm"].url_for(filename="tf-backend-wasm.min.js")),
+        "tfjsWebgpu": str(router["static_tfjs_webgpu"].url_for(
+            filename="tf-backend-webgpu.min.js")),
         "chart": str(router["static_chart"].url_for(filename="chart.umd.js")),
     }
 
