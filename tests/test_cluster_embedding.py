@@ -9,12 +9,13 @@ import asyncio
 import aiohttp
 import numpy as np
 import pytest
-from support.protocol_client import ProtocolClient
+from support.protocol_client import ProtocolClient, decode_frame, encode_frame
 from support.redis import redis_server  # noqa: F401 (fixture)
 
 from webnn.cluster.settings import ClusterSettings, ClusterSettingsError
 from webnn.server.app import create_app
 from webnn.server.config import load_parts
+from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 
 pytestmark = pytest.mark.slow
 
@@ -88,5 +89,46 @@ async def test_a_partitioned_run_keeps_each_volunteer_on_its_shard(
             assert partition["kind"] == "shards" and partition["shards"] == 4
             assert partition["volunteers"] == 2
             assert sorted(s["load"] for s in partition["perShard"]) == [0, 0, 1, 1]
+    finally:
+        await served.stop()
+
+
+async def test_float16_weights_and_follow_up_frames(redis_server, make_config, serve):  # noqa: F811
+    app = create_app(make_config(), cluster=ClusterSettings(redis_url=redis_server.url,
+                                                            run="wire"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = ProtocolClient(http, served.url)
+            answer = await client.request("POST", "api/v1/join", session=False, json_body={
+                "client": {"kind": "python"}, "encodings": {"weights": ["f32", "f16"],
+                                                            "update": ["f32"]}})
+            assert answer.body["encodings"]["weights"] == "f16"
+            client.token = answer.body["token"]
+            size = answer.body["model"]["totalParams"]
+            task = (await client.task("train"))["task"]
+            weights = await client.weights(task["urls"]["weights"])
+            assert weights.headers["X-WebNN-Encoding"] == "f16"
+            assert weights.headers["ETag"] == f'"v{task["version"]}-f16"'
+            half = np.frombuffer(weights.raw, dtype="<f2")
+            assert half.size == size
+            plain = await http.get(served.url + "api/v1/weights/" + str(task["version"]))
+            full = np.frombuffer(await plain.read(), dtype="<f4")  # no session: float32
+            np.testing.assert_array_equal(half, full.astype("<f2"))
+
+            frame = encode_frame({"baseVersion": task["version"], "steps": task["localSteps"],
+                                  "loss": 1.0, "accuracy": 0.5, "next": "train"},
+                                 {"weights": full + 0.001})
+            sent = await client.request("POST", task["urls"]["submit"], data=frame,
+                                        content_type=FRAME_TYPE,
+                                        headers={"Accept": f"{FRAME_TYPE}, application/json"})
+            assert sent.status == 200 and sent.headers["Content-Type"].startswith(FRAME_TYPE)
+            header, tensors = decode_frame(sent.raw)
+            assert header["accepted"] and header["next"]["task"]["kind"] == "train"
+            assert tensors["weights"].dtype == np.float16 and tensors["weights"].size == size
+            follow = header["next"]["task"]
+            _, batch = await client.batch(follow)
+            np.testing.assert_array_equal(tensors["x"], batch["x"])  # the follow-up's batch
+            np.testing.assert_array_equal(tensors["y"], batch["y"])
     finally:
         await served.stop()

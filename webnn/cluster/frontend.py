@@ -67,6 +67,7 @@ from webnn.server.errors import ProtocolError, bad_field, error_middleware
 from webnn.server.evaluation import ANYONE, Party
 from webnn.server.events import EventBus, stream_events
 from webnn.server.export import model_json
+from webnn.server.follow_up import split_frame
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.frames import encode_frame
 from webnn.server.http import (
@@ -81,7 +82,12 @@ from webnn.server.http import (
 )
 from webnn.server.ingest import Ingest, check_weights
 from webnn.server.keys import CONFIG, METRICS
-from webnn.server.routes import SIGNED_LOSSES, _check_evaluation_bounds, client_info
+from webnn.server.routes import (
+    SIGNED_LOSSES,
+    _check_evaluation_bounds,
+    _follow_up_frame,
+    client_info,
+)
 from webnn.server.shards import MAX_VOLUNTEERS
 from webnn.server.static import add_static_routes, static_urls
 from webnn.server.tasks import ROLES
@@ -308,7 +314,8 @@ class Frontend:
         body = await read_json(request, allow_empty=True)
         info = client_info(body)
         encodings = negotiate(parse_offer(body.get("encodings")), self.config.update_encoding,
-                              "f32", exact_base=self.strategy.needs_base_weights)
+                              self.config.weights_encoding,
+                              exact_base=self.strategy.needs_base_weights)
         token = secrets.token_urlsafe(24)
         number = await self.redis.hincrby(self.keys.stats, "joined", 1)
         client_id = f"c-{number}"
@@ -462,13 +469,29 @@ class Frontend:
                          "batch": url(request, "batch", task_id=lease.id),
                          "submit": url(request, "evaluation", task_id=lease.id)}}
 
-    async def weights(self, request: web.Request, version: int | None) -> web.Response:
-        if self.config.join_token is not None:
-            await self.session(request)
+    async def _wire(self, version: int | None, encoding: str) -> tuple[Any, bytes]:
+        """A version's info and bytes in a weights encoding (``f32``, or ``f16``)."""
         info, blob = await self.versions.weights(version)
-        etag = f'"v{info.version}"'
+        if encoding == "f16":
+            blob = await self.versions.half(info, blob)
+        return info, blob
+
+    async def _weights_encoding(self, request: web.Request) -> str:
+        """The weights encoding of the request's session (``f32`` without one)."""
+        if self.config.join_token is not None:
+            return (await self.session(request)).get("weights", "f32")
+        token = request.headers.get(SESSION_HEADER)
+        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+            return "f32"
+        found = await self.redis.hget(self.keys.session(token), "weights")
+        return _text(found) if found else "f32"
+
+    async def weights(self, request: web.Request, version: int | None) -> web.Response:
+        encoding = await self._weights_encoding(request)
+        info, blob = await self._wire(version, encoding)
+        etag = f'"v{info.version}"' if encoding == "f32" else f'"v{info.version}-{encoding}"'
         headers = {"ETag": etag, "X-WebNN-Version": str(info.version),
-                   "X-WebNN-Steps": str(info.steps), "X-WebNN-Encoding": "f32",
+                   "X-WebNN-Steps": str(info.steps), "X-WebNN-Encoding": encoding,
                    "Cache-Control": "no-cache"}
         candidates = [c.strip().removeprefix("W/")
                       for c in request.headers.get("If-None-Match", "").split(",")]
@@ -530,7 +553,7 @@ class Frontend:
         return frame
 
     # -- updates -----------------------------------------------------------------------------
-    async def update(self, request: web.Request) -> web.Response:
+    async def update(self, request: web.Request) -> web.StreamResponse:
         found = await self.session(request)
         token, task_id = found["token"], request.match_info["task_id"]
         task = await self._task(token, task_id)
@@ -561,7 +584,27 @@ class Frontend:
         role = answer.pop("_next", None)
         if role is not None:
             answer["next"] = await self.lease(request, found, role)
+            task = answer["next"].get("task")
+            if task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
+                return await self._follow_up(request, answer, task, found)
         return json_response(answer)
+
+    async def _follow_up(self, request: web.Request, answer: dict, task: dict,
+                         found: dict[str, str]) -> web.StreamResponse:
+        """The update's answer as a frame carrying its follow-up task's weights (in the
+        session's weights encoding) and batch (`follow_up_pieces`, as the single process)."""
+        encoding = found.get("weights", "f32")
+        try:
+            _, wire = await self._wire(int(task["version"]), encoding)
+        except ProtocolError:  # the version went meanwhile: the answer goes as JSON
+            return json_response(answer)
+        if task["kind"] == "evaluate":
+            frame = self.desk.frames[int(task["chunk"])]
+        else:
+            fields = await self.redis.hmget(self.keys.task(task["id"]), "index", "shard")
+            frame = self._batch_frame(int(_text(fields[0])), int(_text(fields[1] or b"0")))
+        return await _follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),
+                                      split_frame(frame), encoding)
 
     def _check_can_merge(self) -> None:
         """``409 finishing`` / ``409 ended`` as this process last saw the run (COMMIT checks

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from webnn.cluster.keys import RedisClient, RunKeys
+from webnn.server.encodings import to_half
 from webnn.server.errors import ProtocolError
 
 log = logging.getLogger("webnn.cluster")
@@ -62,6 +63,7 @@ class VersionBoard:
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._infos: OrderedDict[int, VersionInfo] = OrderedDict()
         self._arrays: dict[str, np.ndarray] = {}
+        self._halves: OrderedDict[str, bytes] = OrderedDict()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.on_version: Callable[[VersionInfo], None] | None = None
@@ -159,6 +161,20 @@ class VersionBoard:
         else:
             self._blobs.move_to_end(info.digest)
         return info, blob
+
+    async def half(self, info: VersionInfo, blob: bytes) -> bytes:
+        """A version's weights as float16 (`to_half`, made once per digest in a worker thread
+        and cached like the float32 bytes)."""
+        half = self._halves.get(info.digest)
+        if half is None:
+            half = await asyncio.to_thread(
+                lambda: to_half(np.frombuffer(blob, dtype="<f4")).tobytes())
+            self._halves[info.digest] = half
+            while len(self._halves) > self.cache_size:
+                self._halves.popitem(last=False)
+        else:
+            self._halves.move_to_end(info.digest)
+        return half
 
     async def array(self, version: int) -> np.ndarray:
         """A version's weights as a read-only float32 array (no copy of the cached bytes)."""
