@@ -268,11 +268,12 @@ async def test_limits_are_settings(served: int) -> None:
 
 
 def test_wnn_serve_answers_malformed_http_with_json(processes: list) -> None:
-    """The real command: `wnn serve` runs the same runner."""
+    """The real command: `wnn serve` runs the same runner, with its HTTP limits settings."""
     from support.serve_cli import start_serve
 
     server = start_serve(str(REPO / "model_specs" / "digits_mlp.json"), "--data",
-                         str(REPO / "data_modules" / "digits.py"), "--quiet")
+                         str(REPO / "data_modules" / "digits.py"), "--quiet",
+                         "--max-field-size", "4096")
     processes.append(server)
     port = int(server.url.rstrip("/").rsplit(":", 1)[1])
 
@@ -281,6 +282,8 @@ def test_wnn_serve_answers_malformed_http_with_json(processes: list) -> None:
                        "bad chunk size"):
             status, error = error_of(await exchange(port, FAMILIES[family][0]))
             assert status == 400 and error["code"] == "bad_http", (family, error)
+            if family == "header over 8 KiB":  # --max-field-size 4096 applies
+                assert "longer than 4096 bytes" in error["message"], error
         metrics, status_counts = await counts(port)
         assert metrics['webnn_requests_refused_total{code="bad_http"}'] == 4
         assert status_counts == {"bad_method": 1, "line_too_long": 1, "bad_target": 1,

@@ -66,8 +66,16 @@ PROCESS_DEFAULTS: dict[str, Any] = {
 GIL_SWITCH_SECONDS = 0.0005
 """`sys.setswitchinterval` of a `wnn serve` process (docs/capacity.md)."""
 HTTP_LIMITS = HttpLimits()
-"""The HTTP layer's limits in `wnn serve` (`webnn.server.runner`: request line and header sizes,
-header count, the time to a complete request line and headers)."""
+"""The HTTP layer's default limits (`webnn.server.runner`: request line and header sizes, header
+count, the time to a complete request line and headers); `wnn serve` takes each from its process
+settings (`max_line_size`, `max_field_size`, `max_headers`, `header_timeout`)."""
+
+
+def http_limits(process: dict[str, Any]) -> HttpLimits:
+    """The `HttpLimits` of a `wnn serve` process from its settings (defaults where absent)."""
+    return HttpLimits(**{name: process.get(name, getattr(HTTP_LIMITS, name))
+                         for name in ("max_line_size", "max_field_size", "max_headers",
+                                      "header_timeout")})
 HEADER_SECONDS = HTTP_LIMITS.header_timeout
 SERVER_OPTIONS: dict[str, Any] = {"keepalive_timeout": HEADER_SECONDS}
 """The keep-alive option an embedding site passes to a plain ``web.AppRunner`` to get the same
@@ -249,8 +257,10 @@ async def run_server(
     workers: Callable[[str], LocalWorkers | None],
     console: Console | None = None,
     statuses: Callable[[], dict[str, dict[str, Any]]] | None = None,
+    limits: HttpLimits = HTTP_LIMITS,
 ) -> None:
-    """Listen, call `on_listening(base_url, listen_address)`, start workers, print a status line
+    """Listen (in `WebnnRunner` with `limits`), call `on_listening(base_url, listen_address)`,
+    start workers, print a status line
     per model (`statuses()`: model name -> its status) every `STATUS_SECONDS`, wait for SIGINT or
     SIGTERM, then stop the workers and clean the app up (which writes the checkpoint).
     A second signal during shutdown exits at once."""
@@ -268,7 +278,7 @@ async def run_server(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
-    runner = WebnnRunner(app, handle_signals=False, limits=HTTP_LIMITS)
+    runner = WebnnRunner(app, handle_signals=False, limits=limits)
     await runner.setup()
     group: LocalWorkers | None = None
     reporter: asyncio.Task | None = None
@@ -403,7 +413,7 @@ def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet
 
     try:
         asyncio.run(run_server(app, process["host"], process["port"], on_listening, workers,
-                               console, statuses))
+                               console, statuses, http_limits(process)))
     except OSError as exc:  # e.g. the port is taken
         where = f"{process['host']}:{process['port']}"
         raise click.ClickException(f"cannot listen on {where}: {exc}") from exc

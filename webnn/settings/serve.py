@@ -204,6 +204,15 @@ class ProcessSettings(BaseModel):
                                  scope="process", ge=0, cli={"metavar": "N"})
     worker_backend: WorkerBackend = setting("cpu", "TF.js backend of the local workers",
                                             scope="process")
+    # -- the HTTP layer (`webnn.server.runner.HttpLimits`): beyond a limit, 400 bad_http
+    max_line_size: int = setting(8190, "bytes of an HTTP request line", scope="process", ge=64)
+    max_field_size: int = setting(8190, "bytes of one HTTP header (name and value)",
+                                  scope="process", ge=64)
+    max_headers: int = setting(128, "HTTP headers per request", scope="process", ge=8)
+    header_timeout: float = setting(
+        15.0, "seconds for a request line and headers to arrive, from the connection opening or "
+              "the previous answer (beyond: 408 header_timeout; an idle connection is closed)",
+        scope="process", gt=0)
 
 
 class ServeConfig(BaseModel):
