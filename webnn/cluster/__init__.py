@@ -9,8 +9,14 @@ Roles (docs/scale-out.md):
 - **merger** (`merger.py`): the only writer of the model; reads the stream through a consumer
   group, applies the strategy in order, publishes each version once (content-addressed blob,
   `versions.py`) with its checkpoint and the stream acknowledgement in one fenced script; a
-  standby takes over through a lease lock (`lock.py`).
-- `launch.py` runs the roles (``wnn serve --redis URL --processes N`` or ``--role``).
+  standby takes over through a lease lock.
+- the merger also owns the run's schedule (`controller.py`): evaluations (kept in Redis,
+  `evalstate.py`; front-ends lease chunks and record results, `evaluations.py`), the history
+  and the end conditions; the run's state is the ``control`` hash (`control.py`), its events
+  a pub/sub channel every front-end relays to its event stream (`relay.py`).
+- `launch.py` runs the roles (``wnn serve --redis URL --processes N`` or ``--role``);
+  `embed.py` makes a front-end (and a merger) an aiohttp app (``create_app(config,
+  cluster=...)``).
 
 Nothing here is imported by the single-process server: ``wnn serve`` without ``--redis`` needs
 neither Redis nor this package.

@@ -24,6 +24,10 @@ from webnn.cluster import scripts
 from webnn.cluster.keys import RedisClient, RunKeys
 
 
+class LostLock(Exception):
+    """This merger no longer holds the lock: it stops writing at once."""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

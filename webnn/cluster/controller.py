@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from webnn.cluster import scripts
 from webnn.cluster.control import (
     GuardedWriter,
+    LostLock,
     Outcome,
     RunState,
     command,
@@ -109,6 +110,8 @@ class Controller:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except LostLock:  # the merger stops leading (its lock watcher noticed too)
+                return
             except Exception:
                 log.exception("%s: schedule tick failed", self.merger.label)
             await asyncio.sleep(TICK_SECONDS)
@@ -410,8 +413,6 @@ class Controller:
 
     def _check(self, outcome: Outcome) -> None:
         if outcome.status == "not_owner":
-            from webnn.cluster.merger import LostLock
-
             raise LostLock()
         if not outcome.ok:
             log.debug("%s: schedule write not applied (%s %s)", self.merger.label,

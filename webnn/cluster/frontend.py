@@ -100,6 +100,8 @@ TASK_KEEP_SECONDS = 120
 """A finished or expired task's record stays this long (a retried update gets its answer)."""
 TICK_SECONDS = 1.0
 BATCH_CACHE = 64
+HISTORY_TAIL = 64
+"""History entries status reads (the last validated one further back only when needed)."""
 FRONTEND = web.AppKey("webnn_cluster_frontend", object)
 
 
@@ -163,6 +165,7 @@ class Frontend:
         self.shards = parts.shards  # None: iid (one shared sequence)
         self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
+        self._reads: set[asyncio.Future] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,7 +233,9 @@ class Frontend:
 
     def _on_event(self, event: str, data: dict) -> None:
         if event == "state":
-            asyncio.ensure_future(self._read_run())
+            task = asyncio.ensure_future(self._read_run())
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
 
     def _on_version(self, info: Any) -> None:
         self.bus.publish("merge", {"version": info.version, "steps": info.steps,
@@ -805,7 +810,7 @@ class Frontend:
         pipe.xlen(self.keys.stream)
         pipe.hget(self.keys.checkpoint, "applied")
         pipe.hgetall(self.keys.control)
-        pipe.lrange(self.keys.history, 0, -1)
+        pipe.lrange(self.keys.history, -HISTORY_TAIL, -1)
         pipe.hgetall(self.keys.evaluation)
         pipe.zcard(self.keys.eval_leases)
         pipe.hgetall(self.keys.shard_load)
@@ -819,8 +824,9 @@ class Frontend:
         run = RunState.from_hash(control)
         entries = [json.loads(h) for h in history]
         last = entries[-1] if entries else None
-        validated = next((h for h in reversed(entries)
-                          if h.get("validated") and h.get("evaluated", True)), None)
+        validated = _last_validated(entries)
+        if validated is None and len(entries) == HISTORY_TAIL:  # look further back
+            validated = _last_validated(await self.history())
         in_progress = stored_from(evaluation).evaluation
         return {
             "protocol": 1, "name": self.spec.name, "state": run.state,
@@ -887,6 +893,12 @@ class Frontend:
 def _unknown_session() -> ProtocolError:
     return ProtocolError(401, "unknown_session", "no session with that X-WebNN-Session token "
                          "(expired, never joined, or not ASCII): join again")
+
+
+def _last_validated(entries: list[dict]) -> dict | None:
+    """The newest history entry of a validated evaluation (as the single process)."""
+    return next((h for h in reversed(entries)
+                 if h.get("validated") and h.get("evaluated", True)), None)
 
 
 def _finishing(reason: str | None) -> ProtocolError:

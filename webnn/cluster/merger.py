@@ -33,6 +33,7 @@ import numpy as np
 from redis.exceptions import ResponseError
 
 from webnn.cluster import scripts
+from webnn.cluster.control import LostLock
 from webnn.cluster.controller import Controller, chunk_sizes, eval_chunk_size
 from webnn.cluster.keys import GROUP, RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
@@ -57,10 +58,6 @@ BLOCK_MS = 500
 
 class ClusterError(RuntimeError):
     """The run in Redis cannot be served by this process (another model, lost data)."""
-
-
-class LostLock(Exception):
-    """This merger no longer holds the lock: it stops writing at once."""
 
 
 def _text(value: bytes | str) -> str:

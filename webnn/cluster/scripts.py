@@ -14,7 +14,19 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
   every task is still claimed by the caller.
 - `LEAVE`: a session's open tasks go back to the queue.
 - `PUBLISH`: the merger's version, checkpoint, merge log, stream acknowledgement and
-  notification in one step, fenced by the merger lock (a merger that lost it writes nothing).
+  notification in one step, fenced by the merger lock (a merger that lost it writes nothing);
+  the version under evaluation is never dropped here.
+- `GUARDED`: a write of the evaluation in progress (compare-and-set on its revision), guarded by
+  conditions on hash fields and optionally fenced by the merger lock, with the commands that go
+  with it (task records, history, the run's state, events) in the same step.
+- `NOTE_INVALID`: a refused submission counted; a streak cuts the session off.
+- `JOIN`: the join token bucket of one client address, shared by every front-end.
+- `STATE`: the admin's pause and resume.
+- `ASSIGN`: a session's data shard in a partitioned run.
+
+`LEASE` and `COMMIT` read the run's ``control`` hash: a paused, finishing or ended run hands
+out no training, and a finishing or ended one writes no update to the stream.
+Shard s > 0 of a partitioned run has its own ``next_batch:<s>`` and ``returned:<s>``.
 """
 
 from __future__ import annotations
