@@ -60,6 +60,7 @@ async def _events(http: aiohttp.ClientSession, url: str, seen: list[tuple[str, d
                 ready.set()
 
 
+@pytest.mark.slow
 def test_pause_through_one_frontend_is_seen_by_the_other(redis_server):  # noqa: F811
     mergers, fronts = start_run(redis_server.url, "--strategy", "average")
     a, b = fronts[0].url, fronts[1].url
@@ -135,6 +136,7 @@ class Evaluators:
             self.done += 1
 
 
+@pytest.mark.slow
 def test_a_run_ends_on_max_merges_with_a_final_evaluation_despite_a_merger_sigkill(
         redis_server):  # noqa: F811
     mergers, fronts = start_run(redis_server.url, "--strategy", "average", "--max-merges", "12",
@@ -208,6 +210,7 @@ def test_a_run_ends_on_max_merges_with_a_final_evaluation_despite_a_merger_sigki
             process.stop()
 
 
+@pytest.mark.slow
 def test_evaluation_results_are_checked_at_the_door(redis_server):  # noqa: F811
     mergers, fronts = start_run(redis_server.url, "--strategy", "average", frontends=1)
     url = fronts[0].url
