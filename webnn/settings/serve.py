@@ -19,7 +19,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -358,11 +358,12 @@ class ServeConfig(BaseModel):
     tick_seconds: float = setting(0.25, "seconds between the coordinator's housekeeping ticks",
                                   gt=0, toml=False)
 
-    def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as error:
-            raise ConfigError(problems_from(error, type(self)), "ServeConfig") from None
+    if not TYPE_CHECKING:  # type checkers see the fields' own signature (dataclass_transform)
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as error:
+                raise ConfigError(problems_from(error, type(self)), "ServeConfig") from None
 
     @model_validator(mode="after")
     def _defaults(self) -> ServeConfig:
