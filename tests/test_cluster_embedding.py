@@ -132,3 +132,63 @@ async def test_float16_weights_and_follow_up_frames(redis_server, make_config, s
             np.testing.assert_array_equal(tensors["y"], batch["y"])
     finally:
         await served.stop()
+
+
+@pytest.mark.parametrize(("settings", "reason"), [
+    ({"target_accuracy": 0.4}, "target_accuracy=0.4 reached (0.5000)"),
+    ({"max_seconds": 1.0}, "max_seconds=1.0 reached"),
+])
+async def test_target_accuracy_and_max_seconds_end_the_run(
+        redis_server, make_config, serve, settings, reason):  # noqa: F811
+    config = make_config(eval_quorum=1, **settings)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="ends"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = ProtocolClient(http, served.url)
+            await client.join(name="evaluator")
+            status: dict = {}
+            for _ in range(600):
+                await client.evaluate_all()  # accuracy 0.5 for every chunk
+                status = (await client.get("api/v1/status")).body
+                if status["state"] == "ended":
+                    break
+                await asyncio.sleep(0.05)
+            assert status["state"] == "ended" and status["endReason"] == reason, status
+            assert status["lastValidatedEvaluation"]["valAccuracy"] == pytest.approx(0.5)
+            answer = await client.task("any")
+            assert answer["task"] is None and answer["state"] == "ended"
+    finally:
+        await served.stop()
+
+
+async def test_an_evaluation_lease_that_runs_out_goes_to_another_session(
+        redis_server, make_config, serve):  # noqa: F811
+    config = make_config(eval_quorum=1, lease_seconds=1.0)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="lease"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            slow, other = ProtocolClient(http, served.url), ProtocolClient(http, served.url)
+            await slow.join(name="slow")
+            await other.join(name="other")
+            taken = []
+            for _ in range(300):  # every chunk of the initial evaluation goes to `slow`
+                task = (await slow.task("evaluate"))["task"]
+                if task is not None:
+                    taken.append(task)
+                elif taken:
+                    break
+                await asyncio.sleep(0.05)
+            assert taken and (await other.task("evaluate"))["task"] is None
+            again = None
+            for _ in range(300):  # the leases run out: the merger gives the chunks back
+                again = (await other.task("evaluate"))["task"]
+                if again is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert again is not None and again["chunk"] in {t["chunk"] for t in taken}
+            late = await slow.submit_evaluation(taken[0], 1.0, 0.5, taken[0]["examples"])
+            assert late.status == 409 and late.body["error"]["code"] == "lease_expired"
+    finally:
+        await served.stop()
