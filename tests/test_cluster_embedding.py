@@ -192,3 +192,26 @@ async def test_an_evaluation_lease_that_runs_out_goes_to_another_session(
             assert late.status == 409 and late.body["error"]["code"] == "lease_expired"
     finally:
         await served.stop()
+
+
+async def test_a_streak_of_invalid_updates_cuts_the_session_off(
+        redis_server, make_config, serve):  # noqa: F811
+    config = make_config(max_invalid_updates=2, cut_off_seconds=60.0)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="cut"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = ProtocolClient(http, served.url)
+            await client.join(name="liar")
+            task = (await client.task("train"))["task"]
+            for _ in range(2):
+                bad = await client.request("POST", task["urls"]["submit"], data=b"not a frame",
+                                           content_type=FRAME_TYPE)
+                assert bad.status == 400, bad.body
+            cut = await client.request("POST", "api/v1/tasks", json_body={"role": "train"})
+            assert cut.status == 429 and cut.body["error"]["code"] == "cut_off"
+            assert int(cut.headers["Retry-After"]) > 50
+            status = (await client.get("api/v1/status")).body
+            assert sum(status["rejected"].values()) == 2
+    finally:
+        await served.stop()

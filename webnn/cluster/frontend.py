@@ -80,7 +80,7 @@ from webnn.server.http import (
     require_join_token,
     url,
 )
-from webnn.server.ingest import Ingest, check_weights
+from webnn.server.ingest import Ingest, check_weights, closing
 from webnn.server.keys import CONFIG, METRICS
 from webnn.server.routes import (
     SIGNED_LOSSES,
@@ -559,19 +559,23 @@ class Frontend:
 
     # -- updates -----------------------------------------------------------------------------
     async def update(self, request: web.Request) -> web.StreamResponse:
-        found = await self.session(request)
-        token, task_id = found["token"], request.match_info["task_id"]
-        task = await self._task(token, task_id)
-        if task.get("kind") == "evaluate":
-            raise ProtocolError(404, "unknown_task", f"task {task_id} is an evaluate task, not "
-                                "a train task")
-        if task["state"] == "done":
-            return json_response(json.loads(task["answer"]))
-        if task["state"] == "expired":
-            raise _lease_expired(task_id)
-        self._check_can_merge()
-        if task["state"] == "claimed":
-            raise busy(f"task {task_id}'s update is being written; repeat the request", 1)
+        try:  # refused before its body is read: close, never read (and discard) the body
+            found = await self.session(request)
+            token, task_id = found["token"], request.match_info["task_id"]
+            task = await self._task(token, task_id)
+            if task.get("kind") == "evaluate":
+                raise ProtocolError(404, "unknown_task", f"task {task_id} is an evaluate task, "
+                                    "not a train task")
+            if task["state"] == "done":
+                return json_response(json.loads(task["answer"]))
+            if task["state"] == "expired":
+                raise _lease_expired(task_id)
+            self._check_can_merge()
+            if task["state"] == "claimed":
+                raise busy(f"task {task_id}'s update is being written; repeat the request", 1)
+            self.check_cut_off(found)
+        except ProtocolError as error:
+            raise closing(error, request.content_length) from None
         try:
             require_content_type(request, FRAME_TYPE)
             body = await self.ingest.read(request, self.in_flight)
