@@ -215,3 +215,22 @@ async def test_a_streak_of_invalid_updates_cuts_the_session_off(
             assert sum(status["rejected"].values()) == 2
     finally:
         await served.stop()
+
+
+async def test_the_join_rate_limit_holds_for_the_run(redis_server, make_config, serve):  # noqa: F811
+    config = make_config(joins_per_minute=1.0, join_burst=2)
+    settings = ClusterSettings(redis_url=redis_server.url, run="joins", role="frontend")
+    first = await serve(create_app(config, cluster=ClusterSettings(
+        redis_url=redis_server.url, run="joins")))
+    second = await serve(create_app(config, cluster=settings))  # a front-end only
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await ProtocolClient(http, first.url).join(name="one")
+            await ProtocolClient(http, second.url).join(name="two")
+            third = await ProtocolClient(http, first.url).request(
+                "POST", "api/v1/join", session=False, json_body={"client": {"kind": "python"}})
+            assert third.status == 429 and third.body["error"]["code"] == "rate_limited"
+            assert "127.0.0.1" in third.body["error"]["message"]
+    finally:
+        await second.stop()
+        await first.stop()
