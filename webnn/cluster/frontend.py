@@ -845,7 +845,7 @@ class Frontend:
                 "version": in_progress.version, "chunks": len(in_progress.chunk_examples),
                 "done": len(in_progress.results), "quorum": in_progress.quorum},
             "strategy": {"name": self.strategy.name, "params": self.strategy.effective_params(),
-                         "report": {}},
+                         "report": json.loads(meta.get("report") or "{}")},
             "project": self.spec.project_public(),
             "endConditions": {"targetAccuracy": self.config.target_accuracy,
                               "maxMerges": self.config.max_merges,

@@ -53,6 +53,8 @@ from webnn.server.store import layout_fingerprint
 
 log = logging.getLogger("webnn.cluster")
 READ_COUNT = 64
+REPORT_SECONDS = 1.0
+"""The strategy's report (status) is stored at most this often."""
 BLOCK_MS = 500
 
 
@@ -91,6 +93,7 @@ class Merger:
         self._acks: list[str] = []
         self.leading = False
         self.chunk_examples: list[int] | None = None
+        self._reported = 0.0
         self.controller: Controller | None = None
 
     # -- the lock ----------------------------------------------------------------------------
@@ -357,6 +360,10 @@ class Merger:
         self.metrics.base.steps.set(model.steps)
         if new_version:
             self.metrics.base.versions.inc()
+        if time.monotonic() - self._reported >= REPORT_SECONDS:  # status.strategy.report
+            self._reported = time.monotonic()
+            await self.redis.hset(self.keys.meta, "report",
+                                  json.dumps(self.strategy.report(), default=str))
         if self.settings.trim_stream and self.applied != "0-0":
             await self.redis.xtrim(self.keys.stream, minid=self.applied, approximate=False)
 
