@@ -4,6 +4,7 @@ It owns the model (`ModelState`: flat weights, WebNN's step count t, `version`) 
 collaborators that each do one job and receive values, never the coordinator:
 
 - `tasks.TaskBook` — the lease book (leases indexed by expiry, finished tasks pruned in order);
+- `leases.Leases` — issuing, looking up and taking back leases (what a lease holds and returns);
 - `batch_feed.BatchFeed` — training batches in data order, work handed back, validation chunks;
 - `evaluation.EvaluationSchedule` — when an evaluation is due, its chunks and results;
 - `versions.VersionSnapshots` — the snapshots clients may still fetch (pooled buffers);
@@ -71,6 +72,7 @@ from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, final_metadata, model_json
 from webnn.server.follow_up import BatchFrame, split_frame
 from webnn.server.ingest import Ingest
+from webnn.server.leases import Leases
 from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
 from webnn.server.sessions import Session, SessionRegistry
@@ -177,6 +179,10 @@ class Coordinator:
             self._resume(checkpoint)
         self.versions = VersionSnapshots(self.model.version, self.merger.snapshot(self.model),
                                          self.pool, self.half_pool)
+        self.leases = Leases(self.tasks, self.sessions, self.feed, self.schedule, self.versions,
+                             config.lease_seconds,
+                             issued=lambda kind: metrics.tasks_issued.labels(kind).inc(),
+                             expired=lambda kind: metrics.leases_expired.labels(kind).inc())
         events.listen(metrics.on_event)
         self._update_gauges()
 
@@ -187,6 +193,7 @@ class Coordinator:
         if getattr(self.dataset, "num_validation", 0):
             self._val_frames, examples = await asyncio.to_thread(
                 encode_validation, self.dataset, self.eval_chunk_size)
+            self.leases.validation_frames = self._val_frames
             self.schedule.chunk_examples = examples
         if (self.config.evaluate_initial and self._val_frames and self.state != "ended"
                 and 0 not in self._evaluated):
@@ -324,8 +331,8 @@ class Coordinator:
             assert found is not None
             chunk = found[1]
             chunk_work = EvalWork(evaluation.id, chunk, evaluation.chunk_examples[chunk])
-            return self._issue("evaluate", chunk_work, evaluation.version, evaluation.steps,
-                               session, now)
+            return self.leases.issue("evaluate", chunk_work, evaluation.version,
+                                     evaluation.steps, session, now)
         if role in ("train", "any") and not finishing:
             if not self.admission.admit_train_lease(self.tasks.open_count("train"),
                                                     self.merge_waiting):
@@ -345,7 +352,7 @@ class Coordinator:
                                  else self.assigner.assign(session.volunteer_id))
             work = self.feed.take(session.shard)
             version = self.model.version
-            task = self._issue("train", work, version, self.current_steps, session, now)
+            task = self.leases.issue("train", work, version, self.current_steps, session, now)
             if holds_base:
                 self.versions.hold(version)
                 task.base_hold = True
@@ -377,72 +384,25 @@ class Coordinator:
             self._count_admission(error.code)
             raise
 
-    def _issue(self, kind: str, work: TrainWork | EvalWork, version: int, steps: int,
-               session: Session, now: float) -> Task:
-        task = self.tasks.issue(kind, work, version, steps, session.token, now,  # type: ignore[arg-type]
-                                self.config.lease_seconds)
-        session.open_tasks.add(task.id)
-        self.metrics.tasks_issued.labels(kind).inc()
-        return task
-
     def task(self, session: Session, task_id: str, kind: str | None = None) -> Task:
-        """The task `task_id` of `session`; raises unknown_task / not_your_task / lease_expired."""
+        """The task `task_id` of `session`; raises unknown_task / not_your_task / lease_expired
+        (`Leases.lookup`)."""
         self._expire(self.clock())
-        task = self.tasks.get(task_id)
-        if task is None:
-            raise ProtocolError(404, "unknown_task", f"no task {task_id!r} (never issued, or "
-                                "forgotten after a restart); ask for a new task")
-        if kind is not None and task.kind != kind:
-            raise ProtocolError(404, "unknown_task", f"task {task_id} is a {task.kind} task, "
-                                f"not a {kind} task")
-        if task.session != session.token:
-            raise ProtocolError(403, "not_your_task",
-                                f"task {task_id} was handed to another session")
-        if task.error is not None:
-            raise task.error
-        if task.state == "expired":
-            raise ProtocolError(409, "lease_expired",
-                                f"the lease of task {task_id} ran out; its work was handed out "
-                                "again. Ask for a new task")
-        return task
+        return self.leases.lookup(session, task_id, kind)
 
     def batch(self, session: Session, task_id: str) -> bytes:
         """The frame of a task's batch (training batch or validation chunk)."""
         task = self.task(session, task_id)
         if task.state != "open":
             raise ProtocolError(409, "task_closed", f"task {task_id} is already finished")
-        return self._batch_frame(task)
-
-    def _batch_frame(self, task: Task) -> bytes:
-        if isinstance(task.work, TrainWork):
-            return task.work.frame
-        assert self._val_frames is not None
-        return self._val_frames[task.work.chunk]
+        return self.leases.batch_frame(task)
 
     def _expire(self, now: float) -> None:
-        for task in self.tasks.due(now):
-            self.metrics.leases_expired.labels(task.kind).inc()
-            self._close_and_return(task, now)
+        self.leases.expire(now, requeue=self.state != "ended")
 
     def _close_and_return(self, task: Task, now: float) -> None:
-        """Close an unfinished task as expired and put its work back to be handed out again."""
-        self.tasks.finish(task, "expired", now)
-        session = self.sessions.get(task.session)
-        if session is not None:
-            session.open_tasks.discard(task.id)
-        if isinstance(task.work, TrainWork):
-            self._release_lease_version(task)
-            if self.state != "ended":
-                self.feed.give_back(task.work)
-        else:
-            self.schedule.give_back(task.work.evaluation, task.work.chunk, task.session)
-
-    def _release_lease_version(self, task: Task) -> None:
-        if task.base_hold:
-            task.base_hold = False
-            self.versions.release(task.version)
-        else:
-            self.versions.forget_fetch(task.version, task.session)
+        """Close an unfinished task as expired and put its work back (`Leases`)."""
+        self.leases.close_and_return(task, now, requeue=self.state != "ended")
 
     # ------------------------------------------------------------------------------- weights
 
@@ -478,7 +438,7 @@ class Coordinator:
         encoding = self.weights_encoding(follow.session)
         wire = self._wire(follow.version, encoding)
         self.note_weights_bytes(encoding, len(wire))
-        return wire, split_frame(self._batch_frame(follow))
+        return wire, split_frame(self.leases.batch_frame(follow))
 
     def note_weights_bytes(self, encoding: str, nbytes: int) -> None:
         """Weights of `nbytes` bytes sent in `encoding` (status ``traffic``)."""
@@ -643,7 +603,7 @@ class Coordinator:
         now = self.clock()
         self.tasks.finish(task, "done", now)
         session.open_tasks.discard(task.id)
-        self._release_lease_version(task)
+        self.leases.release_version(task)
         result = {"protocol": 1, "accepted": True, "version": self.model.version,
                   "merged": bool(changed), "staleness": staleness, "steps": self.current_steps,
                   "merges": self.merges,
