@@ -150,14 +150,14 @@ class CostMeter:
 
     def sample(self, now: float) -> None:
         """Fold the CPU time and updates since the last sample in (at most every `every` s)."""
-        cpu = self.cpu()
         last = self._last
+        if last is not None and now - last[0] < self.every:
+            return
+        cpu = self.cpu()
         if last is None:
             self._last = (now, cpu, self.updates)
             return
         dt = now - last[0]
-        if dt < self.every:
-            return
         weight = 1.0 - math.exp(-dt / self.tau)
         self.cpu_rate += weight * ((cpu - last[1]) / dt - self.cpu_rate)
         self.update_rate += weight * ((self.updates - last[2]) / dt - self.update_rate)
