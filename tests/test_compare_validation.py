@@ -91,3 +91,20 @@ def test_compare_check_with_seeds() -> None:
     assert "4 strategies x 2 seeds, 16 clients" in result.output
     result = CliRunner().invoke(main, ["compare", config, "--check", "--seeds", "7"])
     assert result.exit_code != 0 and "seed 7 is not in the config's seeds" in result.output
+
+
+def test_auc_horizon_leaves_out_runs_that_ended_on_the_timeout(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    _run(out, "a", 1, 0.9, None)  # rows at merges 1 and 9
+    short = [SeriesRow(time=1.0, version=1, steps=5, merges=1, val_loss=1.0, val_accuracy=0.2),
+             SeriesRow(time=60.0, version=3, steps=15, merges=3, val_loss=9.0, val_accuracy=0.1)]
+    write_run(out, RunRecord(label="b", strategy="mimic", seed=1, status="ok",
+                             stopped_by="timeout"), short)
+    from webnn.compare.results import read_runs
+
+    by_label = {s.label: s for s in summarize(read_runs(out), None, ["a", "b"])}
+    assert by_label["a"].auc_horizon == 9
+    # a: 0.1 over [0, 9) ... the step function holds 0.1 from 0 to 9, then 0.9 at 9: mean 0.1
+    assert by_label["a"].auc == pytest.approx(0.1)
+    # b holds 0.2 over [0, 3) and its last 0.1 over [3, 9]: (0.2 * 3 + 0.1 * 6) / 9
+    assert by_label["b"].auc == pytest.approx((0.2 * 3 + 0.1 * 6) / 9)

@@ -13,7 +13,8 @@ For each strategy label, over its runs that finished with at least one validatio
 - time / merges to target as Kaplan-Meier medians: a run that never reached the target counts as
   censored at its end instead of being dropped (None: over half the runs never got there);
 - AUC = mean validation accuracy over merges ``[0, H]``, with H the fewest merges any finished run
-  of the comparison reached (one horizon for all, see `webnn.compare.stats`);
+  of the comparison reached (one horizon for all, see `webnn.compare.stats`), not counting runs
+  that ended on the timeout (a diverged model: their last accuracy holds to H);
 - final worst-class accuracy = `worst_class_accuracy` of the last row (the lowest per-class
   accuracy of that evaluation); mean and sample standard deviation over the runs that have it
   (NaN when none has: the clients sent no per-class counts);
@@ -115,6 +116,14 @@ def validation_size(runs: Sequence[Run]) -> ValidationSize | None:
     return ValidationSize(max(counts, key=lambda n: (counts[n], n)), accuracy)
 
 
+def auc_horizon(finished: Sequence[Run]) -> float:
+    """H: the fewest merges any finished run reached, leaving out runs that ended on the
+    runner's timeout (a diverged model whose clients were cut off: no merges come any more, and
+    its last accuracy holds to H) unless every run did."""
+    stopped = [r for r in finished if r.record.stopped_by != "timeout"] or list(finished)
+    return float(min((r.rows[-1].merges for r in stopped), default=0))
+
+
 def first_reaching(rows: Sequence[SeriesRow], target: float) -> SeriesRow | None:
     """The first row whose validation accuracy is at least `target`."""
     return next((r for r in rows if r.val_accuracy >= target), None)
@@ -168,7 +177,7 @@ def summarize(runs: Sequence[Run], target: float | None,
     labels = list(dict.fromkeys(label for label in labels if any(r.record.label == label
                                                                  for r in runs)))
     finished = [r for r in runs if r.record.status == "ok" and r.rows]
-    horizon = float(min((r.rows[-1].merges for r in finished), default=0))
+    horizon = auc_horizon(finished)
     by_seed: dict[str, dict[str, dict[int, float]]] = {}
     empty: dict[str, dict[int, float]] = {"final": {}, "auc": {}, "worst": {}}
     for run in finished:
