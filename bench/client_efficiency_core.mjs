@@ -9,12 +9,13 @@
 //   participating rate = optimizer steps / second of the worker loop against the real server
 //                        (ask task, fetch weights + batch, train, send the update), wall time; the
 //                        first task of a round asks for a task, the others come with the previous
-//                        update's answer ("follow-ups", the client's default)
-//   without follow-ups = the same loop with `followUp: false`: three round trips per task
-//   ratio              = median participating rate / median raw rate, rounds interleaved
-//                        (raw, participating, without follow-ups, raw, ...); `pairRatio` is the
-//                        median of each round's participating / raw, steadier when the machine's
-//                        load swings between rounds
+//                        update's answer ("follow-ups"), without overlap
+//   overlap            = the same loop with `overlap: true`: the next task's exchange runs while
+//                        this one trains (worker_loop.js)
+//   without follow-ups = the loop with `followUp: false` (and no overlap): three round trips per task
+//   ratio              = median rate / median raw rate, rounds interleaved (raw, participating,
+//                        overlap, without follow-ups, raw, ...); `pairRatio` is the median of each
+//                        round's rate / raw, steadier when the machine's load swings between rounds
 
 export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, rounds = 5, tasksPerRound = 10, log = () => {} }) {
   const viewer = new WebnnClient(baseUrl);
@@ -39,8 +40,8 @@ export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, r
     return (tasksPerRound * localSteps) / (now() - start);
   }
 
-  async function loopRound(followUp) {
-    const loop = new WorkerLoop({ client, trainer, role: 'train', maxTasks: tasksPerRound, followUp });
+  async function loopRound(followUp, overlap = false) {
+    const loop = new WorkerLoop({ client, trainer, role: 'train', maxTasks: tasksPerRound, followUp, overlap });
     const start = now();
     await loop.run();
     return loop.stats.steps / (now() - start);
@@ -49,6 +50,7 @@ export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, r
   const kinds = {
     raw: rawRound,
     participating: () => loopRound(true),
+    overlap: () => loopRound(true, true),
     withoutFollowUps: () => loopRound(false),
   };
   for (const round of Object.values(kinds)) await round(); // warm-up: kernels, JIT, join, model build
@@ -67,9 +69,12 @@ export async function measure({ tf, WebnnClient, Trainer, WorkerLoop, baseUrl, r
     backend: tf.getBackend(), batchSize, localSteps, rounds, tasksPerRound,
     rawStepsPerSecond: median(rates.raw),
     participatingStepsPerSecond: median(rates.participating),
+    overlapStepsPerSecond: median(rates.overlap),
     withoutFollowUpsStepsPerSecond: median(rates.withoutFollowUps),
     ratio: median(rates.participating) / median(rates.raw),
     pairRatio: pairs('participating'),
+    ratioOverlap: median(rates.overlap) / median(rates.raw),
+    pairRatioOverlap: pairs('overlap'),
     ratioWithoutFollowUps: median(rates.withoutFollowUps) / median(rates.raw),
     pairRatioWithoutFollowUps: pairs('withoutFollowUps'),
     rates,
@@ -81,5 +86,6 @@ export function summary(environment, r) {
   return `client efficiency (${environment}, ${r.backend}, ${r.localSteps} local steps, batch ${r.batchSize}): ` +
     `participating ${r.participatingStepsPerSecond.toFixed(1)} / raw ${r.rawStepsPerSecond.toFixed(1)} steps/s = ` +
     `ratio ${r.ratio.toFixed(2)} (median of per-round ratios ${r.pairRatio.toFixed(2)}); ` +
+    `overlap ${r.overlapStepsPerSecond.toFixed(1)} steps/s = ${r.ratioOverlap.toFixed(2)} (${r.pairRatioOverlap.toFixed(2)}); ` +
     `without follow-ups ${r.ratioWithoutFollowUps.toFixed(2)} (${r.pairRatioWithoutFollowUps.toFixed(2)})`;
 }

@@ -86,6 +86,7 @@ class WorkerArgs:
     encoding: str | None = None  # the only update encoding offered at join (None: all)
     weights_encoding: str | None = None  # the only weights encoding offered (None: all)
     volunteer_id: str | None = None  # sent at join: keeps this client's data shard across restarts
+    overlap: bool | None = None  # fetch the next task while computing (None: worker default)
 
     def argv(self, command: WorkerCommand) -> list[str]:
         argv = [command.node, str(command.script), "--server", self.server_url,
@@ -104,6 +105,8 @@ class WorkerArgs:
             argv += ["--weights-encoding", self.weights_encoding]
         if self.volunteer_id:
             argv += ["--volunteer-id", self.volunteer_id]
+        if self.overlap is not None:
+            argv.append("--overlap" if self.overlap else "--no-overlap")
         return argv
 
 

@@ -3,9 +3,12 @@
 //
 //   wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm] [--name NAME]
 //              [--max-tasks N] [--speed FACTOR] [--join-token TOKEN] [--reset-optimizer]
-//              [--no-follow-up] [--attack scaled|sign_flip|random|nan [--attack-scale S]
-//              [--attack-seed N]] [--encoding q8|f16|f32] [--weights-encoding f16|f32]
+//              [--no-follow-up] [--overlap | --no-overlap]
+//              [--attack scaled|sign_flip|random|nan [--attack-scale S] [--attack-seed N]] [--encoding q8|f16|f32] [--weights-encoding f16|f32]
 //              [--volunteer-id ID] [--quiet]
+//
+// --overlap / --no-overlap: fetch the next task while the current one computes, or not (default:
+// the worker loop's, OVERLAP_DEFAULT; see worker_loop.js and docs/development.md "Client efficiency").
 //
 // --volunteer-id sends an opaque id (1-64 printable ASCII characters, no spaces) at join: with a
 // partitioned training set the server keeps this worker on the same data shard across restarts.
@@ -28,12 +31,12 @@ import os from 'node:os';
 import { WebnnClient } from '../src/protocol.js';
 import { OFFER_ALL } from '../src/encoding.js';
 import { Trainer } from '../src/trainer.js';
-import { WorkerLoop } from '../src/worker_loop.js';
+import { OVERLAP_DEFAULT, WorkerLoop } from '../src/worker_loop.js';
 import { ATTACK_KINDS, applyAttack, seededRandom } from '../src/attacks.js';
 
 const USAGE = `usage: wnn-worker --server URL [--role train|evaluate|any] [--backend cpu|wasm]
                   [--name NAME] [--max-tasks N] [--speed FACTOR] [--join-token TOKEN]
-                  [--reset-optimizer] [--no-follow-up]
+                  [--reset-optimizer] [--no-follow-up] [--overlap | --no-overlap]
                   [--attack ${ATTACK_KINDS.join('|')} [--attack-scale S] [--attack-seed N]]
                   [--encoding q8|f16|f32] [--weights-encoding f16|f32]
                   [--volunteer-id ID] [--quiet]`;
@@ -59,6 +62,8 @@ export function parseOptions(argv) {
         'join-token': { type: 'string' },
         'reset-optimizer': { type: 'boolean', default: false },
         'no-follow-up': { type: 'boolean', default: false },
+        overlap: { type: 'boolean', default: false },
+        'no-overlap': { type: 'boolean', default: false },
         attack: { type: 'string' },
         'attack-scale': { type: 'string' },
         'attack-seed': { type: 'string' },
@@ -103,13 +108,15 @@ export function parseOptions(argv) {
   if (volunteerId !== null && !/^[!-~]{1,64}$/.test(volunteerId)) {
     usageError(`--volunteer-id: ${JSON.stringify(volunteerId)} is not 1-64 printable ASCII characters without spaces`);
   }
+  if (values.overlap && values['no-overlap']) usageError('--overlap and --no-overlap contradict each other');
+  const overlap = values.overlap ? true : values['no-overlap'] ? false : OVERLAP_DEFAULT;
   const speed = Number(values.speed);
   if (!Number.isFinite(speed) || speed <= 0) usageError(`--speed: ${JSON.stringify(values.speed)} is not a number > 0`);
   return {
     server: values.server, role: values.role, backend: values.backend,
     name: values.name ?? `${os.hostname()}-${process.pid}`, maxTasks, speed,
     joinToken: values['join-token'] ?? null, resetOptimizer: values['reset-optimizer'],
-    followUp: !values['no-follow-up'], attack: attackOptions(values), encodings, volunteerId,
+    followUp: !values['no-follow-up'], overlap, attack: attackOptions(values), encodings, volunteerId,
     quiet: values.quiet,
   };
 }
@@ -197,7 +204,7 @@ async function main() {
   const trainer = new Trainer(tf, { resetOptimizer: options.resetOptimizer });
   const loop = new WorkerLoop({
     client, trainer, role: options.role, maxTasks: options.maxTasks, speed: options.speed,
-    followUp: options.followUp, transform: options.attack ? attackTransform(options.attack) : null,
+    followUp: options.followUp, overlap: options.overlap, transform: options.attack ? attackTransform(options.attack) : null,
   });
   const say = (line) => process.stdout.write(`${line}\n`);
   const warn = (line) => process.stderr.write(`${line}\n`);

@@ -9,7 +9,9 @@
 // URL parameters (docs/clients.md): `?autostart=1` starts at once without asking and
 // `?autostart=0` loads TF.js and waits for Start (both for kiosks, labs and automated runs where
 // whoever opens the page owns the device: the answer is implied, never stored);
-// `?backend=cpu|wasm|webgl` forces a backend; `?name=…` names this client; `?role=train|evaluate|any`.
+// `?backend=cpu|wasm|webgl|webgpu` forces a backend (default: webgpu where offered, webgl, cpu);
+// `?name=…` names this client; `?role=train|evaluate|any`; `?overlap=1|0` fetches the next task
+// while one computes, or not (default: worker_loop.js's OVERLAP_DEFAULT).
 // Every URL is relative to the page, so the page works when the app is mounted under a prefix.
 // The page exposes `window.webnnPage` (phase, facts, stats, loop) for tests and the curious.
 
@@ -18,6 +20,7 @@ import { localStorageOrNull, volunteerId } from './volunteer_id.js';
 import { OFFER_ALL } from './encoding.js';
 import { Trainer } from './trainer.js';
 import { WorkerLoop } from './worker_loop.js';
+import { backendOrder, startBackend } from './backend.js';
 import { createCurveChart } from './curve.js';
 import { LiveView } from './live.js';
 import {
@@ -38,28 +41,22 @@ function loadScript(src) {
   });
 }
 
-/** Load TF.js from where the server says (default: its own copy) and start a backend. */
+/** Load TF.js from where the server says (default: its own copy) and start a backend: the one
+ * `wanted`, else webgpu where the browser gives an adapter, webgl, then cpu (backend.js). */
 async function startTf(base, model, wanted) {
   if (!globalThis.tf) await loadScript(new URL(model.urls?.tfjs ?? 'static/tfjs/tf.min.js', base).href);
   const tf = globalThis.tf;
-  const order = wanted ? [wanted] : ['webgl', 'cpu'];
-  for (const name of order) {
-    try {
-      if (name === 'wasm' && !tf.findBackend('wasm')) {
-        const script = new URL(model.urls?.tfjsWasm ?? 'static/tfjs-wasm/tf-backend-wasm.min.js', base);
-        await loadScript(script.href);
-        tf.wasm.setWasmPaths(new URL('.', script).href);
-      }
-      if (await tf.setBackend(name)) {
-        await tf.ready();
-        return tf;
-      }
-    } catch (err) {
-      console.warn(`webnn: backend ${name} failed:`, err);
+  const load = async (name) => {
+    if (name === 'wasm' && !tf.findBackend('wasm')) {
+      const script = new URL(model.urls?.tfjsWasm ?? 'static/tfjs-wasm/tf-backend-wasm.min.js', base);
+      await loadScript(script.href);
+      tf.wasm.setWasmPaths(new URL('.', script).href);
     }
-  }
-  await tf.setBackend('cpu');
-  await tf.ready();
+    if (name === 'webgpu' && !tf.findBackend('webgpu')) {
+      await loadScript(new URL(model.urls?.tfjsWebgpu ?? 'static/tfjs-webgpu/tf-backend-webgpu.min.js', base).href);
+    }
+  };
+  await startBackend(tf, await backendOrder(wanted), { load });
   return tf;
 }
 
@@ -221,7 +218,8 @@ async function main() {
       },
       encodings: OFFER_ALL, // compressed updates and weights, as the server picks (docs/protocol.md)
     });
-    const loop = new WorkerLoop({ client, trainer: new Trainer(tf), role: params.get('role') ?? 'any' });
+    const overlap = params.has('overlap') ? params.get('overlap') === '1' : undefined;
+    const loop = new WorkerLoop({ client, trainer: new Trainer(tf), role: params.get('role') ?? 'any', overlap });
     loop.on('task', ({ stats, kind }) => {
       connected();
       facts.idle = false;

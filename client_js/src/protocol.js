@@ -10,6 +10,8 @@
 //   `maxBusyDelay`) and repeats the same request; these waits do not count as attempts, up to
 //   `maxBusyWaits` in a row.
 // - `unknown_session` (the server restarted or forgot us): join again, then repeat the request once.
+//   Requests run concurrently (a worker loop with overlap), so one join serves them all: a request
+//   whose token was already replaced repeats with the new one, and concurrent joins share one.
 // - Weights: a local cache of the last version fetched; every fetch is conditional
 //   (If-None-Match with the cached ETag) and a 304 answers from the cache.
 // - Failures the caller must act on are thrown as `ProtocolError` with the server's `code`.
@@ -97,6 +99,7 @@ export class WebnnClient {
     this.clientId = null;
     this.joined = null;
     this.joins = 0;
+    this.joining = null; // the join in progress, shared by concurrent callers
     this.weightsCache = null; // {version, etag, steps, weights: Float32Array}
     this.offer = options.encodings ?? null;
     this.random = options.random;
@@ -116,7 +119,8 @@ export class WebnnClient {
     let busyWaits = 0;
     for (let attempt = 1; ; attempt++) {
       const init = { method, headers: { ...headers }, signal: this.signal ?? undefined };
-      if (session && this.token) init.headers['X-WebNN-Session'] = this.token;
+      const token = this.token;
+      if (session && token) init.headers['X-WebNN-Session'] = token;
       if (body !== undefined) {
         init.body = body;
         init.headers['Content-Type'] = contentType;
@@ -145,7 +149,7 @@ export class WebnnClient {
         continue;
       }
       if (error.code === 'unknown_session' && session && rejoin) {
-        await this.join();
+        if (this.token === token) await this.join(); // else another request joined meanwhile
         return this.send(method, path, { body, contentType, headers, session, rejoin: false });
       }
       throw error;
@@ -165,8 +169,14 @@ export class WebnnClient {
     return readJson(response, method, this.url(path));
   }
 
-  /** Join (again): a new session token; the answer carries the model description. */
-  async join() {
+  /** Join (again): a new session token; the answer carries the model description. Concurrent
+   * calls share one join. */
+  join() {
+    this.joining ??= this.joinOnce().finally(() => { this.joining = null; });
+    return this.joining;
+  }
+
+  async joinOnce() {
     const headers = this.joinToken ? { Authorization: `Bearer ${this.joinToken}` } : {};
     const body = this.offer ? { client: this.clientInfo, encodings: this.offer } : { client: this.clientInfo };
     const answer = await this.json('POST', 'api/v1/join', body, { headers, session: false });

@@ -7,12 +7,27 @@
 // task then costs one round trip (the update) instead of three (task; weights + batch; update).
 // The last task before `maxTasks` does not ask, so no lease is left behind.
 //
+// Overlap (`overlap`, default OVERLAP_DEFAULT; docs/development.md "Client efficiency" has the measurement):
+// while a task computes, the next one is already on its way, so the network exchange hides behind
+// the computation instead of following it. The first task of a run asks for a second one
+// (task, weights and batch) before it computes; from then on each update is sent without waiting
+// for its answer, and the follow-up that answer carries is the task after next. The cost is
+// staleness: a task's weights never hold the client's own previous update (that update was still
+// on the wire when the task was leased), one merge more than with follow-ups alone. At most three
+// of the session's tasks are open at once (the update on the wire, the one computing, the one
+// coming), inside the server's `max_open_tasks` (4). A prefetched task the loop does not run (the
+// loop stopped) is never sent back half-done: the caller's `leave` returns it to the queue, and
+// unreturned leases expire without counting against the volunteer (docs/protocol.md).
+//
 // `transform(trained, base, task)`, when given, replaces the trained weights before they are sent
 // (hostile clients for experiments: see attacks.js); the reported loss stays the honest one.
 //
-// Timings per task, in seconds: fetch (weights + batch), compute (training or evaluation, including
-// the slowdown of `speed` < 1), send (the update or evaluation request). The update's header carries
-// this task's fetch and compute and the previous update's send (this one's is not known yet).
+// Timings per task, in seconds: fetch (weights + batch; with overlap, the wait for a task already on
+// its way), compute (training or evaluation, including the slowdown of `speed` < 1), send (the
+// update or evaluation request, until its answer) and wall (the time the loop spent on the task:
+// fetch + compute + send, or with overlap, where the send runs beside the next task, fetch +
+// compute). The update's header carries this task's fetch and compute and the previous update's
+// send (this one's is not known yet).
 // With `speed` s < 1 the loop waits compute x (1/s - 1) after each computation, so a fast machine
 // can stand in for a slow device; s >= 1 changes nothing.
 //
@@ -21,6 +36,7 @@
 // attempt, delay}, `state` {running, reason}.
 
 import { ProtocolError, sleep, TASK_GONE } from './protocol.js';
+import { yieldToEventLoop } from './trainer.js';
 
 const now = () => (globalThis.performance ?? Date).now() / 1000;
 
@@ -42,9 +58,9 @@ export class ContributionStats {
     this.lastStaleness = null;
   }
 
-  /** Add one finished task; `wall` = fetch + compute + send. */
+  /** Add one finished task; `timings.wall` (default fetch + compute + send): the loop's time on it. */
   add(kind, { steps = 0, examples = 0, loss = null, accuracy = null }, timings, answer) {
-    const wall = timings.fetch + timings.compute + timings.send;
+    const wall = timings.wall ?? timings.fetch + timings.compute + timings.send;
     this.tasks += 1;
     this.computeSeconds += timings.compute;
     this.busySeconds += wall;
@@ -65,6 +81,9 @@ export class ContributionStats {
   }
 }
 
+/** Whether a loop overlaps by default (the Node worker's and the page's default; see above). */
+export const OVERLAP_DEFAULT = false;
+
 export class WorkerLoop {
   /**
    * @param {object} options
@@ -74,17 +93,26 @@ export class WorkerLoop {
    * @param {number} [options.maxTasks=Infinity] stop after this many finished tasks
    * @param {number} [options.speed=1] simulated relative device speed (see above)
    * @param {boolean} [options.followUp=true] ask for the next task with each update (see above)
+   * @param {boolean} [options.overlap=OVERLAP_DEFAULT] fetch the next task while this one computes
+   *   (see above)
    * @param {Function} [options.transform] (trained, base, task) => Float32Array sent instead
    */
-  constructor({ client, trainer, role = 'any', maxTasks = Infinity, speed = 1, followUp = true, transform = null }) {
+  constructor({
+    client, trainer, role = 'any', maxTasks = Infinity, speed = 1, followUp = true, overlap = OVERLAP_DEFAULT,
+    transform = null,
+  }) {
     this.client = client;
     this.trainer = trainer;
     this.role = role;
     this.maxTasks = maxTasks;
     this.speed = speed;
     this.followUp = followUp;
+    this.overlap = overlap;
     this.transform = transform;
-    this.queued = null; // the next task answer (and its inputs) that came with the last update
+    // Task answers on their way, oldest first: promises that never reject, resolving to a task
+    // answer ({task, inputs?} or {task: null, retryAfter, state}) or {task: null, error}.
+    this.ahead = [];
+    this.sending = new Set(); // updates and evaluations sent without waiting for their answer
     this.stats = new ContributionStats();
     this.listeners = new Map();
     this.running = false;
@@ -135,7 +163,8 @@ export class WorkerLoop {
       if (err.name !== 'AbortError') throw err;
     } finally {
       this.running = false;
-      this.queued = null; // its lease goes back to the server when the caller leaves
+      await Promise.allSettled([...this.sending]); // their answers count; a stop aborted them
+      this.ahead = []; // their leases go back to the server when the caller leaves
       this.client.signal = null;
       this.controller = null;
       this.emit('state', { running: false, reason });
@@ -143,20 +172,31 @@ export class WorkerLoop {
     return reason;
   }
 
+  /** Tasks this run may still take beyond those finished, sent, computing (`current`) and coming. */
+  room(current = 0) {
+    return this.maxTasks - (this.stats.tasks + this.sending.size + current + this.ahead.length);
+  }
+
   async contribute() {
     while (this.running) {
-      if (this.stats.tasks >= this.maxTasks) return 'max-tasks';
+      if (this.stats.tasks + this.sending.size >= this.maxTasks) {
+        if (this.sending.size === 0) return 'max-tasks';
+        await Promise.race([...this.sending]); // a dropped update frees its place
+        continue;
+      }
       try {
         await this.ensureModel();
-        const answer = this.queued ?? await this.client.requestTask(this.role);
-        this.queued = null;
+        const asked = now();
+        const answer = this.ahead.length ? await this.ahead.shift() : await this.client.requestTask(this.role);
+        if (answer.error) throw answer.error;
         if (!answer.task) {
+          if (this.ahead.length) continue; // a task may already be on its way
           this.emit('idle', { retryAfter: answer.retryAfter, state: answer.state });
           if (answer.state === 'ended') return 'ended';
           await sleep(answer.retryAfter ?? this.pollSeconds, this.controller.signal);
           continue;
         }
-        await this.runTask(answer.task, answer.inputs);
+        await this.runTask(answer.task, answer.inputs, asked);
       } catch (err) {
         if (err.name === 'AbortError' || !this.running) return 'stopped';
         if (err instanceof ProtocolError && err.code === 'ended') return 'ended';
@@ -187,9 +227,23 @@ export class WorkerLoop {
     await sleep(wait, this.controller.signal);
   }
 
-  /** Run one task; `inputs` ({weights, batch}) came with the previous update's answer. */
-  async runTask(task, inputs = null) {
-    const start = now();
+  /** Ask for a task and fetch its weights and batch; a promise that never rejects (see `ahead`). */
+  prefetch() {
+    const fetchAll = async () => {
+      const answer = await this.client.requestTask(this.role);
+      if (!answer.task) return answer;
+      const { task } = answer;
+      const [weights, batch] = await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
+      return { ...answer, inputs: { weights, batch } };
+    };
+    return fetchAll().catch((error) => ({ task: null, error }));
+  }
+
+  /**
+   * Run one task; `inputs` ({weights, batch}) came with it (a follow-up or a prefetch), `asked`
+   * is when the loop began waiting for it.
+   */
+  async runTask(task, inputs = null, asked = now()) {
     const [weights, batch] = inputs
       ? [inputs.weights, inputs.batch]
       : await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
@@ -197,6 +251,10 @@ export class WorkerLoop {
       throw new ProtocolError('bad_response', `task ${task.id} is for version ${task.version} but the weights are version ${weights.version}`);
     }
     await this.ensureModel(); // a rejoin during the fetch may have brought another model
+    if (this.overlap && this.ahead.length === 0 && this.room(1) > 0) this.ahead.push(this.prefetch());
+    // Let requests just started (the prefetch, the previous update) reach the network before
+    // the computation holds the thread.
+    if (this.ahead.length || this.sending.size) await yieldToEventLoop();
     const fetched = now();
     const result = task.kind === 'evaluate'
       ? await this.trainer.evaluate(weights.weights, batch.x, batch.y)
@@ -204,20 +262,53 @@ export class WorkerLoop {
         { batchSize: task.batchSize, learningRate: task.learningRate });
     if (this.speed > 0 && this.speed < 1) await sleep((now() - fetched) * (1 / this.speed - 1), this.controller.signal);
     const computed = now();
-    const timings = { fetch: fetched - start, compute: computed - fetched, send: 0 };
-    const next = this.followUp && this.running && this.stats.tasks + 1 < this.maxTasks ? this.role : null;
+    const timings = { fetch: fetched - asked, compute: computed - fetched, send: 0 };
+    const wantsNext = (this.followUp || this.overlap) && this.running && this.room(1) > 0;
+    const next = wantsNext && task.kind !== 'evaluate' && this.followUp ? this.role : null;
+    const submission = this.submit(task, result, weights.weights, timings, next);
+    if (!(this.overlap && this.ahead.length)) {
+      const answer = await submission;
+      if (answer.next) this.ahead.push(Promise.resolve({ ...answer.next, inputs: answer.inputs }));
+      return;
+    }
+    // Overlap: the next task is on its way already; this answer brings (or is followed by) the one after.
+    timings.wall = computed - asked;
+    const sent = submission.then(() => {}, (err) => this.dropOrReport(err, wantsNext));
+    this.sending.add(sent);
+    sent.finally(() => this.sending.delete(sent));
+    if (!wantsNext) return;
+    this.ahead.push(submission.then(
+      (answer) => (answer.next?.task ? { ...answer.next, inputs: answer.inputs } : this.prefetch()),
+      (error) => (error instanceof ProtocolError && TASK_GONE.has(error.code) ? this.prefetch() : { task: null, error }),
+    ));
+  }
+
+  /** A failed submission sent without waiting: a task gone is dropped; another failure is reported
+   * here unless a follow-up waits on this answer (the loop then meets it as its next task's). */
+  dropOrReport(err, awaited) {
+    if (err.name === 'AbortError' || !this.running) return;
+    if (err instanceof ProtocolError && TASK_GONE.has(err.code)) {
+      this.emit('dropped', { error: err });
+    } else if (!awaited) {
+      this.emit('problem', { error: err });
+    }
+  }
+
+  /** Send a task's result (asking for `next`); counts and reports it when the answer comes. */
+  async submit(task, result, base, timings, next) {
     const sent = task.kind !== 'evaluate' && this.transform
-      ? this.transform(result.weights, weights.weights, task) : result.weights;
+      ? this.transform(result.weights, base, task) : result.weights;
+    const computed = now();
     const answer = task.kind === 'evaluate'
       ? await this.client.submitEvaluation(task, result)
       : await this.client.submitUpdate(task, sent, {
         steps: result.steps, loss: result.loss, accuracy: result.accuracy,
         timings: { fetch: timings.fetch, compute: timings.compute, send: this.lastSend },
-      }, { next });
-    if (answer.next) this.queued = { ...answer.next, inputs: answer.inputs };
+      }, { next, base });
     timings.send = now() - computed;
     if (task.kind !== 'evaluate') this.lastSend = timings.send;
     this.stats.add(task.kind === 'evaluate' ? 'evaluate' : 'train', result, timings, answer);
     this.emit('task', { task, kind: task.kind, result, answer, timings, stats: this.stats });
+    return answer;
   }
 }

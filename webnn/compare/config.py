@@ -167,6 +167,9 @@ class StrategyEntry:
     encoding: UpdateEncoding | None = setting(None, "overrides every group's update encoding")
     weights_encoding: WeightsEncoding | None = setting(
         None, "overrides every group's weights encoding")
+    overlap: Annotated[bool, Strict()] | None = setting(
+        None, "Node workers fetch the next task while one computes (--overlap); unset: the "
+              "worker's default")
 
     @model_validator(mode="before")
     @classmethod

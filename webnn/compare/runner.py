@@ -328,7 +328,7 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
                 WorkerArgs(server_url=client_url, name=name, role="train", backend=group.backend,
                            speed=group.speed, attack=attack, attack_scale=scale,
                            encoding=update_encoding, weights_encoding=weights_encoding,
-                           volunteer_id=name),
+                           volunteer_id=name, overlap=entry.overlap),
                 log_path=logs / f"{name}.log", churn=group.churn,
                 rng=np.random.default_rng(streams[n]), command=command))
             n += 1
