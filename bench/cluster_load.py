@@ -12,6 +12,13 @@ p99, errors and busy answers, and the ratio of updates/s to N = 1's.
 
     .venv/bin/python bench/cluster_load.py --params 1000000 --clients 200 --think 0 \\
         --frontends 1,2,4 --duration 30 --server-cpus 0-7 --load-cpus 8-15
+
+``--kill frontend|merger --kill-after S`` SIGKILLs front-end 0 or the active merger S seconds
+into the window (found through the run's ``processes`` hash and the merger lock) and adds:
+``durable_gap_s`` (from the kill to the next update made durable), ``version_gap_s`` (to the
+next published version: the standby's takeover for a merger kill) and, once the stream is
+drained after the window, ``lost``: updates acknowledged as durable that no merge log record
+holds (the issue's target: 0 lost, service back within 5 s).
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-server", default=shutil.which("redis-server")
                         or "/usr/bin/redis-server")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--kill", choices=("none", "frontend", "merger"), default="none",
+                        help="SIGKILL front-end 0 or the active merger during the window")
+    parser.add_argument("--kill-after", type=float, default=5.0,
+                        help="seconds into the window for --kill")
     return parser.parse_args(argv)
 
 
@@ -95,6 +106,54 @@ def wait_ready(url: str, deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def victim_pid(client: Any, run: str, role: str) -> int:
+    """The pid of front-end 0 or of the merger holding the lock (the ``processes`` hash)."""
+    table = {k.decode(): json.loads(v) for k, v in client.hgetall(f"wnn:{run}:processes").items()}
+    if role == "frontend":
+        label = "frontend-0"
+    else:
+        label = client.get(f"wnn:{run}:merger_lock").decode().split(":")[0]
+    return int(table[label]["pid"])
+
+
+def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> dict[str, Any]:
+    """Kill `role` at time `at`, then poll until `stop_at`: seconds to the next durable update
+    and to the next version."""
+    time.sleep(max(0.0, at - time.time()))
+    pid = victim_pid(client, run, role)
+    durable = int(client.hget(f"wnn:{run}:stats", "updates_durable") or 0)
+    version = int(client.hget(f"wnn:{run}:current", "version") or 0)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    gaps: dict[str, Any] = {"killed": role, "durable_gap_s": None, "version_gap_s": None}
+    while time.time() < stop_at and None in (gaps["durable_gap_s"], gaps["version_gap_s"]):
+        now = time.time()
+        if gaps["durable_gap_s"] is None and int(
+                client.hget(f"wnn:{run}:stats", "updates_durable") or 0) > durable:
+            gaps["durable_gap_s"] = round(now - killed, 3)
+        if gaps["version_gap_s"] is None and int(
+                client.hget(f"wnn:{run}:current", "version") or 0) > version:
+            gaps["version_gap_s"] = round(now - killed, 3)
+        time.sleep(0.02)
+    return gaps
+
+
+def lost_updates(client: Any, run: str, deadline: float) -> int | None:
+    """Once the merger applied the stream's last entry: durable updates minus the task ids in
+    the merge log (None when the stream did not drain by `deadline`)."""
+    while time.monotonic() < deadline:
+        last = client.xinfo_stream(f"wnn:{run}:stream")["last-generated-id"]
+        applied = client.hget(f"wnn:{run}:checkpoint", "applied")
+        if applied is not None and applied == last:
+            break
+        time.sleep(0.2)
+    else:
+        return None
+    durable = int(client.hget(f"wnn:{run}:stats", "updates_durable") or 0)
+    merged = sum(len(json.loads(r)["tasks"]) for r in client.lrange(f"wnn:{run}:merged", 0, -1))
+    return durable - merged
 
 
 def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, Any]:
@@ -133,11 +192,20 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
             children.append(child)
         time.sleep(max(0.0, measure_from - time.time()))
         merges_before = get_json(base + "api/v1/status")["merges"]
+        kill: dict[str, Any] = {}
+        if args.kill != "none":
+            import redis as redis_client
+
+            client = redis_client.Redis(host="127.0.0.1", port=redis_port)
+            kill = watch_kill(client, model_name(model), args.kill,
+                              measure_from + args.kill_after, stop_at)
         time.sleep(max(0.0, stop_at - time.time()))
         status = get_json(base + "api/v1/status")
         collected = [results.get(timeout=args.timeout + 120) for _ in children]
         for child in children:
             child.join(timeout=10)
+        if kill:
+            kill["lost"] = lost_updates(client, model_name(model), time.monotonic() + 120)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -157,7 +225,12 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
             "update_p50_ms": pct(50), "update_p99_ms": pct(99), "errors": errors,
             "busy": busy, "version": status["version"],
             "stream_entries": status["cluster"]["streamEntries"],
-            "durable": status["cluster"]["updatesDurable"]}
+            "durable": status["cluster"]["updatesDurable"], **kill}
+
+
+def model_name(model: Any) -> str:
+    """The run's name in Redis: the generated spec's model name."""
+    return str(json.loads(Path(model.spec_path).read_text())["name"])
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -180,6 +253,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               f"{row['updates_per_s'] / reference:.2f} | {row['merges_per_s']:.1f} | "
               f"{row['update_p50_ms']:.0f} | {row['update_p99_ms']:.0f} | {row['errors']} | "
               f"{row['busy']} | {per_entry:.2f} |")
+    if args.kill != "none":
+        print(f"\nSIGKILL of {args.kill} {args.kill_after:g} s into the window:\n")
+        print("| front-ends | next durable update s | next version s | lost |")
+        print("|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['frontends']} | {row.get('durable_gap_s')} | "
+                  f"{row.get('version_gap_s')} | {row.get('lost')} |")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -169,6 +169,7 @@ class Frontend:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.metrics.register(self.redis, self.keys, "frontend")
         await self.desk.load()
         self.relay.start()
         await self.versions.start()

@@ -164,6 +164,11 @@ class RunKeys:
         """hash: the join token bucket of one client address (tokens, at); expires."""
         return self.key(f"joins:{address}")
 
+    @property
+    def processes(self) -> str:
+        """hash: process label -> JSON {role, host, pid, started} (written at start)."""
+        return self.key("processes")
+
     def metrics(self, process: str) -> str:
         """string: a process's /metrics text (with its `process` label), expiring."""
         return self.key(f"metrics:{process}")

@@ -100,6 +100,7 @@ class Merger:
     async def run(self, stop: asyncio.Event) -> None:
         """Wait for the lock, lead while holding it, and stand by again after losing it."""
         await self._ensure_group()
+        await self.metrics.register(self.redis, self.keys, "merger")
         if self.chunk_examples is None:
             self.chunk_examples = await chunk_sizes(
                 self.parts.dataset, eval_chunk_size(self.config, self.parts.spec.training))

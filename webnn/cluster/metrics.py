@@ -9,6 +9,11 @@ front-end answers.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
+
 from prometheus_client import Counter, Gauge, generate_latest
 
 from webnn.cluster.keys import RedisClient, RunKeys
@@ -38,6 +43,13 @@ class ProcessMetrics:
 
     def text(self) -> str:
         return with_label(generate_latest(self.base.registry).decode(), self.label)
+
+    async def register(self, redis: RedisClient, keys: RunKeys, role: str) -> None:
+        """Name this process in the run's ``processes`` hash (role, host, pid, start time), so
+        operators and benchmarks can find the process behind a label."""
+        await redis.hset(keys.processes, self.label, json.dumps({
+            "role": role, "host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.time()}))
 
     async def publish(self, redis: RedisClient, keys: RunKeys) -> None:
         await redis.set(keys.metrics(self.label), self.text(), ex=METRICS_TTL)
