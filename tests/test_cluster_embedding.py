@@ -234,3 +234,34 @@ async def test_the_join_rate_limit_holds_for_the_run(redis_server, make_config, 
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_disagreement_asks_one_more_session_and_counts_the_outlier(
+        redis_server, make_config, serve):  # noqa: F811
+    config = make_config(eval_quorum=2)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="quorum"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            honest, liar, third = (ProtocolClient(http, served.url) for _ in range(3))
+            for client, name in ((honest, "honest"), (liar, "liar"), (third, "third")):
+                await client.join(name=name)
+            for _ in range(300):  # the initial evaluation has started
+                if (await honest.get("api/v1/status")).body["evaluating"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert await honest.evaluate_all(lambda task, tensors: 0.5) > 0
+            assert await liar.evaluate_all(lambda task, tensors: 0.9) > 0
+            chunks = 0
+            for _ in range(300):  # each chunk now wants a third result
+                chunks += await third.evaluate_all(lambda task, tensors: 0.5)
+                history = (await third.get("api/v1/history")).body["history"]
+                if history:
+                    break
+                await asyncio.sleep(0.05)
+            assert history and history[0]["validated"], history
+            assert history[0]["valAccuracy"] == pytest.approx(0.5)
+            status = (await third.get("api/v1/status")).body
+            assert status["rejected"]["evaluation_disagrees"] == chunks
+    finally:
+        await served.stop()

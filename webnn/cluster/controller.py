@@ -325,9 +325,15 @@ class Controller:
         evaluation = schedule.current
         assert evaluation is not None
         before = evaluation_to_json(evaluation)
-        tokens = [_text(t) for t in await self.redis.zrange(self.keys.sessions, 0, -1)]
+        # who else could evaluate matters only for a chunk with results, no lease and short of
+        # its quorum (`Evaluation._could_add`, which then asks `candidates` only): the live
+        # sessions are read from Redis only then
+        tokens: list[str] = []
+        candidates: list[tuple[str, Party]] = []
+        if self._asks_candidates(evaluation):
+            tokens = [_text(t) for t in await self.redis.zrange(self.keys.sessions, 0, -1)]
+            candidates = await self._parties(tokens)
         live = set(tokens)
-        candidates = await self._parties(tokens) if self._asks_candidates(evaluation) else []
         settled = schedule.settle(now, live.__contains__, len(live), lambda: candidates)
         if settled.completed is None and not settled.outliers:
             after = evaluation_to_json(evaluation)
