@@ -13,10 +13,13 @@ efficiencies of data-parallel training:
   to the end of the first validation at or above the target.
 
 Each client count runs with the setting given for it (strategy, its parameters, the client's
-optimiser learning rate, ``--reset-optimizer``); the speedup at N is the median time to target of
-the 1-client setting over the median time to target at N, the 1-client setting being the best one
-found for a single client (see docs/scaling.md). Final accuracy is the last validation when the
-run stopped at the time cap (runs do not stop at the target: the cap is the same for every N).
+optimiser learning rate, its local steps per task, ``--reset-optimizer``: ``--setting
+"16=webnn.merge.fedbuff_live:FedBuffLive server_lr=0.5 lr=0.04 steps=5"``) and its own time cap
+(``--cap-for 1=90 --cap-for 16het=35``); hardware and statistical efficiency are counted in
+optimiser steps, so settings with different task lengths compare; the speedup at N is the median
+time to target of the 1-client setting over the median time to target at N, the 1-client setting
+being the best one found for a single client (see docs/scaling.md). Final accuracy is the last
+validation when the run stopped at its time cap (runs do not stop at the target).
 
 With ``--pin`` (Linux, taskset) this process (the servers) runs on the first core and every run
 gets cores of its own from the rest: one for its evaluator and one per training worker, while they
