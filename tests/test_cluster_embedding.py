@@ -265,3 +265,28 @@ async def test_a_disagreement_asks_one_more_session_and_counts_the_outlier(
             assert status["rejected"]["evaluation_disagrees"] == chunks
     finally:
         await served.stop()
+
+
+async def test_an_idle_anonymous_session_leaves_its_shard(redis_server, make_config, serve):  # noqa: F811
+    config = make_config(partition={"kind": "dirichlet", "shards": 2}, session_timeout=1.0)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="idle"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = ProtocolClient(http, served.url)
+            await client.join(name="anonymous")
+            assert (await client.task("train"))["task"] is not None
+
+            async def loads() -> list[int]:
+                answer = await http.get(served.url + "api/v1/status")
+                status = await answer.json()
+                return [s["load"] for s in status["partition"]["perShard"]]
+
+            assert sorted(await loads()) == [0, 1]
+            for _ in range(300):  # the session times out: its shard counts it no more
+                if await loads() == [0, 0]:
+                    break
+                await asyncio.sleep(0.05)
+            assert await loads() == [0, 0]
+    finally:
+        await served.stop()

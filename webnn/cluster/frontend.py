@@ -148,7 +148,8 @@ class Frontend:
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         self.scripts = {name: redis.register_script(getattr(scripts, name))
                         for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE",
-                                     "NOTE_INVALID", "JOIN", "STATE", "ASSIGN")}
+                                     "NOTE_INVALID", "JOIN", "STATE", "ASSIGN",
+                                     "FORGET")}
         self.desk = EvaluationDesk(parts, redis, keys, eval_chunk_size(config, training))
         self.writer = GuardedWriter(redis, keys)
         self.bus = EventBus()
@@ -182,6 +183,7 @@ class Frontend:
         await self.relay.stop()
         await self.versions.stop()
         await self.redis.delete(self.keys.metrics(self.label))
+        await self.redis.hdel(self.keys.processes, self.label)
         await self.redis.aclose()
 
     async def _ticker(self) -> None:
@@ -204,24 +206,10 @@ class Frontend:
             await asyncio.sleep(TICK_SECONDS)
 
     async def _forget_idle_sessions(self) -> None:
-        """Sessions idle past `session_timeout` leave the live set (and their party entry)."""
-        idle = await self.redis.zrangebyscore(self.keys.sessions, "-inf",
-                                              time.time() - self.config.session_timeout,
-                                              start=0, num=1000)
-        if idle:
-            pipe = self.redis.pipeline(transaction=False)
-            for token in idle:
-                pipe.hmget(self.keys.session(_text(token)), "shard", "anonymous")
-            pipe.zrem(self.keys.sessions, *idle)
-            pipe.hdel(self.keys.parties, *idle)
-            found = await pipe.execute()
-            anonymous = [_text(shard) for shard, anon in found[:len(idle)]
-                         if shard is not None and anon == b"1"]
-            if anonymous:  # an anonymous session's shard counts it no more
-                pipe = self.redis.pipeline(transaction=False)
-                for shard in anonymous:
-                    pipe.hincrby(self.keys.shard_load, shard, -1)
-                await pipe.execute()
+        """Sessions idle past `session_timeout` leave the live set (`scripts.FORGET`)."""
+        await self.scripts["FORGET"](
+            keys=[self.keys.sessions, self.keys.parties, self.keys.shard_load],
+            args=[self.keys.session_prefix, time.time() - self.config.session_timeout, 1000])
 
     async def _read_run(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -267,10 +255,11 @@ class Frontend:
         key = self.keys.session(token)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(key)
-        pipe.expire(key, int(self.config.session_timeout) + 1)
+        pipe.zscore(self.keys.sessions, token)
+        pipe.expire(key, self._session_keep())
         pipe.zadd(self.keys.sessions, {token: time.time()}, xx=True)
-        fields, _, _ = await pipe.execute()
-        if not fields:
+        fields, seen, _, _ = await pipe.execute()
+        if not fields or seen is None:  # never joined, left, or forgotten when idle
             raise _unknown_session()
         found = {_text(k): _text(v) for k, v in fields.items()}
         found["token"] = token
@@ -299,6 +288,11 @@ class Frontend:
         if not self.config.eval_distinct_parties:
             return ANYONE
         return Party.of(found.get("address"), found.get("volunteer"))
+
+    def _session_keep(self) -> int:
+        """Seconds a session's hash outlives its last request: past the idle timeout by a few
+        ticks, so the front-end that forgets it (`scripts.FORGET`) still reads its shard."""
+        return math.ceil(self.config.session_timeout + 10 * TICK_SECONDS)
 
     async def join(self, request: web.Request) -> web.Response:
         require_join_token(request)
@@ -339,7 +333,7 @@ class Frontend:
         clients = await self.redis.zcard(self.keys.sessions) + 1
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.session(token), mapping=record)
-        pipe.expire(self.keys.session(token), int(self.config.session_timeout) + 1)
+        pipe.expire(self.keys.session(token), self._session_keep())
         pipe.zadd(self.keys.sessions, {token: now})
         pipe.hset(self.keys.parties, token, json.dumps([party.address, party.volunteer]))
         pipe.publish(self.keys.events, event_message("client", {

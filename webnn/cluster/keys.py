@@ -99,6 +99,10 @@ class RunKeys:
         """set: a session's open task ids."""
         return self.session_tasks_prefix + token
 
+    @property
+    def session_prefix(self) -> str:
+        return self.key("session:")
+
     def session(self, token: str) -> str:
         """hash: one session (client id, kind, name, joined, encodings, counters); expires."""
         return self.key(f"session:{token}")

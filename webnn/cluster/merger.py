@@ -125,6 +125,7 @@ class Merger:
                 await self.release_script(keys=[self.keys.lock], args=[self.owner])
             with contextlib.suppress(Exception):
                 await self.redis.delete(self.keys.metrics(self.label))
+                await self.redis.hdel(self.keys.processes, self.label)
 
     async def _lead_while_locked(self, stop: asyncio.Event) -> None:
         lost = asyncio.Event()

@@ -23,6 +23,7 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
 - `JOIN`: the join token bucket of one client address, shared by every front-end.
 - `STATE`: the admin's pause and resume.
 - `ASSIGN`: a session's data shard in a partitioned run.
+- `FORGET`: idle sessions leave the live set (once, whichever front-end runs it).
 
 `LEASE` and `COMMIT` read the run's ``control`` hash: a paused, finishing or ended run hands
 out no training, and a finishing or ended one writes no update to the stream.
@@ -344,4 +345,21 @@ else
   redis.call('HSET', KEYS[3], 'shard', chosen, 'anonymous', '1')
 end
 return chosen
+"""
+
+FORGET = """
+-- KEYS: sessions, parties, shard load; ARGV: session key prefix, idle before (seconds), limit
+-- Sessions idle past the timeout leave the live set; whoever removes one (front-ends race for
+-- it) drops its party entry and, for an anonymous session, its count on its shard.
+local idle = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, token in ipairs(idle) do
+  redis.call('ZREM', KEYS[1], token)
+  redis.call('HDEL', KEYS[2], token)
+  local shard = redis.call('HMGET', ARGV[1] .. token, 'shard', 'anonymous')
+  if shard[1] and shard[2] == '1' then
+    redis.call('HINCRBY', KEYS[3], shard[1], -1)
+    redis.call('HDEL', ARGV[1] .. token, 'anonymous')
+  end
+end
+return #idle
 """
