@@ -30,7 +30,7 @@ def update(client: str, weights: np.ndarray, base: np.ndarray, staleness: int = 
 
 def test_worked_example_two_clients_then_one_leaves() -> None:
     model = ModelState(f32(0, 0, 0))
-    strategy = FedBuffLive()  # server_lr 1, constant weights
+    strategy = FedBuffLive(server_lr=1.0)  # constant weights by default
     v0 = model.weights.copy()
     # a1: delta (2, 0, 0); no previous round, so the round {a} closes at once: x = (2, 0, 0)
     assert strategy.merge(model, update("a", f32(2, 0, 0), v0)) is True
@@ -74,7 +74,7 @@ def test_one_client_with_half_server_lr_is_average() -> None:
     `average` (W_n = (W_{n-1} + W_p) / 2)."""
     rng = np.random.default_rng(0)
     live, average = ModelState(f32(0, 0, 0, 0)), ModelState(f32(0, 0, 0, 0))
-    a, b = FedBuffLive(server_lr=0.5), create_strategy("average", {})
+    a, b = FedBuffLive(), create_strategy("average", {})  # server_lr 0.5 by default
     for _ in range(5):
         w = (live.weights + rng.normal(size=4)).astype(np.float32)
         assert a.merge(live, update("c", w, live.weights))
@@ -86,12 +86,12 @@ def test_one_client_with_half_server_lr_is_average() -> None:
 
 def test_state_round_trips_mid_round() -> None:
     model = ModelState(f32(0, 0))
-    strategy = FedBuffLive()
+    strategy = FedBuffLive(server_lr=1.0)
     base = model.weights.copy()
     strategy.merge(model, update("a", f32(1, 0), base))
     after = model.weights.copy()
     strategy.merge(model, update("b", f32(0, 2), base, staleness=1))
-    restored = FedBuffLive()
+    restored = FedBuffLive(server_lr=1.0)
     restored.load_state(checkpoint(strategy.state()))
     for s in (strategy, restored):
         m = ModelState(after.copy())

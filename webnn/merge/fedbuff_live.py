@@ -54,7 +54,8 @@ class FedBuffLive(Strategy):
                    "distinct clients closes when every client of the previous round has "
                    "contributed or one repeats; then x += server_lr * sum(s_i d_i) / K.")
     params = (
-        Param("server_lr", float, 1.0, "server learning rate eta", minimum=0),
+        Param("server_lr", float, 0.5, "server learning rate eta (0.5: `average` for one "
+              "client; the best measured for Adam clients, docs/scaling.md)", minimum=0),
         *(replace(p, default="constant") if p.name == "staleness_fn" else p
           for p in staleness_params()),
     )
