@@ -12,7 +12,7 @@ final checkpoint (so `web.run_app` stopping on SIGINT/SIGTERM leaves a checkpoin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,16 +26,19 @@ from webnn.server.metrics import Metrics
 from webnn.server.routes import add_protocol_routes
 from webnn.server.static import add_static_routes
 
+if TYPE_CHECKING:
+    from webnn.cluster.settings import ClusterSettings
+
 BODY_MARGIN = 2 << 20
 
 
-def create_app(config: ServeConfig, cluster: Any = None) -> web.Application:
+def create_app(config: ServeConfig, cluster: ClusterSettings | None = None) -> web.Application:
     """Build the app for `config`; loads spec, data, strategy and any checkpoint in `state_dir`.
 
     Raises `ConfigError` (bad configuration, spec, data or strategy) or `StateError` (a state dir
     written for another model); both are `ValueError`s with a message naming what is wrong.
-    With `cluster` (a `webnn.cluster.settings.ClusterSettings`: needs the ``cluster`` extra) the
-    app is one front-end of a scale-out run in Redis instead (docs/scale-out.md).
+    With `cluster` (scale-out settings: needs the ``cluster`` extra) the app is one front-end
+    of a scale-out run in Redis instead (docs/scale-out.md).
     """
     if cluster is not None:
         from webnn.cluster.embed import create_cluster_app
