@@ -7,6 +7,7 @@ collaborators that each do one job and receive values, never the coordinator:
 - `leases.Leases` — issuing, looking up and taking back leases (what a lease holds and returns);
 - `batch_feed.BatchFeed` — training batches in data order, work handed back, validation chunks;
 - `evaluation.EvaluationSchedule` — when an evaluation is due, its chunks and results;
+- `evaluating.Evaluations` — starting evaluations, recording answers, the run's history;
 - `versions.VersionSnapshots` — the snapshots clients may still fetch (pooled buffers);
 - `admission.Admission` and `ingest.Ingest` — what is refused before memory grows, and the update
   body path (pooled buffer, in-place decode, one-pass checks);
@@ -59,6 +60,7 @@ from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.encodings import WRONG_ENCODING, EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
+from webnn.server.evaluating import Evaluations
 from webnn.server.evaluation import (
     ANYONE,
     Evaluation,
@@ -66,7 +68,6 @@ from webnn.server.evaluation import (
     Party,
     Settled,
     class_count,
-    parse_chunk_result,
 )
 from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, final_metadata, model_json
@@ -162,8 +163,7 @@ class Coordinator:
         self.state = "running"
         self.end_reason: str | None = None
         self.finishing_since: float | None = None
-        self.history: list[dict] = []
-        self._evaluated: set[int] = set()  # versions in the history
+        self._resumed_history: list[dict] = []
         self.elapsed_before = 0.0
         self.ended_elapsed: float | None = None  # elapsed() frozen at the end
         self.started = clock()
@@ -179,6 +179,9 @@ class Coordinator:
             self._resume(checkpoint)
         self.versions = VersionSnapshots(self.model.version, self.merger.snapshot(self.model),
                                          self.pool, self.half_pool)
+        self.evaluations = Evaluations(self.schedule, self.versions, events, clock, self.classes,
+                                       config.target_accuracy)
+        self.evaluations.load(self._resumed_history)
         self.leases = Leases(self.tasks, self.sessions, self.feed, self.schedule, self.versions,
                              config.lease_seconds,
                              issued=lambda kind: metrics.tasks_issued.labels(kind).inc(),
@@ -681,22 +684,29 @@ class Coordinator:
 
     # --------------------------------------------------------------------------- evaluations
 
+    @property
+    def history(self) -> list[dict]:
+        """The run's history (`Evaluations.history`)."""
+        return self.evaluations.history
+
+    @property
+    def _evaluated(self) -> set[int]:
+        return self.evaluations.evaluated
+
     def _start_evaluation(self, version: int, steps: int, merges: int) -> None:
-        self.schedule.start(version, steps, merges, self.elapsed())
-        self.versions.hold(version)
+        self.evaluations.start(version, steps, merges, self.elapsed())
 
     def _maybe_start_evaluation(self) -> None:
         if self.state == "ended":
             return
-        if self.schedule.due(merges=self.merges, elapsed=self.elapsed(),
-                             finishing=self.finishing_since is not None,
-                             evaluated=self.model.version in self._evaluated):
-            self._start_evaluation(self.model.version, self.current_steps, self.merges)
+        self.evaluations.maybe_start(version=self.model.version, steps=self.current_steps,
+                                     merges=self.merges, elapsed=self.elapsed(),
+                                     finishing=self.finishing_since is not None)
 
     @property
     def evaluation(self) -> Evaluation | None:
         """The evaluation in progress, if any."""
-        return self.schedule.current
+        return self.evaluations.current
 
     def submit_evaluation(self, session: Session, task: Task, body: dict) -> dict:
         """Record one chunk's mean loss/accuracy; the last chunk completes the evaluation."""
@@ -706,18 +716,18 @@ class Coordinator:
             raise ProtocolError(409, "task_closed", f"task {task.id} is already finished")
         work = task.work
         assert isinstance(work, EvalWork)
+        now = self.clock()
         try:
-            result = parse_chunk_result(body, work.chunk, work.examples, self.classes)
+            settle = self.evaluations.record(work, session.token, body, now)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
             raise
-        now = self.clock()
         self.tasks.finish(task, "done", now, {"protocol": 1, "accepted": True})
         session.open_tasks.discard(task.id)
         session.evaluations += 1
         # the invalid streak is not reset here: a well-formed answer may still disagree with the
         # other replicas, and junk evaluations must not hide a streak of bad updates
-        if self.schedule.record(work.evaluation, work.chunk, session.token, result, now):
+        if settle:
             self._settle_evaluation(now)
         assert task.result is not None
         return task.result
@@ -732,7 +742,7 @@ class Coordinator:
     def _settle_evaluation(self, now: float) -> None:
         """Settle the chunks of the evaluation in progress that can be (quorum reached, or no
         other live session to ask, or waited long enough); count the outliers; complete it."""
-        settled: Settled = self.schedule.settle(
+        settled: Settled = self.evaluations.settle(
             now, lambda t: self.sessions.get(t) is not None, len(self.sessions),
             lambda: ((s.token, self._party(s)) for s in self.sessions))
         for token in settled.outliers:
@@ -747,56 +757,25 @@ class Coordinator:
             self._complete_evaluation(settled.completed)
 
     def _complete_evaluation(self, evaluation: Evaluation) -> None:
-        loss, accuracy, examples = evaluation.combined()
-        counts = evaluation.class_counts()
-        validated = evaluation.validated
         final = (self.finishing_since is not None
                  and evaluation.version == self.model.version)
-        entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
-                 "version": evaluation.version, "steps": evaluation.steps,
-                 "merges": evaluation.merges, "valLoss": loss, "valAccuracy": accuracy,
-                 "examples": examples, "validated": validated,
-                 "classAccuracy": None if counts is None else counts.accuracy(),
-                 "worstClassAccuracy": None if counts is None else counts.worst()}
-        if final:
-            entry.update(final=True, evaluated=True)
-        self.history.append(entry)
-        self._evaluated.add(evaluation.version)
-        self.schedule.finish(evaluation)
-        self.versions.release(evaluation.version)
-        self.events.publish("evaluation", entry)
-        target = self.config.target_accuracy
-        if validated and target is not None and accuracy is not None and accuracy >= target:
-            self._end(f"target_accuracy={target} reached ({accuracy:.4f})")
-        elif final:
-            self._end(self.end_reason or "finished")
+        done = self.evaluations.complete(evaluation, elapsed=self.elapsed(), final=final,
+                                         finishing_reason=self.end_reason)
+        if done.end_reason is not None:
+            self._end(done.end_reason)
         else:
             self._maybe_start_evaluation()
 
     def last_validated(self) -> dict | None:
         """The newest history entry of a validated evaluation, if any."""
-        return next((h for h in reversed(self.history)
-                     if h.get("validated") and h.get("evaluated", True)), None)
+        return self.evaluations.last_validated()
 
     def _end_unevaluated(self) -> None:
         """The final evaluation did not complete in time: end with the last validated evaluation
-        as the run's result, said in `endReason`, a final history entry (``"final": true,
-        "evaluated": false``, figures null, ``"lastValidated"``: that evaluation's version and
-        figures) and the export's metadata."""
-        last = self.last_validated()
-        reference = None if last is None else {
-            "version": last["version"], "valLoss": last["valLoss"],
-            "valAccuracy": last["valAccuracy"]}
-        said = ("no validated evaluation" if last is None else
-                f"last validated evaluation: version {last['version']}")
-        entry = {"time": self.clock(), "elapsed": round(self.elapsed(), 3),
-                 "version": self.model.version, "steps": self.current_steps,
-                 "merges": self.merges, "valLoss": None, "valAccuracy": None, "examples": 0,
-                 "classAccuracy": None, "worstClassAccuracy": None,
-                 "validated": False, "final": True, "evaluated": False,
-                 "lastValidated": reference}
-        self.history.append(entry)
-        self.events.publish("evaluation", entry)
+        as the run's result, said in `endReason`, a final history entry
+        (`Evaluations.unevaluated`) and the export's metadata."""
+        _, said = self.evaluations.unevaluated(elapsed=self.elapsed(), version=self.model.version,
+                                               steps=self.current_steps, merges=self.merges)
         log.warning("the final evaluation did not complete within %.0f s; ending with the %s",
                     self.finish_seconds, said)
         self._end(f"{self.end_reason} (final evaluation not completed in time; {said})")
@@ -1060,10 +1039,9 @@ class Coordinator:
         self.merges = int(state["merges"])
         self.updates_accepted = int(state.get("updatesAccepted", 0))
         self.sessions.joined = int(state.get("clientsJoined", 0))
-        self.history = list(state.get("history", []))
-        for entry in self.history:  # checkpoints older than replication trusted one client
-            entry.setdefault("validated", False)
-        self._evaluated = {h["version"] for h in self.history if h.get("evaluated", True)}
+        # read by `Evaluations.load` once the version store exists (entries from before
+        # replication count as not validated there)
+        self._resumed_history = list(state.get("history", []))
         self.state = state.get("state", "running")
         self.end_reason = state.get("endReason")
         data = state.get("data", {})
@@ -1077,7 +1055,7 @@ class Coordinator:
         self.elapsed_before = float(state.get("elapsed", 0.0))
         if self.state == "ended":
             self.ended_elapsed = self.elapsed_before
-        self.last_checkpoint = (self.merges, len(self.history), self.clock())
+        self.last_checkpoint = (self.merges, len(self._resumed_history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,
                  self.model.version, self.model.steps, self.merges)
 
