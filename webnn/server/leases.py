@@ -103,9 +103,17 @@ class Leases:
 
     def release_version(self, task: Task) -> None:
         """End what a training lease holds in the version store (its base hold, or its pending
-        fetch)."""
+        fetch, which the session's other open leases of the same version keep: at most
+        `max_open_tasks` of them, looked up by id)."""
         if task.base_hold:
             task.base_hold = False
             self.versions.release(task.version)
-        else:
-            self.versions.forget_fetch(task.version, task.session)
+            return
+        session = self.sessions.get(task.session)
+        others = 0
+        for task_id in session.open_tasks if session is not None else ():
+            other = self.tasks.get(task_id)
+            if (task_id != task.id and other is not None and other.kind == "train"
+                    and other.version == task.version and not other.base_hold):
+                others += 1
+        self.versions.forget_fetch(task.version, task.session, keep=others)

@@ -176,10 +176,19 @@ class VersionSnapshots:
         if waiting:
             self._forget(version, waiting, owner)
 
-    def forget_fetch(self, version: int, owner: str) -> None:
-        """A lease of `owner` ended: it no longer keeps `version` for a fetch."""
+    def forget_fetch(self, version: int, owner: str, keep: int = 0) -> None:
+        """A lease of `owner` ended: it no longer keeps `version` for a fetch. `keep`: the
+        owner's other open leases of `version` that may still fetch it. A fetch is not tied to
+        one lease, so the ended lease may have fetched already while another has not (a client
+        that asked for its next task before sending this one's update): the owner's pending
+        count becomes min(count, keep), never fewer than the leases that may still fetch."""
         waiting = self._fetch.get(version)
-        if waiting:
+        if not waiting:
+            return
+        if keep <= 0:
+            self._forget(version, waiting, owner)
+            return
+        while waiting[owner] > keep:
             self._forget(version, waiting, owner)
 
     def _forget(self, version: int, waiting: Counter[str], owner: str) -> None:
