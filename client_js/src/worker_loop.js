@@ -190,7 +190,7 @@ export class WorkerLoop {
         const answer = this.ahead.length ? await this.ahead.shift() : await this.client.requestTask(this.role);
         if (answer.error) throw answer.error;
         if (!answer.task) {
-          if (this.ahead.length) continue; // a task may already be on its way
+          if (answer.skipped || this.ahead.length) continue; // a task may already be on its way
           this.emit('idle', { retryAfter: answer.retryAfter, state: answer.state });
           if (answer.state === 'ended') return 'ended';
           await sleep(answer.retryAfter ?? this.pollSeconds, this.controller.signal);
@@ -236,7 +236,10 @@ export class WorkerLoop {
       const [weights, batch] = await Promise.all([this.client.weights(task.urls.weights), this.client.batch(task)]);
       return { ...answer, inputs: { weights, batch } };
     };
-    return fetchAll().catch((error) => ({ task: null, error }));
+    // A session at its cap of open tasks (a lease it dropped has not expired yet) goes on
+    // without a task ahead rather than waiting.
+    return fetchAll().catch((error) => (error instanceof ProtocolError && error.code === 'too_many_tasks'
+      ? { task: null, skipped: true } : { task: null, error }));
   }
 
   /**
