@@ -72,3 +72,18 @@ def test_the_overlap_comparison_config_loads() -> None:
     assert [(entry.label, entry.overlap) for entry in config.strategies] == [
         ("follow-ups", False), ("overlap", True)]
     assert len(config.seeds) >= 3
+
+
+def test_a_compare_tab_gets_overlap_in_its_page_url() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from webnn.compare.browsers import BrowserSlot, Chromium
+
+    def query(overlap: bool | None) -> dict[str, list[str]]:
+        slot = BrowserSlot(name="tab-1", chromium=Chromium(), server_url="http://127.0.0.1:1/",
+                           overlap=overlap)
+        return parse_qs(urlsplit(slot.page_url).query)
+
+    assert query(True)["overlap"] == ["1"]
+    assert query(False)["overlap"] == ["0"]
+    assert "overlap" not in query(None) and query(None)["autostart"] == ["1"]

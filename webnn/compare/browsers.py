@@ -69,12 +69,15 @@ class BrowserSlot:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     stats: SlotStats = field(default_factory=SlotStats)
     last_error: str = ""
+    overlap: bool | None = None  # the page's ?overlap=1|0 (None: the page's default)
 
     @property
     def page_url(self) -> str:
-        return self.server_url + "?" + urlencode(
-            {"role": self.role, "name": self.name, "backend": self.backend,
-             "autostart": "1"})  # a lab run: the tab starts without the consent panel
+        query = {"role": self.role, "name": self.name, "backend": self.backend,
+                 "autostart": "1"}  # a lab run: the tab starts without the consent panel
+        if self.overlap is not None:
+            query["overlap"] = "1" if self.overlap else "0"
+        return self.server_url + "?" + urlencode(query)
 
     async def run(self) -> None:
         """Keep a tab open (with churn) until cancelled; raises `WorkerCrashed`."""

@@ -168,8 +168,8 @@ class StrategyEntry:
     weights_encoding: WeightsEncoding | None = setting(
         None, "overrides every group's weights encoding")
     overlap: Annotated[bool, Strict()] | None = setting(
-        None, "Node workers fetch the next task while one computes (--overlap); unset: the "
-              "worker's default")
+        None, "clients fetch the next task while one computes (workers' --overlap, tabs' "
+              "?overlap=1); unset: the client's default (off)")
 
     @model_validator(mode="before")
     @classmethod

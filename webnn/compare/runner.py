@@ -321,7 +321,8 @@ async def _start_clients(ctx: RunContext, stack: contextlib.AsyncExitStack, url:
             if chromium is not None:
                 slots.append(BrowserSlot(
                     name=name, chromium=chromium, server_url=client_url, backend=group.backend,
-                    churn=group.churn, rng=np.random.default_rng(streams[n])))
+                    churn=group.churn, rng=np.random.default_rng(streams[n]),
+                    overlap=entry.overlap))
                 n += 1
                 continue
             slots.append(ClientSlot(
