@@ -14,11 +14,18 @@ p99, errors and busy answers, and the ratio of updates/s to N = 1's.
         --frontends 1,2,4 --duration 30 --server-cpus 0-7 --load-cpus 8-15
 
 ``--kill frontend|merger --kill-after S`` SIGKILLs front-end 0 or the active merger S seconds
-into the window (found through the run's ``processes`` hash and the merger lock) and adds:
-``durable_gap_s`` (from the kill to the next update made durable), ``version_gap_s`` (to the
-next published version: the standby's takeover for a merger kill) and, once the stream is
-drained after the window, ``lost``: updates acknowledged as durable that no merge log record
-holds (the issue's target: 0 lost, service back within 5 s).
+into the window (found through the run's ``processes`` hash and the merger lock); several kills
+in one window are ``--kill frontend@30,merger@60`` (role@seconds into the window). Each kill
+adds: ``durable_gap_s`` (from the kill to the next update made durable), ``version_gap_s`` (to
+the next published version: the standby's takeover for a merger kill), ``restart_s`` (to the
+supervisor's replacement naming itself in the ``processes`` hash), the errors the clients saw
+in the 10 s after it; once the stream is drained after the window, ``lost``: updates
+acknowledged as durable that no merge log record holds (the issue's target: 0 lost, service
+back within 5 s). With kills, ``steady_*`` figures cover the window before the first kill only
+(update p50/p99, errors, busy answers, accepted updates/s), the plain ones the whole window.
+
+Every process of the run is pinned to ``--server-cpus`` (redis-server too), the generators to
+``--load-cpus``; the open-files limit is lifted to the hard limit first (a socket per client).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -35,12 +43,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import load_clients
 import numpy as np
-from load_clients import ProcessPlan, process_main
+from load_clients import ProcessPlan, ProcessResult, Recorder, process_main
 from load_model import write_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,11 +80,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-server", default=shutil.which("redis-server")
                         or "/usr/bin/redis-server")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--kill", choices=("none", "frontend", "merger"), default="none",
-                        help="SIGKILL front-end 0 or the active merger during the window")
+    parser.add_argument("--kill", default="none",
+                        help="SIGKILL front-end 0 or the active merger during the window: "
+                        "frontend, merger, or a list role@seconds,...")
     parser.add_argument("--kill-after", type=float, default=5.0,
-                        help="seconds into the window for --kill")
-    return parser.parse_args(argv)
+                        help="seconds into the window for a --kill without @seconds")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="one more argument for wnn serve (repeatable)")
+    args = parser.parse_args(argv)
+    args.kills = kills(args.kill, args.kill_after)
+    return args
+
+
+def kills(text: str, default_after: float) -> list[tuple[str, float]]:
+    """``frontend@30,merger@60`` as ``[("frontend", 30.0), ("merger", 60.0)]`` (sorted by time;
+    a role without ``@`` is killed `default_after` seconds into the window)."""
+    if text in ("", "none"):
+        return []
+    out = []
+    for part in text.split(","):
+        role, _, at = part.partition("@")
+        if role not in ("frontend", "merger"):
+            raise SystemExit(f"--kill: role must be frontend or merger, got {role!r}")
+        out.append((role, float(at) if at else default_after))
+    return sorted(out, key=lambda kill: kill[1])
+
+
+class PhasedRecorder(Recorder):
+    """`Recorder` that also files each latency sample under its phase of the window: kind
+    ``update@0`` for samples finishing before the first boundary, ``update@1`` before the
+    second, and so on (the phase boundaries are the kill times)."""
+
+    boundaries: tuple[float, ...] = ()
+
+    def done(self, kind: str, started: float, finished: float) -> None:
+        super().done(kind, started, finished)
+        if self.in_window(finished):
+            phase = sum(1 for b in self.boundaries if finished >= b)
+            self.samples[f"{kind}@{phase}"].append(finished - started)
+
+
+def phased_process_main(plan: ProcessPlan, results: Any, boundaries: tuple[float, ...]) -> None:
+    """`load_clients.process_main` with its recorder filing samples by phase (a spawned process:
+    the recorder class is set for this process only)."""
+    PhasedRecorder.boundaries = boundaries
+    load_clients.Recorder = PhasedRecorder  # type: ignore[misc]
+    process_main(plan, results)
 
 
 def cpus(text: str | None) -> tuple[int, ...] | None:
@@ -119,16 +170,20 @@ def victim_pid(client: Any, run: str, role: str) -> int:
 
 
 def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> dict[str, Any]:
-    """Kill `role` at time `at`, then poll until `stop_at`: seconds to the next durable update
-    and to the next version."""
+    """Kill `role` at time `at`, then poll until `stop_at`: seconds to the next durable update,
+    to the next version and to the replacement process naming itself."""
     time.sleep(max(0.0, at - time.time()))
     pid = victim_pid(client, run, role)
+    label = next(k.decode() for k, v in client.hgetall(f"wnn:{run}:processes").items()
+                 if json.loads(v)["pid"] == pid)
     durable = int(client.hget(f"wnn:{run}:stats", "updates_durable") or 0)
     version = int(client.hget(f"wnn:{run}:current", "version") or 0)
     os.kill(pid, signal.SIGKILL)
     killed = time.time()
-    gaps: dict[str, Any] = {"killed": role, "durable_gap_s": None, "version_gap_s": None}
-    while time.time() < stop_at and None in (gaps["durable_gap_s"], gaps["version_gap_s"]):
+    gaps: dict[str, Any] = {"killed": role, "label": label, "at": killed,
+                            "durable_gap_s": None, "version_gap_s": None, "restart_s": None}
+    while time.time() < stop_at and None in (gaps["durable_gap_s"], gaps["version_gap_s"],
+                                             gaps["restart_s"]):
         now = time.time()
         if gaps["durable_gap_s"] is None and int(
                 client.hget(f"wnn:{run}:stats", "updates_durable") or 0) > durable:
@@ -136,6 +191,10 @@ def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> d
         if gaps["version_gap_s"] is None and int(
                 client.hget(f"wnn:{run}:current", "version") or 0) > version:
             gaps["version_gap_s"] = round(now - killed, 3)
+        if gaps["restart_s"] is None:
+            entry = client.hget(f"wnn:{run}:processes", label)
+            if entry is not None and json.loads(entry)["pid"] != pid:
+                gaps["restart_s"] = round(now - killed, 3)
         time.sleep(0.02)
     return gaps
 
@@ -158,15 +217,17 @@ def lost_updates(client: Any, run: str, deadline: float) -> int | None:
 
 def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, Any]:
     redis_port, port = free_port(), free_port()
-    redis = subprocess.Popen([args.redis_server, "--port", str(redis_port), "--bind",
-                              "127.0.0.1", "--save", "", "--appendonly", "no"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prefix = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
+    redis = subprocess.Popen([*prefix, args.redis_server, "--port", str(redis_port), "--bind",
+                              "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--maxclients", "10000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = subprocess.Popen(
         [*prefix, str(WNN), "serve", str(model.spec_path), "--data", str(model.data_path),
          "--redis", f"redis://127.0.0.1:{redis_port}/0", "--processes", str(frontends),
          "--strategy", "fedbuff", "--param", f"k={args.k}", "--port", str(port), "--quiet",
-         "--max-open-tasks", "64", "--max-sessions", "100000", "--joins-per-minute", "0"],
+         "--max-open-tasks", "64", "--max-sessions", "100000", "--joins-per-minute", "0",
+         *args.server_arg],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}/"
     try:
@@ -175,6 +236,7 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
         results = context.Queue()
         start = time.time() + 3.0
         measure_from, stop_at = start + args.warmup, start + args.warmup + args.duration
+        boundaries = tuple(measure_from + at for _, at in args.kills)
         share, extra = divmod(args.clients, args.processes)
         children, first = [], 0
         for index in range(args.processes):
@@ -186,26 +248,28 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
                                timeout=args.timeout, perturb=0, seed=index,
                                clients_per_address=50, cpus=cpus(args.load_cpus))
             first += count
-            child = context.Process(target=process_main, args=(replace(plan), results),
-                                    daemon=True)
+            child = context.Process(target=phased_process_main,
+                                    args=(replace(plan), results, boundaries), daemon=True)
             child.start()
             children.append(child)
         time.sleep(max(0.0, measure_from - time.time()))
         merges_before = get_json(base + "api/v1/status")["merges"]
-        kill: dict[str, Any] = {}
-        if args.kill != "none":
+        done_kills: list[dict[str, Any]] = []
+        if args.kills:
             import redis as redis_client
 
             client = redis_client.Redis(host="127.0.0.1", port=redis_port)
-            kill = watch_kill(client, model_name(model), args.kill,
-                              measure_from + args.kill_after, stop_at)
+            for index, (role, _) in enumerate(args.kills):
+                until = boundaries[index + 1] if index + 1 < len(boundaries) else stop_at
+                done_kills.append(watch_kill(client, model_name(model), role,
+                                             boundaries[index], until))
         time.sleep(max(0.0, stop_at - time.time()))
         status = get_json(base + "api/v1/status")
         collected = [results.get(timeout=args.timeout + 120) for _ in children]
         for child in children:
             child.join(timeout=10)
-        if kill:
-            kill["lost"] = lost_updates(client, model_name(model), time.monotonic() + 120)
+        lost = (lost_updates(client, model_name(model), time.monotonic() + 120)
+                if done_kills else None)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -215,17 +279,53 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
         redis.terminate()
         redis.wait(10)
     updates = sum(r.accepted_updates for r in collected)
-    update_latency = np.concatenate([r.latencies.get("update", np.empty(0)) for r in collected])
+    update_latency = latencies(collected, "update")
     errors = sum(sum(r.errors.values()) for r in collected)
     busy = sum(sum(r.busy.values()) for r in collected)
-    pct = (lambda q: float(np.percentile(update_latency, q)) * 1000  # noqa: E731
-           if update_latency.size else float("nan"))
-    return {"frontends": frontends, "updates_per_s": updates / args.duration,
-            "merges_per_s": (status["merges"] - merges_before) / args.duration,
-            "update_p50_ms": pct(50), "update_p99_ms": pct(99), "errors": errors,
-            "busy": busy, "version": status["version"],
-            "stream_entries": status["cluster"]["streamEntries"],
-            "durable": status["cluster"]["updatesDurable"], **kill}
+    row: dict[str, Any] = {
+        "frontends": frontends, "clients": args.clients, "think": args.think,
+        "updates_per_s": updates / args.duration,
+        "merges_per_s": (status["merges"] - merges_before) / args.duration,
+        "update_p50_ms": percentile(update_latency, 50),
+        "update_p99_ms": percentile(update_latency, 99), "update_max_ms":
+        percentile(update_latency, 100), "errors": errors, "busy": busy,
+        "error_kinds": dict(sum((r.errors for r in collected), Counter())),
+        "busy_kinds": dict(sum((r.busy for r in collected), Counter())),
+        "refused": dict(sum((r.refused for r in collected), Counter())),
+        "version": status["version"], "stream_entries": status["cluster"]["streamEntries"],
+        "durable": status["cluster"]["updatesDurable"], "capacity": status.get("capacity")}
+    if done_kills:
+        start_second = int(measure_from - start)
+        series = {name: np.sum([r.series[name] for r in collected], axis=0)
+                  for name in ("updates", "busy", "errors")}
+        first = int(boundaries[0] - start)
+        steady = latencies(collected, "update@0")
+        row.update({
+            "steady_s": args.kills[0][1],
+            "steady_update_p50_ms": percentile(steady, 50),
+            "steady_update_p99_ms": percentile(steady, 99),
+            "steady_errors": int(series["errors"][start_second:first].sum()),
+            "steady_busy": int(series["busy"][start_second:first].sum()),
+            "steady_updates_per_s": float(series["updates"][start_second:first].sum())
+            / max(1, first - start_second), "lost": lost, "kills": []})
+        for index, kill in enumerate(done_kills):
+            second = int(kill["at"] - start)
+            after = latencies(collected, f"update@{index + 1}")
+            kill["errors_10s"] = int(series["errors"][second:second + 10].sum())
+            kill["busy_10s"] = int(series["busy"][second:second + 10].sum())
+            kill["update_p99_ms_after"] = percentile(after, 99)
+            kill["updates_per_s"] = [int(n) for n in series["updates"][second - 2:second + 8]]
+            row["kills"].append(kill)
+    return row
+
+
+def latencies(collected: list[ProcessResult], kind: str) -> np.ndarray:
+    return np.concatenate([r.latencies.get(kind, np.empty(0)) for r in collected])
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """The `q`th percentile in milliseconds (NaN without samples)."""
+    return float(np.percentile(values, q)) * 1000 if values.size else float("nan")
 
 
 def model_name(model: Any) -> str:
@@ -235,6 +335,9 @@ def model_name(model: Any) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # the front-ends inherit it: one socket per client connection
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = write_model(Path(tmp), args.params, None)
@@ -253,13 +356,24 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               f"{row['updates_per_s'] / reference:.2f} | {row['merges_per_s']:.1f} | "
               f"{row['update_p50_ms']:.0f} | {row['update_p99_ms']:.0f} | {row['errors']} | "
               f"{row['busy']} | {per_entry:.2f} |")
-    if args.kill != "none":
-        print(f"\nSIGKILL of {args.kill} {args.kill_after:g} s into the window:\n")
-        print("| front-ends | next durable update s | next version s | lost |")
-        print("|---|---|---|---|")
+    if args.kills:
+        print(f"\nBefore the first kill ({args.kills[0][1]:g} s):\n")
+        print("| front-ends | updates/s | update p50 ms | p99 ms | errors | busy |")
+        print("|---|---|---|---|---|---|")
         for row in rows:
-            print(f"| {row['frontends']} | {row.get('durable_gap_s')} | "
-                  f"{row.get('version_gap_s')} | {row.get('lost')} |")
+            print(f"| {row['frontends']} | {row['steady_updates_per_s']:.1f} | "
+                  f"{row['steady_update_p50_ms']:.0f} | {row['steady_update_p99_ms']:.0f} | "
+                  f"{row['steady_errors']} | {row['steady_busy']} |")
+        print("\nSIGKILLs (seconds into the window):\n")
+        print("| front-ends | killed | next durable update s | next version s | replacement "
+              "up s | errors in 10 s after | update p99 ms after | lost (run) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            for kill, (_, at) in zip(row["kills"], args.kills, strict=True):
+                print(f"| {row['frontends']} | {kill['label']} @ {at:g} | "
+                      f"{kill['durable_gap_s']} | {kill['version_gap_s']} | "
+                      f"{kill['restart_s']} | {kill['errors_10s']} | "
+                      f"{kill['update_p99_ms_after']:.0f} | {row['lost']} |")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -27,6 +27,9 @@ from support.redis import (  # noqa: F401 (fixture)
 )
 
 pytestmark = pytest.mark.e2e
+PER_PROCESS = ("capacity", "httpRefused", "traffic")
+"""Status blocks of the front-end that answers (`capacity`, `httpRefused`), or counted by each
+front-end and added to the run's every second (`traffic`): not compared across front-ends."""
 
 
 def _get(url: str) -> tuple[bytes, dict]:
@@ -68,8 +71,10 @@ def test_a_node_worker_trains_against_two_frontends_and_metrics_name_every_proce
         wait_until(lambda: {"frontend-0", "frontend-1", "merger-0", "merger-1"} <= labels(),
                    30, "every process in /metrics")
         # the same status whichever front-end answers (new connection each time)
-        answers = {json.dumps({k: v for k, v in status().items() if k != "elapsed"},
+        answers = {json.dumps({k: v for k, v in status().items()
+                               if k not in ("elapsed", *PER_PROCESS)},
                               sort_keys=True) for _ in range(6)}
+        assert status()["capacity"]["process"] in {"frontend-0", "frontend-1"}
         assert len(answers) == 1
         assert "front-end(s) on port" in output.text()
     finally:
@@ -108,10 +113,36 @@ def test_node_workers_on_two_frontends_reach_a_validated_evaluation_and_end_on_m
             assert status["state"] == "ended"
             assert status["endReason"] == "max_merges=16 reached"
             assert status["merges"] >= 16
-        strip = [{k: v for k, v in s.items() if k != "clients"} for s in statuses]
+        strip = [{k: v for k, v in s.items() if k not in ("clients", *PER_PROCESS)}
+                 for s in statuses]
         assert strip[0] == strip[1]
     finally:
         for worker in workers:
             worker.stop()
         for process in fronts + mergers:
             process.stop()
+
+
+def test_local_workers_train_against_the_shared_port(redis_server):  # noqa: F811
+    port = free_port()
+    argv = [str(WNN), "serve", str(DIGITS_SPEC), "--data", str(DIGITS_DATA), "--redis",
+            redis_server.url, "--processes", "2", "--strategy", "fedbuff", "--param", "k=2",
+            "--port", str(port), "--local-workers", "2"]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = OutputPump(server.stdout)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        def status() -> dict | None:
+            assert server.poll() is None, output.text()
+            try:
+                return json.loads(_get(base + "api/v1/status")[0])
+            except OSError:
+                return None
+
+        wait_until(lambda: (status() or {}).get("merges", 0) >= 4, 240,
+                   "the local workers' updates to be merged")
+        assert (status() or {})["clients"] >= 1
+        assert "[worker-1] started" in output.text() and "[worker-2] started" in output.text()
+    finally:
+        assert stop_process(server) == 0, output.text()
+    assert "[worker-1]" in output.text()

@@ -11,9 +11,9 @@ import click
 from webnn import __version__
 
 
-def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, processes: int,
-                  role: str, keep_stream: bool, console: Any) -> None:
-    """Serve the one planned model as a scale-out run (see docs/scale-out.md)."""
+def serve_cluster(plans: list[Any], process: dict[str, Any], *, console: Any) -> None:
+    """Serve the one planned model as a scale-out run (see docs/scale-out.md); `process`: the
+    ``wnn serve`` process settings (``redis``, ``role``, ``processes``, ... among them)."""
     try:
         import redis  # noqa: F401  (the `cluster` extra)
     except ImportError:
@@ -21,24 +21,30 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, 
                                    "'webnn[cluster]'") from None
     from webnn.cluster.launch import free_port, serve_frontend, serve_merger, supervise
     from webnn.cluster.settings import ClusterSettings, ClusterSettingsError
+    from webnn.cluster.workers import WorkerError, worker_group
+    from webnn.server.commands import display_host, http_limits
 
     if len(plans) != 1 or plans[0].prefix:
         raise click.ClickException("--redis serves one model per run; give one SPEC")
     config = plans[0].config
-    problems = []
-    if process.get("local_workers"):
-        problems.append("--local-workers (start wnn-worker processes against the port)")
-    if problems:
-        raise click.ClickException(f"not supported with --redis yet: {', '.join(problems)}")
     try:
-        settings = ClusterSettings(redis_url=redis_url, role=role, processes=processes,
-                                   trim_stream=not keep_stream)
+        settings = ClusterSettings.from_process(process)
     except ClusterSettingsError as error:
         raise click.ClickException(str(error)) from None
     host, port = process["host"], int(process["port"])
+    limits = http_limits(process)
+    role, redis_url = settings.role, settings.redis_url
 
     def say(line: str) -> None:
         console.info("webnn", line)
+
+    workers = None
+    if settings.role != "merger":
+        try:
+            workers = worker_group(config, process, console.emit)
+        except WorkerError as error:
+            raise click.ClickException(str(error)) from None
+    base = f"http://{display_host(host)}:{port}" if port else ""
 
     if role == "merger":
         say(f"merger of run {settings.run or plans[0].name} on {redis_url}")
@@ -46,6 +52,7 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, 
         return
     if port == 0:
         port = free_port(host)
+        base = f"http://{display_host(host)}:{port}"
 
     def listening() -> None:
         click.echo(f"webnn {__version__}: listening on {host}:{port}", err=False)
@@ -55,8 +62,9 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, redis_url: str, 
 
     if role == "frontend":
         asyncio.run(serve_frontend(config, settings, host, port, settings.label("frontend"),
-                                   on_ready=listening))
+                                   on_ready=listening, limits=limits, workers=workers,
+                                   base=base))
         return
     listening()
-    supervise(config, settings, host, port, say)
+    supervise(config, settings, host, port, say, limits, workers, base)
     say("stopped; the run's state stays in Redis")

@@ -23,18 +23,20 @@ frames, float16 weights.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 import numpy as np
 from aiohttp import web
 
 from webnn.cluster import scripts
+from webnn.cluster.admission_share import AdmissionShare, TrafficCounts, traffic_summary
 from webnn.cluster.combiner import Combiner, CommitLost
 from webnn.cluster.control import GuardedWriter, RunState, event_message
 from webnn.cluster.controller import end_commands, eval_chunk_size, finish_seconds
@@ -99,6 +101,9 @@ FRAME_OVERHEAD = 1 << 20
 TASK_KEEP_SECONDS = 120
 """A finished or expired task's record stays this long (a retried update gets its answer)."""
 TICK_SECONDS = 1.0
+SAMPLE_SECONDS = 0.2
+UPLOADS_REMEMBERED = 4096
+"""Task ids whose first upload was timed (a retry after 503 busy is not timed again)."""
 BATCH_CACHE = 64
 HISTORY_TAIL = 64
 """History entries status reads (the last validated one further back only when needed)."""
@@ -142,8 +147,14 @@ class Frontend:
                                 2 * nbytes),
             merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
             max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
-            join_burst=config.join_burst)
+            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies),
+            update_latency=config.update_latency)
         self.admission = Admission(self.limits, time.monotonic)
+        self.share = AdmissionShare()
+        """This front-end's share of the run's open training leases (`admission_share.py`)."""
+        self.refused: Counter[str] = Counter()
+        """Requests turned away by admission here (status ``capacity.refused``)."""
+        self.traffic = TrafficCounts()
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         self.scripts = {name: redis.register_script(getattr(scripts, name))
@@ -166,6 +177,8 @@ class Frontend:
         self.shards = parts.shards  # None: iid (one shared sequence)
         self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
+        self._sampler: asyncio.Task | None = None
+        self._uploaded: OrderedDict[str, None] = OrderedDict()
         self._reads: set[asyncio.Future] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -176,10 +189,15 @@ class Frontend:
         await self.versions.start()
         await self._read_run()
         self._tick = asyncio.create_task(self._ticker())
+        self._sampler = asyncio.create_task(self._sample())
 
     async def stop(self) -> None:
-        if self._tick is not None:
-            self._tick.cancel()
+        for task in (self._tick, self._sampler):
+            if task is not None:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await self.traffic.flush(self.redis, self.keys.stats)
+            await self.share.leave(self.redis, self.keys, self.label)
         await self.relay.stop()
         await self.versions.stop()
         await self.redis.delete(self.keys.metrics(self.label))
@@ -197,6 +215,8 @@ class Frontend:
                           TASK_KEEP_SECONDS])
                 await self._forget_idle_sessions()
                 await self._read_run()
+                await self.share.read(self.redis, self.keys, self.label)
+                await self.traffic.flush(self.redis, self.keys.stats)
                 self._observe()
                 await self.metrics.publish(self.redis, self.keys)
             except asyncio.CancelledError:
@@ -204,6 +224,13 @@ class Frontend:
             except Exception as error:
                 log.warning("%s: tick failed: %s", self.label, error)
             await asyncio.sleep(TICK_SECONDS)
+
+    async def _sample(self) -> None:
+        """Every `SAMPLE_SECONDS`: a `CostMeter` sample (CPU seconds of this process per
+        update worked off), which the latency bounds of admission read."""
+        while True:
+            self.admission.sample()
+            await asyncio.sleep(SAMPLE_SECONDS)
 
     async def _forget_idle_sessions(self) -> None:
         """Sessions idle past `session_timeout` leave the live set (`scripts.FORGET`)."""
@@ -412,9 +439,12 @@ class Frontend:
             if chunk is not None:
                 self.metrics.base.tasks_issued.labels("evaluate").inc()
                 return {"task": self._eval_payload(request, chunk)}
-        if (role == "evaluate" or run.finishing is not None
-                or self.admission.under_pressure(self.in_flight)):
+        if role == "evaluate" or run.finishing is not None:
             return none
+        if not self.admission.admit_train_lease(self.share.open_here(), self.in_flight):
+            self.refused["deferred"] += 1  # no task now: the client asks again later
+            return {**none, "retryAfter": self.admission.defer_seconds(
+                self.config.poll_seconds)}
         current = self.versions.current
         assert current is not None
         shard = await self._shard(found)
@@ -438,6 +468,7 @@ class Frontend:
                                 {"Retry-After": str(max(1, round(self.config.poll_seconds)))})
         self.metrics.base.tasks_issued.labels("train").inc()
         expires = float(_text(answer[2]))
+        self.share.leased(int(answer[3]) if len(answer) > 3 else None)
         return {"task": {
             "id": task_id, "kind": "train", "version": current.version, "steps": current.steps,
             "examples": self.examples, "leaseSeconds": self.config.lease_seconds,
@@ -497,6 +528,7 @@ class Frontend:
                       for c in request.headers.get("If-None-Match", "").split(",")]
         if etag in candidates or "*" in candidates:
             return web.Response(status=304, headers=headers)
+        self.traffic.weights(encoding, len(blob))
         return web.Response(body=blob, headers=headers, content_type="application/octet-stream")
 
     async def _task(self, token: str, task_id: str) -> dict[str, str]:
@@ -571,19 +603,25 @@ class Frontend:
             self.check_cut_off(found)
         except ProtocolError as error:
             raise closing(error, request.content_length) from None
+        self._note_upload(task_id, task)
         try:
             require_content_type(request, FRAME_TYPE)
             body = await self.ingest.read(request, self.in_flight)
         except ProtocolError as error:
+            if error.code == "busy":
+                self.refused["busy"] += 1
             await self._refused(error.code, token)
             raise
         self.in_flight += 1
+        encoding = found.get("update", "f32")
         try:
             answer = await self._accept(found, task_id, task, body.data)
-            self.metrics.base.update_bytes.labels(found.get("update", "f32")).inc(body.length)
-            self.metrics.base.update_bodies.labels(found.get("update", "f32")).inc()
+            self.metrics.base.update_bytes.labels(encoding).inc(body.length)
+            self.metrics.base.update_bodies.labels(encoding).inc()
+            self.traffic.update(encoding, body.length)
         finally:
             self.in_flight -= 1
+            self.admission.note_merged()  # worked off, accepted or refused
             body.release()
         role = answer.pop("_next", None)
         if role is not None:
@@ -592,6 +630,18 @@ class Frontend:
             if task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
                 return await self._follow_up(request, answer, task, found)
         return json_response(answer)
+
+    def _note_upload(self, task_id: str, task: dict[str, str]) -> None:
+        """The first upload of an open task: its lease-to-upload time (the lease's start is
+        its deadline less `lease_seconds`, Redis's clock) feeds admission's lease bound."""
+        if task_id in self._uploaded:
+            return
+        self._uploaded[task_id] = None
+        while len(self._uploaded) > UPLOADS_REMEMBERED:
+            self._uploaded.popitem(last=False)
+        with contextlib.suppress(KeyError, ValueError):
+            issued = float(task["expires"]) - self.config.lease_seconds
+            self.admission.note_upload(time.time() - issued)
 
     async def _follow_up(self, request: web.Request, answer: dict, task: dict,
                          found: dict[str, str]) -> web.StreamResponse:
@@ -849,6 +899,9 @@ class Frontend:
             "openTasks": {"train": leases, "evaluate": eval_leases},
             "rejected": {k.split(":", 1)[1]: v for k, v in sorted(stats.items())
                          if k.startswith("rejected:")},
+            "traffic": traffic_summary(stats),
+            "capacity": self.capacity(),
+            "httpRefused": dict(self.metrics.base.http_refusals),
             "cluster": {"run": self.keys.run, "tasksIssued": stats.get("tasks_issued", 0),
                         "leasesExpired": stats.get("leases_expired", 0),
                         "updatesDurable": stats.get("updates_durable", 0),
@@ -857,6 +910,22 @@ class Frontend:
                         "checkpointEntry": _text(applied) if applied else None,
                         "merger": _text(meta.get("merger", "")) or None},
         }
+
+    def capacity(self) -> dict:
+        """Status's ``capacity`` block: this front-end's admission figures (the single
+        process's fields, less the merge queue and snapshots, which are the merger's; `process`
+        names the front-end that answered, `trainLeases` is its share of the run's)."""
+        a = self.admission
+        return {
+            "process": self.label, "bodyBytes": a.bodies.used,
+            "bodyBudget": self.limits.body_budget, "bodiesInFlight": a.bodies.count,
+            "updateCost": _rounded(a.meter.cost(), 5),
+            "expectedWait": _rounded(a.expected_wait(0), 4),
+            "updateLatency": self.limits.update_latency,
+            "trainLeases": self.share.open_here(), "trainLeasesRun": self.share.open_run,
+            "frontends": self.share.frontends,
+            "trainLeaseLimit": a.train_lease_limit(),
+            "leaseToUpload": _rounded(a.lease_to_upload, 4), "refused": dict(self.refused)}
 
     def _partition_status(self, load: dict, volunteers: int) -> dict:
         """The partition's settings, its shard count and, per shard, its load (volunteer ids
@@ -887,6 +956,10 @@ class Frontend:
                         "updatesAccepted": int(found.get("updates", 0)),
                         "frontend": found.get("frontend")})
         return out
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _unknown_session() -> ProtocolError:

@@ -169,6 +169,12 @@ class RunKeys:
         return self.key(f"joins:{address}")
 
     @property
+    def frontends(self) -> str:
+        """sorted set: front-end label -> its last heartbeat (seconds since the epoch); the
+        live front-ends share the run's open training leases (`admission_share.py`)."""
+        return self.key("frontends")
+
+    @property
     def processes(self) -> str:
         """hash: process label -> JSON {role, host, pid, started} (written at start)."""
         return self.key("processes")

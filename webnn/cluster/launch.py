@@ -24,11 +24,12 @@ from webnn.cluster.frontend import Frontend, create_frontend_app
 from webnn.cluster.keys import RunKeys
 from webnn.cluster.merger import Merger
 from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.workers import MakeWorkers, run_workers, workers_main
 from webnn.server.config import ServeConfig, load_parts
+from webnn.server.runner import HttpLimits, WebnnRunner
 
 log = logging.getLogger("webnn.cluster")
 RESTART_SECONDS = 0.5
-SERVER_OPTIONS = {"keepalive_timeout": 15.0}
 
 
 def run_keys(config: ServeConfig, settings: ClusterSettings, name: str) -> RunKeys:
@@ -42,9 +43,13 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def serve_frontend(config: ServeConfig, settings: ClusterSettings, host: str, port: int,
-                         label: str, on_ready: Callable[[], None] | None = None) -> None:
+                         label: str, on_ready: Callable[[], None] | None = None,
+                         limits: HttpLimits | None = None,
+                         workers: MakeWorkers | None = None, base: str = "") -> None:
     """One front-end on `host`:`port` (shared with the others through ``reuse_port``) until
-    SIGINT/SIGTERM."""
+    SIGINT/SIGTERM, in a `WebnnRunner` (malformed HTTP answered with protocol JSON, `limits`
+    on request lines, headers and the header timeout, as ``wnn serve``); with `workers`, local
+    workers against `base` in the same event loop."""
     parts = load_parts(config)
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -52,15 +57,19 @@ async def serve_frontend(config: ServeConfig, settings: ClusterSettings, host: s
     frontend = Frontend(config, parts, settings, redis,
                         run_keys(config, settings, parts.spec.name), label)
     await frontend.start()
-    runner = web.AppRunner(create_frontend_app(frontend), handle_signals=False,
-                           **SERVER_OPTIONS)  # type: ignore[arg-type]
+    app = create_frontend_app(frontend)
+    runner = WebnnRunner(app, handle_signals=False, limits=limits or HttpLimits(),
+                         models=[app])
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, reuse_port=True).start()
         log.info("%s: serving on %s:%d", label, host, port)
         if on_ready is not None:
             on_ready()
-        await stop.wait()
+        if workers is not None:
+            await run_workers(workers, base, stop)
+        else:
+            await stop.wait()
     finally:
         await runner.cleanup()
         await frontend.stop()
@@ -89,11 +98,11 @@ class Child:
 
 
 def _child_main(config: ServeConfig, settings: ClusterSettings, role: str, index: int,
-                host: str, port: int) -> None:
+                host: str, port: int, limits: HttpLimits | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops us with SIGTERM
     label = settings.label(role, index)
     if role == "frontend":
-        asyncio.run(serve_frontend(config, settings, host, port, label))
+        asyncio.run(serve_frontend(config, settings, host, port, label, limits=limits))
     else:
         asyncio.run(serve_merger(config, settings, label))
 
@@ -105,14 +114,18 @@ def free_port(host: str) -> int:
 
 
 def supervise(config: ServeConfig, settings: ClusterSettings, host: str, port: int,
-              say: Callable[[str], None]) -> int:
+              say: Callable[[str], None], limits: HttpLimits | None = None,
+              workers: MakeWorkers | None = None, base: str = "") -> int:
     """Fork the front-ends and mergers, restart any that die, stop them all on SIGINT/SIGTERM;
-    returns the port served."""
+    with `workers`, one more child runs local workers against `base` (not restarted); returns
+    the port served."""
     context = multiprocessing.get_context("fork")
     if port == 0:
         port = free_port(host)
     children = [Child("merger", i) for i in range(settings.mergers)]
     children += [Child("frontend", i) for i in range(settings.processes)]
+    if workers is not None:
+        children.append(Child("workers", 0))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -122,9 +135,15 @@ def supervise(config: ServeConfig, settings: ClusterSettings, host: str, port: i
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def start(child: Child) -> None:
+        if child.role == "workers":
+            assert workers is not None
+            child.process = context.Process(target=workers_main, daemon=False,
+                                            args=(workers, base, host, port), name="workers")
+            child.process.start()
+            return
         child.process = context.Process(target=_child_main, daemon=False,
                                         args=(config, settings, child.role, child.index, host,
-                                              port), name=f"{child.role}-{child.index}")
+                                              port, limits), name=f"{child.role}-{child.index}")
         child.process.start()
 
     try:
@@ -137,6 +156,8 @@ def supervise(config: ServeConfig, settings: ClusterSettings, host: str, port: i
             time.sleep(0.2)
             for child in children:
                 assert child.process is not None
+                if child.role == "workers" and not child.process.is_alive():
+                    continue  # its workers' exits were reported; not restarted
                 if not child.process.is_alive() and not stopping:
                     child.restarts += 1
                     say(f"scale-out: {child.role}-{child.index} (pid {child.process.pid}) "

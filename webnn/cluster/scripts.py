@@ -89,7 +89,7 @@ redis.call('ZADD', KEYS[1], expires, ARGV[4])
 redis.call('SADD', KEYS[6], ARGV[4])
 redis.call('EXPIRE', KEYS[6], math.ceil(tonumber(ARGV[8]) + tonumber(ARGV[3])))
 redis.call('HINCRBY', KEYS[4], 'tasks_issued', 1)
-return {'ok', index, tostring(expires)}
+return {'ok', index, tostring(expires), redis.call('ZCARD', KEYS[1])}
 """
 
 CLAIM = NOW + SHARD_KEY + """

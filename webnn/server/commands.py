@@ -337,19 +337,8 @@ one process, each at /models/<name>/ with an index page at /.
               help="Also print a line per task of the local workers.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the URLs, the admin token, warnings and errors (no status lines).")
-@click.option("--redis", "redis_url", metavar="URL",
-              help="Scale out: coordinate through this Redis (redis://host:port/db); see "
-                   "docs/scale-out.md.")
-@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
-              help="With --redis: front-end processes sharing the port (plus the mergers).")
-@click.option("--role", type=click.Choice(["all", "frontend", "merger"]), default="all",
-              show_default=True, help="With --redis: run every role (all) or join the run as "
-                                      "one front-end or one merger.")
-@click.option("--keep-stream", is_flag=True,
-              help="With --redis: keep merged updates in the Redis stream (audits, tests).")
 def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet: bool,
-          redis_url: str | None = None, processes: int = 2, role: str = "all",
-          keep_stream: bool = False, **flags: Any) -> None:
+          **flags: Any) -> None:
     if verbose and quiet:
         raise click.UsageError("--verbose and --quiet cannot be combined")
     console = Console(Verbosity.VERBOSE if verbose else
@@ -372,11 +361,10 @@ def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet
     process["admin_token"] = admin_token.token
 
     plans = plan_models(process, models, mounted=file.multi or len(models) > 1)
-    if redis_url is not None:  # scale-out (webnn.cluster): needs the `cluster` extra
+    if process.get("redis") is not None:  # scale-out (webnn.cluster): the `cluster` extra
         from webnn.cluster.commands import serve_cluster
 
-        serve_cluster(plans, process, redis_url=redis_url, processes=processes, role=role,
-                      keep_stream=keep_stream, console=console)
+        serve_cluster(plans, process, console=console)
         return
     command = None
     if process["local_workers"] > 0:

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from webnn.settings.cluster import ClusterProcessFields
 from webnn.settings.core import nested, problems_from, setting, show, split_problem
 from webnn.settings.errors import ConfigError, Problem
 
@@ -191,9 +192,10 @@ class PartitionTable(BaseModel):
                                    "until it does)", ge=1)
 
 
-class ProcessSettings(BaseModel):
+class ProcessSettings(ClusterProcessFields):
     """Settings of one ``wnn serve`` process (the top level of a serve TOML file) that are not
-    `ServeConfig` fields."""
+    `ServeConfig` fields; the scale-out ones (``redis``, ``role``, ``processes``, ...) come from
+    `webnn.settings.cluster.ClusterProcessFields`."""
 
     model_config = SETTINGS_CONFIG
 
