@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "frontend, merger, or a list role@seconds,...")
     parser.add_argument("--kill-after", type=float, default=5.0,
                         help="seconds into the window for a --kill without @seconds")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds to wait for the stream to drain before counting lost")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="one more argument for wnn serve (repeatable)")
     args = parser.parse_args(argv)
@@ -263,17 +265,18 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
                 until = boundaries[index + 1] if index + 1 < len(boundaries) else stop_at
                 done_kills.append(watch_kill(client, model_name(model), role,
                                              boundaries[index], until))
+                print(json.dumps({"kill": done_kills[-1]}), flush=True)
         time.sleep(max(0.0, stop_at - time.time()))
         status = get_json(base + "api/v1/status")
-        collected = [results.get(timeout=args.timeout + 120) for _ in children]
+        collected = [results.get(timeout=args.timeout + 30) for _ in children]
         for child in children:
             child.join(timeout=10)
-        lost = (lost_updates(client, model_name(model), time.monotonic() + 120)
+        lost = (lost_updates(client, model_name(model), time.monotonic() + args.drain)
                 if done_kills else None)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(30)
+            server.wait(8)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         redis.terminate()
@@ -335,6 +338,9 @@ def model_name(model: Any) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
+    # a `timeout` in front of the benchmark stops it with SIGTERM: clean up (the server's
+    # process group, redis-server) as on any other exit
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # the front-ends inherit it: one socket per client connection
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
