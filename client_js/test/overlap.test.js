@@ -84,3 +84,13 @@ test('concurrent requests of a forgotten session join again once', async () => {
     await restarted.stop();
   }
 });
+
+test('wnn-worker takes --overlap or --no-overlap, never both', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const run = (...args) => spawnSync(process.execPath, ['bin/wnn-worker.js', '--server', 'http://127.0.0.1:1/', ...args],
+    { cwd: new URL('..', import.meta.url), encoding: 'utf8' });
+  const both = run('--overlap', '--no-overlap');
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /--overlap and --no-overlap contradict each other/);
+  assert.match(run('--help').stdout, /\[--overlap \| --no-overlap\]/);
+});
