@@ -33,8 +33,9 @@ def create_cluster_app(config: ServeConfig, settings: ClusterSettings) -> web.Ap
     import redis.asyncio as aioredis
 
     if settings.role == "merger":
-        raise ClusterSettingsError("role: an embedded app is a front-end ('frontend' or 'all'); "
-                                   "run a merger with wnn serve --redis URL --role merger")
+        raise ClusterSettingsError(["role: an embedded app is a front-end ('frontend' or "
+                                    "'all'); run a merger with wnn serve --redis URL --role "
+                                    "merger"], "ClusterSettings")
     parts = load_parts(config)
     keys = RunKeys(settings.run or parts.spec.name)
     frontend = Frontend(config, parts, settings, aioredis.from_url(settings.redis_url), keys,
