@@ -98,3 +98,33 @@ def test_metrics_of_several_processes_merge_into_one_exposition():
     assert 'webnn_req_total{process="merger-0",code="busy"} 1.0' in lines
     assert lines.index('webnn_merges_total{process="merger-0"} 3.0') < lines.index(
         "# HELP webnn_req_total Requests")
+
+
+def test_cluster_settings_report_every_problem_at_once():
+    from webnn.cluster.settings import ClusterSettings, ClusterSettingsError
+    from webnn.settings.errors import ConfigError
+
+    with pytest.raises(ClusterSettingsError) as caught:
+        ClusterSettings(redis_url="http://x", role="boss", processes=0, combine_max=65)
+    assert isinstance(caught.value, ConfigError)
+    assert {p.path for p in caught.value.problems} == {"redis_url", "role", "processes",
+                                                       "combine_max"}
+
+
+def test_cluster_settings_from_the_serve_process_settings():
+    from webnn.cluster.settings import ClusterSettings
+
+    settings = ClusterSettings.from_process({"redis": "redis://h:1/0", "keep_stream": True,
+                                             "processes": 3, "lock_ms": 500, "host": "x"})
+    assert settings.redis_url == "redis://h:1/0" and not settings.trim_stream
+    assert settings.processes == 3 and settings.lock_ms == 500 and settings.mergers == 2
+
+
+def test_wnn_serve_refuses_a_bad_redis_url_before_starting_anything():
+    from click.testing import CliRunner
+
+    from webnn.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--redis", "http://h:1", "--processes", "2"])
+    assert result.exit_code != 0
+    assert "redis" in result.output and "redis://" in result.output, result.output
