@@ -127,4 +127,4 @@ def test_wnn_serve_refuses_a_bad_redis_url_before_starting_anything():
 
     result = CliRunner().invoke(main, ["serve", "--redis", "http://h:1", "--processes", "2"])
     assert result.exit_code != 0
-    assert "redis" in result.output and "redis://" in result.output, result.output
+    assert "redis: must start with redis://" in result.output, result.output

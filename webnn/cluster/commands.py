@@ -29,8 +29,10 @@ def serve_cluster(plans: list[Any], process: dict[str, Any], *, console: Any) ->
     config = plans[0].config
     try:
         settings = ClusterSettings.from_process(process)
-    except ClusterSettingsError as error:
-        raise click.ClickException(str(error)) from None
+    except ClusterSettingsError as error:  # named as the user gave them (--redis, not redis_url)
+        keys = {"redis_url": "redis", "trim_stream": "keep_stream"}
+        problems = [f"{keys.get(p.path, p.path)}: {p.message}" for p in error.problems]
+        raise click.ClickException(str(ClusterSettingsError(problems, "serve"))) from None
     host, port = process["host"], int(process["port"])
     limits = http_limits(process)
     role, redis_url = settings.role, settings.redis_url
