@@ -30,3 +30,19 @@ def test_shipped_experiment_methodology(path: Path) -> None:
     command = f"wnn compare experiments/{path.name}"
     assert command in path.read_text(encoding="utf-8")
     assert command in DOCS.read_text(encoding="utf-8")
+
+
+def test_the_poster_sweep_plans_every_rule_at_4_and_8_clients() -> None:
+    from webnn.compare.runner import sweep_plan
+
+    config = load_config(EXPERIMENTS[0].parent / "webnn_poster.toml")
+    plan = sweep_plan(config)
+    assert len(plan) == 5 * 5 * 2
+    labels = {entry.label for _, entry, _, _ in plan}
+    assert labels == {f"{label}@{n}" for label in ("average", "weighted", "weighted-tasks",
+                                                   "mimic", "mimic-tasks") for n in (4, 8)}
+    for variant, entry, _, clients in plan:
+        assert variant.num_clients == clients
+        assert entry.label.endswith(f"@{clients}")
+    # the config's own entries keep their labels
+    assert [e.label for e in config.strategies][:2] == ["average", "weighted"]

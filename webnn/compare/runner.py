@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -415,6 +416,15 @@ def run_plan(strategies: Sequence[StrategyEntry], seeds: Sequence[int],
     return plan
 
 
+def _relabelled(entry: StrategyEntry, label: str) -> StrategyEntry:
+    """A copy of `entry` under the sweep run label `label` (``average@4``). The '@' is reserved for
+    sweeps: a config's own labels cannot hold it (`StrategyEntry` checks them), so a run label
+    never clashes with an entry's; the copy therefore skips that check."""
+    copied = copy.copy(entry)
+    object.__setattr__(copied, "label", label)
+    return copied
+
+
 def sweep_plan(config: CompareConfig) -> list[tuple[CompareConfig, StrategyEntry, int, int | None]]:
     """``(config, entry, seed, clients)`` for every run: per seed, every (sweep value, strategy)
     pair in `run_plan` order, so each seed covers the whole sweep before the next. Swept entries
@@ -422,7 +432,7 @@ def sweep_plan(config: CompareConfig) -> list[tuple[CompareConfig, StrategyEntry
     variants = config.variants()
     pairs = [(clients, variant, entry) for clients, variant in variants
              for entry in config.strategies]
-    labelled = [replace(entry, label=config.sweep.label(entry.label, clients))
+    labelled = [_relabelled(entry, config.sweep.label(entry.label, clients))
                 if config.sweep is not None and clients is not None else entry
                 for clients, _, entry in pairs]
     by_label = {e.label: (clients, variant) for e, (clients, variant, _) in zip(
