@@ -1,5 +1,6 @@
-"""The embedding example (examples/embed.py, shown in docs/embedding.md), run as it is: the user's own route and the
-training app mounted at /training/ both answer on one real loopback server."""
+"""The embedding example (examples/embed.py, shown in docs/embedding.md), run as it is: the
+user's own route and the training app mounted at /training/ both answer on one real loopback
+server."""
 
 from __future__ import annotations
 
