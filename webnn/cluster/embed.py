@@ -30,7 +30,7 @@ MERGER_STOP = web.AppKey("webnn_cluster_merger_stop", asyncio.Event)
 
 def create_cluster_app(config: ServeConfig, settings: ClusterSettings) -> web.Application:
     """One front-end of the run `settings` names (and a merger, with role ``all``)."""
-    import redis.asyncio as aioredis
+    from webnn.cluster.connection import connect
 
     if settings.role == "merger":
         raise ClusterSettingsError(["role: an embedded app is a front-end ('frontend' or "
@@ -38,14 +38,14 @@ def create_cluster_app(config: ServeConfig, settings: ClusterSettings) -> web.Ap
                                     "merger"], "ClusterSettings")
     parts = load_parts(config)
     keys = RunKeys(settings.run or parts.spec.name)
-    frontend = Frontend(config, parts, settings, aioredis.from_url(settings.redis_url), keys,
+    frontend = Frontend(config, parts, settings, connect(settings.redis_url), keys,
                         settings.label("frontend"))
     app = create_frontend_app(frontend)
 
     async def startup(app: web.Application) -> None:
         if settings.role == "all":
             merger = Merger(config, load_parts(config), settings,
-                            aioredis.from_url(settings.redis_url), keys,
+                            connect(settings.redis_url), keys,
                             settings.label("merger"))
             stop = asyncio.Event()
             app[MERGER_STOP] = stop

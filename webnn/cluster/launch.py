@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
+from webnn.cluster.connection import connect
 from webnn.cluster.frontend import Frontend, create_frontend_app
 from webnn.cluster.keys import RunKeys
 from webnn.cluster.merger import Merger
@@ -53,7 +53,7 @@ async def serve_frontend(config: ServeConfig, settings: ClusterSettings, host: s
     parts = load_parts(config)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url)
     frontend = Frontend(config, parts, settings, redis,
                         run_keys(config, settings, parts.spec.name), label)
     await frontend.start()
@@ -80,7 +80,7 @@ async def serve_merger(config: ServeConfig, settings: ClusterSettings, label: st
     parts = load_parts(config)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    redis = aioredis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url)
     merger = Merger(config, parts, settings, redis, run_keys(config, settings, parts.spec.name),
                     label)
     try:
