@@ -16,8 +16,11 @@ Evaluation tasks come from the evaluation in progress in Redis (`evaluations.py`
 owns the schedule, `controller.py`); the run's state (paused, finishing, ended) is read by the
 lease and commit scripts themselves, so every front-end obeys a change at once; the admin
 endpoints change it through any front-end, and `api/v1/events` relays the run's event channel
-(`relay.py`). Not served yet (docs/scale-out.md *Not yet*): data partitions, follow-up tasks as
-frames, float16 weights.
+(`relay.py`).
+
+Admission is the single process's, per front-end (`webnn.server.admission.Admission`): bodies
+within the latency bound at this front-end's measured cost, training leases bounded by its share
+of the run's open leases (`admission_share.py`); status's `capacity` block is this front-end's.
 """
 
 from __future__ import annotations
