@@ -196,3 +196,33 @@ async def test_the_rule_can_be_turned_off_for_volunteers_behind_one_nat(make_con
     assert await evaluate(second, TRUTH) is not None
     entry = await first_evaluation(first)
     assert entry["validated"] is True
+
+
+def test_a_local_proxy_is_not_loopback_for_the_quorum() -> None:
+    from webnn.server.admission import client_address, party_address
+
+    untrusted: frozenset[str] = frozenset()
+    # a reverse proxy on this host, not named as trusted: the proxy's last hop is the party
+    assert party_address("127.0.0.1", "10.0.0.9, 203.0.113.7:51234", untrusted) == "203.0.113.7"
+    assert party_address("::1", "[2001:db8::5]:443", untrusted) == "2001:db8::5"
+    # ... but the rate limits still see the peer (an untrusted header is not believed there)
+    assert client_address("127.0.0.1", "203.0.113.7", untrusted) == "127.0.0.1"
+    # a remote peer's header is never taken; without a header loopback stays loopback
+    assert party_address("198.51.100.1", "203.0.113.7", untrusted) == "198.51.100.1"
+    assert party_address("127.0.0.1", None, untrusted) == "127.0.0.1"
+    # a trusted proxy's hops lose their ports too
+    assert client_address("127.0.0.1", "203.0.113.7:8080", frozenset({"127.0.0.1"})) \
+        == "203.0.113.7"
+
+
+async def test_two_tabs_behind_an_untrusted_local_proxy_are_one_party(make_config, serve, http):
+    """nginx on the same host, `trusted_proxies` not set: every request comes from 127.0.0.1,
+    but the proxy's X-Forwarded-For still tells two tabs of one address apart from strangers."""
+    served = await serve(create_app(make_config(eval_quorum=2, eval_chunk_size=400,
+                                                eval_quorum_wait=600.0)))
+    liar, accomplice = [await join_from(http, served.url, "203.0.113.7", name=n)
+                        for n in ("liar", "accomplice")]
+    stranger = await join_from(http, served.url, "198.51.100.1")
+    assert await evaluate(liar, LIE) is not None
+    assert await evaluate(accomplice, LIE) is None
+    assert await evaluate(stranger, TRUTH) is not None

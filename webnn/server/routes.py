@@ -8,7 +8,7 @@ import unicodedata
 
 from aiohttp import web
 
-from webnn.server.admission import client_address
+from webnn.server.admission import party_address
 from webnn.server.coordinator import Coordinator
 from webnn.server.encodings import negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field
@@ -136,8 +136,8 @@ async def join(request: web.Request) -> web.Response:
     encodings = negotiate(parse_offer(body.get("encodings")), config.update_encoding,
                           config.weights_encoding,
                           exact_base=_coordinator(request).strategy.needs_base_weights)
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                             frozenset(config.trusted_proxies))
+    address = party_address(request.remote, request.headers.get("X-Forwarded-For"),
+                            frozenset(config.trusted_proxies))
     joined = _coordinator(request).join(clean, encodings, address=address)
     return json_response({
         "token": joined.token, "clientId": joined.client_id, "model": model_description(request),
