@@ -10,7 +10,8 @@ wait as standbys and take over when it lapses. The active merger:
    read and not acknowledged) and applies those after the checkpoint's id, in id order, then
    reads new entries (``XREADGROUP >``);
 3. applies each entry with the strategy (`merge` for an update, `merge_partial` for a partial;
-   a non-finite result is rolled back to the last published weights);
+   a non-finite result rolls back that entry alone: the weights, steps and strategy state of
+   just before it, so earlier entries of the same batch stay merged);
 4. after each batch that changed the model publishes one version with `scripts.PUBLISH`:
    weights (content-addressed blob), version hash, ``current``, the checkpoint, the merge log
    records and ``XACK`` of every entry the checkpoint now covers, and the pub/sub notification,
@@ -46,9 +47,10 @@ from webnn.cluster.records import (
 )
 from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.versions import digest_of
-from webnn.merge.base import ModelState
+from webnn.merge.base import ModelState, StrategyState
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.ingest import check_weights
+from webnn.server.merging import stateful
 from webnn.server.store import layout_fingerprint
 
 log = logging.getLogger("webnn.cluster")
@@ -85,8 +87,7 @@ class Merger:
         self.renew_script = redis.register_script(scripts.RENEW)
         self.release_script = redis.register_script(scripts.RELEASE)
         self.model = ModelState(weights=np.zeros(self.layout.size, np.float32))
-        self.published = np.zeros(self.layout.size, np.float32)
-        self.published_steps = 0
+        self.good = np.zeros(self.layout.size, np.float32)
         self.merges = 0
         self.applied = "0-0"
         self._log: list[dict] = []
@@ -258,13 +259,8 @@ class Merger:
         self.strategy.load_state(load_state_bytes(cp["state"]))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
         self._log, self._acks = [], []
-        self._remember_published()
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
                  self.applied)
-
-    def _remember_published(self) -> None:
-        np.copyto(self.published, self.model.weights)
-        self.published_steps = self.model.steps
 
     # -- applying ----------------------------------------------------------------------------
     async def _process(self, entries: list) -> None:
@@ -310,9 +306,21 @@ class Merger:
         blob = await self.redis.get(self.keys.blob(_text(fields[b"digest"])))
         return None if blob is None else np.frombuffer(blob, dtype="<f4")
 
+    def _saved_state(self) -> StrategyState | None:
+        """A copy of a stateful strategy's state (its arrays copied), else None."""
+        if not stateful(self.strategy):
+            return None
+        state = self.strategy.state()
+        return StrategyState({k: np.array(v) for k, v in state.arrays.items()}, dict(state.meta))
+
     def _apply(self, entry: StreamEntry, base: np.ndarray | None) -> tuple[bool, str | None]:
         """One entry into the model (worker thread); ``(changed, refusal code or None)``."""
         model = self.model
+        # the last good model (and the strategy's state) before this entry: a non-finite result
+        # rolls back to it, so the entries before it in the same batch stay merged
+        np.copyto(self.good, model.weights)
+        good_steps = model.steps
+        saved = self._saved_state()
         with np.errstate(over="ignore", invalid="ignore"):
             if entry.partial is not None:
                 changed = bool(self.strategy.merge_partial(model, entry.partial))
@@ -325,8 +333,10 @@ class Merger:
                 update.base_weights = base
                 changed = bool(self.strategy.merge(model, update))
         if changed and not check_weights(model.weights).finite:
-            np.copyto(model.weights, self.published)
-            model.steps = self.published_steps
+            np.copyto(model.weights, self.good)
+            model.steps = good_steps
+            if saved is not None:
+                self.strategy.load_state(saved)
             return False, "merge_not_finite"
         return changed, None
 
@@ -355,7 +365,6 @@ class Merger:
         if _text(result[0]) != "ok":
             raise LostLock()
         model.version = version
-        self._remember_published()
         self._log, self._acks = [], []
         self.metrics.lag.set(0)
         self.metrics.base.version.set(version)

