@@ -9,6 +9,7 @@ entries a deposed leader read before it noticed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import numpy as np
@@ -88,6 +89,53 @@ async def test_an_overflowing_merge_rolls_back_only_itself_in_its_batch(
 
 def _pairs(fields: list) -> dict:
     return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+async def test_entries_read_by_a_deposed_leader_are_merged_once_by_the_new_one(
+        redis_server, make_config):  # noqa: F811
+    config = make_config(strategy="average", eval_every_merges=10**6)
+    old = _merger(config, redis_server.url, "merger-old", lock_ms=300)
+    new = _merger(config, redis_server.url, "merger-new", lock_ms=300)
+    size = old.layout.size
+    redis = connect(redis_server.url)
+
+    async def never_renew(lost: asyncio.Event) -> None:  # a stalled leader: it keeps reading
+        await asyncio.Event().wait()
+
+    old._renew = never_renew  # type: ignore[method-assign]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(old.run(stops[0]))]
+    try:
+        await _until(lambda: _has_version(redis), "version 0")
+        tasks.append(asyncio.create_task(new.run(stops[1])))
+
+        async def new_leads() -> bool:
+            owner = await redis.get(f"wnn:{RUN}:merger_lock")
+            return owner is not None and owner.decode() == new.owner and new.controller is not None
+
+        await _until(new_leads, "the standby to take the lapsed lock")
+        assert old.leading  # the deposed leader has not noticed yet
+        rng = np.random.default_rng(0)
+        ids = []
+        for index in range(24):
+            ids.append((await redis.xadd(f"wnn:{RUN}:stream", _pairs(
+                _entry(f"t{index}", rng.normal(0, 0.1, size))))).decode())
+            await asyncio.sleep(0)
+        await _until(lambda: _applied_up_to(redis, ids[-1]), "every entry applied", 30)
+        records = _records(redis_server.client())
+        merged = [task for r in records if r["refused"] is None for task in r["tasks"]]
+        assert sorted(merged) == sorted(f"t{i}" for i in range(24)), "merged once each"
+        current = await redis.hgetall(f"wnn:{RUN}:current")
+        assert int(current[b"merges"]) == 24
+    finally:
+        for stop in stops:
+            stop.set()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)
+        await redis.aclose()
+        await old.redis.aclose()
+        await new.redis.aclose()
 
 
 async def _has_version(redis) -> bool:

@@ -6,9 +6,9 @@ Roles (docs/scale-out.md):
   and the batch queue in Redis (atomic Lua scripts, `scripts.py`), decodes and screens updates
   with the single process's ingest path, pre-aggregates them when the strategy is
   `combinable` (`combiner.py`) and acknowledges an update only once it is in the Redis stream.
-- **merger** (`merger.py`): the only writer of the model; reads the stream through a consumer
-  group, applies the strategy in order, publishes each version once (content-addressed blob,
-  `versions.py`) with its checkpoint and the stream acknowledgement in one fenced script; a
+- **merger** (`merger.py`): the only writer of the model; reads the stream by id after its
+  checkpoint's last applied entry, applies the strategy in order, publishes each version once
+  (content-addressed blob, `versions.py`) with its checkpoint in one fenced script; a
   standby takes over through a lease lock.
 - the merger also owns the run's schedule (`controller.py`): evaluations (kept in Redis,
   `evalstate.py`; front-ends lease chunks and record results, `evaluations.py`), the history

@@ -6,9 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-GROUP = "mergers"
-"""The stream's consumer group."""
-
 
 @dataclass(frozen=True)
 class RunKeys:

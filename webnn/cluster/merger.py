@@ -6,19 +6,20 @@ wait as standbys and take over when it lapses. The active merger:
 1. loads the checkpoint (``checkpoint`` hash: version, weights digest, steps, merges, the last
    applied stream id, the strategy's state), or publishes version 0 (the spec's initial weights)
    when the run is new;
-2. takes over the pending entries of the consumer group (``XAUTOCLAIM``: what a dead merger had
-   read and not acknowledged) and applies those after the checkpoint's id, in id order, then
-   reads new entries (``XREADGROUP >``);
+2. reads the stream by id from the checkpoint's last applied id (``XREAD`` after it, in id
+   order): the checkpoint is the one source of truth of what is merged, so entries a deposed
+   leader read (and could not publish: `PUBLISH` is fenced by the lock) are read again here;
 3. applies each entry with the strategy (`merge` for an update, `merge_partial` for a partial;
    a non-finite result rolls back that entry alone: the weights, steps and strategy state of
    just before it, so earlier entries of the same batch stay merged);
 4. after each batch that changed the model publishes one version with `scripts.PUBLISH`:
-   weights (content-addressed blob), version hash, ``current``, the checkpoint, the merge log
-   records and ``XACK`` of every entry the checkpoint now covers, and the pub/sub notification,
-   all in one step that writes nothing unless the lock is still this merger's.
+   weights (content-addressed blob), version hash, ``current``, the checkpoint and the merge
+   log records, and the pub/sub notification, all in one step that writes nothing unless the
+   lock is still this merger's; entries up to the checkpoint's id are then trimmed from the
+   stream (unless the stream is kept).
 
-So an entry is acknowledged only when a published checkpoint reflects it, and a new merger
-re-applies exactly the entries after the checkpoint: every stream entry is merged once.
+So a new merger re-applies exactly the entries after the published checkpoint: every stream
+entry is merged once.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ import secrets
 import time
 
 import numpy as np
-from redis.exceptions import ResponseError
 
 from webnn.cluster import scripts
 from webnn.cluster.control import LostLock
 from webnn.cluster.controller import Controller, chunk_sizes, eval_chunk_size
-from webnn.cluster.keys import GROUP, RedisClient, RunKeys
+from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import (
     StreamEntry,
@@ -91,7 +91,6 @@ class Merger:
         self.merges = 0
         self.applied = "0-0"
         self._log: list[dict] = []
-        self._acks: list[str] = []
         self.leading = False
         self.chunk_examples: list[int] | None = None
         self._reported = 0.0
@@ -100,7 +99,6 @@ class Merger:
     # -- the lock ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Wait for the lock, lead while holding it, and stand by again after losing it."""
-        await self._ensure_group()
         await self.metrics.register(self.redis, self.keys, "merger")
         if self.chunk_examples is None:
             self.chunk_examples = await chunk_sizes(
@@ -167,18 +165,10 @@ class Merger:
                 lost.set()
                 return
 
-    async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-
     # -- leading -----------------------------------------------------------------------------
     async def _lead(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
         await self._load()
         await self.redis.hset(self.keys.meta, "merger", self.label)
-        await self._claim_pending()
         self.controller = Controller(self, self.chunk_examples or [])
         await self.controller.start()
         schedule = asyncio.create_task(self.controller.loop())
@@ -196,35 +186,15 @@ class Merger:
         return bool(self._log)
 
     async def _read(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
-        start = "0"
-        while not stop.is_set() and not lost.is_set():  # my pending entries first, in order
-            answer = await self.redis.xreadgroup(GROUP, self.owner, {self.keys.stream: start},
-                                                 count=READ_COUNT)
-            entries = answer[0][1] if answer else []
-            if not entries:
-                break
-            await self._process(entries)
-            start = _text(entries[-1][0])
         while not stop.is_set() and not lost.is_set():
-            answer = await self.redis.xreadgroup(GROUP, self.owner, {self.keys.stream: ">"},
-                                                 count=READ_COUNT, block=BLOCK_MS)
+            answer = await self.redis.xread({self.keys.stream: self.applied}, count=READ_COUNT,
+                                            block=BLOCK_MS)
             if answer:
                 await self._process(answer[0][1])
             elif self._log:
                 # nothing new: a checkpoint covers what was applied without changing the
-                # weights (a strategy's buffer), so it is acknowledged and a finishing run
-                # sees the stream drained
+                # weights (a strategy's buffer), so a finishing run sees the stream drained
                 await self._publish(new_version=False)
-
-    async def _claim_pending(self) -> None:
-        """Every pending entry of the group (a dead merger's) becomes this merger's."""
-        start = "0-0"
-        while True:
-            result = await self.redis.xautoclaim(self.keys.stream, GROUP, self.owner,
-                                                 min_idle_time=0, start_id=start, count=100)
-            start = _text(result[0])
-            if start == "0-0":
-                return
 
     async def _load(self) -> None:
         """The checkpoint into memory, or version 0 published for a new run."""
@@ -244,7 +214,7 @@ class Merger:
             self.model = ModelState(self.parts.spec.compiled.initial_weights(self.parts.seed),
                                     steps=0, version=0)
             self.merges, self.applied = 0, "0-0"
-            self._log, self._acks = [], []
+            self._log = []
             await self._publish(new_version=False)
             log.info("%s: run %s started at version 0", self.label, self.keys.run)
             return
@@ -258,7 +228,7 @@ class Merger:
                                 steps=int(cp["steps"]), version=int(cp["version"]))
         self.strategy.load_state(load_state_bytes(cp["state"]))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
-        self._log, self._acks = [], []
+        self._log = []
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
                  self.applied)
 
@@ -267,12 +237,8 @@ class Merger:
         changed = False
         for entry_id, fields in entries:
             entry_id = _text(entry_id)
-            if id_order(entry_id) <= id_order(self.applied):
-                self._acks.append(entry_id)  # the checkpoint holds it already
-                continue
-            if not fields:  # trimmed away: nothing to apply
-                self._acks.append(entry_id)
-                continue
+            if id_order(entry_id) <= id_order(self.applied) or not fields:
+                continue  # the checkpoint holds it already
             entry = decode_entry(entry_id, fields)
             base = None
             if entry.update is not None and self.strategy.needs_base_weights:
@@ -290,10 +256,9 @@ class Merger:
                                          len(entry.tasks))
             self._log.append({"entry": entry_id, "tasks": entry.tasks, "refused": refused,
                               "frontend": entry.frontend})
-            self._acks.append(entry_id)
             self.applied = entry_id
             changed = changed or moved
-        self.metrics.lag.set(len(self._acks))
+        self.metrics.lag.set(len(self._log))
         if changed:
             await self._publish(new_version=True)
             if self.controller is not None:
@@ -342,11 +307,12 @@ class Merger:
 
     # -- publishing --------------------------------------------------------------------------
     async def _publish(self, *, new_version: bool) -> None:
-        """Publish the model as the next version (or version 0) with the checkpoint, the merge
-        log and the acknowledgements, in one fenced script."""
+        """Publish the model as the next version (or version 0) with the checkpoint and the
+        merge log, in one fenced script."""
         model = self.model
         version = model.version + 1 if new_version else model.version
-        data = model.weights.astype("<f4", copy=False).tobytes()
+        # the whole model's bytes and digest off the event loop (the lock's renewal runs there)
+        data = await asyncio.to_thread(lambda: model.weights.astype("<f4", copy=False).tobytes())
         digest = await asyncio.to_thread(digest_of, data)
         state = await asyncio.to_thread(lambda: state_bytes(self.strategy.state()))
         exists = await self.redis.exists(self.keys.blob(digest))
@@ -359,13 +325,12 @@ class Merger:
                   self.keys.stream, self.keys.stats, self.keys.version(version),
                   self.keys.blob(digest), self._pinned_key()],
             args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
-                  b"" if exists else data, self.keys.channel, message, GROUP,
-                  self.keys.version(old) if old >= 0 else "", len(records), *records,
-                  *self._acks])
+                  b"" if exists else data, self.keys.channel, message,
+                  self.keys.version(old) if old >= 0 else "", len(records), *records])
         if _text(result[0]) != "ok":
             raise LostLock()
         model.version = version
-        self._log, self._acks = [], []
+        self._log = []
         self.metrics.lag.set(0)
         self.metrics.base.version.set(version)
         self.metrics.base.steps.set(model.steps)

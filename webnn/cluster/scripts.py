@@ -13,8 +13,8 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
 - `COMMIT`: the stream entry is added and its tasks become ``done`` in one step; refused unless
   every task is still claimed by the caller.
 - `LEAVE`: a session's open tasks go back to the queue.
-- `PUBLISH`: the merger's version, checkpoint, merge log, stream acknowledgement and
-  notification in one step, fenced by the merger lock (a merger that lost it writes nothing);
+- `PUBLISH`: the merger's version, checkpoint, merge log and notification in one step,
+  fenced by the merger lock (a merger that lost it writes nothing);
   the version under evaluation is never dropped here.
 - `GUARDED`: a write of the evaluation in progress (compare-and-set on its revision), guarded by
   conditions on hash fields and optionally fenced by the merger lock, with the commands that go
@@ -185,8 +185,8 @@ PUBLISH = """
 -- KEYS: lock, current, checkpoint, merge log, stream, stats, version key, blob key,
 --       pinned version key (the version under evaluation: never dropped here) or ''
 -- ARGV: owner, version, digest, steps, merges, applied entry id, strategy state (bytes),
---       blob (bytes, empty: the blob exists), channel, message, group, old version key or '',
---       n log records, log records (n), then entry ids to acknowledge
+--       blob (bytes, empty: the blob exists), channel, message, old version key or '',
+--       n log records, log records (n)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'not_owner'} end
 local now = redis.call('TIME')
 if ARGV[8] ~= '' then redis.call('SET', KEYS[8], ARGV[8]) end
@@ -196,20 +196,17 @@ local fields = {'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4], 'merges
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
            'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
-if ARGV[12] ~= '' and ARGV[12] ~= KEYS[9] then
-  local old = redis.call('HGET', ARGV[12], 'digest')
-  redis.call('DEL', ARGV[12])
+if ARGV[11] ~= '' and ARGV[11] ~= KEYS[9] then
+  local old = redis.call('HGET', ARGV[11], 'digest')
+  redis.call('DEL', ARGV[11])
   if old and old ~= ARGV[3] then
     -- the blob may be shared by a newer version with the same weights
     redis.call('HINCRBY', KEYS[6], 'versions_dropped', 1)
     redis.call('DEL', string.sub(KEYS[8], 1, #KEYS[8] - #ARGV[3]) .. old)
   end
 end
-local n = tonumber(ARGV[13])
-for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[13 + i]) end
-local acks = {}
-for i = 14 + n, #ARGV do acks[#acks + 1] = ARGV[i] end
-if #acks > 0 then redis.call('XACK', KEYS[5], ARGV[11], unpack(acks)) end
+local n = tonumber(ARGV[12])
+for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[12 + i]) end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return {'ok'}
 """
