@@ -140,3 +140,59 @@ async def test_entries_read_by_a_deposed_leader_are_merged_once_by_the_new_one(
 
 async def _has_version(redis) -> bool:
     return await redis.hget(f"wnn:{RUN}:current", "version") is not None
+
+
+async def test_a_backlog_keeps_the_base_versions_its_updates_need(
+        redis_server, make_config, serve, monkeypatch):  # noqa: F811
+    import aiohttp
+    from support.protocol_client import ProtocolClient
+
+    import webnn.cluster.merger as merger_module
+    from webnn.server.app import create_app
+
+    # dcasgd merges raw updates against their base version's weights (not combinable)
+    config = make_config(strategy="dcasgd", eval_every_merges=10**6)
+    first = _merger(config, redis_server.url, "merger-first", keep_versions=2)
+    second = _merger(config, redis_server.url, "merger-second", keep_versions=2)
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(first.run(stops[0]))]
+    redis = connect(redis_server.url)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run=RUN,
+                                                     role="frontend", keep_versions=2))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            client = ProtocolClient(http, served.url)
+            await client.join(name="backlog")
+            rng = np.random.default_rng(0)
+            answer = await client.train_once(rng)
+            assert answer is not None and answer.status == 200, answer
+
+            async def version_1() -> bool:
+                return await redis.hget(f"wnn:{RUN}:current", "version") == b"1"
+
+            await _until(version_1, "version 1")
+            stops[0].set()  # (version 0 stays pinned by its evaluation, which nobody does)
+            await asyncio.wait_for(tasks[0], 30)
+            for _ in range(5):  # all on version 1: no merger runs now
+                answer = await client.train_once(rng)
+                assert answer is not None and answer.status == 200, answer
+        ids = [i.decode() for i, _ in await redis.xrange(f"wnn:{RUN}:stream")][-5:]
+        # one entry a read: a version a publication, so the backlog spans 5 > 2 kept versions
+        monkeypatch.setattr(merger_module, "READ_COUNT", 1)
+        tasks.append(asyncio.create_task(second.run(stops[1])))
+        await _until(lambda: _applied_up_to(redis, ids[-1]), "the backlog applied")
+        records = _records(redis_server.client())[-5:]
+        assert [r["refused"] for r in records] == [None] * 5, records
+        assert int((await redis.hgetall(f"wnn:{RUN}:current"))[b"version"]) == 6
+        assert await redis.zcard(f"wnn:{RUN}:bases") == 0  # every pin released
+        assert not await redis.exists(f"wnn:{RUN}:version:1")  # and dropped afterwards
+    finally:
+        for stop in stops:
+            stop.set()
+        for task in tasks:
+            await asyncio.wait_for(task, 30)
+        await served.stop()
+        await redis.aclose()
+        await first.redis.aclose()
+        await second.redis.aclose()

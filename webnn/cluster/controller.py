@@ -90,6 +90,7 @@ class Controller:
         self.chunk_examples = chunk_examples
         self.writer = GuardedWriter(self.redis, self.keys)
         self.note_invalid = self.redis.register_script(scripts.NOTE_INVALID)
+        self.drop = self.redis.register_script(scripts.DROP)
         self.history: list[dict] = []
         self.started = time.time()
         self.pinned: int | None = None
@@ -406,16 +407,16 @@ class Controller:
         return entry, None
 
     async def _unpin(self) -> None:
-        """The pinned version's evaluation is over: drop it if it left the kept window."""
+        """The pinned version's evaluation is over: dropped if the publications' sweep passed
+        it meanwhile (`scripts.DROP`, fenced by the lock)."""
         version, self.pinned = self.pinned, None
-        model = self.merger.model
-        if version is None or version > model.version - self.merger.settings.keep_versions:
+        if version is None:
             return
-        digest = await self.redis.hget(self.keys.version(version), "digest")
-        current = await self.redis.hget(self.keys.current, "digest")
-        await self.redis.delete(self.keys.version(version))
-        if digest is not None and digest != current:
-            await self.redis.delete(self.keys.blob(_text(digest)))
+        keys = self.keys
+        await self.drop(keys=[keys.lock, keys.checkpoint, keys.stats, keys.version(version),
+                              keys.current],
+                        args=[self.merger.owner, version, keys.version(0)[:-1],
+                              keys.blob("")])
 
     def _check(self, outcome: Outcome) -> None:
         if outcome.status == "not_owner":

@@ -732,8 +732,9 @@ class Frontend:
             if self.combiner is not None:
                 await self.combiner.add(task_id, update, json.dumps(answer))
             else:
+                pin = version if self.strategy.needs_base_weights else None
                 await self._commit([task_id], [json.dumps(answer)],
-                                   update_fields([task_id], update, self.label))
+                                   update_fields([task_id], update, self.label), pin)
         except CommitLost:
             raise _lease_expired(task_id) from None
         self.metrics.base.updates_accepted.inc()
@@ -757,14 +758,25 @@ class Frontend:
         return verdict.action == "clipped"
 
     async def _commit(self, tasks: list[str], answers: list[str],
-                      fields: list[bytes | str]) -> str:
-        """Add one stream entry for `tasks` and mark them done (`scripts.COMMIT`); raises
-        `CommitLost` when one of them is no longer claimed by this process."""
+                      fields: list[bytes | str], base_version: int | None = None) -> str:
+        """Add one stream entry for `tasks` and mark them done (`scripts.COMMIT`), pinning
+        `base_version` (kept until the merger applied the entry); raises `CommitLost` when one
+        of them is no longer claimed by this process, and ``409 too_stale`` (the task given
+        back) when the base version was dropped since it was read."""
+        pin = "" if base_version is None else str(base_version)
         result = await self.scripts["COMMIT"](
-            keys=[self.keys.stream, self.keys.leases, self.keys.stats, self.keys.control],
+            keys=[self.keys.stream, self.keys.leases, self.keys.stats, self.keys.control,
+                  self.keys.bases,
+                  "" if base_version is None else self.keys.version(base_version),
+                  self.keys.checkpoint],
             args=[self.label, self.keys.task_prefix, self.keys.session_tasks_prefix,
-                  TASK_KEEP_SECONDS, len(tasks), *tasks, *answers, *fields])
+                  TASK_KEEP_SECONDS, len(tasks), pin, *tasks, *answers, *fields])
         status = _text(result[0])
+        if status == "too_stale":
+            for task_id in tasks:
+                await self._give_back(task_id)
+            raise ProtocolError(409, "too_stale", f"version {base_version} is no longer held "
+                                f"(the run keeps {self.settings.keep_versions})")
         if status in ("finishing", "ended"):
             await self._read_run()
             await self.redis.hincrby(self.keys.stats, f"rejected:{status}", len(tasks))

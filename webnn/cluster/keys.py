@@ -44,6 +44,13 @@ class RunKeys:
         return self.key("checkpoint")
 
     @property
+    def bases(self) -> str:
+        """sorted set: stream entry id -> the base version its raw update is merged against
+        (score); a version at or above the lowest score is never dropped, and the merger's
+        publication removes an entry once it is applied."""
+        return self.key("bases")
+
+    @property
     def stream(self) -> str:
         """stream: accepted updates and partials, in the order the merger applies them."""
         return self.key("stream")

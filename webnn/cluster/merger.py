@@ -91,6 +91,9 @@ class Merger:
         self.merges = 0
         self.applied = "0-0"
         self._log: list[dict] = []
+        self._based: list[str] = []
+        """Applied entries whose base version pin (`RunKeys.bases`) the next publication
+        removes."""
         self.leading = False
         self.chunk_examples: list[int] | None = None
         self._reported = 0.0
@@ -214,7 +217,7 @@ class Merger:
             self.model = ModelState(self.parts.spec.compiled.initial_weights(self.parts.seed),
                                     steps=0, version=0)
             self.merges, self.applied = 0, "0-0"
-            self._log = []
+            self._log, self._based = [], []
             await self._publish(new_version=False)
             log.info("%s: run %s started at version 0", self.label, self.keys.run)
             return
@@ -228,7 +231,7 @@ class Merger:
                                 steps=int(cp["steps"]), version=int(cp["version"]))
         self.strategy.load_state(load_state_bytes(cp["state"]))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
-        self._log = []
+        self._log, self._based = [], []
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
                  self.applied)
 
@@ -256,6 +259,8 @@ class Merger:
                                          len(entry.tasks))
             self._log.append({"entry": entry_id, "tasks": entry.tasks, "refused": refused,
                               "frontend": entry.frontend})
+            if entry.update is not None and self.strategy.needs_base_weights:
+                self._based.append(entry_id)  # its pin on the base version goes
             self.applied = entry_id
             changed = changed or moved
         self.metrics.lag.set(len(self._log))
@@ -316,21 +321,20 @@ class Merger:
         digest = await asyncio.to_thread(digest_of, data)
         state = await asyncio.to_thread(lambda: state_bytes(self.strategy.state()))
         exists = await self.redis.exists(self.keys.blob(digest))
-        old = version - self.settings.keep_versions
         message = json.dumps({"version": version, "digest": digest, "steps": model.steps,
                               "merges": self.merges})
         records = [json.dumps({**record, "version": version}) for record in self._log]
         result = await self.publish_script(
             keys=[self.keys.lock, self.keys.current, self.keys.checkpoint, self.keys.merge_log,
                   self.keys.stream, self.keys.stats, self.keys.version(version),
-                  self.keys.blob(digest), self._pinned_key()],
+                  self.keys.blob(digest), self._pinned_key(), self.keys.bases],
             args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
                   b"" if exists else data, self.keys.channel, message,
-                  self.keys.version(old) if old >= 0 else "", len(records), *records])
+                  self.settings.keep_versions, len(records), *records, *self._based])
         if _text(result[0]) != "ok":
             raise LostLock()
         model.version = version
-        self._log = []
+        self._log, self._based = [], []
         self.metrics.lag.set(0)
         self.metrics.base.version.set(version)
         self.metrics.base.steps.set(model.steps)

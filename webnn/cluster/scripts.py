@@ -11,7 +11,9 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
 - `RECLAIM`: the reclaim alone (run by every front-end's tick).
 - `CLAIM`: an update's task moves from ``open`` to ``claimed`` (or says why not).
 - `COMMIT`: the stream entry is added and its tasks become ``done`` in one step; refused unless
-  every task is still claimed by the caller.
+  every task is still claimed by the caller. A raw update that the merger merges against its
+  base version's weights pins that version (``bases``) until it is applied; refused
+  (``too_stale``) when that version was dropped meanwhile.
 - `LEAVE`: a session's open tasks go back to the queue.
 - `PUBLISH`: the merger's version, checkpoint, merge log and notification in one step,
   fenced by the merger lock (a merger that lost it writes nothing);
@@ -128,27 +130,35 @@ return 0
 """
 
 COMMIT = """
--- KEYS: stream, leases, stats, control
--- ARGV: owner, task prefix, session-tasks prefix, keep seconds, n, task ids (n), answers (n),
---       then the entry's field/value pairs
+-- KEYS: stream, leases, stats, control, bases, the base version's key ('' no pin), checkpoint
+-- ARGV: owner, task prefix, session-tasks prefix, keep seconds, n, base version to pin ('' no
+--       pin), task ids (n), answers (n), then the entry's field/value pairs
 local n = tonumber(ARGV[5])
 local run = redis.call('HMGET', KEYS[4], 'state', 'finishing')
 if run[1] == 'ended' then return {'ended', ''} end
 if run[2] and run[2] ~= '' then return {'finishing', ''} end
 for i = 1, n do
-  local t = redis.call('HMGET', ARGV[2] .. ARGV[5 + i], 'state', 'owner')
-  if t[1] ~= 'claimed' or t[2] ~= ARGV[1] then return {'lost', ARGV[5 + i]} end
+  local t = redis.call('HMGET', ARGV[2] .. ARGV[6 + i], 'state', 'owner')
+  if t[1] ~= 'claimed' or t[2] ~= ARGV[1] then return {'lost', ARGV[6 + i]} end
+end
+if ARGV[6] ~= '' then
+  -- below the sweep's floor a version is gone or kept only for its evaluation
+  local floor = tonumber(redis.call('HGET', KEYS[7], 'floor') or '0')
+  if tonumber(ARGV[6]) < floor or redis.call('EXISTS', KEYS[6]) == 0 then
+    return {'too_stale', ''}
+  end
 end
 local fields = {}
-for i = 6 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7 + 2 * n, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[5], tonumber(ARGV[6]), id) end
 for i = 1, n do
-  local key = ARGV[2] .. ARGV[5 + i]
+  local key = ARGV[2] .. ARGV[6 + i]
   local session = redis.call('HGET', key, 'session')
-  redis.call('HSET', key, 'state', 'done', 'answer', ARGV[5 + n + i], 'entry', id)
+  redis.call('HSET', key, 'state', 'done', 'answer', ARGV[6 + n + i], 'entry', id)
   redis.call('EXPIRE', key, ARGV[4])
-  redis.call('ZREM', KEYS[2], ARGV[5 + i])
-  redis.call('SREM', ARGV[3] .. session, ARGV[5 + i])
+  redis.call('ZREM', KEYS[2], ARGV[6 + i])
+  redis.call('SREM', ARGV[3] .. session, ARGV[6 + i])
 end
 redis.call('HINCRBY', KEYS[3], 'updates_durable', n)
 redis.call('HINCRBY', KEYS[3], 'stream_entries', 1)
@@ -183,10 +193,14 @@ return #ids
 
 PUBLISH = """
 -- KEYS: lock, current, checkpoint, merge log, stream, stats, version key, blob key,
---       pinned version key (the version under evaluation: never dropped here) or ''
+--       pinned version key (the version under evaluation: never dropped here) or '', bases
 -- ARGV: owner, version, digest, steps, merges, applied entry id, strategy state (bytes),
---       blob (bytes, empty: the blob exists), channel, message, old version key or '',
---       n log records, log records (n)
+--       blob (bytes, empty: the blob exists), channel, message, versions kept,
+--       n log records, log records (n), then applied entry ids to remove from `bases`
+-- Versions are dropped in order from the checkpoint's `floor` up to (version - kept), but
+-- never one at or above the lowest base version an unapplied entry needs (`bases`); the
+-- version under evaluation is passed over (`DROP` takes it when its evaluation ends). A
+-- dropped version's blob goes only when no version still kept has the same digest.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'not_owner'} end
 local now = redis.call('TIME')
 if ARGV[8] ~= '' then redis.call('SET', KEYS[8], ARGV[8]) end
@@ -196,19 +210,70 @@ local fields = {'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4], 'merges
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
            'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
-if ARGV[11] ~= '' and ARGV[11] ~= KEYS[9] then
-  local old = redis.call('HGET', ARGV[11], 'digest')
-  redis.call('DEL', ARGV[11])
-  if old and old ~= ARGV[3] then
-    -- the blob may be shared by a newer version with the same weights
-    redis.call('HINCRBY', KEYS[6], 'versions_dropped', 1)
-    redis.call('DEL', string.sub(KEYS[8], 1, #KEYS[8] - #ARGV[3]) .. old)
-  end
-end
 local n = tonumber(ARGV[12])
 for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[12 + i]) end
+local done = {}
+for i = 13 + n, #ARGV do
+  done[#done + 1] = ARGV[i]
+  if #done == 1000 then redis.call('ZREM', KEYS[10], unpack(done)); done = {} end
+end
+if #done > 0 then redis.call('ZREM', KEYS[10], unpack(done)) end
+local version = tonumber(ARGV[2])
+local vprefix = string.sub(KEYS[7], 1, #KEYS[7] - #ARGV[2])
+local bprefix = string.sub(KEYS[8], 1, #KEYS[8] - #ARGV[3])
+local limit = version - tonumber(ARGV[11])
+local lowest = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
+if lowest[2] then limit = math.min(limit, tonumber(lowest[2]) - 1) end
+local floor = tonumber(redis.call('HGET', KEYS[3], 'floor') or '0')
+local dropped = {}
+while floor <= limit do
+  local old = nil
+  if vprefix .. floor ~= KEYS[9] then old = redis.call('HGET', vprefix .. floor, 'digest') end
+  if old then
+    redis.call('DEL', vprefix .. floor)
+    redis.call('HINCRBY', KEYS[6], 'versions_dropped', 1)
+    dropped[#dropped + 1] = old
+  end
+  floor = floor + 1
+end
+redis.call('HSET', KEYS[3], 'floor', floor)
+if #dropped > 0 then
+  local used = {[ARGV[3]] = true}
+  if KEYS[9] ~= '' then
+    local evaluated = redis.call('HGET', KEYS[9], 'digest')
+    if evaluated then used[evaluated] = true end
+  end
+  for v = floor, version do
+    local d = redis.call('HGET', vprefix .. v, 'digest')
+    if d then used[d] = true end
+  end
+  for _, d in ipairs(dropped) do
+    if not used[d] then redis.call('DEL', bprefix .. d); used[d] = true end
+  end
+end
 redis.call('PUBLISH', ARGV[9], ARGV[10])
 return {'ok'}
+"""
+
+DROP = """
+-- KEYS: lock, checkpoint, stats, the version's key, current
+-- ARGV: owner, version, version key prefix, blob key prefix
+-- A version whose evaluation ended: dropped when the publications' sweep passed it (below
+-- the checkpoint's `floor`: no unapplied update can pin it, `COMMIT` refuses that), its blob
+-- too unless a kept version (from the floor to the current one) has the same digest.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local floor = tonumber(redis.call('HGET', KEYS[2], 'floor') or '0')
+if tonumber(ARGV[2]) >= floor then return 0 end
+local digest = redis.call('HGET', KEYS[4], 'digest')
+if not digest then return 0 end
+redis.call('DEL', KEYS[4])
+redis.call('HINCRBY', KEYS[3], 'versions_dropped', 1)
+local current = tonumber(redis.call('HGET', KEYS[5], 'version') or '-1')
+for v = floor, current do
+  if redis.call('HGET', ARGV[3] .. v, 'digest') == digest then return 1 end
+end
+redis.call('DEL', ARGV[4] .. digest)
+return 1
 """
 
 RENEW = """
