@@ -196,3 +196,45 @@ async def test_a_backlog_keeps_the_base_versions_its_updates_need(
         await redis.aclose()
         await first.redis.aclose()
         await second.redis.aclose()
+
+
+async def test_a_busy_spell_without_new_weights_still_publishes_checkpoints(
+        redis_server, make_config, monkeypatch):  # noqa: F811
+    import webnn.cluster.merger as merger_module
+    from webnn.cluster.records import partial_fields
+
+    # fedbuff with a buffer that never fills: entries change no weights
+    config = make_config(strategy="fedbuff", strategy_params={"k": 10**6},
+                         eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-busy")
+    size = merger.layout.size
+    redis = connect(redis_server.url)
+    rng = np.random.default_rng(0)
+    folder = merger.parts.strategy
+    ids = []
+    for index in range(130):  # all there before the merger reads: no idle moment between
+        update = Update(weights=rng.normal(0, 0.1, size).astype(np.float32), base_version=0,
+                        base_steps=0, local_steps=1, staleness=0, client="c",
+                        base_weights=np.zeros(size, np.float32))
+        fields = partial_fields([f"t{index}"], folder.fold(None, update), "test")
+        ids.append((await redis.xadd(f"wnn:{RUN}:stream", _pairs(fields))).decode())
+    monkeypatch.setattr(merger_module, "LOG_FLUSH", 64)
+    covered: list[str] = []
+    publish = merger._publish
+
+    async def noting(*, new_version: bool) -> None:
+        await publish(new_version=new_version)
+        covered.append(merger.applied)
+
+    merger._publish = noting  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(merger.run(stop))
+    try:
+        await _until(lambda: _applied_up_to(redis, ids[-1]), "every entry applied")
+        assert ids[63] in covered and ids[127] in covered, covered
+        assert int((await redis.hgetall(f"wnn:{RUN}:current"))[b"version"]) == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await redis.aclose()
+        await merger.redis.aclose()

@@ -58,6 +58,10 @@ READ_COUNT = 64
 REPORT_SECONDS = 1.0
 """The strategy's report (status) is stored at most this often."""
 BLOCK_MS = 500
+LOG_FLUSH = 1024
+"""Applied entries at most that no published checkpoint covers: past this a checkpoint is
+published even when the weights did not change (a strategy's buffer), so a long busy spell
+neither grows the publication's arguments without bound nor leaves a standby much to redo."""
 
 
 class ClusterError(RuntimeError):
@@ -268,6 +272,8 @@ class Merger:
             await self._publish(new_version=True)
             if self.controller is not None:
                 await self.controller.tick(after_publish=True)
+        elif len(self._log) >= LOG_FLUSH:
+            await self._publish(new_version=False)
 
     async def _base(self, version: int) -> np.ndarray | None:
         fields = await self.redis.hgetall(self.keys.version(version))
