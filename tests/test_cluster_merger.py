@@ -238,3 +238,47 @@ async def test_a_busy_spell_without_new_weights_still_publishes_checkpoints(
         await asyncio.wait_for(task, 30)
         await redis.aclose()
         await merger.redis.aclose()
+
+
+async def test_a_lost_claim_in_a_combined_group_costs_only_its_own_update(
+        redis_server, make_config, serve):  # noqa: F811
+    import aiohttp
+    from support.protocol_client import ProtocolClient
+
+    from webnn.server.app import create_app
+
+    config = make_config(strategy="average", eval_every_merges=10**6)
+    # a window long enough for both updates to join one group
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run=RUN,
+                                                     combine_ms=3000))
+    served = await serve(app)
+    redis = connect(redis_server.url)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            clients, tasks, weights = [], [], []
+            for name in ("lost", "kept"):
+                client = ProtocolClient(http, served.url)
+                await client.join(name=name)
+                task = (await client.task("train"))["task"]
+                weights.append(await client.weights_array(task["urls"]["weights"]))
+                await client.batch(task)
+                clients.append(client)
+                tasks.append(task)
+            sent = [asyncio.create_task(c.submit_update(t, w))
+                    for c, t, w in zip(clients, tasks, weights, strict=True)]
+
+            async def both_claimed() -> bool:
+                states = [await redis.hget(f"wnn:{RUN}:task:{t['id']}", "state") for t in tasks]
+                return states == [b"claimed", b"claimed"]
+
+            await _until(both_claimed, "both updates claimed (in the open group)", 30)
+            # the first one's claim runs out (another front-end's reclaim, say)
+            await redis.hset(f"wnn:{RUN}:task:{tasks[0]['id']}", "state", "expired")
+            lost, kept = await asyncio.gather(*sent)
+            assert lost.status == 409 and lost.body["error"]["code"] == "lease_expired", lost
+            assert kept.status == 503, kept.body  # given back: the same upload again
+            again = await clients[1].submit_update(tasks[1], weights[1])
+            assert again.status == 200 and again.body["accepted"], again.body
+    finally:
+        await served.stop()
+        await redis.aclose()

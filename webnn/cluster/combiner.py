@@ -20,8 +20,10 @@ Commit = Callable[[list[str], list[str], list[bytes | str]], Awaitable[str]]
 
 
 class CommitLost(Exception):
-    """A task of the group was no longer claimed by this process when its entry was written
-    (its claim ran out): nothing of the group was written."""
+    """A task of the group (its id is the message) was no longer claimed by this process when
+    its entry was written (its claim ran out): nothing of the group was written. The others'
+    front-end gives their tasks back to ``open`` (`scripts.UNCLAIM`) so their clients repeat
+    the upload; the weights were folded (scratch), so the group cannot be written again."""
 
 
 @dataclass

@@ -735,7 +735,14 @@ class Frontend:
                 pin = version if self.strategy.needs_base_weights else None
                 await self._commit([task_id], [json.dumps(answer)],
                                    update_fields([task_id], update, self.label), pin)
-        except CommitLost:
+        except CommitLost as lost:
+            # another task of the combined group lost its claim, so nothing of the group was
+            # written (its weights were folded away): this one goes back to open, and the
+            # client sends the same upload again
+            if str(lost) != task_id and await self.scripts["UNCLAIM"](
+                    keys=[self.keys.task(task_id)], args=[self.label]):
+                raise busy(f"task {task_id}'s update was not written (another update of its "
+                           "group lost its claim); repeat the request", 1) from None
             raise _lease_expired(task_id) from None
         self.metrics.base.updates_accepted.inc()
         self.metrics.base.staleness.observe(staleness)
