@@ -282,3 +282,23 @@ async def test_a_lost_claim_in_a_combined_group_costs_only_its_own_update(
     finally:
         await served.stop()
         await redis.aclose()
+
+
+async def test_the_merge_log_keeps_its_newest_records(redis_server, make_config):  # noqa: F811
+    config = make_config(strategy="average", eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-log", merge_log_keep=3)
+    size = merger.layout.size
+    redis = connect(redis_server.url)
+    rng = np.random.default_rng(0)
+    ids = [(await redis.xadd(f"wnn:{RUN}:stream", _pairs(
+        _entry(f"t{i}", rng.normal(0, 0.1, size))))).decode() for i in range(5)]
+    stop = asyncio.Event()
+    task = asyncio.create_task(merger.run(stop))
+    try:
+        await _until(lambda: _applied_up_to(redis, ids[-1]), "every entry applied")
+        assert [r["entry"] for r in _records(redis_server.client())] == ids[-3:]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await redis.aclose()
+        await merger.redis.aclose()

@@ -336,7 +336,8 @@ class Merger:
                   self.keys.blob(digest), self._pinned_key(), self.keys.bases],
             args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
                   b"" if exists else data, self.keys.channel, message,
-                  self.settings.keep_versions, len(records), *records, *self._based])
+                  self.settings.keep_versions, len(records), self.settings.merge_log_keep,
+                  *records, *self._based])
         if _text(result[0]) != "ok":
             raise LostLock()
         model.version = version

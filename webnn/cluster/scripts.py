@@ -196,7 +196,8 @@ PUBLISH = """
 --       pinned version key (the version under evaluation: never dropped here) or '', bases
 -- ARGV: owner, version, digest, steps, merges, applied entry id, strategy state (bytes),
 --       blob (bytes, empty: the blob exists), channel, message, versions kept,
---       n log records, log records (n), then applied entry ids to remove from `bases`
+--       n log records, log records kept (the newest), log records (n), then applied entry
+--       ids to remove from `bases`
 -- Versions are dropped in order from the checkpoint's `floor` up to (version - kept), but
 -- never one at or above the lowest base version an unapplied entry needs (`bases`); the
 -- version under evaluation is passed over (`DROP` takes it when its evaluation ends). A
@@ -211,9 +212,10 @@ redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
            'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
 local n = tonumber(ARGV[12])
-for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[12 + i]) end
+for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[13 + i]) end
+if n > 0 then redis.call('LTRIM', KEYS[4], -tonumber(ARGV[13]), -1) end
 local done = {}
-for i = 13 + n, #ARGV do
+for i = 14 + n, #ARGV do
   done[#done + 1] = ARGV[i]
   if #done == 1000 then redis.call('ZREM', KEYS[10], unpack(done)); done = {} end
 end

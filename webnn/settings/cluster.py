@@ -64,6 +64,9 @@ class ClusterFields(BaseModel):
     keep_versions: int = setting(32, "with --redis: published versions whose weights stay in "
                                      "Redis (an update on an older base is too_stale)",
                                  scope="process", ge=2)
+    merge_log_keep: int = setting(100_000, "with --redis: newest merge log records kept in "
+                                           "Redis (one per applied stream entry)",
+                                  scope="process", ge=1)
     lock_ms: int = setting(3000, "with --redis: the merger lock's lease in ms (a standby takes "
                                  "over within about this long)", scope="process", ge=100)
     claim_seconds: float = setting(
