@@ -302,3 +302,46 @@ async def test_the_merge_log_keeps_its_newest_records(redis_server, make_config)
         await asyncio.wait_for(task, 30)
         await redis.aclose()
         await merger.redis.aclose()
+
+
+async def test_give_back_moves_only_an_open_or_own_claimed_task(redis_server):  # noqa: F811
+    from webnn.cluster import scripts
+
+    redis = connect(redis_server.url)
+    try:
+        give_back = redis.register_script(scripts.GIVE_BACK)
+        leases = f"wnn:{RUN}:leases"
+        for name, state, owner in (("open", "open", ""), ("mine", "claimed", "fe-1"),
+                                   ("theirs", "claimed", "fe-2"), ("done", "done", "fe-1")):
+            await redis.hset(f"wnn:{RUN}:task:{name}", mapping={"state": state, "owner": owner,
+                                                                 "expires": "99"})
+            await redis.zadd(leases, {name: 99})
+            moved = await give_back(keys=[f"wnn:{RUN}:task:{name}", leases], args=[name, "fe-1"])
+            task = await redis.hgetall(f"wnn:{RUN}:task:{name}")
+            if name in ("open", "mine"):
+                assert moved == 1 and task[b"state"] == b"open" and task[b"expires"] == b"0"
+                assert await redis.zscore(leases, name) == 0
+            else:  # another's claim, or a task already in the stream: left as it was
+                assert moved == 0 and task[b"state"] == state.encode()
+                assert await redis.zscore(leases, name) == 99
+    finally:
+        await redis.aclose()
+
+
+async def test_an_embedded_run_with_a_process_label_names_its_merger_apart(
+        redis_server, make_config, serve):  # noqa: F811
+    from webnn.server.app import create_app
+
+    app = create_app(make_config(), cluster=ClusterSettings(redis_url=redis_server.url, run=RUN,
+                                                            process="web-1"))
+    served = await serve(app)
+    redis = connect(redis_server.url)
+    try:
+        async def both_named() -> bool:
+            return len(await redis.hkeys(f"wnn:{RUN}:processes")) == 2
+
+        await _until(both_named, "the front-end and the merger in the processes table", 30)
+        assert sorted(await redis.hkeys(f"wnn:{RUN}:processes")) == [b"web-1", b"web-1-merger"]
+    finally:
+        await served.stop()
+        await redis.aclose()

@@ -38,15 +38,19 @@ def create_cluster_app(config: ServeConfig, settings: ClusterSettings) -> web.Ap
                                     "merger"], "ClusterSettings")
     parts = load_parts(config)
     keys = RunKeys(settings.run or parts.spec.name)
-    frontend = Frontend(config, parts, settings, connect(settings.redis_url), keys,
-                        settings.label("frontend"))
+    label = settings.label("frontend")
+    frontend = Frontend(config, parts, settings, connect(settings.redis_url), keys, label)
+    # a given process label names the front-end; its merger's label must differ (metrics,
+    # the processes table)
+    merger_label = settings.label("merger")
+    if merger_label == label:
+        merger_label = f"{label}-merger"
     app = create_frontend_app(frontend)
 
     async def startup(app: web.Application) -> None:
         if settings.role == "all":
             merger = Merger(config, load_parts(config), settings,
-                            connect(settings.redis_url), keys,
-                            settings.label("merger"))
+                            connect(settings.redis_url), keys, merger_label)
             stop = asyncio.Event()
             app[MERGER_STOP] = stop
             app[MERGER_TASK] = asyncio.create_task(_run_merger(merger, stop))

@@ -161,9 +161,9 @@ class Frontend:
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
         self.scripts = {name: redis.register_script(getattr(scripts, name))
-                        for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "COMMIT", "LEAVE",
-                                     "NOTE_INVALID", "JOIN", "STATE", "ASSIGN",
-                                     "FORGET")}
+                        for name in ("LEASE", "RECLAIM", "CLAIM", "UNCLAIM", "GIVE_BACK",
+                                     "COMMIT", "LEAVE", "NOTE_INVALID", "JOIN", "STATE",
+                                     "ASSIGN", "FORGET")}
         self.desk = EvaluationDesk(parts, redis, keys, eval_chunk_size(config, training))
         self.writer = GuardedWriter(redis, keys)
         self.bus = EventBus()
@@ -796,10 +796,10 @@ class Frontend:
         return _text(result[1])
 
     async def _give_back(self, task_id: str) -> None:
-        """A refused-too-stale task: its batch goes back to the queue now (expired)."""
-        await self.redis.hset(self.keys.task(task_id), "state", "open")
-        await self.redis.hset(self.keys.task(task_id), "expires", "0")
-        await self.redis.zadd(self.keys.leases, {task_id: 0})
+        """A refused-too-stale task: its batch goes back to the queue now (expired), unless the
+        task moved on meanwhile (`scripts.GIVE_BACK`, one step)."""
+        await self.scripts["GIVE_BACK"](keys=[self.keys.task(task_id), self.keys.leases],
+                                        args=[task_id, self.label])
 
     async def _refused(self, code: str, token: str) -> None:
         await self.note_invalid(token, code)

@@ -14,6 +14,7 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
   every task is still claimed by the caller. A raw update that the merger merges against its
   base version's weights pins that version (``bases``) until it is applied; refused
   (``too_stale``) when that version was dropped meanwhile.
+- `GIVE_BACK`: a task refused too_stale is due now (its batch goes back at the next reclaim).
 - `LEAVE`: a session's open tasks go back to the queue.
 - `PUBLISH`: the merger's version, checkpoint, merge log and notification in one step,
   fenced by the merger lock (a merger that lost it writes nothing);
@@ -124,6 +125,20 @@ UNCLAIM = """
 local t = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if t[1] == 'claimed' and t[2] == ARGV[1] then
   redis.call('HSET', KEYS[1], 'state', 'open')
+  return 1
+end
+return 0
+"""
+
+GIVE_BACK = """
+-- KEYS: task, leases; ARGV: task id, owner
+-- A task refused too_stale: open (or claimed by the caller) -> open with a due deadline, so
+-- the next reclaim hands its batch out again; any other state (done, expired, another's
+-- claim) is left as it is.
+local t = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if t[1] == 'open' or (t[1] == 'claimed' and t[2] == ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'expires', '0')
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
   return 1
 end
 return 0
