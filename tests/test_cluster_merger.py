@@ -74,6 +74,7 @@ async def test_an_overflowing_merge_rolls_back_only_itself_in_its_batch(
         assert records[last.decode()]["refused"] == "merge_not_finite"
         current = await redis.hgetall(f"wnn:{RUN}:current")
         assert int(current[b"version"]) == 1 and int(current[b"merges"]) == 1
+        assert await redis.hget(f"wnn:{RUN}:stats", "rejected:merge_not_finite") == b"1"
         weights = np.frombuffer(await redis.get(f"wnn:{RUN}:blob:" + current[b"digest"].decode()),
                                 dtype="<f4")
         initial = merger.parts.spec.compiled.initial_weights(merger.parts.seed)

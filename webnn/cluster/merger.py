@@ -258,9 +258,8 @@ class Merger:
                 self.merges += len(entry.tasks)
                 self.metrics.base.merges.inc(len(entry.tasks))
             else:
+                # the run's count goes with the merge log record (fenced `PUBLISH`)
                 self.metrics.base.updates_rejected.labels(refused).inc(len(entry.tasks))
-                await self.redis.hincrby(self.keys.stats, f"rejected:{refused}",
-                                         len(entry.tasks))
             self._log.append({"entry": entry_id, "tasks": entry.tasks, "refused": refused,
                               "frontend": entry.frontend})
             if entry.update is not None and self.strategy.needs_base_weights:

@@ -227,7 +227,13 @@ redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
            'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
 local n = tonumber(ARGV[12])
-for i = 1, n do redis.call('RPUSH', KEYS[4], ARGV[13 + i]) end
+for i = 1, n do
+  redis.call('RPUSH', KEYS[4], ARGV[13 + i])
+  local record = cjson.decode(ARGV[13 + i])
+  if record.refused ~= cjson.null then  -- counted here, so a deposed merger counts nothing
+    redis.call('HINCRBY', KEYS[6], 'rejected:' .. record.refused, #record.tasks)
+  end
+end
 if n > 0 then redis.call('LTRIM', KEYS[4], -tonumber(ARGV[13]), -1) end
 local done = {}
 for i = 14 + n, #ARGV do
