@@ -96,6 +96,7 @@ export class WebnnClient {
     this.onJoin = options.onJoin ?? null;
     this.signal = options.signal ?? null;
     this.token = null;
+    this.closed = false; // set by leaveBeacon: a closing page never joins again
     this.clientId = null;
     this.joined = null;
     this.joins = 0;
@@ -148,7 +149,7 @@ export class WebnnClient {
         await this.backoff(error, attempt);
         continue;
       }
-      if (error.code === 'unknown_session' && session && rejoin) {
+      if (error.code === 'unknown_session' && session && rejoin && !this.closed) {
         if (this.token === token) await this.join(); // else another request joined meanwhile
         return this.send(method, path, { body, contentType, headers, session, rejoin: false });
       }
@@ -172,6 +173,9 @@ export class WebnnClient {
   /** Join (again): a new session token; the answer carries the model description. Concurrent
    * calls share one join. */
   join() {
+    if (this.closed) {
+      return Promise.reject(new ProtocolError('closed', 'this client has left: its page is closing'));
+    }
     this.joining ??= this.joinOnce().finally(() => { this.joining = null; });
     return this.joining;
   }
@@ -186,6 +190,10 @@ export class WebnnClient {
     this.clientId = answer.clientId;
     this.joined = answer;
     this.joins += 1;
+    if (this.closed) { // the page closed while this join was on its way: leave at once
+      this.leaveBeacon();
+      throw new ProtocolError('closed', 'this client has left: its page is closing');
+    }
     this.onJoin?.(answer);
     return answer;
   }
@@ -332,6 +340,9 @@ export class WebnnClient {
    * the JSON body (`{"token": ...}`), which the server accepts as well as the header.
    */
   leaveBeacon(navigatorLike = globalThis.navigator) {
+    // From here on this client never joins again: a request still in flight that finds its
+    // session gone must not bring a new one to life for a page that is closing.
+    this.closed = true;
     if (!this.token) return false;
     const body = JSON.stringify({ token: this.token });
     this.token = null;

@@ -113,6 +113,26 @@ test('unknown tasks and sessions: the task is reported gone, the session is rejo
   await client.leave();
 });
 
+test('a closing page leaves for good: requests in flight never join again', async () => {
+  const client = new WebnnClient(server.url, { client: { kind: 'browser', name: 'closing-tab' } });
+  await client.join();
+  const clientsNamed = async () => (await client.clients()).clients
+    .filter((c) => c.name === 'closing-tab' && c.state !== 'left');
+  const oldToken = client.token;
+  // the page closes: the beacon's fallback (no navigator here) posts the leave
+  assert.equal(client.leaveBeacon(null), true);
+  for (let i = 0; i < 100 && (await clientsNamed()).length; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal((await clientsNamed()).length, 0);
+  // a request that was on its way with the old session finds it gone, and does not rejoin
+  client.token = oldToken;
+  await assert.rejects(client.requestTask('train'), (err) => err.code === 'unknown_session');
+  await assert.rejects(client.join(), (err) => err.code === 'closed');
+  assert.equal(client.joins, 1);
+  assert.equal((await clientsNamed()).length, 0);
+});
+
 test('admin actions need the admin token', async () => {
   const client = new WebnnClient(server.url);
   await assert.rejects(client.admin('pause', 'wrong-token-123'), (err) => err.code === 'admin_token_required' && err.status === 401);
