@@ -53,16 +53,13 @@ from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.versions import VersionBoard
 from webnn.data.base import shard_batch_indices
 from webnn.merge.base import Update
-from webnn.merge.screening import Screen
+from webnn.merge.screening import Screen, staleness_cutoff
 from webnn.server.admission import (
     BODY_SLACK,
-    MIN_BODY_SLACK,
     Admission,
     AdmissionLimits,
     busy,
     client_address,
-    default_body_budget,
-    default_snapshot_budget,
 )
 from webnn.server.batch_feed import frame_array
 from webnn.server.config import ModelParts, ServeConfig
@@ -139,19 +136,9 @@ class Frontend:
         self.metrics = ProcessMetrics(label)
         self.screen = (Screen(parts.screening, self.layout)
                        if parts.screening is not None and parts.screening.checks_norm else None)
-        bounds = [config.max_staleness,
-                  parts.screening.max_staleness if parts.screening is not None else None]
-        self.max_staleness = min((b for b in bounds if b is not None), default=None)
+        self.max_staleness = staleness_cutoff(config.max_staleness, parts.screening)
         nbytes = self.layout.nbytes
-        self.limits = AdmissionLimits(
-            body_budget=max(config.update_budget or default_body_budget(nbytes),
-                            nbytes + MIN_BODY_SLACK),
-            snapshot_budget=max(config.snapshot_budget or default_snapshot_budget(nbytes),
-                                2 * nbytes),
-            merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
-            max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
-            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies),
-            update_latency=config.update_latency)
+        self.limits = AdmissionLimits.for_model(config, nbytes)
         self.admission = Admission(self.limits, time.monotonic)
         self.share = AdmissionShare()
         """This front-end's share of the run's open training leases (`admission_share.py`)."""

@@ -250,6 +250,14 @@ class ScreeningConfig:
             raise ScreeningConfigError(f"{path}.{error}") from None
 
 
+def staleness_cutoff(max_staleness: int | None,
+                     screening: ScreeningConfig | None) -> int | None:
+    """The staleness cutoff a server applies: the tighter of its own ``max_staleness`` and the
+    screening's (None: no cutoff)."""
+    bounds = [max_staleness, screening.max_staleness if screening is not None else None]
+    return min((b for b in bounds if b is not None), default=None)
+
+
 @dataclass(frozen=True)
 class ScreenResult:
     """The verdict on one update.

@@ -45,10 +45,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from webnn.server.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from webnn.server.config import ServeConfig
 
 MIB = 1 << 20
 BODY_SLACK = 64 * 1024
@@ -86,6 +90,20 @@ class AdmissionLimits:
     trusted_proxies: frozenset[str] = frozenset()
     retry_after: int = 1
     update_latency: float = 0.5
+
+    @classmethod
+    def for_model(cls, config: ServeConfig, nbytes: int) -> AdmissionLimits:
+        """The limits `config` sets for a model of `nbytes` weight bytes: budgets not given are
+        the defaults for that size, and never below one body (or two snapshots)."""
+        return cls(
+            body_budget=max(config.update_budget or default_body_budget(nbytes),
+                            nbytes + MIN_BODY_SLACK),
+            snapshot_budget=max(config.snapshot_budget or default_snapshot_budget(nbytes),
+                                2 * nbytes),
+            merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
+            max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
+            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies),
+            update_latency=config.update_latency)
 
 
 MIN_TRAIN_LEASES = 4

@@ -45,15 +45,12 @@ from typing import Any
 import numpy as np
 
 from webnn.merge.base import ModelState, StrategyState, Update
-from webnn.merge.screening import Screen
+from webnn.merge.screening import Screen, staleness_cutoff
 from webnn.server.admission import (
     BODY_SLACK,
-    MIN_BODY_SLACK,
     Admission,
     AdmissionLimits,
     busy,
-    default_body_budget,
-    default_snapshot_budget,
     join_middleware,
 )
 from webnn.server.batch_feed import BatchFeed, encode_validation
@@ -107,10 +104,7 @@ class Coordinator:
         self.layout = self.spec.compiled.layout
         self.screen = (Screen(parts.screening, self.layout)
                        if parts.screening is not None and parts.screening.checks_norm else None)
-        bounds = [config.max_staleness,
-                  parts.screening.max_staleness if parts.screening is not None else None]
-        # the staleness cutoff: the tighter of max_staleness and screening.max_staleness
-        self.max_staleness = min((b for b in bounds if b is not None), default=None)
+        self.max_staleness = staleness_cutoff(config.max_staleness, parts.screening)
         self.needs_base = bool(getattr(self.strategy, "needs_base_weights", False))
         training = self.spec.training
         self.batch_size = int(training.batch_size)
@@ -134,15 +128,7 @@ class Coordinator:
         self.merge_waiting = 0
 
         nbytes = self.layout.nbytes
-        self.limits = AdmissionLimits(
-            body_budget=max(config.update_budget or default_body_budget(nbytes),
-                            nbytes + MIN_BODY_SLACK),
-            snapshot_budget=max(config.snapshot_budget or default_snapshot_budget(nbytes),
-                                2 * nbytes),
-            merge_queue=config.merge_queue, max_open_tasks=config.max_open_tasks,
-            max_sessions=config.max_sessions, joins_per_minute=config.joins_per_minute,
-            join_burst=config.join_burst, trusted_proxies=frozenset(config.trusted_proxies),
-            update_latency=config.update_latency)
+        self.limits = AdmissionLimits.for_model(config, nbytes)
         self.admission = Admission(self.limits, clock)
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
