@@ -101,3 +101,17 @@ def processes() -> Any:
     yield started
     for served in started:
         served.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """Debian's headless Chromium through Playwright, one per test module (see support.e2e)."""
+    from playwright import sync_api
+    from support.e2e import CHROMIUM, launch_chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
+    with sync_api.sync_playwright() as playwright:
+        launched = launch_chromium(playwright)
+        yield launched
+        launched.close()

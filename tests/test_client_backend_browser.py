@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 
 import pytest
-from support.e2e import CHROMIUM, launch_chromium, start_server, wait_until
+from support.e2e import start_server, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest) needs it
 
 # A navigator.gpu whose adapter cannot make a device: TF.js's webgpu backend registers (it looks
 # for navigator.gpu) and fails when it starts.
@@ -25,16 +24,6 @@ Object.defineProperty(Navigator.prototype, 'gpu', {configurable: true, get() {
     requestDevice: async () => { throw new Error('no device for this test'); }})};
 }});
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

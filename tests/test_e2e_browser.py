@@ -11,8 +11,6 @@ import urllib.request
 import pytest
 from support.e2e import (
     ARTIFACTS,
-    CHROMIUM,
-    launch_chromium,
     start_server,
     start_worker,
     wait_until,
@@ -20,19 +18,7 @@ from support.e2e import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest) needs it
 
 
 def browser_clients(server):

@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 from support.e2e import (
     ARTIFACTS,
-    CHROMIUM,
     DIGITS_DATA,
     DIGITS_SPEC,
-    launch_chromium,
     start_server,
     wait_until,
 )
@@ -26,7 +24,7 @@ from support.serve_cli import start_serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest) needs it
 
 PROJECT = {"name": "Digits for everyone", "operator": "Example Lab, University of Nowhere",
            "contact": "mailto:lab@example.org",
@@ -42,16 +40,6 @@ def project_spec(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("spec") / "digits_project.json"
     path.write_text(json.dumps({**json.loads(DIGITS_SPEC.read_text()), "project": PROJECT}))
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (make test does it)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def shot(page, name: str) -> None:
