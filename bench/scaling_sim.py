@@ -26,6 +26,7 @@ import heapq
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,51 +39,61 @@ B1, B2, EPS = 0.9, 0.999, 1e-7
 
 @dataclass
 class Data:
+    """Training examples `x` (or what `features` turns into examples), labels `y`, validation
+    `xv`, `yv` (examples); `corpus_sha256` of a text corpus."""
+
     x: np.ndarray
     y: np.ndarray
     xv: np.ndarray
     yv: np.ndarray
+    features: Callable[[np.ndarray], np.ndarray] | None = None
+    corpus_sha256: str = ""
+
+    def examples(self, index: np.ndarray) -> np.ndarray:
+        """The training examples at `index`."""
+        return self.x[index] if self.features is None else self.features(self.x[index])
 
 
-def load_digits_data() -> Data:
+def _module(name: str) -> Any:
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "data_modules" / "digits.py"
-    spec = importlib.util.spec_from_file_location("digits_module", path)
+    path = Path(__file__).resolve().parent.parent / "data_modules" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_module", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    ds = module.load()
+    return module
+
+
+def load_digits_data() -> Data:
+    ds = _module("digits").load()
     return Data(np.asarray(ds.x_train), np.asarray(ds.y_train), np.asarray(ds.x_val),
                 np.asarray(ds.y_val))
 
 
 def load_text_data(seq_len: int = 12, validation: int = 2048, corpus: str | None = None) -> Data:
-    """Next-character windows over `corpus` (default: this repository's Python sources as they are
-    now, bench/scaling.py's corpus), one-hot encoded: an MLP on them has the function class of the
-    benchmark's embedding MLP. Training windows come from the first 90 % of the text."""
-    import importlib.util
-    from pathlib import Path
+    """The windows bench/scaling.py trains on: `data_modules/text.py` over `corpus` (a file; None:
+    the bundled Tiny Shakespeare) with ``seq_len`` 12, the last 10 % held out and its first
+    `validation` windows validating; one-hot encoded per batch, so an MLP on them has the function
+    class of the benchmark's embedding MLP."""
+    import hashlib
 
-    root = Path(__file__).resolve().parent.parent
-    text = (Path(corpus).read_text(encoding="utf-8") if corpus else
-            "".join(p.read_text() for p in sorted((root / "webnn").rglob("*.py"))))[:600_000]
-    spec = importlib.util.spec_from_file_location("text_module", root / "data_modules" / "text.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    tokens = module.encode(text)
-    split = int(len(tokens) * 0.9)
-    eye = np.eye(97, dtype=np.float32)
+    text = _module("text")
+    options = {"path": corpus} if corpus else {"corpus": "shakespeare"}
+    ds = text.load(seq_len=seq_len, validation_limit=validation, **options)
+    eye = np.eye(text.VOCABULARY_SIZE, dtype=np.float32)
+    window = np.arange(seq_len)
 
-    def windows(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.arange(lo, hi - seq_len)[:, None] + np.arange(seq_len)
-        return eye[tokens[idx]].reshape(len(idx), -1), tokens[np.arange(lo, hi - seq_len) + seq_len]
+    def one_hot(starts: np.ndarray) -> np.ndarray:
+        return eye[ds.tokens[starts[:, None] + window]].reshape(len(starts), -1)
 
-    x, y = windows(0, split)
-    xv, yv = windows(split, split + validation + seq_len)
-    return Data(x, y.astype(np.int64), xv, yv.astype(np.int64))
+    starts = np.arange(ds.num_train)
+    val = np.arange(ds.split, ds.split + ds.num_validation)
+    raw = text.read_text(**options)[0].encode("utf-8")
+    return Data(starts, ds.tokens[starts + seq_len].astype(np.int64), one_hot(val),
+                ds.tokens[val + seq_len].astype(np.int64), one_hot,
+                hashlib.sha256(raw).hexdigest())
 
 
 @dataclass
@@ -248,7 +259,7 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
         idx = next_batch(cfg.batch * cfg.local_steps)
         for s in range(cfg.local_steps):
             part = idx[s * cfg.batch:(s + 1) * cfg.batch]
-            opt.step(w, mlp.grad(w, data.x[part], data.y[part]))
+            opt.step(w, mlp.grad(w, data.examples(part), data.y[part]))
         work = cfg.local_steps * cfg.batch / 320 + overhead
         duration = work * rng.lognormal(0.0, jitter) / speeds[client]
         heapq.heappush(queue, Event(now + duration, client, model.version, w, model.steps))
@@ -299,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", type=float, default=1.0,
                         help="client speeds spread evenly over [1/spread, 1]")
     parser.add_argument("--data", choices=("digits", "text"), default="digits")
-    parser.add_argument("--corpus", help="text file for --data text (default: webnn/**/*.py now; "
-                                         "bench/scaling.py writes the one it used as corpus.txt)")
+    parser.add_argument("--corpus", help="text file for --data text (default: the bundled Tiny "
+                                         "Shakespeare, bench/scaling.py's default too)")
     parser.add_argument("--overhead", type=float, default=0.0,
                         help="fixed cost of a task (exchange, fit set-up) in units of a "
                              "10-step x 32-example task's compute")
@@ -309,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
-    mlp = Mlp((data.x.shape[1], *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
+    if args.data == "text":
+        print(f"corpus sha256 {data.corpus_sha256}", flush=True)
+    mlp = Mlp((data.xv.shape[1], *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
                else 97))
     rows = []
     for text in args.config:

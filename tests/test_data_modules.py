@@ -235,7 +235,7 @@ def test_text_batches_are_deterministic_and_resumable(tmp_path: Path) -> None:
 def test_text_errors(tmp_path: Path) -> None:
     with pytest.raises(DataModuleError, match="text file not found: .*nothing.txt"):
         load_data_module(TEXT, {"path": str(tmp_path / "nothing.txt")})
-    with pytest.raises(DataModuleError, match="needs the option\\(s\\) path"):
+    with pytest.raises(DataModuleError, match="give exactly one of the options path"):
         load_data_module(TEXT, {})
     short = tmp_path / "short.txt"
     short.write_text("tiny text")
