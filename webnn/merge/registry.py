@@ -22,6 +22,7 @@ from webnn.merge.dp import DifferentialPrivacy
 from webnn.merge.errors import StrategyError
 from webnn.merge.fedasync import FedAsync
 from webnn.merge.fedbuff import FedBuff
+from webnn.merge.fedbuff_live import FedBuffLive
 from webnn.merge.fedopt import FedOpt
 from webnn.merge.robust import Robust
 from webnn.merge.webnn_strategies import WebNNAverage, WebNNMimic, WebNNWeighted
@@ -30,8 +31,8 @@ from webnn.pyfile import PyFileError, import_file
 ENTRY_POINT_GROUP = "webnn.strategies"
 
 BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (WebNNAverage, WebNNWeighted, WebNNMimic,
-                                                 FedAsync, FedBuff, FedOpt, DcAsgd, Robust,
-                                                 DifferentialPrivacy)
+                                                 FedAsync, FedBuff, FedBuffLive, FedOpt, DcAsgd,
+                                                 Robust, DifferentialPrivacy)
 """Built-in strategy classes, in listing order."""
 
 

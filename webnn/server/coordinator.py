@@ -73,6 +73,7 @@ from webnn.server.ingest import Ingest
 from webnn.server.leases import Leases
 from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
+from webnn.server.scaled_tasks import ScaledTasks
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.shards import ShardAssigner
 from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
@@ -119,6 +120,8 @@ class Coordinator:
         self.feed = BatchFeed(self.dataset, self.batch_size * self.local_steps, self.seed,
                               parts.shards)
         self.assigner = ShardAssigner(self.feed.count)
+        self.scaled = ScaledTasks.for_model(config, self.spec.learning_rate, self.local_steps,
+                                            self.batch_size)  # task values from live clients
         self.classes = class_count(self.spec.loss, self.spec.compiled.output_shape)
         self.schedule = EvaluationSchedule(
             config.eval_every_merges or training.validation_every_merges,
@@ -242,6 +245,7 @@ class Coordinator:
             task = self.tasks.get(task_id)
             if task is not None and task.state == "open" and task.pending is None:
                 self._close_and_return(task, now)
+        self.scaled.live.forget(session.token)
         if self.sessions.remove(session.token) is not None and session.encodings.weights == "f16":
             self.half_sessions -= 1
         if session.shard is not None and self.feed.shards is not None:
@@ -339,9 +343,10 @@ class Coordinator:
                 # iid: everyone reads shard 0 and no volunteer table is kept
                 session.shard = (0 if self.feed.shards is None
                                  else self.assigner.assign(session.volunteer_id))
-            work = self.feed.take(session.shard)
+            work, rate = self.scaled.take(self.feed, session.shard, session.token, now)
             version = self.model.version
             task = self.leases.issue("train", work, version, self.current_steps, session, now)
+            task.learning_rate = rate
             if holds_base:
                 self.versions.hold(version)
                 task.base_hold = True
@@ -639,6 +644,7 @@ class Coordinator:
                        staleness: int, changed: bool) -> None:
         session.invalid_streak = 0
         session.updates_accepted += 1
+        self.scaled.live.note(session.token, self.clock())
         session.examples_trained += work.examples
         session.last_staleness = staleness
         session.compute_seconds += header.timings.get("compute", 0.0)
@@ -864,6 +870,7 @@ class Coordinator:
                               "maxMerges": self.config.max_merges,
                               "maxSeconds": self.config.max_seconds},
             "partition": self._partition_status(),
+            "taskScaling": self.scaled.status(self.clock()),
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
             "httpRefused": dict(self.metrics.http_refusals),

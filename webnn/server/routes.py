@@ -76,8 +76,11 @@ def task_payload(request: web.Request, task: Task) -> dict:
                  "batch": url(request, "batch", task_id=task.id)},
     }
     if task.kind == "train":
-        payload.update(localSteps=coordinator.local_steps, batchSize=coordinator.batch_size,
-                       learningRate=coordinator.spec.learning_rate)
+        # per task: the spec's values unless task scaling changed them (docs/scaling.md)
+        rate = task.learning_rate
+        payload.update(localSteps=coordinator.scaled.task_local_steps(task.work.examples),
+                       batchSize=coordinator.batch_size,
+                       learningRate=coordinator.spec.learning_rate if rate is None else rate)
         payload["urls"]["submit"] = url(request, "update", task_id=task.id)
     else:
         payload["chunk"] = task.work.chunk  # type: ignore[union-attr]

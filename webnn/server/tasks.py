@@ -86,6 +86,7 @@ class Task:
     follow_up: FollowUp | None = None
     base_hold: bool = False
     uploaded: float | None = None  # when its first update request arrived (admission's T)
+    learning_rate: float | None = None  # a train task's rate when not the spec's (task scaling)
 
 
 class TaskBook:

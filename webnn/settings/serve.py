@@ -42,6 +42,7 @@ UpdateEncoding = Literal["auto", "q8", "f16", "f32"]
 WeightsEncoding = Literal["auto", "f16", "f32"]
 WorkerBackend = Literal["cpu", "wasm"]
 PartitionKind = Literal["iid", "dirichlet", "shards", "by_key"]
+LrScaling = Literal["none", "sqrt", "linear"]
 
 SETTINGS_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
                              arbitrary_types_allowed=True, validate_default=False,
@@ -257,6 +258,18 @@ class ServeConfig(BaseModel):
                                          "handed out again", gt=0)
     max_staleness: int | None = setting(None, "refuse updates more than this many versions "
                                               "behind", ge=0)
+    lr_scaling: LrScaling = setting(
+        "none", "a train task's learning rate from the live training clients N: none (the "
+                "spec's), sqrt (x sqrt(N), for Adam) or linear (x N, for SGD); "
+                "docs/scaling.md")
+    scaling_max_clients: int = setting(
+        64, "the largest N the task scaling uses (N: live training clients, in powers of two)",
+        ge=1, cli={"metavar": "N"})
+    local_steps_exponent: float = setting(
+        0.0, "a train task's local steps: max(min_local_steps, round(L x N^-e)) for the spec's "
+             "L; 0 keeps L", ge=0, le=1, cli={"metavar": "E"})
+    min_local_steps: int = setting(1, "the fewest local steps the task scaling gives a task",
+                                   ge=1)
     screening: Screening = setting(
         None, "update screening before every merge, laid over the default (a delta norm bound "
               "of 10 x the median of the last 50, clipped): norm_bound, adaptive_quantile, "
