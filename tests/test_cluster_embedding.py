@@ -109,7 +109,9 @@ async def test_float16_weights_and_follow_up_frames(redis_server, make_config, s
             task = (await client.task("train"))["task"]
             weights = await client.weights(task["urls"]["weights"])
             assert weights.headers["X-WebNN-Encoding"] == "f16"
-            assert weights.headers["ETag"] == f'"v{task["version"]}-f16"'
+            digest = redis_server.client().hget(f"wnn:wire:version:{task['version']}",
+                                                "digest").decode()
+            assert weights.headers["ETag"] == f'"v{task["version"]}-{digest[:16]}-f16"'
             half = np.frombuffer(weights.raw, dtype="<f2")
             assert half.size == size
             plain = await http.get(served.url + "api/v1/weights/" + str(task["version"]))
@@ -132,6 +134,35 @@ async def test_float16_weights_and_follow_up_frames(redis_server, make_config, s
             np.testing.assert_array_equal(tensors["y"], batch["y"])
     finally:
         await served.stop()
+
+
+async def test_the_etag_names_the_weights_not_only_the_version_number(
+        redis_server, make_config, serve):  # noqa: F811
+    """A new run in the same Redis numbers its versions from 0 again: a client holding the
+    first run's version 0 must not get 304 for the second run's (other weights)."""
+    etags, bodies = [], []
+    for seed in (1, 2):
+        app = create_app(make_config(seed=seed),
+                         cluster=ClusterSettings(redis_url=redis_server.url, run="etag"))
+        served = await serve(app)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                client = ProtocolClient(http, served.url)
+                await client.join(name=f"seed-{seed}")
+                first = await client.weights("api/v1/weights/0")
+                assert first.status == 200 and first.headers["X-WebNN-Version"] == "0"
+                again = await client.weights("api/v1/weights/0", etag=first.headers["ETag"])
+                assert again.status == 304  # the same weights: not sent again
+                if etags:  # the first run's ETag for its version 0 names other weights
+                    stale = await client.weights("api/v1/weights/0", etag=etags[0])
+                    assert stale.status == 200 and stale.raw == first.raw
+                etags.append(first.headers["ETag"])
+                bodies.append(first.raw)
+        finally:
+            await served.stop()
+        redis_server.client().flushdb()  # the run is gone; the next starts anew
+    assert bodies[0] != bodies[1]
+    assert etags[0] != etags[1] and etags[0].startswith('"v0-')
 
 
 @pytest.mark.parametrize(("settings", "reason"), [

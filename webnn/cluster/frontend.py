@@ -21,6 +21,9 @@ endpoints change it through any front-end, and `api/v1/events` relays the run's 
 Admission is the single process's, per front-end (`webnn.server.admission.Admission`): bodies
 within the latency bound at this front-end's measured cost, training leases bounded by its share
 of the run's open leases (`admission_share.py`); status's `capacity` block is this front-end's.
+The merger's back-pressure comes on top (`backlog.py`): while the unmerged stream holds more
+than ``--merge-backlog`` seconds of the merger's work, bodies are refused (``503 busy``) and,
+past half of it, training leases deferred.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from aiohttp import web
 
 from webnn.cluster import scripts
 from webnn.cluster.admission_share import AdmissionShare, TrafficCounts, traffic_summary
+from webnn.cluster.backlog import FOLLOW_SECONDS, Backlog
 from webnn.cluster.combiner import Combiner, CommitLost
 from webnn.cluster.control import GuardedWriter, RunState, event_message
 from webnn.cluster.controller import end_commands, eval_chunk_size, finish_seconds
@@ -60,6 +64,12 @@ from webnn.server.admission import (
     AdmissionLimits,
     busy,
     client_address,
+)
+from webnn.server.answers import (
+    SIGNED_LOSSES,
+    check_evaluation_bounds,
+    follow_up_frame,
+    weights_answer,
 )
 from webnn.server.batch_feed import frame_array
 from webnn.server.config import ModelParts, ServeConfig
@@ -84,12 +94,7 @@ from webnn.server.http import (
 )
 from webnn.server.ingest import Ingest, check_weights, closing
 from webnn.server.keys import CONFIG, METRICS
-from webnn.server.routes import (
-    SIGNED_LOSSES,
-    _check_evaluation_bounds,
-    _follow_up_frame,
-    client_info,
-)
+from webnn.server.routes import client_info
 from webnn.server.shards import MAX_VOLUNTEERS
 from webnn.server.static import add_static_routes, static_urls
 from webnn.server.tasks import ROLES
@@ -142,6 +147,8 @@ class Frontend:
         self.admission = Admission(self.limits, time.monotonic)
         self.share = AdmissionShare()
         """This front-end's share of the run's open training leases (`admission_share.py`)."""
+        self.backlog = Backlog(settings.merge_backlog)
+        """The unmerged stream and the merger's pace, read every `FOLLOW_SECONDS`."""
         self.refused: Counter[str] = Counter()
         """Requests turned away by admission here (status ``capacity.refused``)."""
         self.traffic = TrafficCounts()
@@ -168,6 +175,7 @@ class Frontend:
         self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
         self._sampler: asyncio.Task | None = None
+        self._follower: asyncio.Task | None = None
         self._uploaded: OrderedDict[str, None] = OrderedDict()
         self._reads: set[asyncio.Future] = set()
 
@@ -180,9 +188,10 @@ class Frontend:
         await self._read_run()
         self._tick = asyncio.create_task(self._ticker())
         self._sampler = asyncio.create_task(self._sample())
+        self._follower = asyncio.create_task(self._follow_backlog())
 
     async def stop(self) -> None:
-        for task in (self._tick, self._sampler):
+        for task in (self._tick, self._sampler, self._follower):
             if task is not None:
                 task.cancel()
         with contextlib.suppress(Exception):
@@ -221,6 +230,18 @@ class Frontend:
         while True:
             self.admission.sample()
             await asyncio.sleep(SAMPLE_SECONDS)
+
+    async def _follow_backlog(self) -> None:
+        """Every `FOLLOW_SECONDS`: the run's unmerged stream and the merger's pace (so the
+        back-pressure costs nothing per request)."""
+        while True:
+            try:
+                await self.backlog.read(self.redis, self.keys)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("%s: backlog read failed: %s", self.label, error)
+            await asyncio.sleep(FOLLOW_SECONDS)
 
     async def _forget_idle_sessions(self) -> None:
         """Sessions idle past `session_timeout` leave the live set (`scripts.FORGET`)."""
@@ -431,7 +452,11 @@ class Frontend:
                 return {"task": self._eval_payload(request, chunk)}
         if role == "evaluate" or run.finishing is not None:
             return none
-        if not self.admission.admit_train_lease(self.share.open_here(), self.in_flight):
+        deferred = self.backlog.deferring()  # the merger is behind: fewer uploads to come
+        if deferred:
+            self.admission.deferred.tick(self.admission.clock())
+        if deferred or not self.admission.admit_train_lease(self.share.open_here(),
+                                                             self.in_flight):
             self.refused["deferred"] += 1  # no task now: the client asks again later
             return {**none, "retryAfter": self.admission.defer_seconds(
                 self.config.poll_seconds)}
@@ -508,18 +533,16 @@ class Frontend:
         return _text(found) if found else "f32"
 
     async def weights(self, request: web.Request, version: int | None) -> web.Response:
+        """A version's weights (`weights_answer`, the single process's answer) under an ETag
+        that also names their digest: a new run in the same Redis numbers its versions from 0
+        again, so the number alone could name other weights."""
         encoding = await self._weights_encoding(request)
         info, blob = await self._wire(version, encoding)
-        etag = f'"v{info.version}"' if encoding == "f32" else f'"v{info.version}-{encoding}"'
-        headers = {"ETag": etag, "X-WebNN-Version": str(info.version),
-                   "X-WebNN-Steps": str(info.steps), "X-WebNN-Encoding": encoding,
-                   "Cache-Control": "no-cache"}
-        candidates = [c.strip().removeprefix("W/")
-                      for c in request.headers.get("If-None-Match", "").split(",")]
-        if etag in candidates or "*" in candidates:
-            return web.Response(status=304, headers=headers)
-        self.traffic.weights(encoding, len(blob))
-        return web.Response(body=blob, headers=headers, content_type="application/octet-stream")
+        response, sent = weights_answer(request, version=info.version, steps=info.steps,
+                                        data=blob, encoding=encoding, digest=info.digest)
+        if sent:
+            self.traffic.weights(encoding, len(blob))
+        return response
 
     async def _task(self, token: str, task_id: str) -> dict[str, str]:
         fields = await self.redis.hgetall(self.keys.task(task_id))
@@ -596,6 +619,7 @@ class Frontend:
         self._note_upload(task_id, task)
         try:
             require_content_type(request, FRAME_TYPE)
+            self._check_backlog(request.content_length)
             body = await self.ingest.read(request, self.in_flight)
         except ProtocolError as error:
             if error.code == "busy":
@@ -620,6 +644,15 @@ class Frontend:
             if task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
                 return await self._follow_up(request, answer, task, found)
         return json_response(answer)
+
+    def _check_backlog(self, declared: int | None) -> None:
+        """``503 busy`` before the body is read while the unmerged stream holds more than the
+        budget of the merger's work (`backlog.py`); counted as admission's refusals."""
+        if not self.backlog.over():
+            return
+        admission = self.admission
+        admission.refused.tick(admission.clock())
+        raise closing(self.backlog.refusal(admission.retry_seconds()), declared)
 
     def _note_upload(self, task_id: str, task: dict[str, str]) -> None:
         """The first upload of an open task: its lease-to-upload time (the lease's start is
@@ -647,8 +680,8 @@ class Frontend:
         else:
             fields = await self.redis.hmget(self.keys.task(task["id"]), "index", "shard")
             frame = self._batch_frame(int(_text(fields[0])), int(_text(fields[1] or b"0")))
-        return await _follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),
-                                      split_frame(frame), encoding)
+        return await follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),
+                                     split_frame(frame), encoding)
 
     def _check_can_merge(self) -> None:
         """``409 finishing`` / ``409 ended`` as this process last saw the run (COMMIT checks
@@ -780,6 +813,7 @@ class Frontend:
             raise CommitLost(_text(result[1]))
         self.metrics.entries.inc()
         self.metrics.entry_bytes.inc(sum(len(f) for f in fields))
+        self.backlog.note_written()
         return _text(result[1])
 
     async def _give_back(self, task_id: str) -> None:
@@ -807,7 +841,7 @@ class Frontend:
         self.check_cut_off(found)
         try:
             body = await read_json(request)
-            _check_evaluation_bounds(body, signed_loss=self.spec.loss in SIGNED_LOSSES)
+            check_evaluation_bounds(body, signed_loss=self.spec.loss in SIGNED_LOSSES)
             result = self.desk.parse(task, body)
         except ProtocolError as error:
             await self.note_invalid(token, error.code)
@@ -923,7 +957,8 @@ class Frontend:
     def capacity(self) -> dict:
         """Status's ``capacity`` block: this front-end's admission figures (the single
         process's fields, less the merge queue and snapshots, which are the merger's; `process`
-        names the front-end that answered, `trainLeases` is its share of the run's)."""
+        names the front-end that answered, `trainLeases` is its share of the run's;
+        `mergeBacklog` the merger's back-pressure as this front-end last read it)."""
         a = self.admission
         return {
             "process": self.label, "bodyBytes": a.bodies.used,
@@ -934,7 +969,8 @@ class Frontend:
             "trainLeases": self.share.open_here(), "trainLeasesRun": self.share.open_run,
             "frontends": self.share.frontends,
             "trainLeaseLimit": a.train_lease_limit(),
-            "leaseToUpload": _rounded(a.lease_to_upload, 4), "refused": dict(self.refused)}
+            "leaseToUpload": _rounded(a.lease_to_upload, 4), "refused": dict(self.refused),
+            "mergeBacklog": self.backlog.public()}
 
     def _partition_status(self, load: dict, volunteers: int) -> dict:
         """The partition's settings, its shard count and, per shard, its load (volunteer ids

@@ -118,8 +118,15 @@ class RunKeys:
 
     @property
     def stats(self) -> str:
-        """hash: run-wide counters (tasks issued, leases expired, durable updates, refusals)."""
+        """hash: run-wide counters (tasks issued, leases expired, durable updates, refusals;
+        ``stream_entries`` written and ``stream_applied`` covered by a published checkpoint)."""
         return self.key("stats")
+
+    @property
+    def pace(self) -> str:
+        """hash: the active merger's measured work per stream entry (``cost`` seconds, ``at``
+        time, ``merger`` label), which the front-ends' back-pressure reads (`backlog.py`)."""
+        return self.key("merger_pace")
 
     @property
     def lock(self) -> str:

@@ -1,7 +1,8 @@
 """The merger: the only writer of the model.
 
-One merger process holds the lock (``SET NX PX``, renewed every third of its lease); others
-wait as standbys and take over when it lapses. The active merger:
+One merger process holds the lock (``SET NX PX lock_ms``, renewed every third of its lease);
+others wait as standbys, trying every sixth of the lease, and take over when it lapses: within
+``lock_ms * 7/6`` of the holder's death, plus loading the checkpoint. The active merger:
 
 1. loads the checkpoint (``checkpoint`` hash: version, weights digest, steps, merges, the last
    applied stream id, the strategy's state), or publishes version 0 (the spec's initial weights)
@@ -19,7 +20,10 @@ wait as standbys and take over when it lapses. The active merger:
    stream (unless the stream is kept).
 
 So a new merger re-applies exactly the entries after the published checkpoint: every stream
-entry is merged once.
+entry is merged once. How long that replay takes is bounded by the front-ends' back-pressure
+(`backlog.py`): the merger measures its work per entry and shares it (`PaceMeter`), and the
+front-ends refuse new bodies while the unmerged stream holds more than ``--merge-backlog``
+seconds of that work.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import time
 import numpy as np
 
 from webnn.cluster import scripts
+from webnn.cluster.backlog import PaceMeter
 from webnn.cluster.control import LostLock
 from webnn.cluster.controller import Controller, chunk_sizes, eval_chunk_size
 from webnn.cluster.keys import RedisClient, RunKeys
@@ -62,6 +67,10 @@ LOG_FLUSH = 1024
 """Applied entries at most that no published checkpoint covers: past this a checkpoint is
 published even when the weights did not change (a strategy's buffer), so a long busy spell
 neither grows the publication's arguments without bound nor leaves a standby much to redo."""
+RENEW_SHARE = 3
+"""The holder renews the lock every ``lock_ms / RENEW_SHARE``."""
+POLL_SHARE = 6
+"""A standby tries to take the lock every ``lock_ms / POLL_SHARE``."""
 
 
 class ClusterError(RuntimeError):
@@ -102,6 +111,8 @@ class Merger:
         self.chunk_examples: list[int] | None = None
         self._reported = 0.0
         self.controller: Controller | None = None
+        self.pace = PaceMeter()
+        """Seconds of work per stream entry, shared with the front-ends (`backlog.py`)."""
 
     # -- the lock ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -121,7 +132,8 @@ class Merger:
                     got = False
                 if not got:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.settings.lock_ms / 3000):
+                        async with asyncio.timeout(
+                                self.settings.lock_ms / (1000 * POLL_SHARE)):
                             await stop.wait()
                     continue
                 await self._lead_while_locked(stop)
@@ -152,7 +164,7 @@ class Merger:
             raise
         except Exception:
             log.exception("%s: leading stopped", self.label)
-            await asyncio.sleep(self.settings.lock_ms / 3000)
+            await asyncio.sleep(self.settings.lock_ms / (1000 * RENEW_SHARE))
         finally:
             self.leading = False
             self.metrics.leader.set(0)
@@ -160,7 +172,7 @@ class Merger:
 
     async def _renew(self, lost: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.settings.lock_ms / 3000)
+            await asyncio.sleep(self.settings.lock_ms / (1000 * RENEW_SHARE))
             try:
                 kept = await self.renew_script(keys=[self.keys.lock],
                                                args=[self.owner, self.settings.lock_ms])
@@ -194,10 +206,21 @@ class Merger:
 
     async def _read(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
         while not stop.is_set() and not lost.is_set():
+            started = time.perf_counter()
             answer = await self.redis.xread({self.keys.stream: self.applied}, count=READ_COUNT,
                                             block=BLOCK_MS)
             if answer:
-                await self._process(answer[0][1])
+                entries = answer[0][1]
+                read = time.perf_counter()
+                await self._process(entries)
+                # a full batch came from a backlog: its read is work too; a partial one may
+                # have waited for entries to arrive, which is not
+                begun = started if len(entries) >= READ_COUNT else read
+                self.pace.note(time.perf_counter() - begun, len(entries))
+                cost = self.pace.cost()
+                if cost is not None:
+                    self.metrics.entry_seconds.set(cost)
+                await self.pace.share(self.redis, self.keys, self.label)
             elif self._log:
                 # nothing new: a checkpoint covers what was applied without changing the
                 # weights (a strategy's buffer), so a finishing run sees the stream drained
@@ -218,6 +241,7 @@ class Merger:
                 "name": self.parts.spec.name, "params": self.layout.size,
                 "fingerprint": fingerprint, "strategy": self.strategy.name,
                 "started": repr(time.time())})
+            await self.redis.hsetnx(self.keys.stats, "stream_applied", 0)
             self.model = ModelState(self.parts.spec.compiled.initial_weights(self.parts.seed),
                                     steps=0, version=0)
             self.merges, self.applied = 0, "0-0"
@@ -236,6 +260,10 @@ class Merger:
         self.strategy.load_state(load_state_bytes(cp["state"]))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
         self._log, self._based = [], []
+        # a run from before the `stream_applied` count: taken as drained (the backlog bound
+        # is lenient until the stream drains once, never stuck above its budget)
+        entries = await self.redis.hget(self.keys.stats, "stream_entries")
+        await self.redis.hsetnx(self.keys.stats, "stream_applied", int(entries or 0))
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
                  self.applied)
 

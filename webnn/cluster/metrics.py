@@ -40,6 +40,9 @@ class ProcessMetrics:
                          "not yet covered by a published version", registry=r)
         self.leader = Gauge("webnn_merger_active", "1 while this merger holds the lock",
                             registry=r)
+        self.entry_seconds = Gauge("webnn_merger_entry_seconds", "The merger's measured "
+                                   "seconds of work per stream entry (the back-pressure's pace)",
+                                   registry=r)
 
     def text(self) -> str:
         return with_label(generate_latest(self.base.registry).decode(), self.label)

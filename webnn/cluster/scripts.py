@@ -234,7 +234,11 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[6], 'rejected:' .. record.refused, #record.tasks)
   end
 end
-if n > 0 then redis.call('LTRIM', KEYS[4], -tonumber(ARGV[13]), -1) end
+if n > 0 then
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[13]), -1)
+  -- one record per applied entry: with `stream_entries` (COMMIT), the unmerged stream
+  redis.call('HINCRBY', KEYS[6], 'stream_applied', n)
+end
 local done = {}
 for i = 14 + n, #ARGV do
   done[#done + 1] = ARGV[i]

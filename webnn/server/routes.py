@@ -9,10 +9,15 @@ import unicodedata
 from aiohttp import web
 
 from webnn.server.admission import party_address
+from webnn.server.answers import (
+    SIGNED_LOSSES,
+    check_evaluation_bounds,
+    follow_up_frame,
+    weights_answer,
+)
 from webnn.server.coordinator import Coordinator
 from webnn.server.encodings import negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field
-from webnn.server.follow_up import BatchFrame, follow_up_pieces
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.http import (
     SESSION_HEADER,
@@ -29,16 +34,11 @@ from webnn.server.ingest import closing
 from webnn.server.keys import CONFIG, COORDINATOR
 from webnn.server.static import static_urls
 from webnn.server.tasks import ROLES, Task
-from webnn.server.updates import finite_float
 from webnn.server.wire import json_response
 
 CLIENT_KINDS = ("browser", "node", "python", "other")
 MAX_TEXT = 200
 FRAME_OVERHEAD = 1 << 20
-MAX_LOSS = 1e30
-# Losses that may legitimately be negative (TF.js cosineProximity is -cos; poisson is
-# y_pred - y_true * log(y_pred)); every other loss is >= 0.
-SIGNED_LOSSES = frozenset({"cosineProximity", "poisson"})
 _STRIPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
@@ -174,14 +174,6 @@ def tasks_answer(request: web.Request, task: Task | None) -> dict:
     return {"task": task_payload(request, task)}
 
 
-def _etag_matches(request: web.Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
-    return etag in candidates or "*" in candidates
-
-
 def _weights_response(request: web.Request, version: int | None) -> web.Response:
     """A version's weights in the session's weights encoding (``f32`` without a session); the
     ETag names the encoding when it is not f32 (``"v12-f16"``), so caches never mix them."""
@@ -190,13 +182,11 @@ def _weights_response(request: web.Request, version: int | None) -> web.Response
     token = request.headers.get(SESSION_HEADER)
     encoding = coordinator.weights_encoding(token)
     version, steps, data = coordinator.weights(version, token, encoding)
-    etag = f'"v{version}"' if encoding == "f32" else f'"v{version}-{encoding}"'
-    headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
-               "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
-    if _etag_matches(request, etag):
-        return web.Response(status=304, headers=headers)
-    coordinator.note_weights_bytes(encoding, len(data))
-    return web.Response(body=data, headers=headers, content_type="application/octet-stream")
+    response, sent = weights_answer(request, version=version, steps=steps, data=data,
+                                    encoding=encoding)
+    if sent:
+        coordinator.note_weights_bytes(encoding, len(data))
+    return response
 
 
 async def weights(request: web.Request) -> web.Response:
@@ -259,25 +249,8 @@ async def update(request: web.Request) -> web.StreamResponse:
     if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
         return json_response(follow.answer)
     assert follow.task is not None  # inputs exist only for a next task
-    return await _follow_up_frame(request, follow.answer, *inputs,
-                                  coordinator.weights_encoding(follow.task.session))
-
-
-async def _follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
-                           batch: BatchFrame, encoding: str = "f32") -> web.StreamResponse:
-    """The update answer as a frame that also carries the follow-up task's inputs: tensors
-    ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
-    batch frame's header fields under ``batch``. Saves the client the fetch round trip. Written
-    as header + the snapshot's buffer + the batch payload (scatter writes, nothing re-encoded)."""
-    pieces = follow_up_pieces(answer, weights, batch, encoding)
-    response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
-    response.content_length = sum(len(piece) for piece in pieces)
-    await response.prepare(request)
-    for piece in pieces:
-        if len(piece):
-            await response.write(piece)
-    await response.write_eof()
-    return response
+    return await follow_up_frame(request, follow.answer, *inputs,
+                                 coordinator.weights_encoding(follow.task.session))
 
 
 async def evaluation(request: web.Request) -> web.Response:
@@ -289,24 +262,11 @@ async def evaluation(request: web.Request) -> web.Response:
     coordinator.check_cut_off(client)
     try:
         body = await read_json(request)
-        _check_evaluation_bounds(body, signed_loss=coordinator.spec.loss in SIGNED_LOSSES)
+        check_evaluation_bounds(body, signed_loss=coordinator.spec.loss in SIGNED_LOSSES)
     except ProtocolError as error:
         coordinator.note_invalid(client, error.code)
         raise
     return json_response(coordinator.submit_evaluation(client, task, body))
-
-
-def _check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
-    """Bound an evaluation's figures at the door so no sum of them can overflow: a finite loss
-    must lie in [0, `MAX_LOSS`] ([-`MAX_LOSS`, `MAX_LOSS`] for `SIGNED_LOSSES`), a finite
-    accuracy in [0, 1]. Types, non-finite values and the example count are the coordinator's."""
-    loss = finite_float(body.get("loss"))
-    low = -MAX_LOSS if signed_loss else 0.0
-    if loss is not None and not low <= loss <= MAX_LOSS:
-        raise bad_field("$.loss", f"must be between {low:g} and {MAX_LOSS:g}, got {loss!r}")
-    accuracy = finite_float(body.get("accuracy"))
-    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
-        raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy!r}")
 
 
 async def leave(request: web.Request) -> web.Response:

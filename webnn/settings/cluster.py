@@ -67,8 +67,12 @@ class ClusterFields(BaseModel):
     merge_log_keep: int = setting(100_000, "with --redis: newest merge log records kept in "
                                            "Redis (one per applied stream entry)",
                                   scope="process", ge=1)
-    lock_ms: int = setting(3000, "with --redis: the merger lock's lease in ms (a standby takes "
+    lock_ms: int = setting(1500, "with --redis: the merger lock's lease in ms (a standby takes "
                                  "over within about this long)", scope="process", ge=100)
+    merge_backlog: float = setting(
+        2.0, "with --redis: seconds of the merger's work the unmerged stream may hold; past it "
+             "front-ends refuse update bodies (503 busy), past half of it they defer training "
+             "leases (0: off)", scope="process", ge=0)
     claim_seconds: float = setting(
         30.0, "with --redis: seconds a front-end may hold a claimed update before the stream "
               "(a front-end that died meanwhile gives its task back after this)",

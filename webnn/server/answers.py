@@ -1,0 +1,90 @@
+"""Answers the single process (`routes.py`) and a scale-out front-end (`webnn.cluster.frontend`)
+render the same way: the weights answer with its ETag, the follow-up frame of an update, and
+the bounds an evaluation's figures must lie in at the door.
+
+ETag of a version's weights (`weights_etag`): ``"v<version>"`` names the weights of one
+version of one served model, plus ``-<digest>`` (the first `DIGEST_CHARS` hex digits of the
+weights' SHA-256) where the server knows the version's content address (a scale-out run:
+a new run in the same Redis starts at version 0 again, so the version number alone could name
+other weights), plus ``-<encoding>`` for an encoding other than ``f32`` (``"v12-f16"``), so a
+cache never mixes encodings. Clients treat an ETag as opaque: they send back the one they got.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from webnn.server.errors import bad_field
+from webnn.server.follow_up import BatchFrame, follow_up_pieces
+from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
+from webnn.server.updates import finite_float
+
+MAX_LOSS = 1e30
+SIGNED_LOSSES = frozenset({"cosineProximity", "poisson"})
+"""Losses that may legitimately be negative (TF.js cosineProximity is -cos; poisson is
+y_pred - y_true * log(y_pred)); every other loss is >= 0."""
+DIGEST_CHARS = 16
+"""Hex digits of the weights' digest in an ETag (64 bits: no two weight sets of a run meet)."""
+
+
+def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
+    """Bound an evaluation's figures at the door so no sum of them can overflow: a finite loss
+    must lie in [0, `MAX_LOSS`] ([-`MAX_LOSS`, `MAX_LOSS`] for `SIGNED_LOSSES`), a finite
+    accuracy in [0, 1]. Types, non-finite values and the example count are the caller's."""
+    loss = finite_float(body.get("loss"))
+    low = -MAX_LOSS if signed_loss else 0.0
+    if loss is not None and not low <= loss <= MAX_LOSS:
+        raise bad_field("$.loss", f"must be between {low:g} and {MAX_LOSS:g}, got {loss!r}")
+    accuracy = finite_float(body.get("accuracy"))
+    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+        raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy!r}")
+
+
+def weights_etag(version: int, encoding: str = "f32", digest: str | None = None) -> str:
+    """The ETag of `version`'s weights in `encoding` (see the module docstring)."""
+    tag = f"v{version}"
+    if digest:
+        tag += f"-{digest[:DIGEST_CHARS]}"
+    if encoding != "f32":
+        tag += f"-{encoding}"
+    return f'"{tag}"'
+
+
+def etag_matches(request: web.Request, etag: str) -> bool:
+    """Whether the request's ``If-None-Match`` names `etag` (weak or strong) or ``*``."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return etag in candidates or "*" in candidates
+
+
+def weights_answer(request: web.Request, *, version: int, steps: int, data: bytes | memoryview,
+                   encoding: str, digest: str | None = None) -> tuple[web.Response, bool]:
+    """The answer to ``GET weights[/{version}]``: `data` (the version's wire bytes in
+    `encoding`) with its ETag, ``X-WebNN-Version``, ``X-WebNN-Steps`` and ``X-WebNN-Encoding``,
+    or ``304`` with the same headers when ``If-None-Match`` names the ETag. Returns the
+    response and whether the bytes go out (for the traffic counts)."""
+    etag = weights_etag(version, encoding, digest)
+    headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
+               "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
+    if etag_matches(request, etag):
+        return web.Response(status=304, headers=headers), False
+    return web.Response(body=data, headers=headers, content_type="application/octet-stream"), True
+
+
+async def follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
+                          batch: BatchFrame, encoding: str = "f32") -> web.StreamResponse:
+    """The update answer as a frame that also carries the follow-up task's inputs: tensors
+    ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
+    batch frame's header fields under ``batch``. Saves the client the fetch round trip. Written
+    as header + the snapshot's buffer + the batch payload (scatter writes, nothing re-encoded)."""
+    pieces = follow_up_pieces(answer, weights, batch, encoding)
+    response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
+    response.content_length = sum(len(piece) for piece in pieces)
+    await response.prepare(request)
+    for piece in pieces:
+        if len(piece):
+            await response.write(piece)
+    await response.write_eof()
+    return response
