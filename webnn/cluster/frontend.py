@@ -54,6 +54,7 @@ from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import update_fields
 from webnn.cluster.relay import EventRelay
 from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.task_rate import ClusterTaskRate
 from webnn.cluster.versions import VersionBoard
 from webnn.data.base import shard_batch_indices
 from webnn.merge.base import Update
@@ -137,6 +138,8 @@ class Frontend:
         self.batch_size = int(training.batch_size)
         self.local_steps = int(training.local_steps)
         self.examples = self.batch_size * self.local_steps
+        self.task_rate = ClusterTaskRate.for_run(config, self.spec.learning_rate, keys)
+        """Train tasks' learning rate from the run's live trainers (`task_rate.py`)."""
         self.versions = VersionBoard(redis, keys)
         self.metrics = ProcessMetrics(label)
         self.screen = (Screen(parts.screening, self.layout)
@@ -393,6 +396,7 @@ class Frontend:
                 raise _unknown_session()
             token = value
         client_id = await self.redis.hget(self.keys.session(token), "clientId")
+        await self.task_rate.left(self.redis, token)
         await self.scripts["LEAVE"](
             keys=[self.keys.session_tasks(token), self.keys.returned, self.keys.leases,
                   self.keys.session(token), self.keys.sessions, self.keys.eval_leases,
@@ -488,7 +492,8 @@ class Frontend:
             "id": task_id, "kind": "train", "version": current.version, "steps": current.steps,
             "examples": self.examples, "leaseSeconds": self.config.lease_seconds,
             "leaseExpires": expires, "localSteps": self.local_steps,
-            "batchSize": self.batch_size, "learningRate": self.spec.learning_rate,
+            "batchSize": self.batch_size,
+            "learningRate": await self.task_rate.leased(self.redis, token),
             "urls": {"weights": url(request, "weights_version", version=str(current.version)),
                      "batch": url(request, "batch", task_id=task_id),
                      "submit": url(request, "update", task_id=task_id)}}}

@@ -1,0 +1,66 @@
+"""Task scaling in a scale-out run (webnn/cluster/task_rate.py) with a real redis-server: the
+train tasks' learningRate follows the run's live training clients, a leave counts at once, and
+a local-steps rule is refused naming its setting."""
+
+from __future__ import annotations
+
+import math
+
+import aiohttp
+import pytest
+from support.protocol_client import ProtocolClient
+from support.redis import redis_server  # noqa: F401 (fixture)
+
+from webnn.cluster.settings import ClusterSettings
+from webnn.server.app import create_app
+from webnn.settings import ConfigError
+
+pytestmark = pytest.mark.slow
+SPEC_LR = 0.01  # model_specs/digits_mlp.json
+
+
+async def test_the_run_learning_rate_follows_its_live_trainers(
+        redis_server, make_config, serve):  # noqa: F811
+    with pytest.raises(ConfigError, match="local_steps_exponent"):
+        create_app(make_config(local_steps_exponent=0.5),
+                   cluster=ClusterSettings(redis_url=redis_server.url, run="refused"))
+    config = make_config(lr_scaling="sqrt", evaluate_initial=False)
+    app = create_app(config, cluster=ClusterSettings(redis_url=redis_server.url, run="scaled"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            group = [ProtocolClient(http, served.url) for _ in range(4)]
+            rates = []
+            for client in group:
+                await client.join()
+                task = (await client.task("train"))["task"]
+                assert task is not None and task["localSteps"] == 5
+                rates.append(task["learningRate"])
+            # the run's count includes the session asking: 1, 2, 3 (quantised: 2), 4
+            assert rates == pytest.approx([SPEC_LR, SPEC_LR * math.sqrt(2),
+                                           SPEC_LR * math.sqrt(2), 2 * SPEC_LR])
+            assert redis_server.client().zcard("wnn:scaled:trainers") == 4
+            for client in group[2:]:
+                assert (await client.leave()).status == 200
+            assert redis_server.client().zcard("wnn:scaled:trainers") == 2
+            task = (await group[0].task("train"))["task"]
+            assert task["learningRate"] == pytest.approx(SPEC_LR * math.sqrt(2))
+    finally:
+        await served.stop()
+
+
+async def test_the_default_rule_keeps_the_spec_rate_and_leaves_redis_alone(
+        redis_server, make_config, serve):  # noqa: F811
+    app = create_app(make_config(evaluate_initial=False),
+                     cluster=ClusterSettings(redis_url=redis_server.url, run="plain"))
+    served = await serve(app)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for _ in range(3):
+                client = ProtocolClient(http, served.url)
+                await client.join()
+                task = (await client.task("train"))["task"]
+                assert task["learningRate"] == SPEC_LR and task["localSteps"] == 5
+            assert not redis_server.client().exists("wnn:plain:trainers")
+    finally:
+        await served.stop()
