@@ -19,7 +19,10 @@ optimiser learning rate, its local steps per task, ``--reset-optimizer``: ``--se
 optimiser steps, so settings with different task lengths compare; the speedup at N is the median
 time to target of the 1-client setting over the median time to target at N, the 1-client setting
 being the best one found for a single client (see docs/scaling.md). Final accuracy is the last
-validation when the run stopped at its time cap (runs do not stop at the target).
+validation when the run stopped at its time cap (runs do not stop at the target, unless
+``--stop-after S`` ends each S seconds after its first validation at the target). The text
+workload reads the bundled Tiny Shakespeare (``--corpus FILE`` for another text); the report
+records the corpus's SHA-256.
 
 With ``--pin`` (Linux, taskset) this process (the servers) runs on the first core and every run
 gets cores of its own from the rest: one for its evaluator and one per training worker, while they
@@ -119,6 +122,9 @@ class Workload:
     default_setting: Setting = Setting("average")
     caps: dict[str, float] = field(default_factory=dict)
     """Per-run caps overriding `cap_seconds`: key ``"N"`` (homogeneous) or ``"Nhet"``."""
+    stop_after: float | None = None
+    """Seconds a run goes on after its first validation at or above the target (None: to its
+    cap); saves device time where only the time to target is wanted."""
 
     def setting(self, clients: int) -> Setting:
         return self.settings.get(clients, self.default_setting)
@@ -128,17 +134,21 @@ class Workload:
         return self.caps.get(key, self.caps.get(str(clients), self.cap_seconds))
 
 
-def text_corpus(path: Path, limit: int = 600_000) -> Path:
-    """The LSTM's corpus: this repository's Python sources (webnn/, sorted), written to `path`.
+def corpus_options(corpus: Path | None) -> tuple[dict[str, str], str]:
+    """The text data module's options for `corpus` (a file; None: the bundled Tiny Shakespeare,
+    frozen so that figures compare across commits) and the SHA-256 of the text it reads."""
+    import importlib.util
 
-    Reproducible from the commit the report records; no download.
-    """
-    parts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "webnn").rglob("*.py"))]
-    path.write_text("".join(parts)[:limit], encoding="utf-8")
-    return path
+    spec = importlib.util.spec_from_file_location("text_module", ROOT / "data_modules" / "text.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    options = {"path": str(corpus)} if corpus else {"corpus": "shakespeare"}
+    raw = module.read_text(**options)[0].encode("utf-8")
+    return options, hashlib.sha256(raw).hexdigest()
 
 
-def workloads(corpus: Path) -> dict[str, Workload]:
+def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
     """The measured workloads with the best settings found (docs/scaling.md): `average` merging,
     the client's Adam at 0.01 (text: 0.02 from 2 clients on)."""
     adam = Setting("average", {}, 0.01)
@@ -150,7 +160,7 @@ def workloads(corpus: Path) -> dict[str, Workload]:
         "text": Workload(
             name="text", spec=str(ROOT / "bench" / "specs" / "text_mlp.json"),
             data=str(ROOT / "data_modules" / "text.py"), target=0.33, cap_seconds=45.0,
-            data_options={"path": str(corpus), "seq_len": "12", "validation_limit": "2048"},
+            data_options={**corpus, "seq_len": "12", "validation_limit": "2048"},
             eval_chunk_size=2048, settings={1: adam},
             default_setting=Setting("average", {}, 0.02)),
     }
@@ -288,6 +298,8 @@ async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, c
     ready_merges = 0
     start_wall = time.monotonic()
     status: dict[str, Any] = {}
+    reached_at: float | None = None  # server elapsed of the first validation at the target
+    last_look = 0.0
     while True:
         for process in processes:
             if process.returncode is not None:
@@ -300,6 +312,14 @@ async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, c
                 raise RuntimeError(f"only {status.get('clients')} of {clients + 1} workers joined")
         elif float(status["elapsed"]) - ready >= cap:
             break
+        elif workload.stop_after is not None:
+            if reached_at is None and time.monotonic() - last_look >= 1.0:
+                last_look = time.monotonic()
+                reached_at = _first_at(
+                    (await _get(session, url + "api/v1/history"))["history"], workload.target)
+            if reached_at is not None and (float(status["elapsed"]) - reached_at
+                                           >= workload.stop_after):
+                break
         await asyncio.sleep(POLL_SECONDS)
     history = (await _get(session, url + "api/v1/history"))["history"]
     assert ready is not None
@@ -320,6 +340,12 @@ async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, c
             result.updates_to_target = int(h["merges"])
             result.versions_to_target = int(h["version"])
             break
+
+
+def _first_at(history: list[dict[str, Any]], target: float) -> float | None:
+    """The server elapsed time of the first validation at or above `target`, or None."""
+    return next((float(h["elapsed"]) for h in history
+                 if h.get("valAccuracy") is not None and h["valAccuracy"] >= target), None)
 
 
 @dataclass(frozen=True)
@@ -590,6 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", type=float, help="override the workloads' per-run time cap (s)")
     parser.add_argument("--cap-for", action="append", default=[], metavar="N=SECONDS",
                         help='the cap of N-client runs ("16het=45": heterogeneous ones)')
+    parser.add_argument("--stop-after", type=float, metavar="SECONDS",
+                        help="end a run this long after its first validation at or above the "
+                             "target (default: every run goes to its cap)")
+    parser.add_argument("--corpus", type=Path,
+                        help="text file for the text workload (default: the bundled Tiny "
+                             "Shakespeare, webnn/data/corpora)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/scaling"))
     parser.add_argument("--report-only", action="store_true",
                         help="redraw table and plot from OUT/scaling.json (or --inputs), with "
@@ -615,17 +647,20 @@ def main(argv: list[str] | None = None) -> int:
     if cores.pin:
         os.sched_setaffinity(0, {cores.server})
     deadline = time.monotonic() + args.budget
-    corpus = text_corpus(args.out / "corpus.txt")
+    corpus, corpus_sha256 = corpus_options(args.corpus)
     table = workloads(corpus)
     results: list[dict[str, Any]] = []
     meta = provenance(argv)
     meta["cores"] = asdict(cores)
-    meta["corpus_sha256"] = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    meta["corpus"] = corpus.get("path") or corpus["corpus"]
+    meta["corpus_sha256"] = corpus_sha256
     for name in args.workload or ["mlp"]:
         if args.cap is not None:
             table[name] = replace(table[name], cap_seconds=args.cap)
         if args.target is not None:
             table[name] = replace(table[name], target=args.target)
+        if args.stop_after is not None:
+            table[name] = replace(table[name], stop_after=args.stop_after)
         for item in args.cap_for:
             key, _, value = item.partition("=")
             table[name] = replace(table[name], caps={**table[name].caps, key: float(value)})

@@ -48,6 +48,12 @@ class Data:
     yv: np.ndarray
     features: Callable[[np.ndarray], np.ndarray] | None = None
     corpus_sha256: str = ""
+    width: int = 0
+    """Input width of the model (0: ``x.shape[1]``); examples may be one-hot column indices."""
+
+    @property
+    def inputs(self) -> int:
+        return self.width or int(self.x.shape[1])
 
     def examples(self, index: np.ndarray) -> np.ndarray:
         """The training examples at `index`."""
@@ -76,24 +82,26 @@ def load_text_data(seq_len: int = 12, validation: int = 2048, corpus: str | None
     """The windows bench/scaling.py trains on: `data_modules/text.py` over `corpus` (a file; None:
     the bundled Tiny Shakespeare) with ``seq_len`` 12, the last 10 % held out and its first
     `validation` windows validating; one-hot encoded per batch, so an MLP on them has the function
-    class of the benchmark's embedding MLP."""
+    class of the benchmark's embedding MLP. The examples are given as the indices of their 12
+    one-hot columns (character c at position j: column 97 j + c), which `Mlp` reads as the
+    product with the one-hot matrix without building it."""
     import hashlib
 
     text = _module("text")
     options = {"path": corpus} if corpus else {"corpus": "shakespeare"}
     ds = text.load(seq_len=seq_len, validation_limit=validation, **options)
-    eye = np.eye(text.VOCABULARY_SIZE, dtype=np.float32)
     window = np.arange(seq_len)
+    offsets = window * text.VOCABULARY_SIZE
 
     def one_hot(starts: np.ndarray) -> np.ndarray:
-        return eye[ds.tokens[starts[:, None] + window]].reshape(len(starts), -1)
+        return ds.tokens[starts[:, None] + window].astype(np.int64) + offsets
 
     starts = np.arange(ds.num_train)
     val = np.arange(ds.split, ds.split + ds.num_validation)
     raw = text.read_text(**options)[0].encode("utf-8")
     return Data(starts, ds.tokens[starts + seq_len].astype(np.int64), one_hot(val),
                 ds.tokens[val + seq_len].astype(np.int64), one_hot,
-                hashlib.sha256(raw).hexdigest())
+                hashlib.sha256(raw).hexdigest(), seq_len * text.VOCABULARY_SIZE)
 
 
 @dataclass
@@ -128,12 +136,14 @@ class Mlp:
         return out
 
     def grad(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Softmax cross-entropy gradient; `x` float examples, or integer arrays holding the
+        indices of each example's one-hot (value 1) input columns."""
         params = self.unflat(flat)
         acts = [x]
         h = x
         layers = len(params) // 2
         for i in range(layers):
-            z = h @ params[2 * i] + params[2 * i + 1]
+            z = _times(h, params[2 * i]) + params[2 * i + 1]
             h = np.maximum(z, 0) if i < layers - 1 else z
             acts.append(h)
         logits = acts[-1]
@@ -143,7 +153,12 @@ class Mlp:
         delta = p / len(y)
         grads: list[np.ndarray] = [np.empty(0)] * len(params)
         for i in reversed(range(layers)):
-            grads[2 * i] = acts[i].T @ delta
+            if acts[i].dtype.kind in "iu":  # one-hot rows: scatter the rows of delta
+                grads[2 * i] = np.zeros_like(params[2 * i])
+                np.add.at(grads[2 * i], acts[i].ravel(),
+                          np.repeat(delta, acts[i].shape[1], axis=0))
+            else:
+                grads[2 * i] = acts[i].T @ delta
             grads[2 * i + 1] = delta.sum(axis=0)
             if i:
                 delta = (delta @ params[2 * i].T) * (acts[i] > 0)
@@ -154,10 +169,17 @@ class Mlp:
         h = x
         layers = len(params) // 2
         for i in range(layers):
-            h = h @ params[2 * i] + params[2 * i + 1]
+            h = _times(h, params[2 * i]) + params[2 * i + 1]
             if i < layers - 1:
                 h = np.maximum(h, 0)
         return float((h.argmax(axis=1) == y).mean())
+
+
+def _times(h: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``h @ kernel``; integer `h` holds the columns where a one-hot row is 1."""
+    if h.dtype.kind in "iu":
+        return kernel[h].sum(axis=1)
+    return h @ kernel
 
 
 @dataclass
@@ -322,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
     if args.data == "text":
         print(f"corpus sha256 {data.corpus_sha256}", flush=True)
-    mlp = Mlp((data.xv.shape[1], *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
+    mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
                else 97))
     rows = []
     for text in args.config:
@@ -338,14 +360,15 @@ def main(argv: list[str] | None = None) -> int:
             med = float(np.median(times))
             base_time = med if n == args.clients[0] else base_time
             row = {"config": text, "clients": n, "updates": ups,
-                   "time_median": med, "speedup": (base_time or math.nan) / med,
+                   "times": [round(t, 1) for t in times], "time_median": med,
+                   "speedup": (base_time or math.nan) / med,
                    "final": [round(r["final"], 3) for r in runs],
                    "milestones": {m: float(np.median([r["passed"].get(m, [0, math.inf])[1]
                                                       for r in runs]))
                                   for m in args.milestones}}
             rows.append(row)
             if not args.json:
-                print(f"{text:60s} n={n:2d} updates={ups} time={med:6.2f} "
+                print(f"{text:60s} n={n:2d} updates={ups} times={row['times']} time={med:6.2f} "
                       f"speedup={row['speedup']:.2f} final={row['final']} "
                       + " ".join(f"t({m:g})={t:.1f}" for m, t in row["milestones"].items()),
                       flush=True)
