@@ -88,7 +88,7 @@ async def test_clients_that_stop_training_stop_counting(make_config, serve, http
     # the live window is the lease time: sessions that hold no lease and returned nothing
     # within it are not counted, though they are still joined
     running = await serve(create_app(make_config(evaluate_initial=False, lr_scaling="linear",
-                                                 lease_seconds=1.0, scaling_max_clients=2)))
+                                                 lease_seconds=3.0, scaling_max_clients=2)))
     group = await clients(http, running.url, 3)
     rates = [(await train_task(client))["learningRate"] for client in group]
     # linear, capped at 2 clients: 0.01, 0.02, 0.02 (3 live -> level 2)

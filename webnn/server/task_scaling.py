@@ -172,9 +172,11 @@ class LiveTrainers:
     _level: int = 1
 
     def note(self, token: str, now: float) -> None:
-        """`token` trained at `now` (moves to the young end)."""
+        """`token` trained at `now` (moves to the young end; entries that fell out of the
+        window are evicted, so the table never outgrows the recent trainers)."""
         self._seen[token] = now
         self._seen.move_to_end(token)
+        self.count(now)
 
     def forget(self, token: str) -> None:
         self._seen.pop(token, None)
