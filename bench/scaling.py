@@ -64,6 +64,21 @@ ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.1
 
 
+TASK_SCALING = ("lr_scaling", "local_steps_exponent", "min_local_steps", "scaling_max_clients")
+"""`ServeConfig` settings a ``--setting`` may give: train tasks' learning rate and local steps
+from the live clients (docs/scaling.md)."""
+
+
+def _number(text: str) -> int | float | str:
+    """`text` as an int or a float where it is one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     """How one client count trains: merge strategy and its parameters, client optimiser options."""
@@ -73,13 +88,18 @@ class Setting:
     learning_rate: float | None = None
     reset_optimizer: bool = False
     local_steps: int | None = None
+    serve: dict[str, Any] = field(default_factory=dict)
+    """Server settings (`TASK_SCALING`: the task values that follow the live clients)."""
 
     @classmethod
     def parse(cls, text: str) -> Setting:
         """``"strategy key=value ... [lr=X] [steps=L] [reset]"``, e.g.
-        ``"fedbuff k=4 lr=0.01 reset"``; ``steps`` sets the spec's ``training.localSteps``."""
+        ``"fedbuff k=4 lr=0.01 reset"``; ``steps`` sets the spec's ``training.localSteps``; the
+        keys of `TASK_SCALING` (``lr_scaling=sqrt local_steps_exponent=0.25``) go to the server's
+        configuration, the other keys are the strategy's parameters."""
         name, *items = text.split()
         params: dict[str, Any] = {}
+        serve: dict[str, Any] = {}
         lr, reset, steps = None, False, None
         for item in items:
             if item == "reset":
@@ -92,12 +112,14 @@ class Setting:
                 lr = float(value)
             elif key == "steps":
                 steps = int(value)
+            elif key in TASK_SCALING:
+                serve[key] = _number(value)
             else:
                 params[key] = value
-        return cls(name, params, lr, reset, steps)
+        return cls(name, params, lr, reset, steps, serve)
 
     def label(self) -> str:
-        params = " ".join(f"{k}={v}" for k, v in self.params.items())
+        params = " ".join(f"{k}={v}" for k, v in {**self.params, **self.serve}.items())
         lr = f" lr={self.learning_rate:g}" if self.learning_rate is not None else ""
         steps = f" steps={self.local_steps}" if self.local_steps is not None else ""
         reset = " reset" if self.reset_optimizer else ""
@@ -252,7 +274,8 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
         max_seconds=None, eval_every_merges=workload.eval_every_merges,
         eval_every_seconds=workload.eval_every_seconds, eval_chunk_size=workload.eval_chunk_size,
         checkpoint_every_merges=None, checkpoint_every_seconds=None, poll_seconds=0.2,
-        screening="off", eval_quorum=1)  # one evaluator; no update screening (as wnn compare)
+        screening="off", eval_quorum=1,  # one evaluator; no update screening (as wnn compare)
+        **setting.serve)
     runner = web.AppRunner(create_app(config), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
