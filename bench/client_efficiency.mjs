@@ -3,11 +3,15 @@
 // raw TF.js `model.fit`, same model, batch size and backend, measured side by side in one run.
 //
 //   node bench/client_efficiency.mjs [--backend cpu|wasm] [--rounds N] [--tasks N]
-//                                    [--local-steps N] [--server URL]
+//                                    [--local-steps N] [--server URL] [--encodings all|f32]
+//                                    [--modes overlap,withoutFollowUps] [--old-client DIR]
 //
 // Without --server it starts `wnn serve model_specs/digits_mlp.json --data data_modules/digits.py`
 // on a free port and stops it afterwards; `--local-steps N` serves a copy of the spec with N local
 // steps per task (the network cost per task is fixed, so bigger tasks hide more of it).
+// `--encodings all` (default) joins as the page and wnn-worker do (offering q8/f16: the server's
+// default picks q8 updates and f16 weights); `f32` offers nothing. `--old-client DIR` also measures
+// the client modules in DIR (a copy of client_js/src from another commit) side by side, as `old`.
 // Prints one JSON line with the figures, then a summary line (see client_efficiency_core.mjs).
 
 import { parseArgs } from 'node:util';
@@ -31,6 +35,9 @@ const { values } = parseArgs({
     tasks: { type: 'string', default: '10' },
     server: { type: 'string' },
     'local-steps': { type: 'string' },
+    encodings: { type: 'string', default: 'all' },
+    modes: { type: 'string', default: '' },
+    'old-client': { type: 'string' },
   },
 });
 
@@ -75,18 +82,25 @@ await tf.setBackend(values.backend);
 await tf.ready();
 Object.assign(console, { log: info, warn });
 
-const { WebnnClient } = await import(pathToFileURL(path.join(CLIENT, 'src', 'protocol.js')).href);
-const { Trainer } = await import(pathToFileURL(path.join(CLIENT, 'src', 'trainer.js')).href);
-const { WorkerLoop } = await import(pathToFileURL(path.join(CLIENT, 'src', 'worker_loop.js')).href);
+async function variant(dir) {
+  const load = (name) => import(pathToFileURL(path.join(dir, name)).href);
+  const [{ WebnnClient }, { Trainer }, { WorkerLoop }, { OFFER_ALL }] = await Promise.all(
+    ['protocol.js', 'trainer.js', 'worker_loop.js', 'encoding.js'].map(load));
+  return { WebnnClient, Trainer, WorkerLoop, OFFER_ALL };
+}
+const variants = { new: await variant(path.join(CLIENT, 'src')) };
+if (values['old-client']) variants.old = await variant(path.resolve(values['old-client']));
 
 const server = values.server ? { url: values.server, stop: async () => {} } : await startServer();
 try {
   const result = await measure({
-    tf, WebnnClient, Trainer, WorkerLoop, baseUrl: server.url,
+    tf, variants, baseUrl: server.url,
     rounds: Number(values.rounds), tasksPerRound: Number(values.tasks),
+    encodings: values.encodings === 'all' ? variants.new.OFFER_ALL : null,
+    modes: values.modes.split(',').filter(Boolean),
     log: (line) => process.stderr.write(`${line}\n`),
   });
-  console.log(JSON.stringify({ environment: 'node', ...result }));
+  console.log(JSON.stringify({ environment: 'node', encodings: values.encodings, ...result }));
   console.log(summary('node', result));
 } finally {
   await server.stop();

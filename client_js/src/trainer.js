@@ -10,6 +10,8 @@
 // - A train task of n = batchSize x localSteps examples runs ceil(n / batchSize) optimizer steps, one
 //   per consecutive slice of `batchSize` examples, in order (`model.fit`, one epoch, no shuffle).
 //   `loss` and `accuracy` are the means over those steps (each measured before its own update).
+//   fit_steps.js takes exactly these steps with fit's own train function, without fit's per-call
+//   machinery and with one read-back for weights and logs; `model.fit` where TF.js lacks its hooks.
 // - Optimizer state: kept between tasks by default (Adam moments carry over the server's merges, as
 //   momentum does; no re-allocation per task). `resetOptimizer: true` makes a fresh optimizer per
 //   task. A task with a different learning rate (the server scales it with the live clients,
@@ -23,6 +25,7 @@
 // - The input buffer is never written to.
 
 import { evaluateChunk, readAccuracy, toTargetTensor, toTensor } from './evaluator.js';
+import { canFitSteps, fitSteps } from './fit_steps.js';
 
 const OPTIMIZERS = {
   sgd: (tf, lr) => tf.train.sgd(lr),
@@ -187,6 +190,11 @@ export class Trainer {
     const ys = toTargetTensor(this.tf, y);
     const examples = x.shape[0];
     try {
+      const steps = Math.ceil(examples / task.batchSize);
+      if (canFitSteps(this.model)) { // fit's steps, one read-back for weights and logs (fit_steps.js)
+        const fitted = await fitSteps(this.tf, this.model, xs, ys, { batchSize: task.batchSize, yieldFn: yieldToEventLoop });
+        return { weights: fitted.weights, loss: fitted.logs.loss, accuracy: readAccuracy(fitted.logs), steps, examples };
+      }
       const history = await this.model.fit(xs, ys, {
         batchSize: task.batchSize, epochs: 1, shuffle: false, verbose: 0,
         callbacks: { nextFrameFunc: yieldToEventLoop },
@@ -196,7 +204,7 @@ export class Trainer {
         weights: await this.readWeights(),
         loss,
         accuracy: readAccuracy(history.history, 0),
-        steps: Math.ceil(examples / task.batchSize),
+        steps,
         examples,
       };
     } finally {
