@@ -14,6 +14,10 @@ collaborators that each do one job and receive values, never the coordinator:
 - `merging.MergeWorker` — one merge step in the worker thread (checks, merge, roll-back of a
   non-finite result, the new version's snapshot);
 - `sessions.SessionRegistry` — who is joined, in last-seen order;
+- `traffic.Traffic` — update bodies received and weights sent, per encoding;
+- `checkpointing` — ``state.json`` built from the run's values and applied back on resume (the
+  coordinator keeps when to checkpoint, the lock and the worker-thread hand-off);
+- `status` — the ``partition`` and ``capacity`` blocks of the status answer;
 - `events.EventBus` — what happened; the metrics listen to it.
 
 Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t,
@@ -44,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from webnn.merge.base import ModelState, StrategyState, Update
+from webnn.merge.base import ModelState, Update
 from webnn.merge.screening import Screen, staleness_cutoff
 from webnn.server.admission import (
     BODY_SLACK,
@@ -54,6 +58,8 @@ from webnn.server.admission import (
     join_middleware,
 )
 from webnn.server.batch_feed import BatchFeed, encode_validation
+from webnn.server.checkpointing import RunCounters, build_state, data_state, restore
+from webnn.server.checkpointing import write as write_checkpoint
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.encodings import WRONG_ENCODING, EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
@@ -76,8 +82,10 @@ from webnn.server.metrics import Metrics
 from webnn.server.scaled_tasks import ScaledTasks
 from webnn.server.sessions import Session, SessionRegistry
 from webnn.server.shards import ShardAssigner
-from webnn.server.store import Checkpoint, StateError, Store, layout_fingerprint
+from webnn.server.status import capacity_status, partition_status
+from webnn.server.store import Checkpoint, Store
 from webnn.server.tasks import EvalWork, FollowUp, Task, TaskBook, TrainWork
+from webnn.server.traffic import Traffic
 from webnn.server.updates import UpdateHeader, decode_update
 from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
 
@@ -87,7 +95,6 @@ INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "tr
                                   "wrong_content_type", "bad_field", "too_large", "bad_json",
                                   "norm_too_large", "merge_not_finite",
                                   "evaluation_disagrees", WRONG_ENCODING})
-STATE_FORMAT = 1
 SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
 FRAME_OVERHEAD = 1 << 20
@@ -140,8 +147,7 @@ class Coordinator:
         # float16 copies of versions for sessions with f16 weights (see `versions`)
         self.half_pool = SnapshotPool(self.layout.size, keep=SNAPSHOT_POOL_KEEP, dtype="<f2")
         self.half_sessions = 0  # joined sessions receiving f16 weights
-        self.traffic: dict[str, Counter[str]] = {"updates": Counter(), "updateBytes": Counter(),
-                                                 "weights": Counter(), "weightBytes": Counter()}
+        self.traffic = Traffic()  # update bodies in and weights out, per encoding
         self.merger = MergeWorker(self.strategy, self.screen, self.layout, self.pool)
 
         self.model = ModelState(weights=self.spec.compiled.initial_weights(self.seed), steps=0,
@@ -436,8 +442,7 @@ class Coordinator:
 
     def note_weights_bytes(self, encoding: str, nbytes: int) -> None:
         """Weights of `nbytes` bytes sent in `encoding` (status ``traffic``)."""
-        self.traffic["weights"][encoding] += 1
-        self.traffic["weightBytes"][encoding] += nbytes
+        self.traffic.record_weights(encoding, nbytes)
 
     def weights_encoding(self, token: str | None) -> str:
         """The weights encoding of session `token` (``f32`` without one)."""
@@ -457,8 +462,7 @@ class Coordinator:
     def note_update_bytes(self, encoding: str, nbytes: int) -> None:
         """An accepted update's body of `nbytes` bytes in `encoding` (status ``traffic`` and
         ``webnn_update_bytes_total{encoding}``)."""
-        self.traffic["updates"][encoding] += 1
-        self.traffic["updateBytes"][encoding] += nbytes
+        self.traffic.record_update(encoding, nbytes)
         self.metrics.update_bytes.labels(encoding).inc(nbytes)
         self.metrics.update_bodies.labels(encoding).inc()
 
@@ -869,66 +873,19 @@ class Coordinator:
             "endConditions": {"targetAccuracy": self.config.target_accuracy,
                               "maxMerges": self.config.max_merges,
                               "maxSeconds": self.config.max_seconds},
-            "partition": self._partition_status(),
+            "partition": partition_status(
+                self._partition_public(), self.feed, len(self.sessions),
+                (s.shard for s in self.sessions), self.dataset.num_train,
+                len(self.assigner.volunteers)),
             "taskScaling": self.scaled.status(self.clock()),
             "openTasks": self.tasks.open_count(),
             "rejected": dict(self.rejected),
             "httpRefused": dict(self.metrics.http_refusals),
-            "traffic": self.traffic_summary(),
-            "capacity": {
-                "bodyBytes": self.admission.bodies.used, "bodyBudget": self.limits.body_budget,
-                "snapshots": len(self.versions), "snapshotBytes": self.versions.nbytes,
-                "snapshotBudget": self.limits.snapshot_budget,
-                "mergeQueue": self.merge_waiting, "mergeQueueLimit": self.limits.merge_queue,
-                "bodiesInFlight": self.admission.bodies.count,
-                "updateCost": _rounded(self.admission.meter.cost(), 5),
-                "expectedWait": _rounded(self.admission.expected_wait(0), 4),
-                "updateLatency": self.limits.update_latency,
-                "trainLeases": self.tasks.open_count("train"),
-                "trainLeaseLimit": self.admission.train_lease_limit(),
-                "leaseToUpload": _rounded(self.admission.lease_to_upload, 4),
-                "refused": dict(self.refused)},
+            "traffic": self.traffic.summary(),
+            "capacity": capacity_status(
+                self.admission, self.versions, train_leases=self.tasks.open_count("train"),
+                merge_queue=self.merge_waiting, refused=self.refused),
         }
-
-    def _partition_status(self) -> dict:
-        """The partition's settings, and per shard its examples, batches handed out and the
-        live sessions on it."""
-        public = ({"kind": "iid"} if self.partition is None else self.partition.public())
-        public["shards"] = self.feed.count
-        live = (Counter(s.shard for s in self.sessions if s.shard is not None)
-                if self.feed.shards is not None else Counter({0: len(self.sessions)}))
-        public["perShard"] = [
-            {"shard": i, "examples": (self.dataset.num_train if self.feed.shards is None
-                                      else int(len(self.feed.shards[i]))),
-             "batches": self.feed.positions[i], "sessions": live[i]}
-            for i in range(self.feed.count)] if self.feed.count <= 256 else None
-        public["volunteers"] = len(self.assigner.volunteers)
-        return public
-
-    def _resume_traffic(self, saved: Any) -> None:
-        """The checkpointed `traffic` counters (status ``traffic``, bytes in and out per
-        encoding), so a restart continues them; a checkpoint without them (older) or with a
-        malformed table starts that table at zero (they are figures, not state)."""
-        if not isinstance(saved, dict):
-            return
-        for name, counts in self.traffic.items():
-            table = saved.get(name)
-            if isinstance(table, dict) and all(
-                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-                    and v >= 0 for k, v in table.items()):
-                counts.update(table)
-            elif table is not None:
-                log.warning("checkpoint: traffic.%s is not a table of counts; starting it at 0",
-                            name)
-
-    def traffic_summary(self) -> dict:
-        """Accepted updates and served weights by encoding: ``{"updates": {enc: {"count",
-        "bytes", "meanBytes"}}, "weights": {...}}`` (bodies as received, weights as sent)."""
-        def table(counts: Counter[str], sizes: Counter[str]) -> dict:
-            return {enc: {"count": n, "bytes": sizes[enc], "meanBytes": round(sizes[enc] / n, 1)}
-                    for enc, n in sorted(counts.items()) if n}
-        return {"updates": table(self.traffic["updates"], self.traffic["updateBytes"]),
-                "weights": table(self.traffic["weights"], self.traffic["weightBytes"])}
 
     # ---------------------------------------------------------------------------- the clock
 
@@ -980,99 +937,54 @@ class Coordinator:
             await asyncio.to_thread(self._save_checkpoint, state)
 
     def _checkpoint_state(self) -> dict:
-        leased = [t.work for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork)]
-        outstanding = self.feed.outstanding(leased)
-        shards = [{"nextBatch": self.feed.positions[i],
-                   "outstanding": self.feed.outstanding(leased, i)}
-                  for i in range(self.feed.count)]
-        return {
-            "format": STATE_FORMAT, "name": self.spec.name,
-            "fingerprint": layout_fingerprint(self.layout), "manifest": self.layout.manifest(),
-            "strategy": {"name": self.strategy.name, "meta": {}},
-            "screening": self.screen.state() if self.screen is not None else None,
-            "version": self.model.version, "steps": self.model.steps, "merges": self.merges,
-            "updatesAccepted": self.updates_accepted, "clientsJoined": self.sessions.joined,
-            "state": self.state,
-            "endReason": self.end_reason, "history": list(self.history),
-            "data": {"nextBatch": self.feed.position, "outstanding": outstanding,
-                     "batchExamples": self.batch_size * self.local_steps, "seed": self.seed,
-                     "partition": (None if self.partition is None
-                                   else self.partition.public()),
-                     "shards": shards, "assignment": self.assigner.state()},
-            "evaluation": self.schedule.state(),
-            "traffic": {name: dict(counts) for name, counts in self.traffic.items()},
-            "elapsed": self.elapsed(), "savedAt": self.clock(),
-        }
+        """The checkpoint's ``state.json`` from the run's values (`checkpointing.build_state`)."""
+        leased = (t.work for t in self.tasks.open_tasks() if isinstance(t.work, TrainWork))
+        counters = RunCounters(version=self.model.version, steps=self.model.steps,
+                               merges=self.merges, updates_accepted=self.updates_accepted,
+                               clients_joined=self.sessions.joined, state=self.state,
+                               end_reason=self.end_reason, elapsed=self.elapsed())
+        return build_state(
+            name=self.spec.name, layout=self.layout, strategy=self.strategy.name,
+            screening=self.screen.state() if self.screen is not None else None,
+            counters=counters, history=self.history,
+            data=data_state(self.feed, leased, self._partition_public(), self.assigner),
+            evaluation=self.schedule.state(), traffic=self.traffic.state(),
+            saved_at=self.clock())
 
     def _save_checkpoint(self, state: dict) -> None:
-        """In a worker thread, with the merge lock held: add the strategy's state and write."""
+        """In a worker thread, with the merge lock held: add the strategy's state and write
+        (`checkpointing.write`)."""
         assert self.store is not None
-        strategy_state = self.strategy.state()
-        state["strategy"]["meta"] = strategy_state.meta
-        self.store.save(Checkpoint(weights=self.model.weights, state=state,
-                                   model_json=model_json(self.spec),
-                                   strategy_arrays={k: np.asarray(v) for k, v in
-                                                    strategy_state.arrays.items()}),
-                        self.layout)
+        write_checkpoint(self.store, state, self.model.weights, self.strategy,
+                         model_json(self.spec), self.layout)
 
     def _resume(self, checkpoint: Checkpoint) -> None:
-        state = checkpoint.state
-        stored = state.get("strategy", {}).get("name")
-        if stored != self.strategy.name:
-            raise StateError(f"state dir {self.config.state_dir} was trained with strategy "
-                             f"{stored!r}, not {self.strategy.name!r}; use the same strategy or "
-                             "another state dir")
-        self.strategy.load_state(StrategyState(arrays=checkpoint.strategy_arrays,
-                                               meta=state["strategy"].get("meta", {})))
-        if self.screen is not None and state.get("screening"):
-            self.screen.load_state(state["screening"])
-        self.model.weights = checkpoint.weights
-        self.model.steps = int(state["steps"])
-        self.model.version = int(state["version"])
-        self.merges = int(state["merges"])
-        self.updates_accepted = int(state.get("updatesAccepted", 0))
-        self.sessions.joined = int(state.get("clientsJoined", 0))
+        """Continue the run of `checkpoint`: the collaborators take their parts back
+        (`checkpointing.restore`), the model and the run's counters are set here."""
+        restored = restore(checkpoint, strategy=self.strategy, screen=self.screen,
+                           schedule=self.schedule, feed=self.feed, traffic=self.traffic,
+                           partition=self._partition_public(), state_dir=self.config.state_dir)
+        run = restored.counters
+        self.model.weights = restored.weights
+        self.model.steps, self.model.version = run.steps, run.version
+        self.merges, self.updates_accepted = run.merges, run.updates_accepted
+        self.sessions.joined = run.clients_joined
         # read by `Evaluations.load` once the version store exists (entries from before
         # replication count as not validated there)
-        self._resumed_history = list(state.get("history", []))
-        self.state = state.get("state", "running")
-        self.end_reason = state.get("endReason")
-        data = state.get("data", {})
-        if (data.get("batchExamples") != self.batch_size * self.local_steps
-                or data.get("seed") != self.seed):
-            log.warning("batch size or seed changed since the checkpoint; the data sequence "
-                        "continues at the stored position with the new settings")
-        self._resume_data(data)
-        self.schedule.load(state.get("evaluation", {}))
-        self._resume_traffic(state.get("traffic"))
-        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self._resumed_history = restored.history
+        self.state, self.end_reason = run.state, run.end_reason
+        if restored.assigner is not None:  # None: the partition changed, a fresh table
+            self.assigner = restored.assigner
+        self.elapsed_before = run.elapsed
         if self.state == "ended":
             self.ended_elapsed = self.elapsed_before
         self.last_checkpoint = (self.merges, len(self._resumed_history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,
                  self.model.version, self.model.steps, self.merges)
 
-
-    def _resume_data(self, data: dict) -> None:
-        """Each shard continues where it stopped; a changed partition starts its shards over
-        (a checkpoint from before partitions holds the one iid sequence)."""
-        current = None if self.partition is None else self.partition.public()
-        stored = data.get("partition")
-        if stored is None and (current is None or current.get("kind") == "iid"):
-            stored = current
-        if stored != current:
-            log.warning("the partition changed since the checkpoint (%s, now %s); every shard's "
-                        "data sequence starts over", stored, current)
-            return
-        shards = data.get("shards") or [{"nextBatch": data.get("nextBatch", 0),
-                                         "outstanding": data.get("outstanding", [])}]
-        for index, entry in enumerate(shards[:self.feed.count]):
-            self.feed.resume(int(entry.get("nextBatch", 0)), entry.get("outstanding", []), index)
-        self.assigner = ShardAssigner.from_state(data.get("assignment", {}), self.feed.count)
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+    def _partition_public(self) -> dict | None:
+        """The partition's public settings (None: iid)."""
+        return None if self.partition is None else self.partition.public()
 
 
 def _log_failure(task: asyncio.Task) -> None:
