@@ -33,6 +33,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 from typing import Any
 
 import numpy as np
@@ -99,15 +100,29 @@ def bench(floats: int, repeat: int) -> list[tuple[str, float]]:
     return results
 
 
-def _http_server(nbytes: int, cpu: int, ports: Any) -> None:
-    """The receiving server of ``--http`` (a child process)."""
-    import asyncio
+Variant = tuple[str, str, int]
+"""An ``--http`` server: event loop, runner, KiB per socket read."""
+
+
+def variant_name(variant: Variant) -> str:
+    return f"{variant[0]}/{variant[1]}/{variant[2]}K"
+
+
+def _http_server(nbytes: int, cpu: int, ports: Any, loop: str, runner_kind: str,
+                 read_kib: int) -> None:
+    """The receiving server of ``--http`` (a child process) on event loop `loop`, run by
+    `WebnnRunner` (``webnn``, what ``wnn serve`` runs) or aiohttp's ``web.AppRunner`` (``plain``),
+    reading `read_kib` KiB per socket read (asyncio's loop only: its transport's ``max_size``,
+    256 KiB by default, set for this child process; uvloop reads 256 KiB at a time)."""
+    from asyncio import selector_events
 
     from aiohttp import web
 
     from webnn.server.ingest import _read_into
+    from webnn.server.runner import WebnnRunner, run
 
     os.sched_setaffinity(0, {cpu})
+    selector_events._SelectorSocketTransport.max_size = read_kib << 10
     buffer = np.empty(nbytes + (1 << 16), dtype=np.uint8)
 
     async def receive(request: web.Request) -> web.Response:
@@ -118,55 +133,72 @@ def _http_server(nbytes: int, cpu: int, ports: Any) -> None:
         return web.Response(text=repr(time.process_time()))
 
     async def serve() -> None:
+        import asyncio
+
         app = web.Application(client_max_size=buffer.size)
         app.router.add_post("/update", receive)
         app.router.add_get("/cpu", cpu_time)
-        runner = web.AppRunner(app)
+        runner = WebnnRunner(app, models=[]) if runner_kind == "webnn" else web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         ports.put(runner.addresses[0][1])
         await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    run(serve(), loop)
 
 
-def http_receive(nbytes: int, bodies: int, cpu: int) -> float:
-    """Server CPU seconds per `nbytes` body received over loopback HTTP (see ``--http``)."""
+def http_receive(nbytes: int, bodies: int, cpu: int, variants: list[Variant],
+                 rounds: int) -> dict[Variant, list[float]]:
+    """Server CPU seconds per `nbytes` body received over loopback HTTP (see ``--http``), for
+    each (loop, runner, read KiB) variant: one server process per variant, all started first,
+    measured in turn `rounds` times (interleaved, so a change in the machine's load hits every
+    variant)."""
     import asyncio
     import multiprocessing
 
     import aiohttp
 
     context = multiprocessing.get_context("spawn")
-    ports = context.Queue()
-    server = context.Process(target=_http_server, args=(nbytes, cpu, ports), daemon=True)
-    server.start()
-    port = ports.get(timeout=60)
+    servers, urls = [], {}
+    for variant in variants:
+        ports = context.Queue()
+        server = context.Process(target=_http_server, args=(nbytes, cpu, ports, *variant),
+                                 daemon=True)
+        server.start()
+        servers.append(server)
+        urls[variant] = f"http://127.0.0.1:{ports.get(timeout=60)}"
     body = np.random.default_rng(0).random(nbytes // 4, dtype=np.float32).tobytes()
 
-    async def run() -> float:
-        base = f"http://127.0.0.1:{port}"
+    async def measure(http: aiohttp.ClientSession, base: str) -> float:
+        async def post() -> None:
+            async with http.post(base + "/update", data=body) as answer:
+                await answer.read()
+
+        async def server_cpu() -> float:
+            async with http.get(base + "/cpu") as answer:
+                return float(await answer.text())
+
+        for _ in range(10):
+            await post()
+        before = await server_cpu()
+        for _ in range(bodies // 10):
+            await asyncio.gather(*(post() for _ in range(10)))
+        return (await server_cpu() - before) / (bodies // 10 * 10)
+
+    async def run_all() -> dict[Variant, list[float]]:
+        results: dict[Variant, list[float]] = {v: [] for v in variants}
         async with aiohttp.ClientSession() as http:
-            async def post() -> None:
-                async with http.post(base + "/update", data=body) as answer:
-                    await answer.read()
-
-            async def server_cpu() -> float:
-                async with http.get(base + "/cpu") as answer:
-                    return float(await answer.text())
-
-            for _ in range(10):
-                await post()
-            before = await server_cpu()
-            for _ in range(bodies // 10):
-                await asyncio.gather(*(post() for _ in range(10)))
-            return (await server_cpu() - before) / (bodies // 10 * 10)
+            for _ in range(rounds):
+                for variant in variants:
+                    results[variant].append(await measure(http, urls[variant]))
+        return results
 
     try:
-        return asyncio.run(run())
+        return asyncio.run(run_all())
     finally:
-        server.terminate()
-        server.join()
+        for server in servers:
+            server.terminate()
+            server.join()
 
 
 def main() -> None:
@@ -177,7 +209,21 @@ def main() -> None:
                         help="also time receiving N bodies of each size over loopback HTTP")
     parser.add_argument("--server-cpu", type=int, default=0,
                         help="the CPU the --http server is pinned to (the sender avoids it)")
+    parser.add_argument("--loops", nargs="+", choices=("asyncio", "uvloop"), default=None,
+                        help="event loops of the --http servers [asyncio, and uvloop where "
+                             "installed]")
+    parser.add_argument("--runners", nargs="+", choices=("webnn", "plain"), default=["webnn"],
+                        help="--http servers run by WebnnRunner (as wnn serve) and/or "
+                             "aiohttp's plain AppRunner")
+    parser.add_argument("--read-kib", type=int, nargs="+", default=[256],
+                        help="KiB per socket read of the --http servers on asyncio's loop "
+                             "(its default: 256)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--http measurements per variant, interleaved")
     args = parser.parse_args()
+    loops = args.loops or ["asyncio"] + (["uvloop"] if find_spec("uvloop") else [])
+    variants = [(loop, runner, read) for runner in args.runners for loop in loops
+                for read in (args.read_kib if loop == "asyncio" else [256])]
     for floats in args.floats:
         nbytes = floats * 4
         results = bench(floats, args.repeat)
@@ -190,9 +236,16 @@ def main() -> None:
             others = sorted(os.sched_getaffinity(0) - {args.server_cpu})
             if others:
                 os.sched_setaffinity(0, others)
-            seconds = http_receive(nbytes, args.http, args.server_cpu)
-            print(f"  {'HTTP receive (server CPU)':22s} {seconds * 1e3:8.3f} ms  "
-                  f"{nbytes / seconds / 1e9:6.2f} GB/s  {copy_seconds / seconds:5.2f} x copy")
+            received = http_receive(nbytes, args.http, args.server_cpu, variants, args.rounds)
+            first = statistics.median(received[variants[0]])
+            print(f"  HTTP receive, server CPU per body (median of {args.rounds} rounds of "
+                  f"{args.http // 10 * 10} bodies; ratio to {variant_name(variants[0])}):")
+            for variant, times in received.items():
+                seconds = statistics.median(times)
+                each = ", ".join(f"{t * 1e3:.2f}" for t in times)
+                print(f"    {variant_name(variant):16s} {seconds * 1e3:8.3f} ms  "
+                      f"{nbytes / seconds / 1e9:6.2f} GB/s  {copy_seconds / seconds:5.2f} x copy"
+                      f"  {first / seconds:5.2f} x {variant_name(variants[0])}  ({each})")
 
 
 if __name__ == "__main__":

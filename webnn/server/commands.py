@@ -39,7 +39,8 @@ from webnn.server.console import (
     install_logging,
     resolve_admin_token,
 )
-from webnn.server.runner import HttpLimits, WebnnRunner
+from webnn.server.runner import HttpLimits, LoopUnavailable, WebnnRunner
+from webnn.server.runner import run as run_on_loop
 from webnn.server.toml_config import (
     MODEL_KEYS,
     NAME_PATTERN,
@@ -400,8 +401,11 @@ def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet
         print_banner(base, plans, admin_token, listen, process.get("state_dir"), console)
 
     try:
-        asyncio.run(run_server(app, process["host"], process["port"], on_listening, workers,
-                               console, statuses, http_limits(process)))
+        run_on_loop(run_server(app, process["host"], process["port"], on_listening, workers,
+                               console, statuses, http_limits(process)),
+                    process.get("loop", "auto"))
+    except LoopUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
     except OSError as exc:  # e.g. the port is taken
         where = f"{process['host']}:{process['port']}"
         raise click.ClickException(f"cannot listen on {where}: {exc}") from exc

@@ -39,9 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
@@ -52,9 +52,59 @@ from webnn.server.errors import ProtocolError
 from webnn.server.wire import PROTOCOL_VERSION, dumps
 
 log = logging.getLogger("webnn.server")
+T = TypeVar("T")
 
 CountRefusal = Callable[[str, str], None]
 """``count(code, reason)``: one refused request (`code` as answered, `reason` finer)."""
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+"""The event loops `wnn serve` can run on (`ProcessSettings.loop`, default ``asyncio``):
+``asyncio`` (the standard library's), ``uvloop`` (libuv, where installed: ``pip install
+uvloop``), ``auto`` (uvloop where it imports, else asyncio). For 4 MB update bodies uvloop
+measured no gain (docs/capacity.md): it copies every read out of its own 256 KiB buffer into a
+new bytes object, as many copies per body as asyncio's ``recv``."""
+
+
+class LoopUnavailable(RuntimeError):
+    """The event loop asked for is not installed here (the message says how to get it)."""
+
+
+def loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for `name` (one of `EVENT_LOOPS`); None means asyncio's default.
+
+    ``auto`` takes uvloop when it imports and asyncio otherwise; ``uvloop`` raises
+    `LoopUnavailable` when it does not import."""
+    if name not in EVENT_LOOPS:
+        raise ValueError(f"event loop {name!r}: expected one of {', '.join(EVENT_LOOPS)}")
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise LoopUnavailable("event loop 'uvloop' is not installed: pip install uvloop "
+                                  "(not available on Windows), or choose --loop asyncio"
+                                  ) from None
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    """``uvloop`` or ``asyncio``: which kind of loop `loop` is (for banners and reports)."""
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def run(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
+    """``asyncio.run(main)`` on the event loop `loop` names (`loop_factory`; `main` is closed
+    unrun when that loop is not available)."""
+    try:
+        factory = loop_factory(loop)
+    except BaseException:
+        main.close()
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        log.info("event loop: %s", loop_name(runner.get_loop()))
+        return runner.run(main)
 
 
 @dataclass(frozen=True)

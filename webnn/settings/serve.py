@@ -42,6 +42,7 @@ UpdateEncoding = Literal["auto", "q8", "f16", "f32"]
 WeightsEncoding = Literal["auto", "f16", "f32"]
 WorkerBackend = Literal["cpu", "wasm"]
 PartitionKind = Literal["iid", "dirichlet", "shards", "by_key"]
+EventLoop = Literal["auto", "asyncio", "uvloop"]
 LrScaling = Literal["none", "sqrt", "linear"]
 
 SETTINGS_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
@@ -216,6 +217,10 @@ class ProcessSettings(ClusterProcessFields):
         15.0, "seconds for a request line and headers to arrive, from the connection opening or "
               "the previous answer (beyond: 408 header_timeout; an idle connection is closed)",
         scope="process", gt=0)
+    loop: EventLoop = setting(
+        "asyncio", "event loop of the server: asyncio (the standard library's), uvloop (pip "
+                   "install uvloop; no gain measured for update bodies, docs/capacity.md) or "
+                   "auto (uvloop where installed)", scope="process")
 
 
 class ServeConfig(BaseModel):
