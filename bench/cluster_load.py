@@ -24,6 +24,13 @@ acknowledged as durable that no merge log record holds (the issue's target: 0 lo
 back within 5 s). With kills, ``steady_*`` figures cover the window before the first kill only
 (update p50/p99, errors, busy answers, accepted updates/s), the plain ones the whole window.
 
+``--variant NAME:ARGS`` (repeatable) runs each front-end count once per variant, ARGS being
+more ``wnn serve`` arguments for that variant only (``--variant "old:--lock-ms 3000
+--merge-backlog 0" --variant new:``), so settings are compared side by side in one run;
+``--repeat R`` runs the whole set R times, alternating (each row names its variant and round).
+Each kill also reports ``unmerged``: the stream entries no published checkpoint covered when it
+came (what a standby must replay after a merger kill).
+
 Every process of the run is pinned to ``--server-cpus`` (redis-server too), the generators to
 ``--load-cpus``; the open-files limit is lifted to the hard limit first (a socket per client).
 """
@@ -31,10 +38,12 @@ Every process of the run is pinned to ``--server-cpus`` (redis-server too), the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -89,9 +98,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds to wait for the stream to drain before counting lost")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="one more argument for wnn serve (repeatable)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME:ARGS: run every front-end count once more with these wnn "
+                        "serve arguments (repeatable; compared side by side)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of the whole set of runs (alternating the variants)")
     args = parser.parse_args(argv)
     args.kills = kills(args.kill, args.kill_after)
+    args.variants = variants(args.variant)
     return args
+
+
+def variants(texts: list[str]) -> list[tuple[str, list[str]]]:
+    """``["old:--lock-ms 3000", "new:"]`` as ``[("old", ["--lock-ms", "3000"]), ("new",
+    [])]``; none given: one unnamed variant without extra arguments."""
+    out = []
+    for text in texts:
+        name, sep, extra = text.partition(":")
+        if not sep or not name:
+            raise SystemExit(f"--variant: NAME:ARGS, got {text!r}")
+        out.append((name, shlex.split(extra)))
+    return out or [("", [])]
 
 
 def kills(text: str, default_after: float) -> list[tuple[str, float]]:
@@ -150,12 +177,19 @@ def get_json(url: str) -> dict[str, Any]:
         return json.loads(answer.read())
 
 
-def wait_ready(url: str, deadline: float) -> None:
+def wait_ready(url: str, deadline: float, server: subprocess.Popen | None = None,
+               errors: Path | None = None) -> None:
+    """Until `url` answers status; a `server` that exited first fails at once with the tail of
+    its `errors` file (a bad argument, say)."""
     while True:
         try:
             get_json(url + "api/v1/status")
             return
         except OSError:
+            if server is not None and server.poll() is not None:
+                tail = errors.read_text()[-2000:] if errors is not None else ""
+                raise SystemExit(f"wnn serve exited ({server.returncode}) before serving:\n"
+                                 f"{tail}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -180,10 +214,12 @@ def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> d
                  if json.loads(v)["pid"] == pid)
     durable = int(client.hget(f"wnn:{run}:stats", "updates_durable") or 0)
     version = int(client.hget(f"wnn:{run}:current", "version") or 0)
+    entries, applied = client.hmget(f"wnn:{run}:stats", "stream_entries", "stream_applied")
     os.kill(pid, signal.SIGKILL)
     killed = time.time()
     gaps: dict[str, Any] = {"killed": role, "label": label, "at": killed,
-                            "durable_gap_s": None, "version_gap_s": None, "restart_s": None}
+                            "durable_gap_s": None, "version_gap_s": None, "restart_s": None,
+                            "unmerged": int(entries or 0) - int(applied or 0)}
     while time.time() < stop_at and None in (gaps["durable_gap_s"], gaps["version_gap_s"],
                                              gaps["restart_s"]):
         now = time.time()
@@ -217,23 +253,25 @@ def lost_updates(client: Any, run: str, deadline: float) -> int | None:
     return durable - merged
 
 
-def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, frontends: int, model: Any,
+            serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
     redis_port, port = free_port(), free_port()
     prefix = ["taskset", "-c", args.server_cpus] if args.server_cpus else []
     redis = subprocess.Popen([*prefix, args.redis_server, "--port", str(redis_port), "--bind",
                               "127.0.0.1", "--save", "", "--appendonly", "no",
                               "--maxclients", "10000"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve_log = Path(model.spec_path).parent / f"serve-{port}.err"
     server = subprocess.Popen(
         [*prefix, str(WNN), "serve", str(model.spec_path), "--data", str(model.data_path),
          "--redis", f"redis://127.0.0.1:{redis_port}/0", "--processes", str(frontends),
          "--strategy", "fedbuff", "--param", f"k={args.k}", "--port", str(port), "--quiet",
          "--max-open-tasks", "64", "--max-sessions", "100000", "--joins-per-minute", "0",
-         *args.server_arg],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+         *args.server_arg, *serve_args],
+        stdout=subprocess.DEVNULL, stderr=serve_log.open("wb"), start_new_session=True)
     base = f"http://127.0.0.1:{port}/"
     try:
-        wait_ready(base, time.monotonic() + 180)
+        wait_ready(base, time.monotonic() + 180, server, serve_log)
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         start = time.time() + 3.0
@@ -274,11 +312,13 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any) -> dict[str, A
         lost = (lost_updates(client, model_name(model), time.monotonic() + args.drain)
                 if done_kills else None)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(8)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
         redis.terminate()
         redis.wait(10)
     updates = sum(r.accepted_updates for r in collected)
@@ -347,42 +387,67 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = write_model(Path(tmp), args.params, None)
-        for count in (int(n) for n in args.frontends.split(",")):
-            rows.append(run_one(args, count, model))
-            print(json.dumps(rows[-1]), flush=True)
-    reference = rows[0]["updates_per_s"] or float("nan")
-    print(f"\n{model.params} parameters, FedBuff K={args.k}, {args.clients} clients, think "
+        for round_ in range(args.repeat):
+            for count in (int(n) for n in args.frontends.split(",")):
+                for name, extra in args.variants:
+                    row = run_one(args, count, model, tuple(extra))
+                    row.update(variant=name, variant_args=" ".join(extra), round=round_)
+                    rows.append(row)
+                    print(json.dumps(rows[-1]), flush=True)
+    report(args, model.params, rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def label(row: dict[str, Any]) -> str:
+    """A row's name in the tables: its front-end count, variant and round when there are
+    several."""
+    text = str(row["frontends"])
+    if row.get("variant"):
+        text += f" {row['variant']}"
+    if row.get("round"):
+        text += f" (round {row['round'] + 1})"
+    return text
+
+
+def report(args: argparse.Namespace, params: int, rows: list[dict[str, Any]]) -> None:
+    """The Markdown tables of docs/scale-out.md (``x one``: against the first front-end count
+    of the same variant and round)."""
+    print(f"\n{params} parameters, FedBuff K={args.k}, {args.clients} clients, think "
           f"{args.think} s, {args.duration:g} s window\n")
     print("| front-ends | updates/s | x one | merges/s | update p50 ms | p99 ms | errors | busy "
           "| updates per stream entry |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        reference = next(r for r in rows if r.get("variant") == row.get("variant")
+                         and r.get("round") == row.get("round"))["updates_per_s"]
         per_entry = row["durable"] / row["stream_entries"] if row["stream_entries"] else 0
-        print(f"| {row['frontends']} | {row['updates_per_s']:.1f} | "
-              f"{row['updates_per_s'] / reference:.2f} | {row['merges_per_s']:.1f} | "
+        print(f"| {label(row)} | {row['updates_per_s']:.1f} | "
+              f"{row['updates_per_s'] / (reference or float('nan')):.2f} | "
+              f"{row['merges_per_s']:.1f} | "
               f"{row['update_p50_ms']:.0f} | {row['update_p99_ms']:.0f} | {row['errors']} | "
               f"{row['busy']} | {per_entry:.2f} |")
-    if args.kills:
-        print(f"\nBefore the first kill ({args.kills[0][1]:g} s):\n")
-        print("| front-ends | updates/s | update p50 ms | p99 ms | errors | busy |")
-        print("|---|---|---|---|---|---|")
-        for row in rows:
-            print(f"| {row['frontends']} | {row['steady_updates_per_s']:.1f} | "
-                  f"{row['steady_update_p50_ms']:.0f} | {row['steady_update_p99_ms']:.0f} | "
-                  f"{row['steady_errors']} | {row['steady_busy']} |")
-        print("\nSIGKILLs (seconds into the window):\n")
-        print("| front-ends | killed | next durable update s | next version s | replacement "
-              "up s | errors in 10 s after | update p99 ms after | lost (run) |")
-        print("|---|---|---|---|---|---|---|---|")
-        for row in rows:
-            for kill, (_, at) in zip(row["kills"], args.kills, strict=True):
-                print(f"| {row['frontends']} | {kill['label']} @ {at:g} | "
-                      f"{kill['durable_gap_s']} | {kill['version_gap_s']} | "
-                      f"{kill['restart_s']} | {kill['errors_10s']} | "
-                      f"{kill['update_p99_ms_after']:.0f} | {row['lost']} |")
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    if not args.kills:
+        return
+    print(f"\nBefore the first kill ({args.kills[0][1]:g} s):\n")
+    print("| front-ends | updates/s | update p50 ms | p99 ms | errors | busy |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {label(row)} | {row['steady_updates_per_s']:.1f} | "
+              f"{row['steady_update_p50_ms']:.0f} | {row['steady_update_p99_ms']:.0f} | "
+              f"{row['steady_errors']} | {row['steady_busy']} |")
+    print("\nSIGKILLs (seconds into the window):\n")
+    print("| front-ends | killed | unmerged entries at the kill | next durable update s "
+          "| next version s | replacement up s | errors in 10 s after | update p99 ms after "
+          "| lost (run) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        for kill, (_, at) in zip(row["kills"], args.kills, strict=True):
+            print(f"| {label(row)} | {kill['label']} @ {at:g} | {kill['unmerged']} | "
+                  f"{kill['durable_gap_s']} | {kill['version_gap_s']} | "
+                  f"{kill['restart_s']} | {kill['errors_10s']} | "
+                  f"{kill['update_p99_ms_after']:.0f} | {row['lost']} |")
 
 
 if __name__ == "__main__":

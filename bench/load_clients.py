@@ -219,10 +219,13 @@ class Reply:
 
 @dataclass
 class Held:
-    """A task's inputs: its weights (a float32 view into a received body) and their version."""
+    """A task's inputs: its weights (a float32 view into a received body), their version and
+    the ETag they came with (None from a follow-up frame: then ``"v<version>"``, the single
+    process's)."""
 
     version: int
     weights: np.ndarray
+    etag: str | None = None
 
 
 class Shared:
@@ -365,12 +368,13 @@ class SimulatedClient:
         version = int(task["version"])
         headers = {}
         if self.held is not None and self.held.version == version:
-            headers["If-None-Match"] = f'"v{version}"'
+            headers["If-None-Match"] = self.held.etag or f'"v{version}"'
         reply = await self.exchange("weights", "GET", task["urls"]["weights"], headers=headers)
         if reply.status == 304 and self.held is not None:
             held = self.held
         elif reply.status == 200:
-            held = Held(version, np.frombuffer(reply.body, dtype="<f4"))
+            held = Held(version, np.frombuffer(reply.body, dtype="<f4"),
+                        reply.headers.get("ETag"))
         else:
             raise self.failed("weights", reply)
         batch = await self.exchange("batch", "GET", task["urls"]["batch"])
