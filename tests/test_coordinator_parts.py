@@ -1,7 +1,7 @@
 """The coordinator's collaborators that took over its bookkeeping, on real parts: the traffic
 counters (`webnn.server.traffic`), the checkpoint state built from values and applied back
-(`webnn.server.checkpointing`, through a real `Store` and JSON) and the status blocks
-(`webnn.server.status`)."""
+(`webnn.server.checkpointing`, through a real `Store` and JSON), the status blocks
+(`webnn.server.status`) and the run's lifecycle (`webnn.server.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from webnn.server.checkpointing import (
     write,
 )
 from webnn.server.evaluation import EvaluationSchedule
+from webnn.server.lifecycle import RunLifecycle
 from webnn.server.shards import ShardAssigner
 from webnn.server.status import capacity_status, partition_status
 from webnn.server.store import StateError, Store
@@ -244,3 +245,30 @@ def test_capacity_status_fields():
     assert (block["bodyBudget"], block["snapshotBudget"], block["snapshots"]) == (1000, 2000, 1)
     assert (block["trainLeases"], block["mergeQueue"], block["refused"]) == (3, 1, {"busy": 2})
     assert block["leaseToUpload"] is None and block["mergeQueueLimit"] == limits.merge_queue
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+
+def test_lifecycle_pause_finish_end_and_frozen_elapsed():
+    run = RunLifecycle(started=100.0, elapsed_before=5.0)
+    assert run.elapsed(110.0) == 15.0 and not run.finishing
+    assert run.pause() and not run.pause() and run.state == "paused"
+    assert run.unpause() and not run.unpause() and run.state == "running"
+    assert run.begin_finishing("max_merges=3 reached", 120.0)
+    assert not run.begin_finishing("max_seconds=9 reached", 121.0)  # the first reason stays
+    assert run.finishing and run.end_reason == "max_merges=3 reached"
+    assert run.finishing_deadline(60.0) == 180.0
+    assert run.end("max_merges=3 reached", 130.0)
+    assert not run.end("admin", 140.0)  # ended is final
+    assert (run.state, run.end_reason, run.finishing) == ("ended", "max_merges=3 reached", False)
+    assert run.elapsed(1000.0) == 35.0 and run.finishing_deadline(60.0) is None
+    assert not run.pause() and not run.begin_finishing("again", 1000.0)
+
+
+def test_lifecycle_restore_continues_the_elapsed_seconds():
+    run = RunLifecycle(started=50.0)
+    run.restore("paused", None, 20.0)
+    assert (run.state, run.elapsed(60.0)) == ("paused", 30.0)
+    ended = RunLifecycle(started=50.0)
+    ended.restore("ended", "target_accuracy=0.9 reached", 42.0)
+    assert ended.elapsed(500.0) == 42.0 and not ended.end("admin", 500.0)

@@ -18,6 +18,7 @@ collaborators that each do one job and receive values, never the coordinator:
 - `checkpointing` — ``state.json`` built from the run's values and applied back on resume (the
   coordinator keeps when to checkpoint, the lock and the worker-thread hand-off);
 - `status` — the ``partition`` and ``capacity`` blocks of the status answer;
+- `lifecycle.RunLifecycle` — the run's state, end reason, finishing phase and elapsed seconds;
 - `events.EventBus` — what happened; the metrics listen to it.
 
 Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t,
@@ -77,6 +78,7 @@ from webnn.server.export import export_tfjs, final_metadata, model_json
 from webnn.server.follow_up import BatchFrame, split_frame
 from webnn.server.ingest import Ingest
 from webnn.server.leases import Leases
+from webnn.server.lifecycle import RunLifecycle
 from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
 from webnn.server.scaled_tasks import ScaledTasks
@@ -155,14 +157,9 @@ class Coordinator:
         self.layout.check(self.model.weights)
         self.merges = 0
         self.updates_accepted = 0
-        self.state = "running"
-        self.end_reason: str | None = None
-        self.finishing_since: float | None = None
+        self.lifecycle = RunLifecycle(started=clock())  # state, end, finishing, elapsed
         self._resumed_history: list[dict] = []
-        self.elapsed_before = 0.0
-        self.ended_elapsed: float | None = None  # elapsed() frozen at the end
-        self.started = clock()
-        self.last_checkpoint = (0, 0, self.started)  # merges, history length, time
+        self.last_checkpoint = (0, 0, self.lifecycle.started)  # merges, history length, time
         self._val_frames: list[bytes] | None = None
         self._background: set[asyncio.Task] = set()
         self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
@@ -215,9 +212,22 @@ class Coordinator:
 
     def elapsed(self) -> float:
         """Seconds of training so far, across restarts; frozen once the run has ended."""
-        if self.ended_elapsed is not None:
-            return self.ended_elapsed
-        return self.elapsed_before + self.clock() - self.started
+        return self.lifecycle.elapsed(self.clock())
+
+    @property
+    def state(self) -> str:
+        """``running``, ``paused`` or ``ended`` (`RunLifecycle`)."""
+        return self.lifecycle.state
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why the run ended, or is finishing."""
+        return self.lifecycle.end_reason
+
+    @property
+    def finishing_since(self) -> float | None:
+        """When the run began waiting for its final evaluation (None: it is not)."""
+        return self.lifecycle.finishing_since
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -697,7 +707,7 @@ class Coordinator:
             return
         self.evaluations.maybe_start(version=self.model.version, steps=self.current_steps,
                                      merges=self.merges, elapsed=self.elapsed(),
-                                     finishing=self.finishing_since is not None)
+                                     finishing=self.lifecycle.finishing)
 
     @property
     def evaluation(self) -> Evaluation | None:
@@ -753,7 +763,7 @@ class Coordinator:
             self._complete_evaluation(settled.completed)
 
     def _complete_evaluation(self, evaluation: Evaluation) -> None:
-        final = (self.finishing_since is not None
+        final = (self.lifecycle.finishing
                  and evaluation.version == self.model.version)
         done = self.evaluations.complete(evaluation, elapsed=self.elapsed(), final=final,
                                          finishing_reason=self.end_reason)
@@ -779,15 +789,14 @@ class Coordinator:
     # ------------------------------------------------------------------------ state and end
 
     def pause(self) -> None:
-        if self.state == "running":
-            self._set_state("paused")
+        if self.lifecycle.pause():
+            self._publish_state()
 
     def resume(self) -> None:
-        if self.state == "paused":
-            self._set_state("running")
+        if self.lifecycle.unpause():
+            self._publish_state()
 
-    def _set_state(self, state: str) -> None:
-        self.state = state
+    def _publish_state(self) -> None:
         self.events.publish("state", self.status())
 
     def _finish(self, reason: str) -> None:
@@ -798,16 +807,15 @@ class Coordinator:
         asks for evaluation or any task; if it is not complete within `finish_seconds` the run ends
         without it
         (the end reason says so)."""
-        if self.state == "ended" or self.finishing_since is not None:
+        if self.state == "ended" or self.lifecycle.finishing:
             return
         if not self._val_frames or self.model.version in self._evaluated:
             self._end(reason)
             return
-        self.end_reason = reason
-        self.finishing_since = self.clock()
+        self.lifecycle.begin_finishing(reason, self.clock())
         self.feed.clear()
         self._maybe_start_evaluation()
-        self.events.publish("state", self.status())
+        self._publish_state()
 
     @property
     def finish_seconds(self) -> float:
@@ -819,13 +827,10 @@ class Coordinator:
         self._end(reason)
 
     def _end(self, reason: str) -> None:
-        if self.state == "ended":
-            return
-        self.end_reason = reason
-        self.finishing_since = None
-        self.ended_elapsed = self.elapsed()
-        self.state = "ended"  # before the leases close: their work is not queued again
         now = self.clock()
+        # ended before the leases close: their work is not queued again
+        if not self.lifecycle.end(reason, now):
+            return
         for task in self.tasks.open_tasks():
             if task.pending is None:
                 self._close_and_return(task, now)
@@ -834,7 +839,7 @@ class Coordinator:
         if evaluation is not None:
             self.versions.release(evaluation.version)
         log.info("training ended: %s", reason)
-        self._set_state("ended")
+        self._publish_state()
         self._spawn(self._finalise())
 
     async def _finalise(self) -> None:
@@ -856,9 +861,8 @@ class Coordinator:
         evaluation = self.schedule.current
         return {
             "protocol": 1, "name": self.spec.name, "state": self.state,
-            "endReason": self.end_reason, "finishing": self.finishing_since is not None,
-            "finishingDeadline": (None if self.finishing_since is None
-                                  else self.finishing_since + self.finish_seconds),
+            "endReason": self.end_reason, "finishing": self.lifecycle.finishing,
+            "finishingDeadline": self.lifecycle.finishing_deadline(self.finish_seconds),
             "version": self.model.version, "steps": self.current_steps, "merges": self.merges,
             "clients": len(self.sessions), "elapsed": round(self.elapsed(), 3),
             "lastEvaluation": last,
@@ -972,12 +976,9 @@ class Coordinator:
         # read by `Evaluations.load` once the version store exists (entries from before
         # replication count as not validated there)
         self._resumed_history = restored.history
-        self.state, self.end_reason = run.state, run.end_reason
+        self.lifecycle.restore(run.state, run.end_reason, run.elapsed)
         if restored.assigner is not None:  # None: the partition changed, a fresh table
             self.assigner = restored.assigner
-        self.elapsed_before = run.elapsed
-        if self.state == "ended":
-            self.ended_elapsed = self.elapsed_before
         self.last_checkpoint = (self.merges, len(self._resumed_history), self.clock())
         log.info("resumed %s at version %d, steps %d, merges %d", self.spec.name,
                  self.model.version, self.model.steps, self.merges)
