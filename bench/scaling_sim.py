@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             med = float(np.median(times))
             base_time = med if n == args.clients[0] else base_time
             row = {"config": text, "clients": n, "updates": ups,
-                   "times": [round(t, 1) for t in times], "time_median": med,
+                   "times": [round(float(t), 1) for t in times], "time_median": med,
                    "speedup": (base_time or math.nan) / med,
                    "final": [round(r["final"], 3) for r in runs],
                    "milestones": {m: float(np.median([r["passed"].get(m, [0, math.inf])[1]

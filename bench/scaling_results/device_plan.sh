@@ -8,10 +8,14 @@
 #          5-step tasks) x 3 seeds one after another on cores 7-15;
 #   part 2 (one device call, about 6 min): 16 clients (fedbuff_live server_lr=0.5, Adam 0.04,
 #          5-step tasks) x 3 seeds, then the same with speeds spread over 0.25-1 x 3 seeds;
-#   report: the table and plot over the three JSON files, speedups against the 1-client runs.
+#   report: the table and plot over the three JSON files, speedups against the 1-client runs;
+#   part 3 (optional, a third call of about 6 min, beyond the 12 planned): the same 8 and 16
+#          clients with the task values set by the server from the live clients (the spec's
+#          one-client values, --lr-scaling sqrt --local-steps-exponent 0.25: 0.028 and 6 steps
+#          at 8, 0.04 and 5 at 16 once all have joined); report3 adds them to the table.
 # Runs end STOP seconds after their first validation at the target (--stop-after), or at their cap.
 # Usage (needs the venv and client_js/node_modules, as for every bench/ script):
-#   OUT=/some/dir bash bench/scaling_results/device_plan.sh 1|2|report|all
+#   OUT=/some/dir bash bench/scaling_results/device_plan.sh 1|2|report|all|3|report3
 # SCALE=small: 1 and 2 clients, 1 seed, short caps and an easy target, unpinned: a smoke test of
 # the same commands on a small machine.
 set -u
@@ -47,6 +51,17 @@ part2() {
     > "$OUT/big.log" 2>&1
   tail -n 20 "$OUT/big.log"
 }
+part3() {
+  $S --clients $MID $BIG --seeds $SEEDS \
+    --setting "*=fedbuff_live server_lr=0.5 lr=0.01 steps=10 lr_scaling=sqrt local_steps_exponent=0.25" \
+    --cap-for $MID=$CAPMID --cap-for $BIG=$CAPBIG --budget $BUDGET2 --out "$OUT/adaptive" \
+    > "$OUT/adaptive.log" 2>&1
+  tail -n 20 "$OUT/adaptive.log"
+}
+report3() {
+  $PY bench/scaling.py --report-only --target $TARGET \
+    --inputs "$OUT/one/scaling.json" "$OUT/adaptive/scaling.json" --out "$OUT/report3"
+}
 report() {
   $PY bench/scaling.py --report-only --target $TARGET \
     --inputs "$OUT/one/scaling.json" "$OUT/mid/scaling.json" "$OUT/big/scaling.json" \
@@ -58,6 +73,8 @@ case "${1:-all}" in
   2) part2 ;;
   report) report ;;
   all) part1; part2; report ;;
-  *) echo "usage: OUT=DIR bash $0 1|2|report|all" >&2; exit 2 ;;
+  3) part3 ;;
+  report3) report3 ;;
+  *) echo "usage: OUT=DIR bash $0 1|2|report|all|3|report3" >&2; exit 2 ;;
 esac
 uptime

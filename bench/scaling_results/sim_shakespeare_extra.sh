@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Further simulator settings on the frozen corpus, with sim_shakespeare.sh's flags (run after it):
+# server momentum on rounds of 16 deltas (FedAvgM, Hsu et al. 2019, as `fedopt optimizer=avgm`
+# with k = 16, Reddi et al. 2021) with the sqrt(N) client rate and 5-step tasks.
+#   bash bench/scaling_results/sim_shakespeare_extra.sh OUTFILE
+set -u
+cd "$(dirname "$0")/../.."
+out=${1:-sim_shakespeare_extra.txt}
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+common="--data text --hidden 256 --seeds 1 2 3 --target 0.375 --milestones 0.3 0.325 0.34 0.35 0.36 --overhead 0.05 --max-updates 3000"
+jobs=(
+  "--clients 16 --config 'fedopt optimizer=avgm k=16 server_lr=0.25 beta1=0.5|adam lr=0.04 steps=5'"
+  "--clients 16 --config 'fedopt optimizer=avgm k=16 server_lr=0.5 beta1=0.5|adam lr=0.04 steps=5'"
+)
+run() {
+  local log
+  log=$(mktemp)
+  eval "nice -n 10 env OMP_NUM_THREADS=1 $PY bench/scaling_sim.py $common $1" > "$log" 2>&1
+  { echo "\$ python bench/scaling_sim.py $common $1"; cat "$log"; echo; } >> "$out"
+  rm -f "$log"
+}
+running=0
+for job in "${jobs[@]}"; do
+  if [ "$running" -ge "${JOBS:-2}" ]; then wait -n; running=$((running - 1)); fi
+  run "$job" &
+  running=$((running + 1))
+done
+wait
