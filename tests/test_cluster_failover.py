@@ -1,6 +1,8 @@
 """Scale-out with real parts: a real redis-server, two front-ends and two mergers (active and
 standby) as real ``wnn serve --redis --role`` processes, simulated protocol clients on both
-front-ends, SIGKILL of a front-end and of the active merger mid-run.
+front-ends, SIGKILL of a front-end and of the active merger mid-run, with the default merger
+lock (1.5 s) and a tight merger back-pressure budget (0.2 s of the merger's work), so bodies and
+leases are turned away while the standby takes over.
 
 Checked: every acknowledged update (task id) is merged exactly once, the run goes on after each
 kill, and the final published model is exactly what replaying the merge log's stream entries
@@ -87,7 +89,7 @@ def _merged_up_to_last_entry(client) -> bool:
 
 def test_sigkill_frontend_and_merger_loses_no_accepted_update(redis_server):  # noqa: F811
     _track_task_ids()
-    strategy = ["--strategy", "average"]
+    strategy = ["--strategy", "average", "--merge-backlog", "0.2"]
     mergers = [start_role(redis_server.url, "merger", *strategy) for _ in range(2)]
     frontends = [start_role(redis_server.url, "frontend", *strategy) for _ in range(2)]
     client = redis_server.client()
