@@ -1,7 +1,8 @@
 """The coordinator's collaborators that took over its bookkeeping, on real parts: the traffic
 counters (`webnn.server.traffic`), the checkpoint state built from values and applied back
 (`webnn.server.checkpointing`, through a real `Store` and JSON), the status blocks
-(`webnn.server.status`) and the run's lifecycle (`webnn.server.lifecycle`)."""
+(`webnn.server.status`), the run's lifecycle (`webnn.server.lifecycle`) and the cut-off rule
+(`webnn.server.cut_off`)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ from webnn.server.checkpointing import (
     restore_data,
     write,
 )
+from webnn.server.cut_off import INVALID_UPDATE_CODES, CutOff
+from webnn.server.errors import ProtocolError
 from webnn.server.evaluation import EvaluationSchedule
 from webnn.server.lifecycle import RunLifecycle
+from webnn.server.sessions import SessionRegistry
 from webnn.server.shards import ShardAssigner
 from webnn.server.status import capacity_status, partition_status
 from webnn.server.store import StateError, Store
@@ -272,3 +276,24 @@ def test_lifecycle_restore_continues_the_elapsed_seconds():
     ended = RunLifecycle(started=50.0)
     ended.restore("ended", "target_accuracy=0.9 reached", 42.0)
     assert ended.elapsed(500.0) == 42.0 and not ended.end("admin", 500.0)
+
+
+# ------------------------------------------------------------------------------------ cut-off
+
+def test_a_streak_of_invalid_submissions_cuts_a_session_off():
+    session = SessionRegistry().join({"kind": "python", "name": "x"}, 0.0)
+    rule = CutOff(max_invalid=3, seconds=60.0)
+    assert not rule.note(session, "busy", 1.0)  # the server's own refusals never count
+    assert not rule.note(session, "too_stale", 1.0)
+    assert [rule.note(session, "not_finite", 2.0) for _ in range(3)] == [False, False, True]
+    assert (session.invalid_streak, session.cut_off_until) == (0, 62.0)
+    with pytest.raises(ProtocolError) as refused:
+        rule.check(session.cut_off_until, 2.5)
+    error = refused.value
+    assert (error.status, error.code, error.headers["Retry-After"]) == (429, "cut_off", "60")
+    assert "too many invalid updates in a row (3)" in error.message
+    with pytest.raises(ProtocolError) as last:
+        rule.check(session.cut_off_until, 61.9)
+    assert last.value.headers["Retry-After"] == "1"  # at least 1
+    rule.check(session.cut_off_until, 62.0)  # served: nothing raised
+    assert "evaluation_disagrees" in INVALID_UPDATE_CODES

@@ -19,6 +19,7 @@ collaborators that each do one job and receive values, never the coordinator:
   coordinator keeps when to checkpoint, the lock and the worker-thread hand-off);
 - `status` — the ``partition`` and ``capacity`` blocks of the status answer;
 - `lifecycle.RunLifecycle` — the run's state, end reason, finishing phase and elapsed seconds;
+- `cut_off.CutOff` — which refusals count toward a session's cut-off, and the ``429 cut_off``;
 - `events.EventBus` — what happened; the metrics listen to it.
 
 Counters: `version` (bumped when the strategy says the model changed), `model.steps` (WebNN's t,
@@ -41,7 +42,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -62,7 +62,9 @@ from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.checkpointing import RunCounters, build_state, data_state, restore
 from webnn.server.checkpointing import write as write_checkpoint
 from webnn.server.config import ModelParts, ServeConfig
-from webnn.server.encodings import WRONG_ENCODING, EncodedUpdate, Encodings, to_half
+from webnn.server.cut_off import INVALID_UPDATE_CODES as INVALID_UPDATE_CODES  # webnn.cluster
+from webnn.server.cut_off import CutOff
+from webnn.server.encodings import EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
 from webnn.server.evaluating import Evaluations
 from webnn.server.evaluation import (
@@ -93,10 +95,6 @@ from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
 
 log = logging.getLogger("webnn.server")
 
-INVALID_UPDATE_CODES = frozenset({"wrong_length", "not_finite", "bad_frame", "truncated",
-                                  "wrong_content_type", "bad_field", "too_large", "bad_json",
-                                  "norm_too_large", "merge_not_finite",
-                                  "evaluation_disagrees", WRONG_ENCODING})
 SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
 FRAME_OVERHEAD = 1 << 20
@@ -121,6 +119,7 @@ class Coordinator:
         self.local_steps = int(training.local_steps)
         self.eval_chunk_size = int(config.eval_chunk_size or training.validation_chunk_size or 256)
         self.store = Store(config.state_dir) if config.state_dir is not None else None
+        self.cut_off = CutOff(config.max_invalid_updates, config.cut_off_seconds)
         self.sessions = SessionRegistry()
         # a finished task's answer is kept for retries: a client retries a lost answer within
         # its backoff (the JS client: under a minute), so two minutes (two leases if longer)
@@ -278,24 +277,14 @@ class Coordinator:
         return session
 
     def check_cut_off(self, session: Session) -> None:
-        wait = session.cut_off_until - self.clock()
-        if wait > 0:
-            raise ProtocolError(
-                429, "cut_off",
-                f"too many invalid updates in a row ({self.config.max_invalid_updates}); "
-                f"this session is cut off for {wait:.0f} more seconds",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        """``429 cut_off`` while `session` serves a cut-off (`cut_off.CutOff`)."""
+        self.cut_off.check(session.cut_off_until, self.clock())
 
     def note_invalid(self, session: Session, code: str) -> None:
         """Count a refused submission; a streak of them cuts the session off for a while."""
         self._count_refusal(code)
         session.updates_rejected += 1
-        if code not in INVALID_UPDATE_CODES:
-            return
-        session.invalid_streak += 1
-        if session.invalid_streak >= self.config.max_invalid_updates:
-            session.invalid_streak = 0
-            session.cut_off_until = self.clock() + self.config.cut_off_seconds
+        if self.cut_off.note(session, code, self.clock()):
             log.warning("client %s cut off for %.0f s after %d invalid updates",
                         session.client_id, self.config.cut_off_seconds,
                         self.config.max_invalid_updates)
