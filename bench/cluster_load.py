@@ -207,7 +207,9 @@ def victim_pid(client: Any, run: str, role: str) -> int:
 
 def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> dict[str, Any]:
     """Kill `role` at time `at`, then poll until `stop_at`: seconds to the next durable update,
-    to the next version and to the replacement process naming itself."""
+    to the next version and to the replacement process naming itself; the unmerged stream
+    entries at the kill and the most seen before the next version (what the standby replays
+    after a merger kill)."""
     time.sleep(max(0.0, at - time.time()))
     pid = victim_pid(client, run, role)
     label = next(k.decode() for k, v in client.hgetall(f"wnn:{run}:processes").items()
@@ -220,9 +222,15 @@ def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> d
     gaps: dict[str, Any] = {"killed": role, "label": label, "at": killed,
                             "durable_gap_s": None, "version_gap_s": None, "restart_s": None,
                             "unmerged": int(entries or 0) - int(applied or 0)}
+    gaps["unmerged_max"] = gaps["unmerged"]
     while time.time() < stop_at and None in (gaps["durable_gap_s"], gaps["version_gap_s"],
                                              gaps["restart_s"]):
         now = time.time()
+        if gaps["version_gap_s"] is None:
+            entries, applied = client.hmget(f"wnn:{run}:stats", "stream_entries",
+                                            "stream_applied")
+            gaps["unmerged_max"] = max(gaps["unmerged_max"],
+                                       int(entries or 0) - int(applied or 0))
         if gaps["durable_gap_s"] is None and int(
                 client.hget(f"wnn:{run}:stats", "updates_durable") or 0) > durable:
             gaps["durable_gap_s"] = round(now - killed, 3)
@@ -438,13 +446,14 @@ def report(args: argparse.Namespace, params: int, rows: list[dict[str, Any]]) ->
               f"{row['steady_update_p50_ms']:.0f} | {row['steady_update_p99_ms']:.0f} | "
               f"{row['steady_errors']} | {row['steady_busy']} |")
     print("\nSIGKILLs (seconds into the window):\n")
-    print("| front-ends | killed | unmerged entries at the kill | next durable update s "
-          "| next version s | replacement up s | errors in 10 s after | update p99 ms after "
-          "| lost (run) |")
+    print("| front-ends | killed | unmerged entries at the kill (most before the next version) "
+          "| next durable update s | next version s | replacement up s | errors in 10 s after "
+          "| update p99 ms after | lost (run) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         for kill, (_, at) in zip(row["kills"], args.kills, strict=True):
-            print(f"| {label(row)} | {kill['label']} @ {at:g} | {kill['unmerged']} | "
+            print(f"| {label(row)} | {kill['label']} @ {at:g} | {kill['unmerged']} "
+                  f"({kill['unmerged_max']}) | "
                   f"{kill['durable_gap_s']} | {kill['version_gap_s']} | "
                   f"{kill['restart_s']} | {kill['errors_10s']} | "
                   f"{kill['update_p99_ms_after']:.0f} | {row['lost']} |")
