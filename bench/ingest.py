@@ -71,12 +71,13 @@ def bench(floats: int, repeat: int) -> list[tuple[str, float]]:
         np.copyto(pooled, source)
 
     def decode_check(norm: bool = False) -> None:
-        view, _ = decode_update(memoryview(pooled), layout, task_id="t", task_version=0,
-                                max_steps=5)
+        view, _ = decode_update(memoryview(pooled), layout,  # type: ignore[arg-type]
+                                task_id="t", task_version=0, max_steps=5)
+        assert isinstance(view, np.ndarray)  # float32 frames decode to a view
         assert check_weights(view, reference if norm else None, norm=norm).finite
 
     def receive() -> None:
-        view = memoryview(pooled)
+        view = memoryview(pooled)  # type: ignore[arg-type]  # numpy buffer
         at = 0
         for chunk in chunks:
             view[at:at + len(chunk)] = chunk
@@ -100,16 +101,36 @@ def bench(floats: int, repeat: int) -> list[tuple[str, float]]:
     return results
 
 
-Variant = tuple[str, str, int]
-"""An ``--http`` server: event loop, runner, KiB per socket read."""
+Variant = tuple[str, str, int, str]
+"""An ``--http`` server: event loop, runner, KiB per socket read, body reader."""
 
 
 def variant_name(variant: Variant) -> str:
-    return f"{variant[0]}/{variant[1]}/{variant[2]}K"
+    loop, runner, read_kib, reader = variant
+    return f"{loop}/{runner}/{read_kib}K" + ("" if reader == "stall" else f"/{reader}")
+
+
+async def _read_timeout_per_chunk(request: Any, buffer: np.ndarray, timeout: float = 10.0) -> int:
+    """The body read before `ingest._Stall` (kept here for comparison, ``--readers timeout``):
+    the same chunk copies, each chunk awaited inside its own ``asyncio.timeout`` scope."""
+    import asyncio
+
+    view = memoryview(buffer)  # type: ignore[arg-type]  # numpy buffer
+    length = 0
+    content = request.content
+    while True:
+        async with asyncio.timeout(timeout):
+            chunk, _ = await content.readchunk()
+        if not chunk:
+            if content.at_eof():
+                return length
+            continue
+        view[length:length + len(chunk)] = chunk
+        length += len(chunk)
 
 
 def _http_server(nbytes: int, cpu: int, ports: Any, loop: str, runner_kind: str,
-                 read_kib: int) -> None:
+                 read_kib: int, reader: str) -> None:
     """The receiving server of ``--http`` (a child process) on event loop `loop`, run by
     `WebnnRunner` (``webnn``, what ``wnn serve`` runs) or aiohttp's ``web.AppRunner`` (``plain``),
     reading `read_kib` KiB per socket read (asyncio's loop only: its transport's ``max_size``,
@@ -122,11 +143,14 @@ def _http_server(nbytes: int, cpu: int, ports: Any, loop: str, runner_kind: str,
     from webnn.server.runner import WebnnRunner, run
 
     os.sched_setaffinity(0, {cpu})
-    selector_events._SelectorSocketTransport.max_size = read_kib << 10
+    selector_events._SelectorSocketTransport.max_size = read_kib << 10  # type: ignore[attr-defined]
     buffer = np.empty(nbytes + (1 << 16), dtype=np.uint8)
 
     async def receive(request: web.Request) -> web.Response:
-        await _read_into(request, buffer, buffer.size, buffer.size)
+        if reader == "stall":
+            await _read_into(request, buffer, buffer.size, buffer.size)
+        else:
+            await _read_timeout_per_chunk(request, buffer)
         return web.Response(text="ok")
 
     async def cpu_time(request: web.Request) -> web.Response:
@@ -218,12 +242,18 @@ def main() -> None:
     parser.add_argument("--read-kib", type=int, nargs="+", default=[256],
                         help="KiB per socket read of the --http servers on asyncio's loop "
                              "(its default: 256)")
+    parser.add_argument("--readers", nargs="+", choices=("stall", "timeout"), default=["stall"],
+                        help="body readers of the --http servers (asyncio/webnn only): the "
+                             "server's (one progress timer per body) and/or the one before it "
+                             "(an asyncio.timeout per chunk)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--http measurements per variant, interleaved")
     args = parser.parse_args()
     loops = args.loops or ["asyncio"] + (["uvloop"] if find_spec("uvloop") else [])
-    variants = [(loop, runner, read) for runner in args.runners for loop in loops
-                for read in (args.read_kib if loop == "asyncio" else [256])]
+    variants = [(loop, runner, read, reader) for runner in args.runners for loop in loops
+                for read in (args.read_kib if loop == "asyncio" else [256])
+                for reader in (args.readers if (loop, runner) == ("asyncio", "webnn")
+                               else ["stall"])]
     for floats in args.floats:
         nbytes = floats * 4
         results = bench(floats, args.repeat)
@@ -243,7 +273,7 @@ def main() -> None:
             for variant, times in received.items():
                 seconds = statistics.median(times)
                 each = ", ".join(f"{t * 1e3:.2f}" for t in times)
-                print(f"    {variant_name(variant):16s} {seconds * 1e3:8.3f} ms  "
+                print(f"    {variant_name(variant):28s} {seconds * 1e3:8.3f} ms  "
                       f"{nbytes / seconds / 1e9:6.2f} GB/s  {copy_seconds / seconds:5.2f} x copy"
                       f"  {first / seconds:5.2f} x {variant_name(variants[0])}  ({each})")
 
