@@ -80,6 +80,7 @@ def test_the_backlog_bound_refuses_past_its_budget_and_defers_past_half():
     refusal = backlog.refusal(1)
     assert refusal.status == 503 and refusal.code == "busy"
     assert "4 stream entries" in refusal.message and refusal.headers["Retry-After"] == "1"
+    assert backlog.public()["refused"] == {"deferred": 1, "busy": 1}
     assert not Backlog(budget=1.0, entries=10**6).over()  # no pace measured: no bound
     assert not Backlog(budget=0.0, entries=10**6, cost=1.0).over()  # 0: off
 
@@ -130,6 +131,7 @@ async def test_update_bodies_are_refused_while_the_merger_is_behind_and_taken_on
             assert capacity["refused"] == {"busy": 1, "deferred": 1}
             assert capacity["mergeBacklog"]["entries"] == 3
             assert capacity["mergeBacklog"]["budget"] == 1.0
+            assert capacity["mergeBacklog"]["refused"] == {"busy": 1, "deferred": 1}
             assert await read(3, 0.4)  # the run's count agrees with this front-end's
 
             # a merger again (a standby taking over): it works the stream off, and the same

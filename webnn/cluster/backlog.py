@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.server.admission import busy
@@ -99,6 +100,9 @@ class Backlog:
     """Entries this front-end wrote since that read."""
     cost: float | None = None
     """``c``: the merger's seconds per entry as last read (None: not measured yet)."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """Bodies (``busy``) and leases (``deferred``) turned away for the backlog (also counted
+    with admission's in status ``capacity.refused``)."""
 
     def wait(self) -> float | None:
         """``W = (B + written) * c``: seconds the merger needs to work off the stream."""
@@ -112,13 +116,17 @@ class Backlog:
         return self.budget > 0 and wait is not None and wait > share * self.budget
 
     def deferring(self) -> bool:
-        """Training leases are deferred past half the budget."""
-        return self.over(0.5)
+        """Training leases are deferred past half the budget (counted when they are)."""
+        if not self.over(0.5):
+            return False
+        self.refused["deferred"] += 1
+        return True
 
     def refusal(self, retry_after: float) -> ProtocolError:
         """The ``503 busy`` of a body refused for the backlog; ``Retry-After`` at least
         `retry_after` (admission's, spread out) and at least the time past the budget."""
         wait = self.wait() or 0.0
+        self.refused["busy"] += 1
         return busy(f"{self.entries + self.written} stream entries wait for the merger, "
                     f"{wait:.2f} s of its work (limit {self.budget:g} s)",
                     max(retry_after, wait - self.budget))
@@ -142,4 +150,5 @@ class Backlog:
         wait = self.wait()
         return {"entries": self.entries + self.written,
                 "entryCost": None if self.cost is None else round(self.cost, 5),
-                "seconds": None if wait is None else round(wait, 3), "budget": self.budget}
+                "seconds": None if wait is None else round(wait, 3), "budget": self.budget,
+                "refused": dict(self.refused)}
