@@ -9,6 +9,11 @@ floor for any merge that touches every weight) and the update decode the server 
 
 Buffering strategies (fedbuff, robust) are timed per update over a full buffer cycle, so the cost
 of the flush is spread over the K updates that trigger it, as a server sees it.
+
+Two more rows time what the merge thread does for ``average`` after its check: the merge, the
+merged weights' finiteness sum and the new version's snapshot copy, as separate passes (as the
+server does them) and fused into one pass of `ingest.CHUNK`-value chunks that stays in cache
+(alternating, so both see the same machine): whether fusing them would pay.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from webnn.merge import ModelState, Update, available_strategies, create_strategy
+from webnn.server.ingest import CHUNK
 from webnn.weights import WeightLayout, WeightSpec
 
 BUFFERED = {"fedbuff": {"k": 5}, "robust": {"k": 5}}
 
 
-def median_ms(run: Callable[[Any], None], repeat: int,
+def median_ms(run: Callable[[Any], object], repeat: int,
               setup: Callable[[], Any] = lambda: None) -> float:
     """Median wall time of ``run(setup())`` in ms; `setup` is not timed."""
     times = []
@@ -77,10 +83,46 @@ def main() -> None:
 
         rows.append((f"merge: {info.name}",
                      median_ms(one_cycle, args.repeat, updates) / per_cycle))
+    rows.extend(after_merge(base, trained, max(args.repeat, 31)))
     print(f"{n:,} float32 weights ({n * 4 / 1e6:.0f} MB), median of {args.repeat} runs")
     print(f"{'operation':32} {'ms':>9} {'x copy':>7}")
     for name, ms in rows:
         print(f"{name:32} {ms:9.2f} {ms / copy_ms:7.2f}")
+
+
+def after_merge(base: np.ndarray, trained: np.ndarray, repeat: int) -> list[tuple[str, float]]:
+    """The average, the finiteness sum and the snapshot copy: separate passes, and one fused
+    chunked pass; median ms of `repeat` alternating runs each."""
+    model, snapshot = base.copy(), np.empty_like(base)
+    half = np.float32(0.5)
+
+    def separate() -> None:
+        model[:] = base
+        np.add(model, trained, out=model)  # average_into: model += update; model *= 0.5
+        np.multiply(model, half, out=model)
+        assert np.isfinite(np.add.reduce(model))
+        np.copyto(snapshot, model)
+
+    def fused() -> None:
+        model[:] = base
+        total = 0.0
+        for start in range(0, model.size, CHUNK):
+            part = model[start:start + CHUNK]
+            part += trained[start:start + CHUNK]
+            part *= half
+            copy = snapshot[start:start + CHUNK]
+            np.copyto(copy, part)
+            total += float(np.add.reduce(copy))
+        assert np.isfinite(total)
+
+    times: dict[str, list[float]] = {"separate": [], "fused": []}
+    for _ in range(repeat):
+        for name, run in (("separate", separate), ("fused", fused)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return [("average+finite+snapshot, separate", statistics.median(times["separate"]) * 1e3),
+            ("the same fused in chunks", statistics.median(times["fused"]) * 1e3)]
 
 
 if __name__ == "__main__":
