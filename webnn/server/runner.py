@@ -96,14 +96,16 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 def run(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
     """``asyncio.run(main)`` on the event loop `loop` names (`loop_factory`; `main` is closed
-    unrun when that loop is not available)."""
+    unrun when that loop is not available). Logs ``event loop: uvloop`` (info) when it is
+    uvloop, ``event loop: asyncio`` at debug level."""
     try:
         factory = loop_factory(loop)
     except BaseException:
         main.close()
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
-        log.info("event loop: %s", loop_name(runner.get_loop()))
+        name = loop_name(runner.get_loop())  # a line at start unless it is the standard loop
+        log.log(logging.DEBUG if name == "asyncio" else logging.INFO, "event loop: %s", name)
         return runner.run(main)
 
 
