@@ -147,7 +147,7 @@ def frame_prefix(header: dict, weight_bytes: int) -> bytes:
 
 
 def byte_view(array: np.ndarray) -> memoryview:
-    return memoryview(array).cast("B")
+    return memoryview(array).cast("B")  # type: ignore[arg-type]  # numpy buffer
 
 
 class Recorder:

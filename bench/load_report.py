@@ -42,7 +42,7 @@ class Sample:
     capacity: dict | None = None
 
 
-def latency_summary(values: np.ndarray) -> dict[str, float | int]:
+def latency_summary(values: np.ndarray) -> dict[str, float | int | None]:
     if values.size == 0:
         return {"count": 0, "p50": None, "p99": None, "max": None}
     p50, p99 = np.percentile(values, [50, 99])
@@ -94,15 +94,16 @@ def window_rate(samples: list[Sample], field: str, t0: float, t1: float) -> tupl
 
 
 def rss_summary(samples: list[Sample], t0: float, t1: float) -> dict[str, float | None]:
-    inside = [s for s in samples if t0 <= s.t <= t1 + 0.5 and s.rss_bytes is not None]
+    inside = [(s.t, s.rss_bytes) for s in samples
+              if t0 <= s.t <= t1 + 0.5 and s.rss_bytes is not None]
     every = [s.rss_bytes for s in samples if s.rss_bytes is not None]
     if not inside:
         return {"max_mb": None, "first_mb": None, "last_mb": None, "span_s": None,
                 "max_whole_run_mb": max(every) / MB if every else None}
     span = min(60.0, (t1 - t0) / 3)
-    first = [s.rss_bytes for s in inside if s.t <= t0 + span]
-    last = [s.rss_bytes for s in inside if s.t >= t1 - span]
-    return {"max_mb": max(s.rss_bytes for s in inside) / MB,
+    first = [rss for t, rss in inside if t <= t0 + span]
+    last = [rss for t, rss in inside if t >= t1 - span]
+    return {"max_mb": max(rss for _, rss in inside) / MB,
             "first_mb": float(np.mean(first)) / MB if first else None,
             "last_mb": float(np.mean(last)) / MB if last else None,
             "span_s": span, "max_whole_run_mb": max(every) / MB}
