@@ -330,8 +330,8 @@ class ServeConfig(BaseModel):
                                         "it is answered 408", gt=0)
     update_latency: float = setting(
         0.5, "the queueing delay an accepted update may face, in seconds (0: no such bound); "
-             "updates beyond it get 503 busy and training leases are deferred", ge=0,
-        toml=False)
+             "updates beyond it get 503 busy and training leases are deferred (lower it for a "
+             "lower update p99 at the cost of more 503s)", ge=0, cli={"metavar": "SECONDS"})
     partition: Partition = setting(
         None, "training data per client: iid (one shared stream), a kind name or a table "
               "(see partition.* below); each volunteer keeps its shard across reconnects",
