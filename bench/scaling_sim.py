@@ -220,6 +220,10 @@ class Config:
     reset: bool = False
     batch: int = 32
     local_steps: int = 10
+    warmup: float = 0.0
+    """Gradual warm-up (Goyal et al. 2017): a task started at time t trains at
+    ``lr (s + (1 - s) min(1, t / warmup))`` with s = 1/sqrt(clients), the one-client rate of the
+    sqrt rule at t = 0; 0: no warm-up."""
 
     @classmethod
     def parse(cls, text: str) -> Config:
@@ -233,8 +237,9 @@ class Config:
                 cfg.reset = True
             else:
                 key, value = item.split("=", 1)
-                setattr(cfg, {"lr": "lr", "batch": "batch", "steps": "local_steps"}[key],
-                        float(value) if key == "lr" else int(value))
+                setattr(cfg, {"lr": "lr", "batch": "batch", "steps": "local_steps",
+                              "warmup": "warmup"}[key],
+                        float(value) if key in ("lr", "warmup") else int(value))
         return cfg
 
 
@@ -278,6 +283,9 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
     def start(client: int, now: float) -> None:
         w = model.weights.copy()
         opt = Optimiser(cfg.optimiser, cfg.lr) if cfg.reset else optimisers[client]
+        if cfg.warmup > 0:  # the rate changes in place, moments kept (as the trainer does)
+            floor = 1.0 / math.sqrt(clients)
+            opt.lr = cfg.lr * (floor + (1.0 - floor) * min(1.0, now / cfg.warmup))
         idx = next_batch(cfg.batch * cfg.local_steps)
         for s in range(cfg.local_steps):
             part = idx[s * cfg.batch:(s + 1) * cfg.batch]
@@ -323,7 +331,8 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True,
-                        help='"strategy k=v ...|optimiser lr=X batch=B steps=L [reset]"')
+                        help='"strategy k=v ...|optimiser lr=X batch=B steps=L warmup=T '
+                             '[reset]"')
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--target", type=float, default=0.95)

@@ -105,3 +105,12 @@ def test_one_hot_by_index_is_the_dense_product(sim) -> None:
     np.testing.assert_allclose(mlp.grad(weights, columns, y), mlp.grad(weights, dense, y),
                                rtol=1e-5, atol=1e-7)
     assert mlp.accuracy(weights, columns, y) == mlp.accuracy(weights, dense, y)
+
+
+def test_a_client_config_parses_warm_up(sim) -> None:
+    config = sim.Config.parse("webnn.merge.fedbuff_live:FedBuffLive server_lr=0.75|"
+                              "adam lr=0.08 steps=5 warmup=10")
+    assert (config.strategy, config.params) == ("webnn.merge.fedbuff_live:FedBuffLive",
+                                                {"server_lr": "0.75"})
+    assert (config.lr, config.local_steps, config.warmup) == (0.08, 5, 10.0)
+    assert sim.Config.parse("average|adam lr=0.01").warmup == 0.0
