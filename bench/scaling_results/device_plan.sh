@@ -18,8 +18,10 @@
 # Runs end STOP seconds after their first validation at the target (--stop-after), or at their cap.
 # Usage (needs the venv and client_js/node_modules, as for every bench/ script):
 #   OUT=/some/dir bash bench/scaling_results/device_plan.sh 1|2|report|all|3|report3
-# SCALE=small: 1 and 2 clients, 1 seed, short caps and an easy target, unpinned: a smoke test of
-# the same commands on a small machine.
+#   (on the device machine $OUT is already set: `bash bench/scaling_results/device_plan.sh 1`,
+#   timeout 600 s; then `... 2`; `report` can run there or here on the fetched JSON files)
+# SCALE=small: 1, 2 and 3 clients, 1 seed, short caps and an easy target, unpinned: a smoke test
+# of the same commands on a small machine (bench/scaling_results/device_plan_smoke_2026-12-01.txt).
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/scaling_plan}
