@@ -484,6 +484,16 @@ def loopback_address(index: int) -> str:
     return f"127.1.{high}.{low + 1}"
 
 
+KEEPALIVE_SECONDS = 10.0
+"""How long a simulated client keeps an idle connection for reuse: less than ``wnn serve``'s idle
+close (``header_timeout``, 15 s by default), as browsers' and Node's fetch do (undici: 4 s). A
+client that reuses a connection at the moment the server closes it gets a network error
+(`bench/load_keepalive.py`: 1-17 of 300 requests in five runs when clients wait 0.97-1.03 s
+against a 1 s idle close with a 120 s client keep-alive, none with 0.8 s); with 120 s, as before,
+waits of about 15 s (a `Retry-After` of 15, common under overload) could make such errors in the
+load runs (`ClientOSError` on an update, `ServerDisconnectedError`)."""
+
+
 async def run_clients(plan: ProcessPlan) -> ProcessResult:
     """Run the plan's clients (client n speaks from address n // clients_per_address)."""
     timeout = aiohttp.ClientTimeout(total=plan.timeout)
@@ -494,7 +504,7 @@ async def run_clients(plan: ProcessPlan) -> ProcessResult:
         for address in dict.fromkeys(loopback_address(n // per) if per else None
                                      for n in numbers):
             connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=120,
+                limit=0, keepalive_timeout=KEEPALIVE_SECONDS,
                 local_addr=(address, 0) if address is not None else None)
             sessions[address] = await stack.enter_async_context(aiohttp.ClientSession(
                 connector=connector, timeout=timeout, read_bufsize=1 << 20))
