@@ -4,6 +4,8 @@ per body), over real loopback HTTP.
 
 - ``auto`` takes uvloop where it imports and asyncio otherwise; ``uvloop`` without uvloop is a
   clear error; a real ``wnn serve --loop ...`` merges updates on it (and says so for uvloop).
+- After an answer with ``Retry-After: R`` a keep-alive connection's idle close waits R seconds
+  more, so a client that comes back as told does not meet it.
 - A body whose bytes keep coming is read whole, however long it takes in all; one that stops for
   the timeout is ``BodyTimeout`` (408) naming the bytes received; a read cancelled from elsewhere
   stays cancelled (never turned into a timeout) and leaves no timer behind.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -25,10 +28,12 @@ from webnn.server.errors import ProtocolError
 from webnn.server.ingest import BodyTimeout, _read_into
 from webnn.server.runner import (
     EVENT_LOOPS,
+    HttpLimits,
     LoopUnavailable,
     WebnnRunner,
     loop_factory,
     loop_name,
+    retry_after_seconds,
     run,
 )
 from webnn.settings.serve import ProcessSettings
@@ -221,5 +226,61 @@ async def test_a_read_cancelled_from_elsewhere_stays_cancelled_and_leaves_no_tim
         stalls = [h for h in loop._scheduled  # type: ignore[attr-defined]
                   if not h.cancelled() and "_Stall" in repr(h)]
         assert stalls == []
+    finally:
+        await runner.cleanup()
+
+
+# ------------------------------------------------------------------------ the idle close
+
+
+def test_retry_after_seconds_reads_the_delta_seconds_form() -> None:
+    assert retry_after_seconds(web.Response(headers={"Retry-After": "5"})) == 5.0
+    assert retry_after_seconds(web.Response(headers={"Retry-After": " 7 "})) == 7.0
+    assert retry_after_seconds(web.Response(headers={"Retry-After": "1000"})) == 60.0  # capped
+    for value in ("", "-3", "2.5", "Wed, 21 Oct 2015 07:28:00 GMT"):
+        assert retry_after_seconds(web.Response(headers={"Retry-After": value})) == 0.0
+    assert retry_after_seconds(web.Response()) == 0.0
+
+
+async def test_a_connection_told_to_come_back_later_stays_open_until_then() -> None:
+    """After ``503`` with ``Retry-After: 3`` the idle close is 3 s + header_timeout away, so a
+    client that comes back as told finds its connection open; after a plain answer it is
+    header_timeout away, as before."""
+    protocols: list[Any] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        protocols.append(request.protocol)
+        return web.Response(status=503, text="busy", headers={"Retry-After": "3"})
+
+    async def fine(request: web.Request) -> web.Response:
+        protocols.append(request.protocol)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/busy", busy)
+    app.router.add_get("/fine", fine)
+    runner = WebnnRunner(app, models=[], limits=HttpLimits(header_timeout=1.0))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    loop = asyncio.get_running_loop()
+
+    async def idle_deadline(path: str) -> float:
+        """Seconds from the answer to the connection's idle close."""
+        async with aiohttp.ClientSession() as http, http.get(base + path) as answer:
+            await answer.read()
+            answered = loop.time()
+            protocol = protocols[-1]
+            for _ in range(3000):  # the server arms it right after writing the answer
+                if protocol._head_pending:
+                    break
+                await asyncio.sleep(0.01)
+            timer = protocol._header_timer
+            assert timer is not None
+            return timer.when() - answered
+
+    try:
+        assert 3.5 <= await idle_deadline("/busy") <= 4.1
+        assert 0.5 <= await idle_deadline("/fine") <= 1.1
     finally:
         await runner.cleanup()

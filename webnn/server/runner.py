@@ -30,7 +30,7 @@ aiohttp has no hooks for this beyond ``handle_error``: the handler also reads a 
 private attributes (``_waiter``: waiting for a request; ``_request_count`` and ``_messages``:
 requests parsed; ``_current_request``), each through ``getattr`` with a default. Should a future
 aiohttp rename them, the header deadline and the early answer to a bad body stop working (aiohttp's
-keep-alive timer, set to twice the deadline, still closes such connections) and
+keep-alive timer, set beyond every idle deadline, still closes such connections) and
 ``tests/test_hostile_http.py`` fails; nothing else changes.
 """
 
@@ -109,6 +109,18 @@ def run(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
         return runner.run(main)
 
 
+MAX_IDLE_EXTENSION = 60.0
+"""The most seconds an answer's ``Retry-After`` adds to its connection's idle deadline
+(`HttpLimits`); webnn's own busy answers say at most 30."""
+
+
+def retry_after_seconds(response: web.StreamResponse) -> float:
+    """The ``Retry-After`` of `response` in seconds (delta-seconds form; 0 when absent, an HTTP
+    date or malformed), at most `MAX_IDLE_EXTENSION`."""
+    value = response.headers.get("Retry-After", "").strip()
+    return min(float(value), MAX_IDLE_EXTENSION) if value.isdigit() else 0.0
+
+
 @dataclass(frozen=True)
 class HttpLimits:
     """What the HTTP layer accepts before a request reaches an app (aiohttp's parser limits).
@@ -117,8 +129,12 @@ class HttpLimits:
     value); `max_headers`: headers per request; past any of them: ``400 bad_http``.
     `header_timeout`: seconds from the connection opening (or the previous answer) within which
     the request line and headers must be complete: a half-sent request is answered ``408
-    header_timeout`` and closed, an idle keep-alive connection is closed. Bodies have their own
-    progress timeouts (`webnn.server.http.JSON_BODY_TIMEOUT`, ``ServeConfig.body_timeout``)."""
+    header_timeout`` and closed, an idle keep-alive connection is closed. After an answer that
+    tells the client to come back in R seconds (``Retry-After``, at most `MAX_IDLE_EXTENSION`),
+    the connection waits R + `header_timeout`: a client that comes back as told must not meet
+    the idle close on its way (a request sent on a connection as the server closes it is a
+    network error to the client). Bodies have their own progress timeouts
+    (`webnn.server.http.JSON_BODY_TIMEOUT`, ``ServeConfig.body_timeout``)."""
 
     max_line_size: int = 8190
     max_field_size: int = 8190
@@ -136,9 +152,11 @@ class HttpLimits:
     def handler_options(self) -> dict[str, Any]:
         """The keyword arguments of aiohttp's request handler these limits set. The header
         deadline (`JsonRequestHandler`) closes idle connections; aiohttp's keep-alive timer,
-        twice as long, is only a backstop (it must never fire first: it closes silently)."""
+        longer than any idle deadline (twice `header_timeout` plus `MAX_IDLE_EXTENSION`), is only
+        a backstop (it must never fire first: it closes silently)."""
         return {"max_line_size": self.max_line_size, "max_field_size": self.max_field_size,
-                "max_headers": self.max_headers, "keepalive_timeout": 2 * self.header_timeout}
+                "max_headers": self.max_headers,
+                "keepalive_timeout": 2 * self.header_timeout + MAX_IDLE_EXTENSION}
 
 
 _REASONS: tuple[tuple[type[BaseException], str, str], ...] = (
@@ -251,19 +269,20 @@ class JsonRequestHandler(RequestHandler):
     async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
                               start_time: float | None) -> tuple[web.StreamResponse, bool]:
         answer = await super().finish_response(request, resp, start_time)
-        self._await_request(request.content)
+        self._await_request(request.content, retry_after_seconds(resp))
         return answer
 
-    def _await_request(self, previous_body: Any) -> None:
+    def _await_request(self, previous_body: Any, retry_after: float = 0.0) -> None:
         """The connection opened or an answer went out: the next request's line and headers
-        must be complete within `header_timeout` from now. Bytes of the previous request's body
+        must be complete within `header_timeout` from now (`retry_after` seconds more after an
+        answer that asked the client to wait that long). Bytes of the previous request's body
         still arriving (aiohttp reads an unread body after the answer) do not count as begun."""
         self._cancel_header_timer()
         self._head_pending, self._head_bytes = True, 0
         self._previous_body = previous_body
         loop = asyncio.get_running_loop()
-        self._header_timer = loop.call_at(loop.time() + self._limits.header_timeout,
-                                          self._header_deadline)
+        self._header_timer = loop.call_at(
+            loop.time() + retry_after + self._limits.header_timeout, self._header_deadline)
 
     def _fail_body(self, message: Any) -> None:
         """The parser failed on the body of the request being answered (a bad chunk size after
