@@ -215,7 +215,8 @@ class ProcessSettings(ClusterProcessFields):
     max_headers: int = setting(128, "HTTP headers per request", scope="process", ge=8)
     header_timeout: float = setting(
         15.0, "seconds for a request line and headers to arrive, from the connection opening or "
-              "the previous answer (beyond: 408 header_timeout; an idle connection is closed)",
+              "the previous answer (plus its Retry-After, if any; beyond: 408 header_timeout; an "
+              "idle connection is closed)",
         scope="process", gt=0)
     loop: EventLoop = setting(
         "asyncio", "event loop of the server: asyncio (the standard library's), uvloop (pip "
