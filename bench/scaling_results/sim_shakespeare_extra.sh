@@ -4,7 +4,8 @@
 # with k = 16, Reddi et al. 2021) with the sqrt(N) client rate and 5-step tasks; with WARMUP=only,
 # a client rate warmed up over the first 10 task times (Goyal et al. 2017) instead, to allow a
 # larger rate (0.08) or server rate (0.75).
-#   bash bench/scaling_results/sim_shakespeare_extra.sh OUTFILE; WARMUP=only bash ... OUTFILE
+#   bash bench/scaling_results/sim_shakespeare_extra.sh OUTFILE; WARMUP=only bash ... OUTFILE;
+#   WARMUP=more bash ... OUTFILE (the rate 0.08 without warm-up, 0.16 with it)
 set -u
 cd "$(dirname "$0")/../.."
 out=${1:-sim_shakespeare_extra.txt}
@@ -20,6 +21,12 @@ if [ "${WARMUP:-}" = only ]; then  # the warm-up jobs (run second, after the two
   jobs=(
     "--clients 16 --config '$LIVE server_lr=0.5|adam lr=0.08 steps=5 warmup=10'"
     "--clients 16 --config '$LIVE server_lr=0.75|adam lr=0.04 steps=5 warmup=10'"
+  )
+fi
+if [ "${WARMUP:-}" = more ]; then  # is it the warm-up or the rate? (run third)
+  jobs=(
+    "--clients 16 --config '$LIVE server_lr=0.5|adam lr=0.08 steps=5'"
+    "--clients 16 --config '$LIVE server_lr=0.5|adam lr=0.16 steps=5 warmup=10'"
   )
 fi
 run() {
