@@ -5,7 +5,7 @@ backend.
     .venv/bin/python bench/client_efficiency_browser.py [--backend webgl|cpu|wasm] [--rounds N]
                                                           [--tasks N] [--local-steps N]
                                                           [--encodings all|f32] [--modes M,...]
-                                                          [--old-client DIR]
+                                                          [--old-client DIR] [--server URL]
 
 Starts ``wnn serve digits_mlp`` on a free port (``--local-steps N``: a copy of the spec with N
 local steps per task), opens the volunteer page with ``?autostart=0`` (TF.js loaded, backend
@@ -67,12 +67,16 @@ def main() -> None:
     parser.add_argument("--encodings", default="all", choices=["all", "f32"])
     parser.add_argument("--modes", default="", help="also: overlap, withoutFollowUps")
     parser.add_argument("--old-client", type=Path, default=None)
+    parser.add_argument("--server", default=None,
+                        help="a running wnn serve's URL (e.g. one pinned to its own core) "
+                        "instead of starting one; --local-steps is then the server's")
     args = parser.parse_args()
 
     scratch = tempfile.TemporaryDirectory(prefix="webnn-bench-")
     spec = (spec_with_local_steps(args.local_steps, Path(scratch.name))
             if args.local_steps else DIGITS_SPEC)
-    server = start_server(spec=spec)
+    server = start_server(spec=spec) if args.server is None else None
+    url = args.server or server.url
     try:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
@@ -83,7 +87,7 @@ def main() -> None:
                 page.route("**/old_client/*", lambda route: route.fulfill(
                     path=str(old / Path(route.request.url.split("?")[0]).name),
                     content_type="text/javascript"))
-            page.goto(f"{server.url}?autostart=0&backend={args.backend}")
+            page.goto(f"{url}?autostart=0&backend={args.backend}")
             page.wait_for_function("() => globalThis.webnnPage && globalThis.webnnPage.loop",
                                    timeout=120_000)
             source = CORE.read_text() + (
@@ -97,7 +101,8 @@ def main() -> None:
             line = page.evaluate(SUMMARY, result)
             browser.close()
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         scratch.cleanup()
     print(json.dumps({"environment": "chromium", "encodings": args.encodings, **result}))
     print(line)

@@ -25,8 +25,9 @@
 //                        for the updates still on their way
 //   without follow-ups = the loop with `followUp: false` (modes: 'withoutFollowUps')
 //   ratio              = median rate / median raw rate, rounds interleaved (raw, fit per task, local,
-//                        participating, ..., raw, ...); `pairRatio` is the median of each round's
-//                        rate / raw, steadier when the machine's load swings between rounds
+//                        participating, ...; each round starts one rung later than the last);
+//                        `pairRatio` is the median of each round's rate / raw, steadier when the
+//                        machine's load swings between rounds
 //
 // Breakdown (`breakdown[kind]`, milliseconds per task, means over the measured rounds): where a
 // participating task's wall time goes, from performance.now() around the variant's own methods
@@ -243,7 +244,11 @@ export async function measure({
   for (const round of Object.values(kinds)) { await round(false); await round(false); } // warm-up: kernels, JIT, join, model build
   const rates = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const [kind, round] of Object.entries(kinds)) rates[kind].push(await round(true));
+    // Each round starts one rung later than the last, so no rung always follows the same one.
+    const order = Object.entries(kinds);
+    for (const [kind, round] of [...order.slice(r % order.length), ...order.slice(0, r % order.length)]) {
+      rates[kind].push(await round(true));
+    }
     log(`round ${r + 1}: ${Object.keys(kinds).map((k) => `${k} ${rates[k].at(-1).toFixed(1)}`).join(', ')} steps/s`);
   }
   for (const { client, trainer, loop, gate, running } of setups) {
