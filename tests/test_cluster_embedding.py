@@ -132,6 +132,10 @@ async def test_float16_weights_and_follow_up_frames(redis_server, make_config, s
             _, batch = await client.batch(follow)
             np.testing.assert_array_equal(tensors["x"], batch["x"])  # the follow-up's batch
             np.testing.assert_array_equal(tensors["y"], batch["y"])
+            # the frame names the follow-up weights' ETag (with their digest), so fetching that
+            # version again is a 304
+            again = await client.weights(follow["urls"]["weights"], etag=header["weightsEtag"])
+            assert again.status == 304
     finally:
         await served.stop()
 

@@ -52,6 +52,8 @@ async def test_frame_answer_holds_the_next_tasks_weights_and_batch(running, http
     assert header["accepted"] and header["version"] == follow["version"]
     served = await client.weights_array(follow["urls"]["weights"])
     np.testing.assert_array_equal(tensors["weights"], served)
+    fetched = await client.request("GET", follow["urls"]["weights"])
+    assert header["weightsEtag"] == fetched.headers["ETag"]  # a later fetch can be a 304
     batch_header, batch = await client.batch(follow)
     assert header["batch"] == batch_header
     np.testing.assert_array_equal(tensors["x"], batch["x"])

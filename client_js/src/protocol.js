@@ -296,7 +296,7 @@ export class WebnnClient {
     } catch (err) {
       throw new ProtocolError('bad_response', `POST ${url}: ${err.message}`);
     }
-    const { batch: batchHeader, ...answer } = frame.header;
+    const { batch: batchHeader, weightsEtag, ...answer } = frame.header;
     const next = answer.next?.task;
     const { weights, x, y } = frame.tensors;
     if (!next || !weights || !x || !y) {
@@ -304,7 +304,10 @@ export class WebnnClient {
     }
     const half = weights.dtype === 'float16';
     const entry = {
-      version: next.version, steps: next.steps ?? null, etag: half ? `"v${next.version}-f16"` : `"v${next.version}"`,
+      version: next.version,
+      steps: next.steps ?? null,
+      // the server's ETag for these weights (a cluster's names their digest); older servers sent none
+      etag: weightsEtag ?? (half ? `"v${next.version}-f16"` : `"v${next.version}"`),
       weights: half ? fromFloat16(weights.data) : weights.data,
     };
     this.weightsCache = entry;

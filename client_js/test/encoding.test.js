@@ -136,6 +136,9 @@ for (const [update, weights] of [['q8', 'f16'], ['f16', 'f32'], ['q8', 'f32']]) 
     assert.equal(answer.accepted, true);
     // the follow-up frame carries the next version's weights in our encoding, widened
     assert.equal(answer.inputs.weights.weights.length, joined.model.totalParams);
+    // ... under the server's own ETag, so fetching that version again is a 304 from the cache
+    const again = await client.weights(answer.next.task.urls.weights);
+    assert.equal(again.cached, true);
     const status = await client.status();
     assert.ok(status.traffic.updates[update].count >= 1);
     await client.leave();

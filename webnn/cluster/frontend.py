@@ -71,6 +71,7 @@ from webnn.server.answers import (
     check_evaluation_bounds,
     follow_up_frame,
     weights_answer,
+    weights_etag,
 )
 from webnn.server.batch_feed import frame_array
 from webnn.server.config import ModelParts, ServeConfig
@@ -677,7 +678,7 @@ class Frontend:
         session's weights encoding) and batch (`follow_up_pieces`, as the single process)."""
         encoding = found.get("weights", "f32")
         try:
-            _, wire = await self._wire(int(task["version"]), encoding)
+            info, wire = await self._wire(int(task["version"]), encoding)
         except ProtocolError:  # the version went meanwhile: the answer goes as JSON
             return json_response(answer)
         if task["kind"] == "evaluate":
@@ -686,7 +687,8 @@ class Frontend:
             fields = await self.redis.hmget(self.keys.task(task["id"]), "index", "shard")
             frame = self._batch_frame(int(_text(fields[0])), int(_text(fields[1] or b"0")))
         return await follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),
-                                     split_frame(frame), encoding)
+                                     split_frame(frame), encoding,
+                                     weights_etag(info.version, encoding, info.digest))
 
     def _check_can_merge(self) -> None:
         """``409 finishing`` / ``409 ended`` as this process last saw the run (COMMIT checks

@@ -12,12 +12,16 @@ cache never mixes encodings. Clients treat an ETag as opaque: they send back the
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from webnn.server.errors import bad_field
 from webnn.server.follow_up import BatchFrame, follow_up_pieces
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.updates import finite_float
+
+log = logging.getLogger("webnn.server")
 
 MAX_LOSS = 1e30
 SIGNED_LOSSES = frozenset({"cosineProximity", "poisson"})
@@ -74,17 +78,24 @@ def weights_answer(request: web.Request, *, version: int, steps: int, data: byte
 
 
 async def follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
-                          batch: BatchFrame, encoding: str = "f32") -> web.StreamResponse:
+                          batch: BatchFrame, encoding: str = "f32",
+                          etag: str | None = None) -> web.StreamResponse:
     """The update answer as a frame that also carries the follow-up task's inputs: tensors
     ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
-    batch frame's header fields under ``batch``. Saves the client the fetch round trip. Written
-    as header + the snapshot's buffer + the batch payload (scatter writes, nothing re-encoded)."""
-    pieces = follow_up_pieces(answer, weights, batch, encoding)
+    batch frame's header fields under ``batch`` and the weights' ETag (as ``GET weights`` gives
+    it) under ``weightsEtag``, so a later fetch of that version can be answered 304. Saves the
+    client the fetch round trip. Written as header + the snapshot's buffer + the batch payload
+    (scatter writes, nothing re-encoded)."""
+    header = answer if etag is None else {**answer, "weightsEtag": etag}
+    pieces = follow_up_pieces(header, weights, batch, encoding)
     response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
     response.content_length = sum(len(piece) for piece in pieces)
-    await response.prepare(request)
-    for piece in pieces:
-        if len(piece):
-            await response.write(piece)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        for piece in pieces:
+            if len(piece):
+                await response.write(piece)
+        await response.write_eof()
+    except ConnectionResetError:  # the client went mid-answer: its retry gets the same answer
+        log.debug("follow-up frame: the client closed the connection")
     return response

@@ -14,6 +14,7 @@ from webnn.server.answers import (
     check_evaluation_bounds,
     follow_up_frame,
     weights_answer,
+    weights_etag,
 )
 from webnn.server.coordinator import Coordinator
 from webnn.server.encodings import negotiate, parse_offer
@@ -249,8 +250,9 @@ async def update(request: web.Request) -> web.StreamResponse:
     if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
         return json_response(follow.answer)
     assert follow.task is not None  # inputs exist only for a next task
-    return await follow_up_frame(request, follow.answer, *inputs,
-                                 coordinator.weights_encoding(follow.task.session))
+    encoding = coordinator.weights_encoding(follow.task.session)
+    return await follow_up_frame(request, follow.answer, *inputs, encoding,
+                                 weights_etag(follow.task.version, encoding))
 
 
 async def evaluation(request: web.Request) -> web.Response:
