@@ -53,33 +53,35 @@ export async function fitSteps(tf, model, xs, ys, { batchSize, yieldFn = null, y
   inner.isTraining = true;
   let standardX = [];
   let standardY = [];
-  const sums = [];
+  const logged = []; // per step, the train function's scalars (loss, then the metrics)
   try {
     [standardX, standardY] = inner.standardizeUserDataXY(xs, ys, false, batchSize);
     const ins = standardX.concat(standardY);
     const n = ins[0].shape[0];
     const train = inner.makeTrainFunction();
     const names = inner.getDedupedMetricsNames();
+    const sizes = [];
     let lastYield = performance.now();
-    let steps = 0;
     for (let start = 0; start < n; start += batchSize) {
       const size = Math.min(batchSize, n - start);
       let outs = [];
-      const weighted = tf.tidy(() => {
+      tf.tidy(() => {
         outs = train(ins.map((t) => t.slice(start, size)));
-        return tf.stack(outs.map((o) => o.reshape([]))).mul(size);
+        outs.forEach((o) => tf.keep(o));
       });
-      tf.dispose(outs); // the metrics are kept past the train function's scope
-      sums.push(weighted);
-      steps += 1;
+      logged.push(...outs);
+      sizes.push(size);
       if (yieldFn && start + size < n && performance.now() - lastYield >= yieldMs) {
         await yieldFn();
         lastYield = performance.now();
       }
     }
+    const steps = sizes.length;
+    // One product for all logs: (1 x steps) size_k / n times (steps x logs) values; no work per step.
     const flat = tf.tidy(() => tf.concat([
       ...model.weights.map((w) => w.read().reshape([-1])),
-      tf.addN(sums).div(n),
+      tf.matMul(tf.tensor2d(sizes.map((k) => k / n), [1, steps]),
+        tf.stack(logged.map((o) => o.reshape([]))).reshape([steps, names.length])).reshape([-1]),
     ]));
     let values;
     try {
@@ -89,10 +91,10 @@ export async function fitSteps(tf, model, xs, ys, { batchSize, yieldFn = null, y
     }
     const size = values.length - names.length;
     const logs = Object.fromEntries(names.map((name, i) => [name, values[size + i]]));
-    return { weights: values.subarray(0, size), logs, steps };
+    return { weights: values.subarray(0, size), logs, steps: sizes.length };
   } finally {
     inner.isTraining = false;
-    tf.dispose(sums);
+    tf.dispose(logged);
     tf.dispose(standardX.filter((t) => t !== xs));
     tf.dispose(standardY.filter((t) => t !== ys));
   }
