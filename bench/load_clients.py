@@ -220,8 +220,8 @@ class Reply:
 @dataclass
 class Held:
     """A task's inputs: its weights (a float32 view into a received body), their version and
-    the ETag they came with (None from a follow-up frame: then ``"v<version>"``, the single
-    process's)."""
+    the ETag they came with (a follow-up frame names it in ``weightsEtag``; None from a server
+    older than that: then ``"v<version>"``, what such a server sent)."""
 
     version: int
     weights: np.ndarray
@@ -426,7 +426,8 @@ class SimulatedClient:
                 self.record.error("update", f"follow_up_{error.code}")
                 raise Dropped() from None
             follow = frame.header["next"]["task"]
-            held = Held(int(follow["version"]), frame.tensors["weights"].reshape(-1))
+            held = Held(int(follow["version"]), frame.tensors["weights"].reshape(-1),
+                        frame.header.get("weightsEtag"))
             self.held = held
             return follow, held
         answer = reply.json()

@@ -89,16 +89,32 @@ async def test_train_task_update_merges_with_average(running, http, digits_spec)
     assert (await client.get("api/v1/status")).body["merges"] == 1
 
 
+async def test_etags_tell_runs_apart_and_survive_a_resume(make_config, serve, http, tmp_path):
+    """Versions restart at 0 in a new run, so its weights' ETag must differ (no cache, the
+    client's or a browser's, may take another run's version 0 for this one's); a run resumed
+    from its state directory keeps its ETags."""
+    etags = []
+    for state_dir in (tmp_path / "state", tmp_path / "state", None):
+        served = await serve(create_app(make_config(state_dir=state_dir)))
+        client = ProtocolClient(http, served.url)
+        await client.join()
+        etags.append((await client.weights("api/v1/weights/0")).headers["ETag"])
+        await served.stop()  # writes the last checkpoint
+    assert etags[0] == etags[1] and etags[2] != etags[0]
+
+
 async def test_weights_etag_and_304(running, http):
     client = ProtocolClient(http, running.url)
     await client.join()
     first = await client.weights()
-    assert first.status == 200 and first.headers["ETag"] == '"v0"'
+    etag = first.headers["ETag"]
+    assert first.status == 200 and etag.startswith('"v0-') and len(etag) == len('"v0-"') + 16
     assert first.headers["X-WebNN-Version"] == "0" and first.headers["X-WebNN-Steps"] == "0"
-    again = await client.weights(etag='"v0"')
+    again = await client.weights(etag=etag)
     assert again.status == 304 and again.raw == b""
-    assert (await client.weights("api/v1/weights/0", etag='W/"v0"')).status == 304
-    assert (await client.weights(etag='"v7"')).status == 200
+    assert (await client.weights("api/v1/weights/0", etag=f"W/{etag}")).status == 304
+    assert (await client.weights(etag='"v0"')).status == 200  # another run's version 0
+    assert (await client.weights(etag=etag.replace("v0", "v7"))).status == 200
     missing = await client.weights("api/v1/weights/7")
     assert missing.status == 404 and missing.code == "unknown_version"
 

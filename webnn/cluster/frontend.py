@@ -545,7 +545,7 @@ class Frontend:
         encoding = await self._weights_encoding(request)
         info, blob = await self._wire(version, encoding)
         response, sent = weights_answer(request, version=info.version, steps=info.steps,
-                                        data=blob, encoding=encoding, digest=info.digest)
+                                        data=blob, encoding=encoding, tag=info.digest)
         if sent:
             self.traffic.weights(encoding, len(blob))
         return response

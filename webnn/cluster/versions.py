@@ -4,7 +4,7 @@ with a poll as a safety net) and a small cache of weights by content digest.
 Every version is published once by the merger: ``version:<n>`` names its SHA-256 digest,
 ``blob:<digest>`` holds its float32 bytes. A front-end fetches a blob the first time it is
 asked for and keeps it (least recently used out), so every front-end serves the very same bytes
-under the same ETag (``"v<n>"``).
+under the same ETag (``"v<n>-<digest>"``, `webnn.server.answers.weights_etag`).
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 render the same way: the weights answer with its ETag, the follow-up frame of an update, and
 the bounds an evaluation's figures must lie in at the door.
 
-ETag of a version's weights (`weights_etag`): ``"v<version>"`` names the weights of one
-version of one served model, plus ``-<digest>`` (the first `DIGEST_CHARS` hex digits of the
-weights' SHA-256) where the server knows the version's content address (a scale-out run:
-a new run in the same Redis starts at version 0 again, so the version number alone could name
-other weights), plus ``-<encoding>`` for an encoding other than ``f32`` (``"v12-f16"``), so a
-cache never mixes encodings. Clients treat an ETag as opaque: they send back the one they got.
+ETag of a version's weights (`weights_etag`): ``"v<version>-<tag>"`` names the weights of one
+version of one run of one served model. The tag is the first `DIGEST_CHARS` hex digits of the
+weights' SHA-256 where the server knows the version's content address (a scale-out run), else
+the run's id (the single process: a random id kept in its checkpoints). Version numbers start at
+0 again in a new run (a wiped state directory, a new run in the same Redis), so the number alone
+could name other weights to a client's or a browser's cache. ``-<encoding>`` follows for an
+encoding other than ``f32`` (``"v12-3f9a0c2e4b1d5a67-f16"``), so a cache never mixes encodings.
+Clients treat an ETag as opaque: they send back the one they got.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
         raise bad_field("$.accuracy", f"must be between 0 and 1, got {accuracy!r}")
 
 
-def weights_etag(version: int, encoding: str = "f32", digest: str | None = None) -> str:
-    """The ETag of `version`'s weights in `encoding` (see the module docstring)."""
-    tag = f"v{version}"
-    if digest:
-        tag += f"-{digest[:DIGEST_CHARS]}"
+def weights_etag(version: int, encoding: str = "f32", tag: str | None = None) -> str:
+    """The ETag of `version`'s weights in `encoding`; `tag`: the weights' digest or the run's id
+    (see the module docstring)."""
+    etag = f"v{version}"
+    if tag:
+        etag += f"-{tag[:DIGEST_CHARS]}"
     if encoding != "f32":
-        tag += f"-{encoding}"
-    return f'"{tag}"'
+        etag += f"-{encoding}"
+    return f'"{etag}"'
 
 
 def etag_matches(request: web.Request, etag: str) -> bool:
@@ -64,12 +67,12 @@ def etag_matches(request: web.Request, etag: str) -> bool:
 
 
 def weights_answer(request: web.Request, *, version: int, steps: int, data: bytes | memoryview,
-                   encoding: str, digest: str | None = None) -> tuple[web.Response, bool]:
+                   encoding: str, tag: str | None = None) -> tuple[web.Response, bool]:
     """The answer to ``GET weights[/{version}]``: `data` (the version's wire bytes in
     `encoding`) with its ETag, ``X-WebNN-Version``, ``X-WebNN-Steps`` and ``X-WebNN-Encoding``,
     or ``304`` with the same headers when ``If-None-Match`` names the ETag. Returns the
     response and whether the bytes go out (for the traffic counts)."""
-    etag = weights_etag(version, encoding, digest)
+    etag = weights_etag(version, encoding, tag)
     headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
                "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
     if etag_matches(request, etag):

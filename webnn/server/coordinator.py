@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -165,6 +166,9 @@ class Coordinator:
         self.refused: Counter[str] = Counter()  # requests turned away by admission, by code
         self._ticker: asyncio.Task | None = None
 
+        # tells this run's weights from another run's in ETags (versions restart at 0 in a new
+        # run); a resumed run keeps its checkpoint's id
+        self.run_id = secrets.token_hex(8)
         checkpoint = self.store.load(self.layout) if self.store is not None else None
         if checkpoint is not None:
             self._resume(checkpoint)
@@ -935,7 +939,8 @@ class Coordinator:
         counters = RunCounters(version=self.model.version, steps=self.model.steps,
                                merges=self.merges, updates_accepted=self.updates_accepted,
                                clients_joined=self.sessions.joined, state=self.state,
-                               end_reason=self.end_reason, elapsed=self.elapsed())
+                               end_reason=self.end_reason, elapsed=self.elapsed(),
+                               run_id=self.run_id)
         return build_state(
             name=self.spec.name, layout=self.layout, strategy=self.strategy.name,
             screening=self.screen.state() if self.screen is not None else None,
@@ -962,6 +967,7 @@ class Coordinator:
         self.model.steps, self.model.version = run.steps, run.version
         self.merges, self.updates_accepted = run.merges, run.updates_accepted
         self.sessions.joined = run.clients_joined
+        self.run_id = run.run_id or self.run_id
         # read by `Evaluations.load` once the version store exists (entries from before
         # replication count as not validated there)
         self._resumed_history = restored.history

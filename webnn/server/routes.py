@@ -176,15 +176,15 @@ def tasks_answer(request: web.Request, task: Task | None) -> dict:
 
 
 def _weights_response(request: web.Request, version: int | None) -> web.Response:
-    """A version's weights in the session's weights encoding (``f32`` without a session); the
-    ETag names the encoding when it is not f32 (``"v12-f16"``), so caches never mix them."""
+    """A version's weights in the session's weights encoding (``f32`` without a session) under
+    an ETag naming the run and the encoding (`answers.weights_etag`)."""
     maybe_session(request)
     coordinator = _coordinator(request)
     token = request.headers.get(SESSION_HEADER)
     encoding = coordinator.weights_encoding(token)
     version, steps, data = coordinator.weights(version, token, encoding)
     response, sent = weights_answer(request, version=version, steps=steps, data=data,
-                                    encoding=encoding)
+                                    encoding=encoding, tag=coordinator.run_id)
     if sent:
         coordinator.note_weights_bytes(encoding, len(data))
     return response
@@ -252,7 +252,7 @@ async def update(request: web.Request) -> web.StreamResponse:
     assert follow.task is not None  # inputs exist only for a next task
     encoding = coordinator.weights_encoding(follow.task.session)
     return await follow_up_frame(request, follow.answer, *inputs, encoding,
-                                 weights_etag(follow.task.version, encoding))
+                                 weights_etag(follow.task.version, encoding, coordinator.run_id))
 
 
 async def evaluation(request: web.Request) -> web.Response:
