@@ -37,8 +37,9 @@
 // frame made: submitUpdate before its request), request (until the answer's headers: the network
 // and the server's merge and follow-up), answer (body read and decoded), fetches (task, weights
 // and batch requests not carried by a follow-up), and other = wall - train - encode - request -
-// answer - fetches (loop bookkeeping, events, the page's own work). With overlap the request runs
-// beside the computation, so `other` goes negative.
+// answer - fetches (loop bookkeeping, events, the page's own work). Only for the participating
+// loops: with overlap (and without follow-ups, whose weights and batch come in parallel) requests
+// run side by side and their durations would not add up.
 
 const now = () => performance.now();
 /** Breakdown phases inside `train` (not added again for `other`). */
@@ -219,13 +220,16 @@ export async function measure({
       const loop = new WorkerLoop({ client, trainer, role: 'train', ...options });
       const running = loop.run();
       setups.push({ client, trainer, loop, gate, running });
+      // The breakdown adds up sequential phases: only for the default loop (follow-ups, no
+      // overlap), whose requests never run side by side.
+      const timed = options.followUp && !options.overlap;
       return async (measured) => {
         const sink = {};
-        probe.sink = measured ? sink : null;
+        probe.sink = measured && timed ? sink : null;
         const before = loop.stats.steps;
         const elapsed = await gate.round(tasksPerRound, () => Promise.allSettled([...loop.sending]));
         probe.sink = null;
-        if (measured) {
+        if (measured && timed) {
           const acc = (breakdown[kind] ??= { tasks: 0, wall: 0 });
           acc.tasks += tasksPerRound;
           acc.wall += elapsed;
