@@ -44,9 +44,8 @@ SEED = 1
 PARTITION = {"kind": "shards", "shards": 4, "classes": 1}
 STATE_FIELDS = ["format", "name", "fingerprint", "manifest", "strategy", "screening", "version",
                 "steps", "merges", "updatesAccepted", "clientsJoined", "state", "endReason",
-                "history", "data", "evaluation", "traffic", "elapsed", "savedAt", "runId"]
-"""``state.json``'s fields as the coordinator wrote them before `checkpointing` existed, and
-``runId`` (added after; a checkpoint without it resumes under a new id)."""
+                "history", "data", "evaluation", "traffic", "elapsed", "savedAt"]
+"""``state.json``'s fields as the coordinator wrote them before `checkpointing` existed."""
 
 
 @pytest.fixture(scope="module")

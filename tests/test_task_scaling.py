@@ -145,6 +145,7 @@ def test_scaled_tasks_off_takes_the_feed_as_before() -> None:
         work, rate = scaled.take(feed, 0, token, 0.0)
         assert rate is None and work.examples == 12
         assert scaled.task_local_steps(work.examples) == 6
+        scaled.live.note(token, 0.0)  # its update was accepted
     assert scaled.status(0.0)["liveClients"] == 4 and scaled.status(0.0)["clients"] == 1
 
 
@@ -155,12 +156,22 @@ def test_scaled_tasks_cut_to_the_steps_of_the_live_count() -> None:
     feed = _feed()
     work, rate = scaled.take(feed, 0, "a", 0.0)
     assert (work.examples, rate, scaled.task_local_steps(work.examples)) == (12, 0.1, 6)
-    work, rate = scaled.take(feed, 0, "b", 1.0)
+    scaled.live.note("a", 0.5)  # a's update is accepted
+    work, rate = scaled.take(feed, 0, "b", 1.0)  # b has not trained yet: 1 live trainer
+    assert (work.examples, rate) == (12, pytest.approx(0.1))
+    scaled.live.note("b", 1.5)
+    work, rate = scaled.take(feed, 0, "b", 1.6)
     assert (work.examples, rate) == (6, pytest.approx(0.2))
-    scaled.take(feed, 0, "c", 2.0)
+    scaled.live.note("c", 2.0)
+    scaled.live.note("d", 2.5)
     work, rate = scaled.take(feed, 0, "d", 3.0)
     assert (work.examples, rate, scaled.task_local_steps(work.examples)) == (
         4, pytest.approx(0.4), 2)
     status = scaled.status(3.0)
     assert status["liveClients"] == 4 and status["clients"] == 4
+    # sessions that take leases and never have an update accepted do not count (a stranger
+    # opening many sessions must not raise every client's rate)
+    for token in range(40):
+        scaled.take(feed, 0, f"idle-{token}", 3.5)
+    assert scaled.status(3.5)["liveClients"] == 4
     assert status["localSteps"] == 2 and status["learningRate"] == pytest.approx(0.4)

@@ -38,6 +38,13 @@ async def train_task(client: ProtocolClient) -> dict:
     return task
 
 
+async def contribute(client: ProtocolClient, task: dict) -> None:
+    """Send `task`'s update (accepted): from then on the session counts as a live trainer."""
+    weights = await client.weights_array(task["urls"]["weights"])
+    answer = await client.submit_update(task, weights + 0.001)
+    assert answer.status == 200 and answer.body["accepted"], answer.body
+
+
 async def status(client: ProtocolClient) -> dict:
     answer = await client.get("api/v1/status")
     assert answer.status == 200
@@ -53,6 +60,7 @@ async def test_default_rule_leaves_the_payload_as_before(make_config, serve, htt
             == (SPEC_LR, SPEC_STEPS, BATCH, BATCH * SPEC_STEPS)
         _, batch = await client.batch(task)
         assert batch["x"].shape[0] == BATCH * SPEC_STEPS
+        await contribute(client, task)
     scaling = (await status(group[0]))["taskScaling"]
     assert scaling["lrScaling"] == "none" and scaling["liveClients"] == 4
     assert (scaling["clients"], scaling["learningRate"], scaling["localSteps"]) == (
@@ -62,10 +70,19 @@ async def test_default_rule_leaves_the_payload_as_before(make_config, serve, htt
 async def test_learning_rate_follows_the_live_training_clients(make_config, serve, http) -> None:
     running = await serve(create_app(make_config(evaluate_initial=False, lr_scaling="sqrt")))
     group = await clients(http, running.url, 4)
-    # the live count includes the session asking: 1, 2, 3 (quantised: 2), 4
-    rates = [(await train_task(client))["learningRate"] for client in group]
-    assert rates == pytest.approx([SPEC_LR, SPEC_LR * math.sqrt(2), SPEC_LR * math.sqrt(2),
-                                   SPEC_LR * 2])
+    # a session counts once it has had an update accepted: each asks with 0, 1, 2, 3 trainers
+    # before it (quantised: 1, 1, 2, 2)
+    rates = []
+    for client in group:
+        task = await train_task(client)
+        rates.append(task["learningRate"])
+        await contribute(client, task)
+    assert rates == pytest.approx([SPEC_LR, SPEC_LR, SPEC_LR * math.sqrt(2),
+                                   SPEC_LR * math.sqrt(2)])
+    # sessions that only take leases and never return work do not raise the rate
+    for idle in await clients(http, running.url, 8):
+        await train_task(idle)
+    assert (await status(group[0]))["taskScaling"]["liveClients"] == 4
     # an update, then its follow-up task, both at N = 4: 0.01 * sqrt(4)
     first = await train_task(group[0])
     assert first["learningRate"] == pytest.approx(0.02) and first["localSteps"] == SPEC_STEPS
@@ -90,9 +107,13 @@ async def test_clients_that_stop_training_stop_counting(make_config, serve, http
     running = await serve(create_app(make_config(evaluate_initial=False, lr_scaling="linear",
                                                  lease_seconds=3.0, scaling_max_clients=2)))
     group = await clients(http, running.url, 3)
-    rates = [(await train_task(client))["learningRate"] for client in group]
-    # linear, capped at 2 clients: 0.01, 0.02, 0.02 (3 live -> level 2)
-    assert rates == pytest.approx([SPEC_LR, 2 * SPEC_LR, 2 * SPEC_LR])
+    rates = []
+    for client in group:
+        task = await train_task(client)
+        rates.append(task["learningRate"])
+        await contribute(client, task)
+    # linear, capped at 2 clients: 0, 1, 2 trainers before each ask -> 0.01, 0.01, 0.02
+    assert rates == pytest.approx([SPEC_LR, SPEC_LR, 2 * SPEC_LR])
     deadline = time.monotonic() + 60
     while (await status(group[0]))["taskScaling"]["liveClients"] > 0:
         assert time.monotonic() < deadline, "live clients never fell to 0"
@@ -108,31 +129,42 @@ async def test_local_steps_shrink_and_the_pieces_cover_the_batch(make_config, se
     config = make_config(evaluate_initial=False, local_steps_exponent=0.5)
     running = await serve(create_app(config))
     group = await clients(http, running.url, 4)
-    tasks = [await train_task(client) for client in group]
-    # N = 1, 2, 2, 4: 5 steps, round(5 / sqrt(2)) = 4, the 1-step rest of that batch, 2
-    assert [t["localSteps"] for t in tasks] == [5, 4, 1, 2]
-    assert [t["examples"] for t in tasks] == [160, 128, 32, 64]
-    assert [t["learningRate"] for t in tasks] == [SPEC_LR] * 4  # lr rule none: the spec's
-    headers, xs = [], []
-    for client, task in zip(group, tasks, strict=True):
+    tasks, headers, xs = [], [], []
+
+    async def take(client: ProtocolClient) -> dict:
+        task = await train_task(client)
         header, batch = await client.batch(task)
         assert batch["x"].shape[0] == header["examples"] == task["examples"]
         assert task["localSteps"] == math.ceil(task["examples"] / BATCH)
+        tasks.append(task)
         headers.append(header)
         xs.append(batch["x"])
-    # task 2 took 128 of batch 1's 160 examples, task 3 the remaining 32, task 4 batch 2's head
-    assert [(h["index"], h.get("offset", 0)) for h in headers] == [(0, 0), (1, 0), (1, 128),
-                                                                     (2, 0)]
+        return task
+
+    for client in group:  # each contributes before the next asks: N = 1, 1, 2, 2
+        await contribute(client, await take(client))
+    await take(group[0])  # N = 4
+    # 5 steps, 5, round(5 / sqrt(2)) = 4, the 1-step rest of that batch, round(5 / 2) = 2
+    assert [t["localSteps"] for t in tasks] == [5, 5, 4, 1, 2]
+    assert [t["examples"] for t in tasks] == [160, 160, 128, 32, 64]
+    assert [t["learningRate"] for t in tasks] == [SPEC_LR] * 5  # lr rule none: the spec's
+    # task 3 took 128 of batch 2's 160 examples, task 4 the remaining 32, task 5 batch 3's head
+    assert [(h["index"], h.get("offset", 0)) for h in headers] == [(0, 0), (1, 0), (2, 0),
+                                                                     (2, 128), (3, 0)]
     # the same data, in the same order, as a server without scaling hands out
     plain = await serve(create_app(make_config(evaluate_initial=False)))
-    reference = await clients(http, plain.url, 3)
-    whole = [(await reference[i].batch(await train_task(reference[i])))[1]["x"] for i in range(3)]
-    np.testing.assert_array_equal(np.concatenate(xs[1:3]), whole[1])
+    reference = await clients(http, plain.url, 4)
+    whole = [(await reference[i].batch(await train_task(reference[i])))[1]["x"] for i in range(4)]
     np.testing.assert_array_equal(xs[0], whole[0])
-    np.testing.assert_array_equal(xs[3], whole[2][:64])
-    # an update of a 2-step task is accepted with its steps
-    weights = await group[3].weights_array(tasks[3]["urls"]["weights"])
-    answer = await group[3].submit_update(tasks[3], weights + 0.001)
+    np.testing.assert_array_equal(xs[1], whole[1])
+    np.testing.assert_array_equal(np.concatenate(xs[2:4]), whole[2])
+    np.testing.assert_array_equal(xs[4], whole[3][:64])
+    # an update of a 2-step task is accepted with its steps; one claiming more is refused
+    weights = await group[0].weights_array(tasks[4]["urls"]["weights"])
+    refused = await group[0].submit_update(tasks[4], weights + 0.001, steps=5)
+    assert refused.status == 400, refused.body
+    assert "steps: must be an integer from 1 to 2" in refused.raw.decode()
+    answer = await group[0].submit_update(tasks[4], weights + 0.001)
     assert answer.status == 200 and answer.body["accepted"], answer.body
     assert (await status(group[0]))["taskScaling"]["localSteps"] == 2
 

@@ -5,11 +5,12 @@ the bounds an evaluation's figures must lie in at the door.
 ETag of a version's weights (`weights_etag`): ``"v<version>-<tag>"`` names the weights of one
 version of one run of one served model. The tag is the first `DIGEST_CHARS` hex digits of the
 weights' SHA-256 where the server knows the version's content address (a scale-out run), else
-the run's id (the single process: a random id kept in its checkpoints). Version numbers start at
-0 again in a new run (a wiped state directory, a new run in the same Redis), so the number alone
-could name other weights to a client's or a browser's cache. ``-<encoding>`` follows for an
-encoding other than ``f32`` (``"v12-3f9a0c2e4b1d5a67-f16"``), so a cache never mixes encodings.
-Clients treat an ETag as opaque: they send back the one they got.
+a random id of the server's start (the single process). Version numbers start at 0 again in a
+new run (a wiped state directory, a new run in the same Redis), and a single process resumed
+after a crash makes the versions since its last checkpoint again with other weights, so the
+number alone could name other weights to a client's or a browser's cache. ``-<encoding>``
+follows for an encoding other than ``f32`` (``"v12-3f9a0c2e4b1d5a67-f16"``), so a cache never
+mixes encodings. Clients treat an ETag as opaque: they send back the one they got.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
 
 
 def weights_etag(version: int, encoding: str = "f32", tag: str | None = None) -> str:
-    """The ETag of `version`'s weights in `encoding`; `tag`: the weights' digest or the run's id
-    (see the module docstring)."""
+    """The ETag of `version`'s weights in `encoding`; `tag`: the weights' digest or the server
+    start's id (see the module docstring)."""
     etag = f"v{version}"
     if tag:
         etag += f"-{tag[:DIGEST_CHARS]}"

@@ -54,8 +54,7 @@ STATE_FORMAT = 1
 class RunCounters:
     """The run's counters a checkpoint carries: the model's `version` and `steps` t, `merges`,
     `updates_accepted`, `clients_joined`, the run `state` (``running``, ``paused``, ``ended``),
-    its `end_reason`, `elapsed` seconds of training across restarts and the `run_id` that tells
-    this run's weights from another's in ETags ("" in a checkpoint from before it)."""
+    its `end_reason` and `elapsed` seconds of training across restarts."""
 
     version: int = 0
     steps: int = 0
@@ -65,7 +64,6 @@ class RunCounters:
     state: str = "running"
     end_reason: str | None = None
     elapsed: float = 0.0
-    run_id: str = ""
 
     @classmethod
     def from_state(cls, state: dict) -> RunCounters:
@@ -75,8 +73,7 @@ class RunCounters:
                    updates_accepted=int(state.get("updatesAccepted", 0)),
                    clients_joined=int(state.get("clientsJoined", 0)),
                    state=state.get("state", "running"), end_reason=state.get("endReason"),
-                   elapsed=float(state.get("elapsed", 0.0)),
-                   run_id=str(state.get("runId", "")))
+                   elapsed=float(state.get("elapsed", 0.0)))
 
 
 @dataclass
@@ -121,7 +118,7 @@ def build_state(*, name: str, layout: WeightLayout, strategy: str, screening: di
         "data": data,
         "evaluation": evaluation,
         "traffic": traffic,
-        "elapsed": counters.elapsed, "savedAt": saved_at, "runId": counters.run_id,
+        "elapsed": counters.elapsed, "savedAt": saved_at,
     }
 
 

@@ -166,8 +166,9 @@ class Coordinator:
         self.refused: Counter[str] = Counter()  # requests turned away by admission, by code
         self._ticker: asyncio.Task | None = None
 
-        # tells this run's weights from another run's in ETags (versions restart at 0 in a new
-        # run); a resumed run keeps its checkpoint's id
+        # tags ETags: version numbers may name other weights after a restart (0 in a new run;
+        # after a crash, the versions since the last checkpoint are made again), so the id is
+        # new at every start and no cache takes former weights for these
         self.run_id = secrets.token_hex(8)
         checkpoint = self.store.load(self.layout) if self.store is not None else None
         if checkpoint is not None:
@@ -501,10 +502,13 @@ class Coordinator:
         self.check_cut_off(session)
         if body is None:
             raise ProtocolError(400, "truncated", "the update has no body")
+        # a task cut to fewer steps (task scaling) may claim no more than it was given
+        max_steps = (self.scaled.task_local_steps(task.work.examples)
+                     if isinstance(task.work, TrainWork) else self.local_steps)
         try:
             weights, header = decode_update(body, self.layout, task_id=task.id,
                                             task_version=task.version,
-                                            max_steps=self.local_steps,
+                                            max_steps=max_steps,
                                             encoding=session.encodings.update)
         except ProtocolError as error:
             self.note_invalid(session, error.code)
@@ -651,7 +655,8 @@ class Coordinator:
                        staleness: int, changed: bool) -> None:
         session.invalid_streak = 0
         session.updates_accepted += 1
-        self.scaled.live.note(session.token, self.clock())
+        if self.sessions.get(session.token) is session:  # not one that left while it merged
+            self.scaled.live.note(session.token, self.clock())
         session.examples_trained += work.examples
         session.last_staleness = staleness
         session.compute_seconds += header.timings.get("compute", 0.0)
@@ -939,8 +944,7 @@ class Coordinator:
         counters = RunCounters(version=self.model.version, steps=self.model.steps,
                                merges=self.merges, updates_accepted=self.updates_accepted,
                                clients_joined=self.sessions.joined, state=self.state,
-                               end_reason=self.end_reason, elapsed=self.elapsed(),
-                               run_id=self.run_id)
+                               end_reason=self.end_reason, elapsed=self.elapsed())
         return build_state(
             name=self.spec.name, layout=self.layout, strategy=self.strategy.name,
             screening=self.screen.state() if self.screen is not None else None,
@@ -967,7 +971,6 @@ class Coordinator:
         self.model.steps, self.model.version = run.steps, run.version
         self.merges, self.updates_accepted = run.merges, run.updates_accepted
         self.sessions.joined = run.clients_joined
-        self.run_id = run.run_id or self.run_id
         # read by `Evaluations.load` once the version store exists (entries from before
         # replication count as not validated there)
         self._resumed_history = restored.history

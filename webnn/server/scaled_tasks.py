@@ -1,9 +1,9 @@
 """Train tasks whose learning rate and local steps follow the live clients (the single process's
 use of `webnn.server.task_scaling`).
 
-`ScaledTasks.take` is called when a training lease is handed out: it notes the session as a live
-trainer, works out the task's values at the quantised live count and takes the work from the
-batch feed, cut to the task's local steps:
+`ScaledTasks.take` is called when a training lease is handed out: it keeps a live trainer live
+(`LiveTrainers.refresh`; only accepted updates make one), works out the task's values at the
+quantised live count and takes the work from the batch feed, cut to the task's local steps:
 
 - the feed's batches hold ``batchSize x L`` examples (L: the spec's local steps). A task of
   ``l < L`` steps gets the first ``batchSize x l`` examples of the work it takes (`split_work`);
@@ -83,9 +83,9 @@ class ScaledTasks:
 
     def take(self, feed: BatchFeed, shard: int, token: str, now: float
              ) -> tuple[TrainWork, float | None]:
-        """Note `token` as a live trainer and take its work: ``(work, learning rate)``, the rate
-        None when the rule leaves it at the spec's."""
-        self.live.note(token, now)
+        """Keep `token` live if it trains (`LiveTrainers.refresh`) and take its work: ``(work,
+        learning rate)``, the rate None when the rule leaves it at the spec's."""
+        self.live.refresh(token, now)
         if not self.scaling.active:
             return feed.take(shard), None
         values = self.values(now)

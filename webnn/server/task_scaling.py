@@ -24,12 +24,14 @@ The rules, for the spec's learning rate ``lr`` and local steps ``L`` and the cli
   count quantised to powers of two with hysteresis (`next_level`), so one volunteer more or less
   does not change the rate.
 
-Live training clients (`LiveTrainers`): the distinct sessions that were handed a training
-lease or had an update accepted within the last `window` seconds (the lease time: a lease
-issued at t is open at most until t + window, so a session holding a lease always counts); a
-session that leaves stops counting at once. Kept in an ordered dict by last training activity,
-so `note`, `forget` and `count` are O(1) amortised (`count` evicts only the entries that fell
-out of the window, oldest first): no request scans the sessions.
+Live training clients (`LiveTrainers`): the distinct sessions that had an update accepted
+within the last `window` seconds (the lease time), kept live while they go on taking training
+leases (`refresh`: a contributing client with a task longer than the window still counts). A
+lease alone never adds a session: every client's rate grows with the count, so sessions that
+take leases and never train (a stranger opening many) must not raise it; each counted session
+has done accepted work. A session that leaves stops counting at once. Kept in an ordered dict
+by last training activity, so `note`, `forget` and `count` are O(1) amortised (`count` evicts
+only the entries that fell out of the window, oldest first): no request scans the sessions.
 """
 
 from __future__ import annotations
@@ -163,9 +165,10 @@ class TaskScaling:
 class LiveTrainers:
     """The live training clients of one model and their quantised level (module docstring).
 
-    `note(token, now)` when a session is handed a training lease or has an update accepted;
-    `forget(token)` when it leaves or is dropped; `level(now)` is the quantised count
-    (`next_level`), updated on each call."""
+    `note(token, now)` when a session has an update accepted; `refresh(token, now)` when it is
+    handed a training lease (counts only a session already noted); `forget(token)` when it
+    leaves or is dropped; `level(now)` is the quantised count (`next_level`), updated on each
+    call."""
 
     window: float
     _seen: OrderedDict[str, float] = field(default_factory=OrderedDict, repr=False)
@@ -177,6 +180,11 @@ class LiveTrainers:
         self._seen[token] = now
         self._seen.move_to_end(token)
         self.count(now)
+
+    def refresh(self, token: str, now: float) -> None:
+        """`token`, if it still counts, took a training lease at `now` (keeps it live)."""
+        if token in self._seen and now - self._seen[token] <= self.window:
+            self.note(token, now)
 
     def forget(self, token: str) -> None:
         self._seen.pop(token, None)
