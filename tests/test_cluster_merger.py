@@ -346,3 +346,127 @@ async def test_an_embedded_run_with_a_process_label_names_its_merger_apart(
     finally:
         await served.stop()
         await redis.aclose()
+
+
+async def _buffered_entries(redis, merger: Merger, count: int, first: int = 0) -> list[str]:
+    """`count` partials of a buffering strategy written as `COMMIT` writes them (the stream
+    entry and the run's ``stream_entries`` count); their ids."""
+    from webnn.cluster.records import partial_fields
+
+    rng = np.random.default_rng(first)
+    size = merger.layout.size
+    ids = []
+    for index in range(first, first + count):
+        update = Update(weights=rng.normal(0, 0.1, size).astype(np.float32), base_version=0,
+                        base_steps=0, local_steps=1, staleness=0, client="c",
+                        base_weights=np.zeros(size, np.float32))
+        fields = partial_fields([f"t{index}"], merger.strategy.fold(None, update), "test")
+        ids.append((await redis.xadd(f"wnn:{RUN}:stream", _pairs(fields))).decode())
+        await redis.hincrby(f"wnn:{RUN}:stats", "stream_entries", 1)
+    return ids
+
+
+async def test_a_buffering_strategy_under_back_pressure_publishes_what_it_merged(
+        redis_server, make_config):  # noqa: F811
+    from webnn.cluster.backlog import Backlog, PaceMeter
+
+    # fedbuff whose buffer never fills: no entry changes the weights. The budget holds 40
+    # entries at the merger's 0.01 s an entry, more than the 64 a read takes
+    config = make_config(strategy="fedbuff", strategy_params={"k": 10**6},
+                         eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-buffer", merge_backlog=0.4)
+    redis = connect(redis_server.url)
+    try:
+        await redis.set(f"wnn:{RUN}:merger_lock", merger.owner)  # it leads (no renewal here)
+        await merger._load()  # version 0 of a new run
+        merger.pace = PaceMeter(seconds=0.64, entries=64)  # c = 0.01 s an entry, as measured
+        ids = await _buffered_entries(redis, merger, 64)
+        answer = await redis.xread({f"wnn:{RUN}:stream": "0-0"}, count=64)
+        await merger._process(answer[0][1])
+        # checkpoints cover what was merged each time its work passed a quarter of the budget
+        # (10 entries): the front-ends see 4 entries (0.04 s) waiting, neither refused nor
+        # deferred, although no idle read came and the weights never changed
+        seen = Backlog(budget=0.4)
+        await seen.read(redis, RunKeys(RUN))
+        assert seen.entries == 4 and not seen.over(0.5), seen.public()
+        checkpoint = await redis.hgetall(f"wnn:{RUN}:checkpoint")
+        assert checkpoint[b"applied"].decode() == ids[59]
+        assert int((await redis.hgetall(f"wnn:{RUN}:current"))[b"version"]) == 0
+    finally:
+        await redis.aclose()
+        await merger.redis.aclose()
+
+
+async def test_a_run_from_before_the_applied_count_is_seeded_with_what_its_checkpoint_covers(
+        redis_server, make_config):  # noqa: F811
+    from webnn.cluster.backlog import Backlog
+
+    config = make_config(strategy="fedbuff", strategy_params={"k": 10**6},
+                         eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-before")
+    redis = connect(redis_server.url)
+    again = _merger(config, redis_server.url, "merger-after")
+    try:
+        await redis.set(f"wnn:{RUN}:merger_lock", merger.owner)  # it leads (no renewal here)
+        await merger._load()
+        ids = await _buffered_entries(redis, merger, 10)
+        answer = await redis.xread({f"wnn:{RUN}:stream": "0-0"}, count=6)
+        await merger._process(answer[0][1])
+        await merger._publish(new_version=False)  # the checkpoint covers 6 of the 10
+        assert (await redis.hget(f"wnn:{RUN}:checkpoint", "applied")).decode() == ids[5]
+        await redis.hdel(f"wnn:{RUN}:stats", "stream_applied")  # as a run from before it
+        await redis.set(f"wnn:{RUN}:merger_lock", again.owner)  # another merger takes over
+        await again._load()
+        # 10 entries written, 4 after the checkpoint: 6 applied, 4 waiting
+        assert int(await redis.hget(f"wnn:{RUN}:stats", "stream_applied")) == 6
+        answer = await redis.xread({f"wnn:{RUN}:stream": again.applied}, count=64)
+        await again._process(answer[0][1])
+        await again._publish(new_version=False)
+        seen = Backlog(budget=1.0)
+        await seen.read(redis, RunKeys(RUN))
+        assert seen.entries == 0, "every entry applied is counted once"
+        assert int(await redis.hget(f"wnn:{RUN}:stats", "stream_applied")) == 10
+    finally:
+        await redis.aclose()
+        await merger.redis.aclose()
+        await again.redis.aclose()
+
+
+async def test_one_failed_lock_renewal_is_retried_and_the_lead_kept(
+        redis_server, make_config):  # noqa: F811
+    import redis.exceptions
+
+    config = make_config(strategy="average", eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-renew", lock_ms=600)
+    redis_client = connect(redis_server.url)
+    renew, load = merger.renew_script, merger._load
+    calls: list[str] = []
+    loads: list[int] = []
+    enough = asyncio.Event()
+
+    async def flaky(**kwargs):  # the second renewal meets a Redis error once
+        calls.append("call")
+        if len(calls) >= 6:
+            enough.set()
+        if len(calls) == 2:
+            raise redis.exceptions.ConnectionError("connection reset (injected once)")
+        return await renew(**kwargs)
+
+    async def counted_load() -> None:
+        loads.append(1)
+        await load()
+
+    merger.renew_script = flaky  # type: ignore[assignment]
+    merger._load = counted_load  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(merger.run(stop))
+    try:
+        await asyncio.wait_for(enough.wait(), 60)
+        assert merger.leading and len(loads) == 1, "the lead was kept: no reload, no replay"
+        owner = await redis_client.get(f"wnn:{RUN}:merger_lock")
+        assert owner is not None and owner.decode() == merger.owner
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await redis_client.aclose()
+        await merger.redis.aclose()

@@ -10,9 +10,11 @@ read's return, so the time spent waiting for entries is never work.
 
 The unmerged stream is ``B = stream_entries - stream_applied`` (the run's counters: `COMMIT`
 adds one per entry written, the fenced `PUBLISH` adds the entries its checkpoint covers, so a
-deposed merger counts nothing and a takeover keeps the count). Each front-end reads ``B`` and
-``c`` every `FOLLOW_SECONDS` (`Backlog.read`: one pipelined round trip; nothing per request) and
-adds the entries it wrote since. The expected work-off time is ``W = B * c``; with the budget
+deposed merger counts nothing and a takeover keeps the count). An entry a strategy only
+buffered counts in ``B`` until a checkpoint covers it, so the merger publishes one once those
+entries hold a quarter of the budget in its work (`merger.FLUSH_SHARE`). Each front-end reads
+``B`` and ``c`` every `FOLLOW_SECONDS` (`Backlog.read`: one pipelined round trip; nothing per
+request) and adds the entries it wrote since. The expected work-off time is ``W = B * c``; with the budget
 ``T`` (``--merge-backlog``, seconds):
 
 - ``W > T``: a new update body is refused before it is read, ``503 busy`` with ``Retry-After``

@@ -774,6 +774,7 @@ class Frontend:
         self.metrics.base.updates_accepted.inc()
         self.metrics.base.staleness.observe(staleness)
         await self.redis.hincrby(self.keys.session(found["token"]), "updates", 1)
+        await self.task_rate.accepted(self.redis, found["token"])
         if header.next_role in ("train", "any"):
             answer["_next"] = header.next_role
         return answer

@@ -1,6 +1,7 @@
 """The merger: the only writer of the model.
 
-One merger process holds the lock (``SET NX PX lock_ms``, renewed every third of its lease);
+One merger process holds the lock (``SET NX PX lock_ms``, renewed every third of its lease; a
+failed renewal is tried once more within the lease before the lead is given up);
 others wait as standbys, trying every sixth of the lease, and take over when it lapses: within
 ``lock_ms * 7/6`` of the holder's death, plus loading the checkpoint. The active merger:
 
@@ -17,7 +18,9 @@ others wait as standbys, trying every sixth of the lease, and take over when it 
    weights (content-addressed blob), version hash, ``current``, the checkpoint and the merge
    log records, and the pub/sub notification, all in one step that writes nothing unless the
    lock is still this merger's; entries up to the checkpoint's id are then trimmed from the
-   stream (unless the stream is kept).
+   stream (unless the stream is kept). Without a new version a checkpoint is published when
+   the stream goes idle, after `LOG_FLUSH` applied entries, or once the applied entries no
+   checkpoint covers hold `FLUSH_SHARE` of ``--merge-backlog`` in measured work.
 
 So a new merger re-applies exactly the entries after the published checkpoint: every stream
 entry is merged once. How long that replay takes is bounded by the front-ends' back-pressure
@@ -67,6 +70,12 @@ LOG_FLUSH = 1024
 """Applied entries at most that no published checkpoint covers: past this a checkpoint is
 published even when the weights did not change (a strategy's buffer), so a long busy spell
 neither grows the publication's arguments without bound nor leaves a standby much to redo."""
+FLUSH_SHARE = 0.25
+"""A checkpoint is also published once the applied entries no checkpoint covers hold this share
+of ``--merge-backlog`` in the merger's measured work: the front-ends count them as unmerged
+(``stream_entries - stream_applied``), so a strategy that buffers (fedbuff, fedbuff_live) would
+otherwise fill the budget with entries already merged, refuse bodies until an idle read
+published, and restart from empty; it also bounds what a standby replays."""
 RENEW_SHARE = 3
 """The holder renews the lock every ``lock_ms / RENEW_SHARE``."""
 POLL_SHARE = 6
@@ -171,18 +180,37 @@ class Merger:
             renewer.cancel()
 
     async def _renew(self, lost: asyncio.Event) -> None:
+        """Renew the lease every ``lock_ms / RENEW_SHARE``. A renewal that fails (a Redis
+        error or timeout) is tried once more while the lease it renews still runs (the lease
+        ends ``lock_ms`` after the last renewal was sent); the lead is given up when Redis says
+        the lock is another's, or when the second try fails too. A merger that kept leading
+        on a lapsed lease writes nothing: `PUBLISH` is fenced by the lock."""
+        lease = self.settings.lock_ms / 1000
+        sent = time.monotonic()
         while True:
-            await asyncio.sleep(self.settings.lock_ms / (1000 * RENEW_SHARE))
-            try:
-                kept = await self.renew_script(keys=[self.keys.lock],
-                                               args=[self.owner, self.settings.lock_ms])
-            except Exception as error:
-                log.warning("%s: lock renewal failed: %s", self.label, error)
-                kept = 0
+            await asyncio.sleep(lease / RENEW_SHARE)
+            began = time.monotonic()
+            kept = await self._renew_once(sent + lease - began)
+            if kept is None:  # an error: once more, within what is left of the lease
+                left = sent + lease - time.monotonic()
+                if left > 0:
+                    kept = await self._renew_once(left)
             if not kept:
                 log.warning("%s: merger lock lost", self.label)
                 lost.set()
                 return
+            sent = began
+
+    async def _renew_once(self, seconds: float) -> bool | None:
+        """One renewal within `seconds`: whether the lock is still this merger's, or None
+        when Redis did not answer (an error or the time ran out)."""
+        try:
+            async with asyncio.timeout(max(seconds, 0.001)):
+                return bool(await self.renew_script(keys=[self.keys.lock],
+                                                    args=[self.owner, self.settings.lock_ms]))
+        except Exception as error:
+            log.warning("%s: lock renewal failed: %s", self.label, error or type(error).__name__)
+            return None
 
     # -- leading -----------------------------------------------------------------------------
     async def _lead(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
@@ -260,12 +288,36 @@ class Merger:
         self.strategy.load_state(load_state_bytes(cp["state"]))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
         self._log, self._based = [], []
-        # a run from before the `stream_applied` count: taken as drained (the backlog bound
-        # is lenient until the stream drains once, never stuck above its budget)
-        entries = await self.redis.hget(self.keys.stats, "stream_entries")
-        await self.redis.hsetnx(self.keys.stats, "stream_applied", int(entries or 0))
+        if not await self.redis.hexists(self.keys.stats, "stream_applied"):
+            await self._seed_applied()
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
                  self.applied)
+
+    async def _seed_applied(self) -> None:
+        """A run from before the `stream_applied` count: it is seeded with the entries the
+        checkpoint covers, ``stream_entries - n`` where ``n`` counts the stream's entries after
+        the checkpoint's applied id (they are applied, and counted, once more from here).
+
+        ``stream_entries`` and the stream's last id are read in one transaction (`COMMIT` adds
+        an entry and its count in one step), and only entries up to that id are counted, so
+        entries written meanwhile are neither counted as applied nor missed."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(self.keys.stats, "stream_entries")
+        pipe.xrevrange(self.keys.stream, count=1)
+        entries, last = await pipe.execute()
+        after = 0
+        if last:
+            end = _text(last[0][0])
+            start = self.applied
+            while id_order(start) < id_order(end):
+                page = await self.redis.xrange(self.keys.stream, min=f"({start}", max=end,
+                                               count=READ_COUNT)
+                if not page:
+                    break
+                after += len(page)
+                start = _text(page[-1][0])
+        await self.redis.hsetnx(self.keys.stats, "stream_applied",
+                                max(0, int(entries or 0) - after))
 
     # -- applying ----------------------------------------------------------------------------
     async def _process(self, entries: list) -> None:
@@ -294,13 +346,27 @@ class Merger:
                 self._based.append(entry_id)  # its pin on the base version goes
             self.applied = entry_id
             changed = changed or moved
+            if not changed and self._flush_due():
+                # a strategy's buffer: applied entries count as the front-ends' backlog until
+                # a checkpoint covers them, so one is published before they pass the share
+                await self._publish(new_version=False)
         self.metrics.lag.set(len(self._log))
         if changed:
             await self._publish(new_version=True)
             if self.controller is not None:
                 await self.controller.tick(after_publish=True)
-        elif len(self._log) >= LOG_FLUSH:
+        elif self._flush_due():
             await self._publish(new_version=False)
+
+    def _flush_due(self) -> bool:
+        """Whether the applied entries no checkpoint covers call for one: `LOG_FLUSH` of them,
+        or their measured work ``len(log) * c`` past `FLUSH_SHARE` of ``--merge-backlog``."""
+        if len(self._log) >= LOG_FLUSH:
+            return True
+        cost = self.pace.cost()
+        budget = self.settings.merge_backlog
+        return (budget > 0 and cost is not None and bool(self._log)
+                and len(self._log) * cost >= FLUSH_SHARE * budget)
 
     async def _base(self, version: int) -> np.ndarray | None:
         fields = await self.redis.hgetall(self.keys.version(version))

@@ -27,6 +27,8 @@ Redis's own clock (``TIME``), so front-ends on other machines agree on every dea
 - `STATE`: the admin's pause and resume.
 - `ASSIGN`: a session's data shard in a partitioned run.
 - `FORGET`: idle sessions leave the live set (once, whichever front-end runs it).
+- `TRAINERS`: a session noted in the run's live trainers (added on an accepted update, only
+  refreshed on a lease), the set trimmed to the window and counted (`task_rate.py`).
 
 `LEASE` and `COMMIT` read the run's ``control`` hash: a paused, finishing or ended run hands
 out no training, and a finishing or ended one writes no update to the stream.
@@ -451,4 +453,18 @@ for _, token in ipairs(idle) do
   end
 end
 return #idle
+"""
+
+TRAINERS = NOW + """
+-- KEYS: trainers; ARGV: session token, window seconds, 'add' (an accepted update) or
+--       'refresh' (a lease: only a session already in the set gets the new time)
+-- Returns the sessions within the window, by Redis's clock (front-ends' clocks may differ).
+-- The trim comes first, so a lease refreshes only a session that still counts.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
+if ARGV[3] == 'add' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+end
+return redis.call('ZCARD', KEYS[1])
 """

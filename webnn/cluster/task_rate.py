@@ -1,12 +1,18 @@
 """A scale-out run's train-task learning rate from the run's live training clients: the single
 process's rule (`webnn.server.task_scaling`, docs/scaling.md) across front-ends.
 
-Live training clients here are the sessions in the run's sorted set ``trainers`` (score: when
-each was last handed a training lease) within the lease time. Every training lease adds its
-session and trims the set in one pipeline (``ZADD``, ``ZREMRANGEBYSCORE`` of the entries older
-than the lease time, ``ZCARD``: O(log n) per lease, the trim amortised), and a leave removes
-it, so the count is the run's whichever front-end answers; each front-end keeps its own
-hysteresis level (`next_level`) over it. With the default rule nothing touches Redis.
+Live training clients here are the sessions in the run's sorted set ``trainers`` (score: Redis's
+time of the session's last accepted update or, once it has one, its last training lease) within
+the lease time. A session enters the set only with an accepted (durable) update (`accepted`); a
+training lease only refreshes a session that still counts (`leased`: ``ZADD XX`` after the
+trim), so sessions that take leases and never send an update (a volunteer opening many) do not
+raise every client's rate. Each note trims the entries older than the lease time, adds or
+refreshes and counts in one script (`scripts.TRAINERS`: O(log n), the trim amortised) on
+Redis's clock, so front-ends whose clocks differ agree on the window; a leave removes the
+session at once. So the count is the run's whichever front-end answers; each front-end keeps
+its own hysteresis level (`next_level`) over it. When the count cannot be read (a Redis error
+after the lease was taken), the task gets the rate of the last count this front-end read rather
+than an error. With the default rule nothing touches Redis.
 
 Local steps are not scaled in a scale-out run (its batches are leased by number inside the
 `LEASE` script and read whole): a ``local_steps_exponent`` other than 0 is refused when the
@@ -15,12 +21,15 @@ front-end is made (`ClusterTaskRate.for_run`), naming the setting.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from webnn.cluster.scripts import TRAINERS
 from webnn.server.task_scaling import TaskScaling, next_level, scaled_learning_rate
 from webnn.settings.errors import ConfigError, Problem
+
+log = logging.getLogger("webnn.cluster")
 
 
 @dataclass
@@ -32,6 +41,8 @@ class ClusterTaskRate:
     window: float
     key: str
     level: int = 1
+    script: Any = field(default=None, repr=False)
+    """`scripts.TRAINERS` registered with the front-end's client (on first use)."""
 
     @classmethod
     def for_run(cls, config: Any, learning_rate: float, keys: Any) -> ClusterTaskRate:
@@ -44,19 +55,36 @@ class ClusterTaskRate:
                                        "works)")], "ServeConfig")
         return cls(scaling, learning_rate, float(config.lease_seconds), keys.key("trainers"))
 
-    async def leased(self, redis: Any, token: str, now: float | None = None) -> float:
-        """`token` was handed a training lease: note it and return the task's learning rate."""
-        if not self.scaling.active:
-            return self.learning_rate
-        now = time.time() if now is None else now
-        pipe = redis.pipeline(transaction=False)
-        pipe.zadd(self.key, {token: now})
-        pipe.zremrangebyscore(self.key, "-inf", now - self.window)
-        pipe.zcard(self.key)
-        *_, count = await pipe.execute()
-        self.level = next_level(self.level, int(count))
+    def rate(self) -> float:
+        """The train tasks' learning rate at the current level."""
         return scaled_learning_rate(self.learning_rate, self.scaling.clients(self.level),
                                     self.scaling.lr_rule)
+
+    async def _note(self, redis: Any, token: str, mode: str) -> None:
+        if self.script is None:
+            self.script = redis.register_script(TRAINERS)
+        count = await self.script(keys=[self.key], args=[token, self.window, mode])
+        self.level = next_level(self.level, int(count))
+
+    async def leased(self, redis: Any, token: str) -> float:
+        """`token` was handed a training lease: refresh it if it is live and return the task's
+        learning rate (the last known one when Redis does not answer)."""
+        if not self.scaling.active:
+            return self.learning_rate
+        try:
+            await self._note(redis, token, "refresh")
+        except Exception as error:  # the lease is taken: answer it at the last known rate
+            log.warning("live trainers not counted (%s); the last rate stays", error)
+        return self.rate()
+
+    async def accepted(self, redis: Any, token: str) -> None:
+        """`token`'s update was accepted (durable): it counts as a live trainer from now."""
+        if not self.scaling.active:
+            return
+        try:
+            await self._note(redis, token, "add")
+        except Exception as error:  # the update is durable: its answer does not fail here
+            log.warning("live trainers not counted (%s)", error)
 
     async def left(self, redis: Any, token: str) -> None:
         """`token` left: it stops counting at once."""
