@@ -284,3 +284,44 @@ async def test_a_connection_told_to_come_back_later_stays_open_until_then() -> N
         assert 0.5 <= await idle_deadline("/fine") <= 1.1
     finally:
         await runner.cleanup()
+
+
+async def test_a_request_begun_after_a_retry_after_gets_header_timeout_from_its_first_byte(
+        ) -> None:
+    """The Retry-After extension is for the idle wait only: once the next request's first byte
+    arrives, its line and headers must complete within header_timeout of that byte (a slow sender
+    that provoked a long Retry-After gets no more time)."""
+    protocols: list[Any] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        protocols.append(request.protocol)
+        return web.Response(status=503, text="busy", headers={"Retry-After": "30"})
+
+    app = web.Application()
+    app.router.add_get("/busy", busy)
+    runner = WebnnRunner(app, models=[], limits=HttpLimits(header_timeout=1.0))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+    try:
+        writer.write(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"busy")).startswith(b"HTTP/1.1 503")
+        protocol = protocols[-1]
+        for _ in range(3000):  # the server arms the idle deadline right after the answer
+            if protocol._head_pending and protocol._header_timer is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert protocol._header_timer.when() - loop.time() > 20  # idle: 30 s + header_timeout
+        writer.write(b"GET /bu")  # the next request begins, slowly
+        await writer.drain()
+        for _ in range(3000):
+            if protocol._head_bytes:
+                break
+            await asyncio.sleep(0.01)
+        assert protocol._header_timer.when() - loop.time() <= 1.0
+        answer = await asyncio.wait_for(reader.read(), 60)  # the 408, then the close
+        assert answer.startswith(b"HTTP/1.1 408") and b"header_timeout" in answer
+    finally:
+        writer.close()
+        await runner.cleanup()

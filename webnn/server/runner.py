@@ -264,6 +264,8 @@ class JsonRequestHandler(RequestHandler):
             self._head_pending = False
             self._cancel_header_timer()
         elif self._head_pending and not draining:
+            if not self._head_bytes and data:
+                self._request_began()
             self._head_bytes += len(data)  # part of the next request (not the last one's body)
 
     async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
@@ -283,6 +285,18 @@ class JsonRequestHandler(RequestHandler):
         loop = asyncio.get_running_loop()
         self._header_timer = loop.call_at(
             loop.time() + retry_after + self._limits.header_timeout, self._header_deadline)
+
+    def _request_began(self) -> None:
+        """The first byte of the next request arrived: its line and headers must complete
+        within `header_timeout` of it, however long the idle wait before it could have been (a
+        Retry-After extends only the idle wait, never a slow sender's time)."""
+        if self._header_timer is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.header_timeout
+        if deadline < self._header_timer.when():
+            self._header_timer.cancel()
+            self._header_timer = loop.call_at(deadline, self._header_deadline)
 
     def _fail_body(self, message: Any) -> None:
         """The parser failed on the body of the request being answered (a bad chunk size after
