@@ -12,6 +12,7 @@ import pytest
 from support.protocol_client import ProtocolClient
 from support.redis import redis_server  # noqa: F401 (fixture)
 
+from webnn.cluster.frontend import FRONTEND
 from webnn.cluster.settings import ClusterSettings
 from webnn.server.app import create_app
 from webnn.settings import ConfigError
@@ -55,6 +56,11 @@ async def test_the_run_learning_rate_follows_its_live_trainers(
             assert check.zcard("wnn:scaled:trainers") == 4  # the quiet ones still not counted
             for client in group[2:]:
                 assert (await client.leave()).status == 200
+            assert check.zcard("wnn:scaled:trainers") == 2
+            # an update of a session that left, accepted while it left, does not add it again
+            frontend = app[FRONTEND]
+            await frontend.task_rate.accepted(frontend.redis, group[2].token,
+                                              frontend.keys.session(group[2].token))
             assert check.zcard("wnn:scaled:trainers") == 2
             task = (await group[0].task("train"))["task"]
             assert task["learningRate"] == pytest.approx(SPEC_LR * math.sqrt(2))

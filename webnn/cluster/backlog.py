@@ -14,8 +14,8 @@ deposed merger counts nothing and a takeover keeps the count). An entry a strate
 buffered counts in ``B`` until a checkpoint covers it, so the merger publishes one once those
 entries hold a quarter of the budget in its work (`merger.FLUSH_SHARE`). Each front-end reads
 ``B`` and ``c`` every `FOLLOW_SECONDS` (`Backlog.read`: one pipelined round trip; nothing per
-request) and adds the entries it wrote since. The expected work-off time is ``W = B * c``; with the budget
-``T`` (``--merge-backlog``, seconds):
+request) and adds the entries it wrote since. The expected work-off time is ``W = B * c``; with
+the budget ``T`` (``--merge-backlog``, seconds):
 
 - ``W > T``: a new update body is refused before it is read, ``503 busy`` with ``Retry-After``
   (at least ``W - T``), counted as admission's refusals are (`capacity.refused.busy`);

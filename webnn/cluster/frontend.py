@@ -397,12 +397,13 @@ class Frontend:
                 raise _unknown_session()
             token = value
         client_id = await self.redis.hget(self.keys.session(token), "clientId")
-        await self.task_rate.left(self.redis, token)
         await self.scripts["LEAVE"](
             keys=[self.keys.session_tasks(token), self.keys.returned, self.keys.leases,
                   self.keys.session(token), self.keys.sessions, self.keys.eval_leases,
                   self.keys.parties, self.keys.shard_load],
             args=[self.keys.task_prefix, token, TASK_KEEP_SECONDS])
+        # after the session is gone: an update of it accepted meanwhile cannot add it again
+        await self.task_rate.left(self.redis, token)
         await self.redis.publish(self.keys.events, event_message("client", {
             "event": "leave", "clientId": _text(client_id or ""),
             "clients": await self.redis.zcard(self.keys.sessions)}))
@@ -774,7 +775,8 @@ class Frontend:
         self.metrics.base.updates_accepted.inc()
         self.metrics.base.staleness.observe(staleness)
         await self.redis.hincrby(self.keys.session(found["token"]), "updates", 1)
-        await self.task_rate.accepted(self.redis, found["token"])
+        await self.task_rate.accepted(self.redis, found["token"],
+                                      self.keys.session(found["token"]))
         if header.next_role in ("train", "any"):
             answer["_next"] = header.next_role
         return answer

@@ -456,13 +456,15 @@ return #idle
 """
 
 TRAINERS = NOW + """
--- KEYS: trainers; ARGV: session token, window seconds, 'add' (an accepted update) or
---       'refresh' (a lease: only a session already in the set gets the new time)
+-- KEYS: trainers, the session's key (for 'add'); ARGV: session token, window seconds, 'add'
+--       (an accepted update) or 'refresh' (a lease: only a session already in the set gets
+--       the new time)
 -- Returns the sessions within the window, by Redis's clock (front-ends' clocks may differ).
--- The trim comes first, so a lease refreshes only a session that still counts.
+-- The trim comes first, so a lease refreshes only a session that still counts; an add needs
+-- the session (one that left while its update was written is not counted again).
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
 if ARGV[3] == 'add' then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('ZADD', KEYS[1], now, ARGV[1]) end
 else
   redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
 end

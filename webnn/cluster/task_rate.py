@@ -9,7 +9,8 @@ trim), so sessions that take leases and never send an update (a volunteer openin
 raise every client's rate. Each note trims the entries older than the lease time, adds or
 refreshes and counts in one script (`scripts.TRAINERS`: O(log n), the trim amortised) on
 Redis's clock, so front-ends whose clocks differ agree on the window; a leave removes the
-session at once. So the count is the run's whichever front-end answers; each front-end keeps
+session at once (an update of it accepted after the leave does not add it again: the add
+needs the session). So the count is the run's whichever front-end answers; each front-end keeps
 its own hysteresis level (`next_level`) over it. When the count cannot be read (a Redis error
 after the lease was taken), the task gets the rate of the last count this front-end read rather
 than an error. With the default rule nothing touches Redis.
@@ -60,10 +61,10 @@ class ClusterTaskRate:
         return scaled_learning_rate(self.learning_rate, self.scaling.clients(self.level),
                                     self.scaling.lr_rule)
 
-    async def _note(self, redis: Any, token: str, mode: str) -> None:
+    async def _note(self, redis: Any, token: str, mode: str, session: str = "") -> None:
         if self.script is None:
             self.script = redis.register_script(TRAINERS)
-        count = await self.script(keys=[self.key], args=[token, self.window, mode])
+        count = await self.script(keys=[self.key, session], args=[token, self.window, mode])
         self.level = next_level(self.level, int(count))
 
     async def leased(self, redis: Any, token: str) -> float:
@@ -77,12 +78,13 @@ class ClusterTaskRate:
             log.warning("live trainers not counted (%s); the last rate stays", error)
         return self.rate()
 
-    async def accepted(self, redis: Any, token: str) -> None:
-        """`token`'s update was accepted (durable): it counts as a live trainer from now."""
+    async def accepted(self, redis: Any, token: str, session: str) -> None:
+        """`token`'s update was accepted (durable): it counts as a live trainer from now,
+        unless its session (key `session`) left meanwhile."""
         if not self.scaling.active:
             return
         try:
-            await self._note(redis, token, "add")
+            await self._note(redis, token, "add", session)
         except Exception as error:  # the update is durable: its answer does not fail here
             log.warning("live trainers not counted (%s)", error)
 
