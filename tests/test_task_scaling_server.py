@@ -45,6 +45,16 @@ async def contribute(client: ProtocolClient, task: dict) -> None:
     assert answer.status == 200 and answer.body["accepted"], answer.body
 
 
+async def rates_while_joining(group: list[ProtocolClient]) -> list[float]:
+    """Each client in turn takes a train task and contributes it; the rates they were given."""
+    rates = []
+    for client in group:
+        task = await train_task(client)
+        rates.append(task["learningRate"])
+        await contribute(client, task)
+    return rates
+
+
 async def status(client: ProtocolClient) -> dict:
     answer = await client.get("api/v1/status")
     assert answer.status == 200
@@ -72,11 +82,7 @@ async def test_learning_rate_follows_the_live_training_clients(make_config, serv
     group = await clients(http, running.url, 4)
     # a session counts once it has had an update accepted: each asks with 0, 1, 2, 3 trainers
     # before it (quantised: 1, 1, 2, 2)
-    rates = []
-    for client in group:
-        task = await train_task(client)
-        rates.append(task["learningRate"])
-        await contribute(client, task)
+    rates = await rates_while_joining(group)
     assert rates == pytest.approx([SPEC_LR, SPEC_LR, SPEC_LR * math.sqrt(2),
                                    SPEC_LR * math.sqrt(2)])
     # sessions that only take leases and never return work do not raise the rate
@@ -107,11 +113,7 @@ async def test_clients_that_stop_training_stop_counting(make_config, serve, http
     running = await serve(create_app(make_config(evaluate_initial=False, lr_scaling="linear",
                                                  lease_seconds=3.0, scaling_max_clients=2)))
     group = await clients(http, running.url, 3)
-    rates = []
-    for client in group:
-        task = await train_task(client)
-        rates.append(task["learningRate"])
-        await contribute(client, task)
+    rates = await rates_while_joining(group)
     # linear, capped at 2 clients: 0, 1, 2 trainers before each ask -> 0.01, 0.01, 0.02
     assert rates == pytest.approx([SPEC_LR, SPEC_LR, 2 * SPEC_LR])
     deadline = time.monotonic() + 60

@@ -51,7 +51,7 @@ from webnn.cluster.evalstate import Stored, evaluation_to_json, schedule_for, st
 from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.records import id_order
 from webnn.server.batch_feed import frame_array
-from webnn.server.coordinator import INVALID_UPDATE_CODES
+from webnn.server.cut_off import INVALID_UPDATE_CODES
 from webnn.server.evaluation import ANYONE, Evaluation, EvaluationSchedule, Party
 
 if TYPE_CHECKING:

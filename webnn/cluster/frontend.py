@@ -75,7 +75,7 @@ from webnn.server.answers import (
 )
 from webnn.server.batch_feed import frame_array
 from webnn.server.config import ModelParts, ServeConfig
-from webnn.server.coordinator import INVALID_UPDATE_CODES
+from webnn.server.cut_off import INVALID_UPDATE_CODES, CutOff
 from webnn.server.encodings import EncodedUpdate, negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field, error_middleware
 from webnn.server.evaluation import ANYONE, Party
@@ -308,14 +308,10 @@ class Frontend:
         return found
 
     def check_cut_off(self, found: dict[str, str]) -> None:
-        """``429 cut_off`` while the session serves its cut-off (`NOTE_INVALID`)."""
-        wait = float(found.get("cut_off_until") or 0) - time.time()
-        if wait > 0:
-            raise ProtocolError(
-                429, "cut_off",
-                f"too many invalid updates in a row ({self.config.max_invalid_updates}); "
-                f"this session is cut off for {wait:.0f} more seconds",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        """``429 cut_off`` while the session serves its cut-off (`NOTE_INVALID`; the answer is
+        the single process's, `CutOff.check`)."""
+        CutOff(self.config.max_invalid_updates, self.config.cut_off_seconds).check(
+            float(found.get("cut_off_until") or 0), time.time())
 
     async def note_invalid(self, token: str, code: str) -> None:
         """A refused submission: counted for the run; one of `INVALID_UPDATE_CODES` counts

@@ -63,7 +63,6 @@ from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.checkpointing import RunCounters, build_state, data_state, restore
 from webnn.server.checkpointing import write as write_checkpoint
 from webnn.server.config import ModelParts, ServeConfig
-from webnn.server.cut_off import INVALID_UPDATE_CODES as INVALID_UPDATE_CODES  # webnn.cluster
 from webnn.server.cut_off import CutOff
 from webnn.server.encodings import EncodedUpdate, Encodings, to_half
 from webnn.server.errors import ProtocolError
