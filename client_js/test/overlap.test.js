@@ -42,10 +42,17 @@ test('with overlap each task after the second comes with an update sent while th
   assert.equal(count('GET /api/v1/tasks/t-*/batch'), 2);
   assert.equal(loop.stats.updates, 6);
   assert.ok(answers.every(({ answer }) => answer.accepted));
-  // The cost: a task leased before our previous update merged starts one merge behind it.
-  assert.ok(answers.slice(1).every(({ answer }) => answer.staleness >= 1), JSON.stringify(answers.map((a) => a.answer.staleness)));
-  // The updates sent beside the next computation report the loop's time without their send.
-  assert.ok(answers.slice(0, 5).every(({ timings }) => timings.wall === timings.fetch + timings.compute));
+  // Answers come in the order they arrive, not the tasks' order: updates sent beside the next
+  // computation overlap one another, and the last task's (sent alone) may overtake them.
+  // The cost: a task leased before our previous update merged starts one merge behind it; only
+  // the first task starts at the newest version.
+  const fresh = answers.filter(({ answer }) => answer.staleness === 0);
+  assert.ok(fresh.length <= 1, JSON.stringify(answers.map((a) => a.answer.staleness)));
+  // The five updates sent beside the next computation report the loop's time without their send
+  // (the sixth, the last task's, went alone and reports none).
+  const beside = answers.filter(({ timings }) => timings.wall !== undefined);
+  assert.equal(beside.length, 5, JSON.stringify(answers.map((a) => a.timings)));
+  assert.ok(beside.every(({ timings }) => timings.wall === timings.fetch + timings.compute));
   assert.equal((await client.status()).openTasks, 0); // nothing prefetched beyond maxTasks
   trainer.dispose();
   await client.leave();
