@@ -13,7 +13,6 @@ set -u
 cd "$(dirname "$0")/../.."
 out=${1:-sim_batch.txt}
 shift
-wanted=" $* "
 target=${TARGET:-0.35}
 milestones="0.3 0.325 0.34"
 [ "$target" != 0.35 ] && milestones="0.3 0.325 0.34 0.35 0.36"
@@ -38,20 +37,5 @@ jobs=(
   "--clients 1 --config 'average|adam lr=0.014 batch=64'"
   "--clients 1 --config 'average|adam lr=0.01'"
 )
-run() {
-  local log
-  log=$(mktemp)
-  eval "nice -n 10 env OMP_NUM_THREADS=1 $PY bench/scaling_sim.py $common $1" > "$log" 2>&1
-  { echo "\$ python bench/scaling_sim.py $common $1"; cat "$log"; echo; } >> "$out"
-  rm -f "$log"
-}
-running=0
-i=0
-for job in "${jobs[@]}"; do
-  i=$((i + 1))
-  if [ "$wanted" != "  " ] && [[ "$wanted" != *" $i "* ]]; then continue; fi
-  if [ "$running" -ge "${JOBS:-2}" ]; then wait -n; running=$((running - 1)); fi
-  run "$job" &
-  running=$((running + 1))
-done
-wait
+. bench/scaling_results/sim_jobs.sh
+run_jobs "$@"

@@ -15,9 +15,7 @@ shift
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 common="--data text --hidden 256 --target 0.35 --milestones 0.3 0.325 0.34 --overhead 0.05 --max-updates 8000"
+. bench/scaling_results/sim_jobs.sh
 for job in "$@"; do
-  log=$(mktemp)
-  eval "nice -n 10 env OMP_NUM_THREADS=1 $PY bench/scaling_sim.py $common $job" > "$log" 2>&1
-  { echo "\$ python bench/scaling_sim.py $common $job"; cat "$log"; echo; } >> "$out"
-  rm -f "$log"
+  sim_job "$job"
 done

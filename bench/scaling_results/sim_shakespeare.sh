@@ -25,17 +25,5 @@ jobs=(
   "--clients 1 --config 'average|adam lr=0.04 batch=512'"
   "--clients 1 --config 'average|adam lr=0.02'"
 )
-run() {
-  local log
-  log=$(mktemp)
-  eval "nice -n 10 env OMP_NUM_THREADS=1 $PY bench/scaling_sim.py $common $1" > "$log" 2>&1
-  { echo "\$ python bench/scaling_sim.py $common $1"; cat "$log"; echo; } >> "$out"
-  rm -f "$log"
-}
-running=0
-for job in "${jobs[@]}"; do
-  if [ "$running" -ge "${JOBS:-2}" ]; then wait -n; running=$((running - 1)); fi
-  run "$job" &
-  running=$((running + 1))
-done
-wait
+. bench/scaling_results/sim_jobs.sh
+run_jobs

@@ -29,17 +29,5 @@ if [ "${WARMUP:-}" = more ]; then  # is it the warm-up or the rate? (run third)
     "--clients 16 --config '$LIVE server_lr=0.5|adam lr=0.16 steps=5 warmup=10'"
   )
 fi
-run() {
-  local log
-  log=$(mktemp)
-  eval "nice -n 10 env OMP_NUM_THREADS=1 $PY bench/scaling_sim.py $common $1" > "$log" 2>&1
-  { echo "\$ python bench/scaling_sim.py $common $1"; cat "$log"; echo; } >> "$out"
-  rm -f "$log"
-}
-running=0
-for job in "${jobs[@]}"; do
-  if [ "$running" -ge "${JOBS:-2}" ]; then wait -n; running=$((running - 1)); fi
-  run "$job" &
-  running=$((running + 1))
-done
-wait
+. bench/scaling_results/sim_jobs.sh
+run_jobs
