@@ -23,6 +23,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
 import { measure, summary } from './client_efficiency_core.mjs';
+import { loadTf } from './tfjs_node.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLIENT = path.join(ROOT, 'client_js');
@@ -69,18 +70,7 @@ function startServer() {
   });
 }
 
-const { log: info, warn } = console;
-console.log = () => {}; // TF.js's banner about the node backend
-console.warn = () => {};
-const tf = await import(pathToFileURL(requireClient.resolve('@tensorflow/tfjs')).href);
-if (values.backend === 'wasm') {
-  const wasmPath = requireClient.resolve('@tensorflow/tfjs-backend-wasm');
-  const wasm = await import(pathToFileURL(wasmPath).href);
-  wasm.setWasmPaths(path.dirname(wasmPath) + path.sep);
-}
-await tf.setBackend(values.backend);
-await tf.ready();
-Object.assign(console, { log: info, warn });
+const tf = await loadTf(requireClient, values.backend);
 
 async function variant(dir) {
   const load = (name) => import(pathToFileURL(path.join(dir, name)).href);

@@ -16,6 +16,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { loadTf } from './tfjs_node.mjs';
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const requireClient = createRequire(path.join(ROOT, 'client_js', 'package.json'));
 const { values } = parseArgs({
@@ -27,13 +29,8 @@ const { values } = parseArgs({
 });
 if (!values['old-client']) throw new Error('--old-client DIR (a copy of client_js/src from another commit) is required');
 
+const tf = await loadTf(requireClient);
 const { log } = console;
-console.log = () => {}; // TF.js's banner about the node backend
-console.warn = () => {};
-const tf = await import(pathToFileURL(requireClient.resolve('@tensorflow/tfjs')).href);
-await tf.setBackend('cpu');
-await tf.ready();
-console.log = log;
 const load = async (dir) => (await import(pathToFileURL(path.join(dir, 'trainer.js')).href)).Trainer;
 const New = await load(path.join(ROOT, 'client_js', 'src'));
 const Old = await load(path.resolve(values['old-client']));

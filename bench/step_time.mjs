@@ -26,6 +26,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { loadTf } from './tfjs_node.mjs';
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const requireClient = createRequire(path.join(ROOT, 'client_js', 'package.json'));
 const { values } = parseArgs({
@@ -41,13 +43,8 @@ const stepsList = values.steps.split(',').map(Number).sort((a, b) => a - b);
 if (!batches.includes(32)) throw new Error('--batches must include 32 (the unit of the simulator)');
 if (stepsList.length < 2) throw new Error('--steps needs two task lengths or more');
 
+const tf = await loadTf(requireClient);
 const { log } = console;
-console.log = () => {}; // TF.js's banner about the node backend
-console.warn = () => {};
-const tf = await import(pathToFileURL(requireClient.resolve('@tensorflow/tfjs')).href);
-await tf.setBackend('cpu');
-await tf.ready();
-console.log = log;
 const { Trainer } = await import(pathToFileURL(path.join(ROOT, 'client_js', 'src', 'trainer.js')).href);
 
 const VOCAB = 97;
