@@ -37,6 +37,16 @@ def _get(url: str) -> tuple[bytes, dict]:
         return answer.read(), dict(answer.headers)
 
 
+def _status(server: subprocess.Popen, output: OutputPump, base: str) -> dict | None:
+    """The run's status from `base`, None while nothing answers; fails at once (with the
+    output) if the server exited."""
+    assert server.poll() is None, output.text()
+    try:
+        return json.loads(_get(base + "api/v1/status")[0])
+    except OSError:
+        return None
+
+
 def test_a_node_worker_trains_against_two_frontends_and_metrics_name_every_process(
         redis_server):  # noqa: F811
     port = free_port()
@@ -49,11 +59,7 @@ def test_a_node_worker_trains_against_two_frontends_and_metrics_name_every_proce
     worker = None
     try:
         def status() -> dict | None:
-            assert server.poll() is None, output.text()
-            try:
-                return json.loads(_get(base + "api/v1/status")[0])
-            except OSError:
-                return None
+            return _status(server, output, base)
 
         wait_until(status, 120, "the front-ends to answer")
         worker = start_worker(base, "node-1", "--role", "train", "--max-tasks", "6")
@@ -133,11 +139,7 @@ def test_local_workers_train_against_the_shared_port(redis_server):  # noqa: F81
     base = f"http://127.0.0.1:{port}/"
     try:
         def status() -> dict | None:
-            assert server.poll() is None, output.text()
-            try:
-                return json.loads(_get(base + "api/v1/status")[0])
-            except OSError:
-                return None
+            return _status(server, output, base)
 
         wait_until(lambda: (status() or {}).get("merges", 0) >= 4, 240,
                    "the local workers' updates to be merged")
