@@ -34,7 +34,7 @@ if [ "${SCALE:-}" = small ]; then
   MASK1="" MASKMID="" PIN="" BUDGET1=200 BUDGET2=200 CALL=400
 else
   SEEDS="1 2 3" MID=8 BIG=16 TARGET=0.35 STOP=3 CAP1=270 CAPMID=75 CAPBIG=60 CAPHET=90
-  MASK1="taskset -c 0-6" MASKMID="taskset -c 0,7-15" PIN="--pin" BUDGET1=330 BUDGET2=400 CALL=570
+  MASK1="taskset -c 0-6" MASKMID="taskset -c 0,7-15" PIN="--pin" BUDGET1=330 BUDGET2=400 CALL=${CALL:-570}
   if [ "$(nproc)" -lt 16 ]; then echo "device_plan: needs 16 cores, found $(nproc)" >&2; exit 2; fi
 fi
 S="$PY bench/scaling.py --workload text --target $TARGET --stop-after $STOP $PIN"
