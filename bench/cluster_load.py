@@ -245,6 +245,54 @@ def watch_kill(client: Any, run: str, role: str, at: float, stop_at: float) -> d
     return gaps
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) of a live process, from ``/proc/<pid>/stat``
+    (None once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14, 15)
+
+
+def cpu_sample(client: Any, run: str, redis_pid: int) -> dict[str, dict[str, float]]:
+    """Every process of the run by role (``frontend``, ``merger``: the ``processes`` hash) and
+    ``redis``: ``{role: {pid: cpu seconds}}``. Redis's own count (``INFO cpu``:
+    ``used_cpu_user + used_cpu_sys``) is kept beside /proc's as ``redis_info``."""
+    out: dict[str, dict[str, float]] = {"frontend": {}, "merger": {}, "redis": {},
+                                        "redis_info": {}}
+    for key, value in client.hgetall(f"wnn:{run}:processes").items():
+        entry = json.loads(value)
+        role = "merger" if key.decode().startswith("merger") else "frontend"
+        used = process_cpu(int(entry["pid"]))
+        if used is not None:
+            out[role][str(entry["pid"])] = used
+    used = process_cpu(redis_pid)
+    if used is not None:
+        out["redis"][str(redis_pid)] = used
+    info = client.info("cpu")
+    out["redis_info"]["info"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return out
+
+
+def cpu_use(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+            seconds: float, updates: int) -> dict[str, dict[str, float]]:
+    """Per role over the window: ``cores`` (CPU seconds / wall seconds) and ``ms_per_update``
+    (CPU milliseconds per accepted update), summed over the role's processes that lived through
+    the window (a process started or killed in it counts from its first or to its last
+    sample)."""
+    out = {}
+    for role, now in after.items():
+        used = sum(value - before.get(role, {}).get(pid, 0.0) for pid, value in now.items())
+        out[role] = {"cores": round(used / seconds, 3),
+                     "ms_per_update": round(1000 * used / updates, 3) if updates else None}
+    return out
+
+
 def lost_updates(client: Any, run: str, deadline: float) -> int | None:
     """Once the merger applied the stream's last entry: durable updates minus the task ids in
     the merge log (None when the stream did not drain by `deadline`)."""
@@ -301,18 +349,22 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any,
             child.start()
             children.append(child)
         time.sleep(max(0.0, measure_from - time.time()))
+        import redis as redis_client
+
+        client = redis_client.Redis(host="127.0.0.1", port=redis_port)
+        cpu_before = cpu_sample(client, model_name(model), redis.pid)
+        cpu_from = time.time()
         merges_before = get_json(base + "api/v1/status")["merges"]
         done_kills: list[dict[str, Any]] = []
         if args.kills:
-            import redis as redis_client
-
-            client = redis_client.Redis(host="127.0.0.1", port=redis_port)
             for index, (role, _) in enumerate(args.kills):
                 until = boundaries[index + 1] if index + 1 < len(boundaries) else stop_at
                 done_kills.append(watch_kill(client, model_name(model), role,
                                              boundaries[index], until))
                 print(json.dumps({"kill": done_kills[-1]}), flush=True)
         time.sleep(max(0.0, stop_at - time.time()))
+        cpu_after = cpu_sample(client, model_name(model), redis.pid)
+        cpu_seconds = time.time() - cpu_from
         status = get_json(base + "api/v1/status")
         collected = [results.get(timeout=args.timeout + 30) for _ in children]
         for child in children:
@@ -344,7 +396,8 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any,
         "busy_kinds": dict(sum((r.busy for r in collected), Counter())),
         "refused": dict(sum((r.refused for r in collected), Counter())),
         "version": status["version"], "stream_entries": status["cluster"]["streamEntries"],
-        "durable": status["cluster"]["updatesDurable"], "capacity": status.get("capacity")}
+        "durable": status["cluster"]["updatesDurable"], "capacity": status.get("capacity"),
+        "cpu": cpu_use(cpu_before, cpu_after, cpu_seconds, updates)}
     if done_kills:
         start_second = int(measure_from - start)
         series = {name: np.sum([r.series[name] for r in collected], axis=0)
@@ -436,6 +489,15 @@ def report(args: argparse.Namespace, params: int, rows: list[dict[str, Any]]) ->
               f"{row['merges_per_s']:.1f} | "
               f"{row['update_p50_ms']:.0f} | {row['update_p99_ms']:.0f} | {row['errors']} | "
               f"{row['busy']} | {per_entry:.2f} |")
+    print("\nCPU per accepted update over the window, ms (and cores busy), by process role:\n")
+    print("| front-ends | Redis | merger(s) | front-ends (all) | per front-end |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        cpu = row["cpu"]
+        cells = [f"{cpu[role]['ms_per_update']} ({cpu[role]['cores']})"
+                 for role in ("redis", "merger", "frontend")]
+        share = cpu["frontend"]["cores"] / row["frontends"]
+        print(f"| {label(row)} | {' | '.join(cells)} | {share:.2f} cores |")
     if not args.kills:
         return
     print(f"\nBefore the first kill ({args.kills[0][1]:g} s):\n")
