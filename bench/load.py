@@ -117,6 +117,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--step", type=parse_step, default=None, metavar="T:N",
         help="a load step: T seconds into the measured window only the first N clients go on "
              "(the report gives merges/s and 503s before and after, and when 503s stopped)")
+    add("--server-env", action="append", default=[], metavar="KEY=VALUE",
+        help="one more variable in the server's environment (repeatable; e.g. "
+             "--server-env=MALLOC_ARENA_MAX=2)")
+    add("--census", type=Path, default=None, metavar="FILE",
+        help="append a heap census of the server (bench/memory_census.py) to FILE as JSON lines")
+    add("--census-every", type=float, default=10.0, help="seconds between two census lines")
+    add("--census-tracemalloc", action="store_true",
+        help="the census with tracemalloc's allocating lines (slows the server several times)")
     add("--seed", type=int, default=0)
     add("--commit", default=None,
         help="commit to record in the report [git rev-parse of this checkout]")
@@ -129,7 +137,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be > 0 and --warmup >= 0")
     if args.processes is not None and args.processes < 1:
         parser.error("--processes must be at least 1")
+    for pair in args.server_env:
+        if "=" not in pair or not pair.partition("=")[0]:
+            parser.error(f"--server-env {pair!r}: expected KEY=VALUE")
     return args
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """Variables added to the server's environment: --server-env, and the census's settings."""
+    env = dict(pair.split("=", 1) for pair in args.server_env)
+    if args.census is not None:
+        env["WEBNN_CENSUS"] = str(args.census.resolve())
+        env["WEBNN_CENSUS_EVERY"] = str(args.census_every)
+        if args.census_tracemalloc:
+            env["WEBNN_CENSUS_TRACEMALLOC"] = "1"
+    return env
 
 
 def machine() -> dict[str, Any]:
@@ -289,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for pair in args.screen:
             serve_args += ["--screen", pair]
         serve_args += args.server_arg
-        server = ServerProcess(serve_args, Path(tmp) / "server.log", args.server_cpus)
+        server = ServerProcess(serve_args, Path(tmp) / "server.log", args.server_cpus,
+                               env=server_env(args))
         try:
             base_url = server.wait_listening(timeout=180)
             wait_ready(base_url)
@@ -307,7 +330,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "clients": args.clients, "processes": processes, "think_s": list(args.think),
             "duration_s": args.duration, "warmup_s": args.warmup,
             "strategy": args.strategy, "strategy_params": args.param, "screen": args.screen,
-            "server_args": args.server_arg, "follow_up": args.follow_up, "role": args.role,
+            "server_args": args.server_arg, "server_env": args.server_env,
+            "follow_up": args.follow_up, "role": args.role,
             "timeout_s": args.timeout, "clients_per_address": args.clients_per_address,
             "step": ({"after_s": args.step[0], "clients": args.step[1]} if args.step
                      else None),

@@ -90,19 +90,26 @@ def memcopy_bandwidth(nbytes: int, cpus: tuple[int, ...] | None,
         os.sched_setaffinity(0, before)
 
 
-def wnn_command() -> list[str]:
+def wnn_command(census: bool = False) -> list[str]:
     """The ``wnn`` CLI run by this interpreter, so the server imports the same webnn as the
-    benchmark (the same sys.path, PYTHONPATH included)."""
-    return [sys.executable, "-c", "from webnn.cli import main; main()"]
+    benchmark (the same sys.path, PYTHONPATH included); with `census`, the server first starts
+    `memory_census`'s thread (it does something only with ``WEBNN_CENSUS`` in its environment)."""
+    prelude = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+               "import memory_census; memory_census.install(); ") if census else ""
+    return [sys.executable, "-c", prelude + "from webnn.cli import main; main()"]
 
 
 class ServerProcess:
     """A ``wnn serve`` child with its log in a file (so a full pipe can never stall it)."""
 
-    def __init__(self, args: list[str], log_path: Path, cpus: tuple[int, ...] | None) -> None:
+    def __init__(self, args: list[str], log_path: Path, cpus: tuple[int, ...] | None,
+                 env: dict[str, str] | None = None) -> None:
+        """`env`: variables added to the server's environment (``WEBNN_CENSUS`` starts the
+        census of `memory_census`)."""
         taskset = shutil.which("taskset")
         pin = [taskset, "-c", ",".join(map(str, cpus))] if cpus and taskset else []
-        self.command = [*pin, *wnn_command(), "serve", *args]
+        env = env or {}
+        self.command = [*pin, *wnn_command(census="WEBNN_CENSUS" in env), "serve", *args]
         self.log_path = log_path
         self._log = log_path.open("wb")
 
@@ -111,7 +118,8 @@ class ServerProcess:
                 os.sched_setaffinity(0, cpus)
 
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, preexec_fn=pin_without_taskset)
+                                        stdin=subprocess.DEVNULL, preexec_fn=pin_without_taskset,
+                                        env={**os.environ, **env} if env else None)
         self.base_url = ""
 
     @property

@@ -30,6 +30,7 @@ the pool only when nothing else (a response still being written) refers to it.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,21 @@ import numpy as np
 
 
 class SnapshotPool:
-    """Model-sized buffers (`size` values of `dtype`, float32 by default) for snapshots, reused;
-    at most `keep` are kept free.
+    """Model-sized buffers (`size` values of `dtype`, float32 by default) for snapshots, reused.
 
-    `acquire` and `give_back` may be called from worker threads (deque operations are atomic).
+    A dropped snapshot's buffer may still be read by a response being written (``GET weights``,
+    a follow-up frame): it is then *lent*, tracked here until its last reader lets go, and reused
+    from then on instead of being freed. Without this, at a hundred merges a second most dropped
+    versions are still on their way to a client, and each merge would allocate a new model-sized
+    buffer and free an old one: a churn of model-sized blocks through malloc that fragments its
+    heap (the RSS creep of issue 11's 1M x 1000 run).
+
+    Bounds: the buffers alive are the kept snapshots, the lent ones (at most one per response in
+    progress) and at most `keep` free ones; `allocated` counts every buffer ever made, so
+    ``allocated`` that stops growing means the pool reached its plateau.
+
+    `acquire` and `give_back` may be called from worker threads: a lent buffer is reclaimed only
+    once the pool holds its last reference, and nothing else can get a new one then.
     """
 
     def __init__(self, size: int, keep: int = 8, dtype: str = "<f4") -> None:
@@ -49,10 +61,23 @@ class SnapshotPool:
         self.keep = keep
         self.dtype = np.dtype(dtype)
         self._free: deque[np.ndarray] = deque()
+        self._lent: list[np.ndarray] = []
+        self._lock = threading.Lock()  # the lent list is swept by one thread, appended by another
         self.allocated = 0
+
+    @property
+    def free(self) -> int:
+        """Free buffers held for reuse."""
+        return len(self._free)
+
+    @property
+    def lent(self) -> int:
+        """Buffers of dropped snapshots still read elsewhere (reclaimed when they are not)."""
+        return len(self._lent)
 
     def acquire(self) -> np.ndarray:
         """A writable buffer of `size` values of `dtype` (contents undefined)."""
+        self._reclaim()
         try:
             return self._free.pop()
         except IndexError:
@@ -60,19 +85,40 @@ class SnapshotPool:
             return np.empty(self.size, dtype=self.dtype)
 
     def give_back(self, array: Any) -> bool:
-        """Return `array` for reuse when it is one of ours and unreferenced elsewhere.
+        """Return `array` for reuse when it is one of ours; True when it is free at once.
 
         The caller holds one reference (the dropped `Snapshot`), the parameter another and
         `sys.getrefcount` a third; any more is a memoryview or response still reading it, and then
-        the buffer is left to the garbage collector instead.
+        the buffer is lent until that reference goes (`_reclaim`).
         """
         if (not isinstance(array, np.ndarray) or array.size != self.size
-                or array.dtype != self.dtype or array.base is not None
-                or len(self._free) >= self.keep or sys.getrefcount(array) > 3):
+                or array.dtype != self.dtype or array.base is not None):
             return False
-        array.flags.writeable = True
-        self._free.append(array)
+        if sys.getrefcount(array) > 3:
+            with self._lock:
+                self._lent.append(array)
+            return False
+        self._store(array)
         return True
+
+    def _store(self, array: np.ndarray) -> None:
+        if len(self._free) < self.keep:
+            array.flags.writeable = True
+            self._free.append(array)
+
+    def _reclaim(self) -> None:
+        """Move the lent buffers nobody reads any more to the free ones (beyond `keep`, they are
+        let go), O(lent). The list's reference, `array` and `getrefcount`'s argument make 3."""
+        if not self._lent:
+            return
+        with self._lock:
+            still: list[np.ndarray] = []
+            for array in self._lent:
+                if sys.getrefcount(array) > 3:
+                    still.append(array)
+                else:
+                    self._store(array)
+            self._lent = still
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,190 @@
+"""A heap census of a running ``wnn serve``, for the load benchmark (never part of the product).
+
+`bench/load.py --census FILE` starts the server through `install` (the server process imports this
+module before ``webnn.cli``): a daemon thread appends one JSON line to FILE every `every` seconds
+with what the process holds, so the server needs no debug endpoint:
+
+- ``rss``: ``/proc/self/smaps_rollup`` (Rss, Anonymous, ...) and the ``[heap]`` mapping's resident
+  bytes (the main malloc arena, grown with ``brk``) against the anonymous mappings (``mmap``'d
+  chunks and the worker threads' arenas);
+- ``malloc``: glibc's ``mallinfo2`` summed over the arenas: ``in_use`` (bytes handed out by malloc,
+  ``mmap``'d chunks included), ``free`` (bytes malloc holds but nobody uses: fragmentation and
+  trimmable tops), ``mmapped`` (chunks of their own mappings, returned to the kernel when freed);
+- ``server``: the coordinator's books found with ``gc.get_objects`` (tasks kept, open, finished,
+  lease heap, sessions, versions and snapshot bytes, the body and snapshot pools' free and allocated
+  buffers, bodies in flight);
+- ``transports``: open asyncio transports and the bytes waiting in their write buffers and in the
+  aiohttp request readers;
+- ``tracemalloc`` (only with ``WEBNN_CENSUS_TRACEMALLOC=1``: it slows the server several times):
+  the Python heap and numpy's data (its own tracemalloc domain) by allocating line, largest first.
+
+The environment carries the settings (``WEBNN_CENSUS``: the file; ``WEBNN_CENSUS_EVERY``: seconds,
+default 10), so `install` is a no-op in a process started without them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import json
+import os
+import re
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+NUMPY_DOMAIN = 389047
+"""numpy's tracemalloc domain for array data (``np.lib.tracemalloc_domain``)."""
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc 2.33+): every field a size_t."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_info() -> dict[str, int] | None:
+    """Bytes malloc holds, summed over its arenas (None where glibc has no mallinfo2)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        call = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    call.restype = MallInfo2
+    info = call()
+    return {"arena": info.arena, "mmapped": info.hblkhd, "mmapped_chunks": info.hblks,
+            "in_use": info.uordblks + info.hblkhd, "in_use_heap": info.uordblks,
+            "free": info.fordblks, "free_chunks": info.ordblks, "top_trimmable": info.keepcost}
+
+
+def smaps() -> dict[str, int]:
+    """kB figures of ``smaps_rollup`` and the resident kB of ``[heap]`` and of anonymous mappings
+    (by size: under 1 MiB, 1-64 MiB, 64 MiB and over: the thread arenas' heaps are 64 MiB)."""
+    out: dict[str, int] = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[key.strip()] = int(value.split()[0])
+    region = ""
+    size_kb = 0
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            fields = line.split()
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            size_kb = (high - low) // 1024
+            name = fields[5] if len(fields) > 5 else ""
+            region = ("heap" if name == "[heap]" else
+                      "" if name else
+                      "anon_small" if size_kb < 1024 else
+                      "anon_mid" if size_kb < 65536 else "anon_arena")
+        elif line.startswith("Rss:") and region:
+            key = f"rss_{region}_kB"
+            out[key] = out.get(key, 0) + int(line.split()[1])
+            out[f"regions_{region}"] = out.get(f"regions_{region}", 0) + 1
+    return out
+
+
+def _pool(pool: Any) -> dict[str, int]:
+    return {"free": len(pool._free), "keep": pool.keep, "allocated": pool.allocated}
+
+
+def server_books(objects: list[Any]) -> list[dict[str, Any]]:
+    """What each coordinator in `objects` keeps (counts and bytes; read without locks: a census
+    taken between two bytecodes of the event loop, good enough to see what grows)."""
+    found = []
+    for obj in objects:
+        if type(obj).__name__ != "Coordinator" or not hasattr(obj, "tasks"):
+            continue
+        tasks = obj.tasks
+        states: dict[str, int] = {}
+        frames = follow_ups = 0
+        for task in list(tasks._tasks.values()):
+            states[task.state] = states.get(task.state, 0) + 1
+            frame = getattr(task.work, "frame", b"")
+            frames += len(frame) if isinstance(frame, bytes | bytearray) else 0
+            follow_ups += task.follow_up is not None
+        found.append({
+            "tasks": len(tasks._tasks), "by_state": states, "finished_queue": len(tasks._finished),
+            "lease_heap": len(tasks._expiry), "task_frame_bytes": frames,
+            "with_follow_up": follow_ups, "sessions": len(obj.sessions),
+            "versions": len(obj.versions), "snapshot_bytes": obj.versions.nbytes,
+            "snapshot_pool": _pool(obj.pool), "half_pool": _pool(obj.half_pool),
+            "body_pool": _pool(obj.ingest.pool) | {"size": obj.ingest.pool.size},
+            "bodies_in_flight": obj.admission.bodies.count,
+            "body_bytes": obj.admission.bodies.used,
+        })
+    return found
+
+
+def transports(objects: list[Any]) -> dict[str, int]:
+    """Open asyncio transports, bytes in their write buffers, bytes buffered by request readers."""
+    count = write_bytes = read_bytes = readers = 0
+    for obj in objects:
+        name = type(obj).__name__
+        if name.endswith("SocketTransport") and hasattr(obj, "_buffer"):
+            count += 1
+            buffer = obj._buffer
+            write_bytes += (len(buffer) if isinstance(buffer, bytearray)
+                            else sum(len(piece) for piece in buffer))
+        elif name == "StreamReader" and hasattr(obj, "_size"):
+            readers += 1
+            read_bytes += obj._size
+    return {"transports": count, "write_buffer_bytes": write_bytes, "readers": readers,
+            "reader_bytes": read_bytes}
+
+
+def traced(limit: int = 25) -> dict[str, Any]:
+    """tracemalloc's totals (Python heap and numpy data apart) and its largest allocating lines."""
+    snapshot = tracemalloc.take_snapshot()
+    numpy_filter = tracemalloc.DomainFilter(True, NUMPY_DOMAIN)
+    python = snapshot.filter_traces([tracemalloc.DomainFilter(False, NUMPY_DOMAIN)])
+    arrays = snapshot.filter_traces([numpy_filter])
+    top = [{"where": str(stat.traceback[0]), "bytes": stat.size, "count": stat.count}
+           for stat in snapshot.statistics("lineno")[:limit]]
+    return {"python_bytes": sum(s.size for s in python.statistics("filename")),
+            "numpy_bytes": sum(s.size for s in arrays.statistics("filename")),
+            "numpy_arrays": sum(s.count for s in arrays.statistics("filename")), "top": top}
+
+
+def census(started: float) -> dict[str, Any]:
+    """One reading (see the module docstring)."""
+    objects = gc.get_objects()
+    try:
+        record: dict[str, Any] = {
+            "t": round(time.time() - started, 2), "rss": smaps(), "malloc": malloc_info(),
+            "server": server_books(objects), "transports": transports(objects),
+            "gc_objects": len(objects)}
+    finally:
+        del objects
+    if tracemalloc.is_tracing():
+        record["tracemalloc"] = traced()
+    return record
+
+
+def _loop(path: Path, every: float) -> None:
+    started = time.time()
+    while True:
+        time.sleep(every)
+        try:
+            line = json.dumps(census(started))
+        except Exception as error:  # noqa: BLE001 - a census must never stop the server
+            line = json.dumps({"t": round(time.time() - started, 2), "error": repr(error)})
+        with path.open("a") as out:
+            out.write(line + "\n")
+
+
+def install() -> None:
+    """Start the census thread when ``WEBNN_CENSUS`` names a file (else do nothing)."""
+    target = os.environ.get("WEBNN_CENSUS")
+    if not target:
+        return
+    if os.environ.get("WEBNN_CENSUS_TRACEMALLOC") == "1":
+        tracemalloc.start(1)
+    every = float(os.environ.get("WEBNN_CENSUS_EVERY", "10"))
+    threading.Thread(target=_loop, args=(Path(target), every), name="census",
+                     daemon=True).start()

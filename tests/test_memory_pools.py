@@ -1,0 +1,88 @@
+"""The snapshot pool reuses a dropped version's buffer once its last reader lets go, so the buffers
+a server makes reach a plateau (kept + read + free) instead of growing with the merges."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from webnn.server.versions import Snapshot, SnapshotPool, VersionSnapshots
+
+
+def test_a_lent_buffer_is_reused_once_its_reader_goes() -> None:
+    pool = SnapshotPool(size=4, keep=2)
+    versions = VersionSnapshots(0, Snapshot(pool.acquire(), 0), pool)
+    reader = versions.get(0).wire()                   # a response still writing version 0
+    versions.advance(1, Snapshot(pool.acquire(), 1))  # version 0 dropped while read: lent
+    assert (pool.allocated, pool.lent, pool.free) == (2, 1, 0)
+    first = versions.get(1).data
+    del reader
+    buffer = pool.acquire()                           # version 0's buffer, not a new one
+    assert pool.allocated == 2 and pool.lent == 0 and buffer is not first
+    assert buffer.flags.writeable
+
+
+def test_buffers_plateau_at_kept_plus_read_plus_free() -> None:
+    """A hundred versions, each read by a response that lasts three more merges: the pool makes
+    the current one, the three read ones, the one being filled and no more."""
+    pool = SnapshotPool(size=16, keep=2)
+    versions = VersionSnapshots(0, Snapshot(pool.acquire(), 0), pool)
+    readers: list[memoryview] = []
+    for version in range(1, 101):
+        readers.append(versions.get(version - 1).wire())
+        if len(readers) > 3:
+            readers.pop(0)
+        buffer = pool.acquire()
+        buffer[:] = version
+        buffer.flags.writeable = False
+        versions.advance(version, Snapshot(buffer, version))
+    assert pool.allocated <= 1 + 3 + 1
+    assert float(versions.get(100).data[0]) == 100.0
+    for view in readers:            # what a reader sees is never overwritten while it reads
+        values = np.frombuffer(view, dtype=np.float32)
+        assert np.all(values == values[0])
+
+
+def test_buffers_beyond_keep_are_let_go() -> None:
+    pool = SnapshotPool(size=4, keep=1)
+    versions = VersionSnapshots(0, Snapshot(pool.acquire(), 0), pool)
+    readers = []
+    for version in range(1, 4):
+        readers.append(versions.get(version - 1).wire())
+        versions.advance(version, Snapshot(pool.acquire(), version))
+    assert pool.lent == 3
+    readers.clear()
+    pool.acquire()
+    assert pool.lent == 0 and pool.free == 0     # one reused, the others beyond keep let go
+
+
+def test_give_back_and_acquire_from_two_threads_lose_nothing() -> None:
+    """The merge thread acquires while the event loop gives back: once the readers are gone,
+    no lent buffer is left behind."""
+    pool = SnapshotPool(size=8, keep=64)
+    held: list[np.ndarray] = []
+    views: list[memoryview] = []
+    done = threading.Event()
+
+    def merge_thread() -> None:
+        while not done.is_set():
+            pool.acquire()
+
+    thread = threading.Thread(target=merge_thread)
+    thread.start()
+    try:
+        for _ in range(2000):
+            array = np.empty(8, dtype=np.float32)
+            views.append(memoryview(array))
+            held.append(array)
+            pool.give_back(held.pop())
+            if len(views) > 8:
+                views.pop(0)
+    finally:
+        done.set()
+        thread.join()
+    del array
+    views.clear()
+    pool.acquire()
+    assert pool.lent == 0
