@@ -138,6 +138,12 @@ class Mlp:
     def grad(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Softmax cross-entropy gradient; `x` float examples, or integer arrays holding the
         indices of each example's one-hot (value 1) input columns."""
+        return self.grad_and_input(flat, x, y)[0]
+
+    def grad_and_input(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The gradient of `grad` and the loss's gradient with respect to float `x` (None for
+        one-hot index rows)."""
         params = self.unflat(flat)
         acts = [x]
         h = x
@@ -162,7 +168,8 @@ class Mlp:
             grads[2 * i + 1] = delta.sum(axis=0)
             if i:
                 delta = (delta @ params[2 * i].T) * (acts[i] > 0)
-        return np.concatenate([g.ravel() for g in grads]).astype(np.float32)
+        input_grad = None if acts[0].dtype.kind in "iu" else delta @ params[0].T
+        return np.concatenate([g.ravel() for g in grads]).astype(np.float32), input_grad
 
     def accuracy(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         params = self.unflat(flat)
@@ -173,6 +180,87 @@ class Mlp:
             if i < layers - 1:
                 h = np.maximum(h, 0)
         return float((h.argmax(axis=1) == y).mean())
+
+
+@dataclass
+class EmbedMlp:
+    """The benchmark's text model (bench/specs/text_mlp.json): an embedding of `vocab` characters
+    into `dim` values per position, flattened, dense ReLU `hidden` layers, softmax over `vocab`;
+    weights flat in TF.js order (embedding, then kernel and bias per dense layer), initialised as
+    TF.js does (embedding U(-0.05, 0.05), kernels glorot uniform, biases 0).
+
+    Examples are the one-hot column indices of `load_text_data` (position j, character c: column
+    ``vocab j + c``), so the character is ``column % vocab``. The embedding's gradient is the
+    scatter-add of the first layer's input gradient into the rows of the characters seen."""
+
+    seq_len: int = 12
+    vocab: int = 97
+    dim: int = 8
+    hidden: tuple[int, ...] = (256,)
+
+    @property
+    def dense(self) -> Mlp:
+        return Mlp((self.seq_len * self.dim, *self.hidden, self.vocab))
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [(self.vocab, self.dim), *self.dense.shapes]
+
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        table = rng.uniform(-0.05, 0.05, (self.vocab, self.dim)).ravel()
+        return np.concatenate([table, self.dense.init(rng)]).astype(np.float32)
+
+    def _split(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        size = self.vocab * self.dim
+        return flat[:size].reshape(self.vocab, self.dim), flat[size:]
+
+    def _inputs(self, flat: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        table, _ = self._split(flat)
+        chars = np.asarray(x) % self.vocab
+        return chars, table[chars].reshape(len(chars), self.seq_len * self.dim)
+
+    def grad(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Softmax cross-entropy gradient (mean over the batch), embedding included."""
+        table, rest = self._split(flat)
+        chars, h = self._inputs(flat, x)
+        dense_grad, input_grad = self.dense.grad_and_input(rest, h.astype(np.float32), y)
+        table_grad = np.zeros_like(table)
+        np.add.at(table_grad, chars.ravel(), input_grad.reshape(-1, self.dim))
+        return np.concatenate([table_grad.ravel(), dense_grad]).astype(np.float32)
+
+    def accuracy(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+        _, rest = self._split(flat)
+        _, h = self._inputs(flat, x)
+        return self.dense.accuracy(rest, h, y)
+
+    def example_sq_norms(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """|g_i|^2 of each example's own loss gradient (for the gradient noise scale): a dense
+        kernel's per-example gradient is the outer product a_i d_i^T, of squared norm
+        |a_i|^2 |d_i|^2; a bias's is d_i; the embedding's adds the input gradients of the
+        positions holding the same character (``sum_jk [c_j = c_k] <e_j, e_k>``)."""
+        _, rest = self._split(flat)
+        chars, h = self._inputs(flat, x)
+        params = self.dense.unflat(rest)
+        layers = len(params) // 2
+        acts = [h.astype(np.float64)]
+        for i in range(layers):
+            z = acts[-1] @ params[2 * i] + params[2 * i + 1]
+            acts.append(np.maximum(z, 0) if i < layers - 1 else z)
+        p = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1.0
+        delta = p  # one example's loss: no 1/B
+        norms = np.zeros(len(y))
+        for i in reversed(range(layers)):
+            d2 = (delta * delta).sum(axis=1)
+            norms += (acts[i] * acts[i]).sum(axis=1) * d2 + d2
+            delta = delta @ params[2 * i].T
+            if i:
+                delta *= acts[i] > 0
+        e = delta.reshape(len(y), self.seq_len, self.dim)
+        same = chars[:, :, None] == chars[:, None, :]
+        norms += (np.einsum("bjd,bkd->bjk", e, e) * same).sum(axis=(1, 2))
+        return norms
 
 
 def _times(h: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -252,17 +340,46 @@ class Event:
     steps: int = field(compare=False)
 
 
-def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target: float,
+@dataclass
+class Timing:
+    """How simulated time passes and when the validation accuracy is seen.
+
+    `task_seconds` (0: the unit model): a task takes this long (before jitter, over the client's
+    speed), so times are in seconds and a device run's measured rate carries over
+    (``clients / updates per second``); otherwise a task of L steps of B examples takes
+    ``L B / 320 + overhead`` units of a 10-step x 32-example task. `eval_seconds` (0: every
+    merge, at once): one evaluator, as the benchmark's, takes this long per validation: it starts
+    on the newest version when the previous one ends (or at the next merge, if none is new) and
+    its accuracy is seen when it ends. `until` (None: stop at the target): run to this time and
+    keep the whole history."""
+
+    task_seconds: float = 0.0
+    overhead: float = 0.0
+    jitter: float = 0.1
+    eval_seconds: float = 0.0
+    until: float | None = None
+
+
+@dataclass
+class _Eval:
+    end: float
+    version: int
+    updates: int
+    acc: float
+
+
+def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Any, target: float,
              max_updates: int, speeds: list[float] | None = None,
              jitter: float = 0.1, overhead: float = 0.0,
-             milestones: tuple[float, ...] = ()) -> dict[str, Any]:
-    """One run; returns updates/merges to target (None if not reached) and the final accuracy.
+             milestones: tuple[float, ...] = (), timing: Timing | None = None,
+             on_merge: Callable[[float, int, np.ndarray], None] | None = None) -> dict[str, Any]:
+    """One run; returns updates/merges to target (None if not reached), the final accuracy and
+    the validation `history` ([time, updates, accuracy] as the evaluator saw it, see `Timing`).
 
-    Time unit: the compute of a task of 10 steps of 32 examples. A task of `steps` x `batch`
-    examples takes ``steps x batch / 320 + overhead`` of them (compute proportional to the
-    examples, as measured for the text model in Node), times a log-normal jitter, over the
-    client's speed. `milestones`: lower accuracies whose first time is recorded on the way
-    (``passed``: accuracy -> [updates, time])."""
+    `mlp`: `Mlp` or `EmbedMlp`. `milestones`: lower accuracies whose first time is recorded on
+    the way (``passed``: accuracy -> [updates, time]). `on_merge(time, updates, weights)` is
+    called after every merge (a probe; it must not change the weights)."""
+    timing = timing or Timing(overhead=overhead, jitter=jitter)
     rng = np.random.default_rng(seed)
     model = ModelState(mlp.init(rng))
     strategy = create_strategy(cfg.strategy, cfg.params)
@@ -272,6 +389,7 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
     optimisers = [Optimiser(cfg.optimiser, cfg.lr) for _ in range(clients)]
     speeds = speeds or [1.0] * clients
     queue: list[Event] = []
+    base = timing.task_seconds or 1.0
 
     def next_batch(n: int) -> np.ndarray:
         while len(stream) < n:
@@ -290,20 +408,47 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
         for s in range(cfg.local_steps):
             part = idx[s * cfg.batch:(s + 1) * cfg.batch]
             opt.step(w, mlp.grad(w, data.examples(part), data.y[part]))
-        work = cfg.local_steps * cfg.batch / 320 + overhead
-        duration = work * rng.lognormal(0.0, jitter) / speeds[client]
+        work = timing.task_seconds or cfg.local_steps * cfg.batch / 320 + timing.overhead
+        duration = work * rng.lognormal(0.0, timing.jitter) / speeds[client]
         heapq.heappush(queue, Event(now + duration, client, model.version, w, model.steps))
 
     for c in range(clients):
-        start(c, rng.uniform(0, 0.05))
+        start(c, rng.uniform(0, 0.05 * base))
     updates = 0
     reached: dict[str, Any] = {"updates": None, "merges": None, "time": None}
     passed: dict[float, list[float]] = {}
+    history: list[list[float]] = []
     acc = mlp.accuracy(model.weights, data.xv, data.yv)
+    pending = _Eval(timing.eval_seconds, 0, 0, acc) if timing.eval_seconds > 0 else None
+
+    def seen(time: float, ups: int, accuracy: float) -> bool:
+        """Record a validation; True when the run should stop (target reached, no `until`)."""
+        nonlocal reached
+        history.append([round(time, 3), ups, round(accuracy, 5)])
+        for m in milestones:
+            if m not in passed and accuracy >= m:
+                passed[m] = [ups, round(time, 2)]
+        if reached["updates"] is None and accuracy >= target:
+            reached = {"updates": ups, "merges": None, "time": time}
+            return timing.until is None
+        return False
+
+    if pending is None:
+        seen(0.0, 0, acc)
     now = 0.0
-    while updates < max_updates:
+    stop = False
+    while updates < max_updates and not stop:
         ev = heapq.heappop(queue)
         now = ev.time
+        if timing.until is not None and now > timing.until:
+            break
+        while pending is not None and pending.end <= now and not stop:
+            stop = seen(pending.end, pending.updates, pending.acc)
+            pending = (_Eval(pending.end + timing.eval_seconds, model.version, updates,
+                             mlp.accuracy(model.weights, data.xv, data.yv))
+                       if model.version > pending.version else None)
+        if stop:
+            break
         update = Update(ev.weights, ev.base_version, ev.steps, cfg.local_steps,
                         model.version - ev.base_version, f"c{ev.client}",
                         base_weights=versions[ev.base_version],
@@ -315,17 +460,23 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Mlp, target:
             live = {e.base_version for e in queue} | {model.version}
             for v in [v for v in versions if v not in live]:
                 del versions[v]
-            acc = mlp.accuracy(model.weights, data.xv, data.yv)
             if not np.isfinite(model.weights).all():
                 break
-            for m in milestones:
-                if m not in passed and acc >= m:
-                    passed[m] = [updates, round(now, 2)]
-            if reached["updates"] is None and acc >= target:
-                reached = {"updates": updates, "merges": model.version, "time": now}
-                break
+            if on_merge is not None:
+                on_merge(now, updates, model.weights)
+            if timing.eval_seconds <= 0:
+                acc = mlp.accuracy(model.weights, data.xv, data.yv)
+                stop = seen(now, updates, acc)
+                if stop:
+                    reached["merges"] = model.version
+                    break
+            elif pending is None:
+                pending = _Eval(now + timing.eval_seconds, model.version, updates,
+                                mlp.accuracy(model.weights, data.xv, data.yv))
         start(ev.client, now)
-    return {**reached, "final": acc, "total_updates": updates, "passed": passed}
+    final = history[-1][2] if history else acc
+    return {**reached, "final": final, "total_updates": updates, "passed": passed,
+            "history": history, "elapsed": now}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,13 +499,35 @@ def main(argv: list[str] | None = None) -> int:
                              "10-step x 32-example task's compute")
     parser.add_argument("--milestones", type=float, nargs="*", default=[],
                         help="lower accuracies whose median time is printed too")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--model", choices=("onehot", "embed"), default="onehot",
+                        help="text: an MLP on the one-hot windows (the earlier passes), or the "
+                             "benchmark's own model, bench/specs/text_mlp.json (embedding of 8 "
+                             "per character, then --hidden)")
+    parser.add_argument("--task-seconds", type=float, default=0.0,
+                        help="a task's duration in seconds (a device run's clients / updates "
+                             "per second); times are then in seconds (default: the unit model)")
+    parser.add_argument("--eval-seconds", type=float, default=0.0,
+                        help="one validation's duration: the accuracy is seen when it ends, "
+                             "as the benchmark's evaluator (default 0: at every merge)")
+    parser.add_argument("--until", type=float,
+                        help="run to this time (the device run's cap) instead of stopping at "
+                             "the target; the printed final accuracy is the last validation")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON document: every row with each seed's history")
     args = parser.parse_args(argv)
     data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
     if args.data == "text":
-        print(f"corpus sha256 {data.corpus_sha256}", flush=True)
-    mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
-               else 97))
+        print(f"corpus sha256 {data.corpus_sha256}", file=sys.stderr if args.json else sys.stdout,
+              flush=True)
+    mlp: Mlp | EmbedMlp
+    if args.model == "embed":
+        if args.data != "text":
+            parser.error("--model embed is the text workload's model (--data text)")
+        mlp = EmbedMlp(hidden=tuple(args.hidden))
+    else:
+        mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
+                   else 97))
+    timing = Timing(args.task_seconds, args.overhead, 0.1, args.eval_seconds, args.until)
     rows = []
     for text in args.config:
         cfg = Config.parse(text)
@@ -362,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.clients:
             speeds = list(np.linspace(1.0 / args.spread, 1.0, n)) if n > 1 else [1.0]
             runs = [simulate(cfg, n, s, data, mlp, args.target, args.max_updates, speeds,
-                             overhead=args.overhead, milestones=tuple(args.milestones))
+                             milestones=tuple(args.milestones), timing=timing)
                     for s in args.seeds]
             ups = [r["updates"] for r in runs]
             times = [r["time"] if r["time"] is not None else math.inf for r in runs]
@@ -372,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                    "times": [round(float(t), 1) for t in times], "time_median": med,
                    "speedup": (base_time or math.nan) / med,
                    "final": [round(r["final"], 3) for r in runs],
+                   "histories": [r["history"] for r in runs],
+                   "updates_per_time": [round(r["total_updates"] / r["elapsed"], 3)
+                                        if r["elapsed"] else None for r in runs],
                    "milestones": {m: float(np.median([r["passed"].get(m, [0, math.inf])[1]
                                                       for r in runs]))
                                   for m in args.milestones}}
