@@ -111,7 +111,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def variants(texts: list[str]) -> list[tuple[str, list[str]]]:
     """``["old:--lock-ms 3000", "new:"]`` as ``[("old", ["--lock-ms", "3000"]), ("new",
-    [])]``; none given: one unnamed variant without extra arguments."""
+    [])]``; none given: one unnamed variant without extra arguments. Leading ``NAME=VALUE``
+    words are environment variables of that variant's server (``old:PYTHONPATH=/tmp/old``
+    serves another checkout's ``webnn``: two versions of the code side by side)."""
     out = []
     for text in texts:
         name, sep, extra = text.partition(":")
@@ -119,6 +121,18 @@ def variants(texts: list[str]) -> list[tuple[str, list[str]]]:
             raise SystemExit(f"--variant: NAME:ARGS, got {text!r}")
         out.append((name, shlex.split(extra)))
     return out or [("", [])]
+
+
+def split_env(words: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A variant's leading ``NAME=VALUE`` words (its server's environment) and the rest (more
+    ``wnn serve`` arguments)."""
+    env: dict[str, str] = {}
+    for index, word in enumerate(words):
+        name, sep, value = word.partition("=")
+        if not sep or word.startswith("-") or not name.isidentifier():
+            return env, words[index:]
+        env[name] = value
+    return env, ()
 
 
 def kills(text: str, default_after: float) -> list[tuple[str, float]]:
@@ -276,17 +290,26 @@ def cpu_sample(client: Any, run: str, redis_pid: int) -> dict[str, dict[str, flo
         out["redis"][str(redis_pid)] = used
     info = client.info("cpu")
     out["redis_info"]["info"] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    out["redis_commands"] = {name.removeprefix("cmdstat_"): float(stats["usec"]) / 1e6
+                             for name, stats in client.info("commandstats").items()}
     return out
 
 
 def cpu_use(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
-            seconds: float, updates: int) -> dict[str, dict[str, float]]:
+            seconds: float, updates: int) -> dict[str, Any]:
     """Per role over the window: ``cores`` (CPU seconds / wall seconds) and ``ms_per_update``
     (CPU milliseconds per accepted update), summed over the role's processes that lived through
     the window (a process started or killed in it counts from its first or to its last
-    sample)."""
-    out = {}
+    sample); ``redis_commands``: Redis's milliseconds per update in each command (a script's
+    time includes the commands it calls, which are also counted on their own)."""
+    out: dict[str, Any] = {}
     for role, now in after.items():
+        if role == "redis_commands":  # Redis's own time per command (INFO commandstats)
+            spent = {name: value - before[role].get(name, 0.0) for name, value in now.items()}
+            out[role] = {name: round(1000 * value / updates, 3) if updates else None
+                         for name, value in sorted(spent.items(), key=lambda kv: -kv[1])
+                         if value > 0.001}
+            continue
         used = sum(value - before.get(role, {}).get(pid, 0.0) for pid, value in now.items())
         out[role] = {"cores": round(used / seconds, 3),
                      "ms_per_update": round(1000 * used / updates, 3) if updates else None}
@@ -318,13 +341,15 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any,
                               "--maxclients", "10000"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     serve_log = Path(model.spec_path).parent / f"serve-{port}.err"
+    env, serve_args = split_env(serve_args)
     server = subprocess.Popen(
         [*prefix, str(WNN), "serve", str(model.spec_path), "--data", str(model.data_path),
          "--redis", f"redis://127.0.0.1:{redis_port}/0", "--processes", str(frontends),
          "--strategy", "fedbuff", "--param", f"k={args.k}", "--port", str(port), "--quiet",
          "--max-open-tasks", "64", "--max-sessions", "100000", "--joins-per-minute", "0",
          *args.server_arg, *serve_args],
-        stdout=subprocess.DEVNULL, stderr=serve_log.open("wb"), start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=serve_log.open("wb"), start_new_session=True,
+        env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}/"
     try:
         wait_ready(base, time.monotonic() + 180, server, serve_log)

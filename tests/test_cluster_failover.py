@@ -22,7 +22,7 @@ from support.e2e import DIGITS_SPEC, wait_until
 from support.protocol_client import ProtocolClient
 from support.redis import redis_server, start_role, wait_for_version  # noqa: F401 (fixture)
 
-from webnn.cluster.records import decode_entry
+from webnn.cluster.records import attach, decode_entry, payload_key
 from webnn.merge.base import ModelState
 from webnn.merge.registry import create_strategy
 from webnn.spec import load_spec
@@ -148,7 +148,8 @@ def test_sigkill_frontend_and_merger_loses_no_accepted_update(redis_server):  # 
         for record in records:
             [(entry_id, fields)] = client.xrange(f"wnn:{RUN}:stream", record["entry"],
                                                  record["entry"])
-            entry = decode_entry(entry_id, fields)
+            # the entry names the key of its array (kept with the stream: --keep-stream)
+            entry = decode_entry(entry_id, attach(fields, client.get(payload_key(fields))))
             assert entry.partial is not None
             replay.merge_partial(model, entry.partial)
         final = np.frombuffer(client.get(f"wnn:{RUN}:blob:{current['digest']}"), dtype="<f4")

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from webnn.cluster.metrics import merge_texts, with_label
-from webnn.cluster.records import decode_entry, load_state_bytes, partial_fields, state_bytes
+from webnn.cluster.records import (
+    attach,
+    decode_entry,
+    detach,
+    load_state_bytes,
+    partial_fields,
+    payload_key,
+    state_bytes,
+)
 from webnn.merge.base import ModelState, Update
 from webnn.merge.registry import create_strategy
 
@@ -128,3 +136,57 @@ def test_wnn_serve_refuses_a_bad_redis_url_before_starting_anything():
     result = CliRunner().invoke(main, ["serve", "--redis", "http://h:1", "--processes", "2"])
     assert result.exit_code != 0
     assert "redis: must start with redis://" in result.output, result.output
+
+
+def test_an_entry_detached_from_its_array_decodes_once_the_array_is_attached():
+    rng = np.random.default_rng(4)
+    strategy = create_strategy("fedbuff", {"k": 4})
+    partial = strategy.fold(None, _updates(rng, np.zeros(SIZE, np.float32), 1)[0])
+    small, data = detach(partial_fields(["t-1"], partial, "frontend-0"), "wnn:r:payload:x")
+    assert all(not isinstance(v, bytes) for v in small), "only small fields stay in the entry"
+    stored = {k.encode(): v.encode() for k, v in zip(small[::2], small[1::2], strict=True)}
+    assert payload_key(stored) == "wnn:r:payload:x"
+    with pytest.raises(ValueError, match=r"stream entry 6-0: its array \('wnn:r:payload:x'\)"):
+        decode_entry(b"6-0", stored)
+    entry = decode_entry(b"6-0", attach(stored, data))
+    assert entry.partial is not None and entry.tasks == ["t-1"]
+    np.testing.assert_array_equal(entry.partial.total, partial.total)
+    with pytest.raises(ValueError, match="last field must be one of"):
+        detach(["kind", "partial"], "k")
+
+
+async def test_a_group_waits_for_bodies_on_their_way_and_closes_when_none_is_left():
+    import asyncio
+
+    from webnn.cluster.combiner import Combiner
+
+    written: list[list[str]] = []
+
+    async def commit(tasks, answers, fields):
+        written.append(list(tasks))
+        return f"{len(written)}-0"
+
+    checked = asyncio.Event()
+    calls = 0
+    on_their_way = {"t-2"}
+
+    def pending() -> int:
+        nonlocal calls
+        calls += 1
+        if calls >= 2:  # the window passed twice with t-2 on its way: the group stayed open
+            checked.set()
+        return len(on_their_way)
+
+    strategy = create_strategy("fedbuff", {"k": 4})
+    rng = np.random.default_rng(5)
+    one, two, three = _updates(rng, np.zeros(SIZE, np.float32), 3)
+    combiner = Combiner(strategy, commit, max_count=16, window=0.002, label="f", pending=pending)
+    first = asyncio.ensure_future(combiner.add("t-1", one, "{}"))
+    await checked.wait()
+    assert not written and combiner.waiting == 1
+    on_their_way.clear()
+    second = await combiner.add("t-2", two, "{}")  # nothing else on its way: it closes
+    assert await first == second == "1-0" and written == [["t-1", "t-2"]]
+    assert combiner.sizes == [2] and combiner.waiting == 0
+    # nothing pending: a lone update closes its group after one window
+    assert await combiner.add("t-3", three, "{}") == "2-0" and written[-1] == ["t-3"]

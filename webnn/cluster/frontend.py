@@ -51,7 +51,7 @@ from webnn.cluster.evalstate import stored_from
 from webnn.cluster.evaluations import EvalLease, EvaluationDesk
 from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
-from webnn.cluster.records import update_fields
+from webnn.cluster.records import detach, update_fields
 from webnn.cluster.relay import EventRelay
 from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.task_rate import ClusterTaskRate
@@ -107,6 +107,9 @@ log = logging.getLogger("webnn.cluster")
 FRAME_OVERHEAD = 1 << 20
 TASK_KEEP_SECONDS = 120
 """A finished or expired task's record stays this long (a retried update gets its answer)."""
+PAYLOAD_EXPIRY_MS = 600_000
+"""An entry's payload is written with this expiry, which `scripts.COMMIT` removes in the same
+transaction (or deletes the payload): it only runs out if the script failed to run at all."""
 TICK_SECONDS = 1.0
 SAMPLE_SECONDS = 0.2
 UPLOADS_REMEMBERED = 4096
@@ -172,9 +175,11 @@ class Frontend:
         commit scripts read Redis's own, so this only shapes answers and early refusals."""
         self.started = time.time()
         self.combiner = (Combiner(self.strategy, self._commit, settings.combine_max,
-                                  settings.combine_ms / 1000.0, label)
+                                  settings.combine_ms / 1000.0, label, self._on_their_way)
                          if self.strategy.combinable else None)
         self.in_flight = 0
+        self._arriving: set[str] = set()
+        """Task ids of bodies read and not yet handed to the combiner (nor refused)."""
         self.shards = parts.shards  # None: iid (one shared sequence)
         self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
@@ -630,6 +635,7 @@ class Frontend:
             await self._refused(error.code, token)
             raise
         self.in_flight += 1
+        self._arriving.add(task_id)
         encoding = found.get("update", "f32")
         try:
             answer = await self._accept(found, task_id, task, body.data)
@@ -638,6 +644,7 @@ class Frontend:
             self.traffic.update(encoding, body.length)
         finally:
             self.in_flight -= 1
+            self._arriving.discard(task_id)
             self.admission.note_merged()  # worked off, accepted or refused
             body.release()
         role = answer.pop("_next", None)
@@ -647,6 +654,11 @@ class Frontend:
             if task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
                 return await self._follow_up(request, answer, task, found)
         return json_response(answer)
+
+    def _on_their_way(self) -> int:
+        """Bodies read here that are still being decoded, screened or claimed: the combiner
+        keeps its group open for them (`combiner.py`)."""
+        return len(self._arriving)
 
     def _check_backlog(self, declared: int | None) -> None:
         """``503 busy`` before the body is read while the unmerged stream holds more than the
@@ -754,6 +766,7 @@ class Frontend:
                   "merges": current.merges, "clipped": clipped}
         try:
             if self.combiner is not None:
+                self._arriving.discard(task_id)
                 await self.combiner.add(task_id, update, json.dumps(answer))
             else:
                 pin = version if self.strategy.needs_base_weights else None
@@ -797,13 +810,21 @@ class Frontend:
         of them is no longer claimed by this process, and ``409 too_stale`` (the task given
         back) when the base version was dropped since it was read."""
         pin = "" if base_version is None else str(base_version)
-        result = await self.scripts["COMMIT"](
+        # the model-sized array goes in a plain SET and only the small fields through the
+        # script, in one MULTI/EXEC: the script keeps the payload with the entry or deletes it
+        payload = self.keys.payload(f"{self.label}:{secrets.token_hex(8)}")
+        small, data = detach(fields, payload)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(payload, data, px=PAYLOAD_EXPIRY_MS)
+        await self.scripts["COMMIT"](
             keys=[self.keys.stream, self.keys.leases, self.keys.stats, self.keys.control,
                   self.keys.bases,
                   "" if base_version is None else self.keys.version(base_version),
-                  self.keys.checkpoint],
+                  self.keys.checkpoint, payload],
             args=[self.label, self.keys.task_prefix, self.keys.session_tasks_prefix,
-                  TASK_KEEP_SECONDS, len(tasks), pin, *tasks, *answers, *fields])
+                  TASK_KEEP_SECONDS, len(tasks), pin, *tasks, *answers, *small],
+            client=pipe)
+        _, result = await pipe.execute()
         status = _text(result[0])
         if status == "too_stale":
             for task_id in tasks:
@@ -815,6 +836,8 @@ class Frontend:
             await self.redis.hincrby(self.keys.stats, f"rejected:{status}", len(tasks))
             reason = self.run.end_reason
             raise _ended(reason) if status == "ended" else _finishing(reason)
+        if status == "no_payload":  # written in the same transaction: Redis lost it
+            raise RuntimeError(f"stream entry payload {_text(result[1])} missing in COMMIT")
         if status != "ok":
             raise CommitLost(_text(result[1]))
         self.metrics.entries.inc()

@@ -40,8 +40,26 @@ class RunKeys:
 
     @property
     def checkpoint(self) -> str:
-        """hash: the merger's checkpoint (version, digest, steps, merges, applied, state)."""
+        """hash: the merger's checkpoint (version, digest, steps, merges, applied; ``state`` only
+        in a run checkpointed before `checkpoint_state`)."""
         return self.key("checkpoint")
+
+    @property
+    def checkpoint_state(self) -> str:
+        """string: the strategy's state of the checkpoint (``.npz`` bytes), renamed into place
+        by the fenced publication (`scripts.PUBLISH`) from the merger's staged copy."""
+        return self.key("checkpoint_state")
+
+    def payload(self, name: str) -> str:
+        """string: the model-sized array of one stream entry (the entry holds this key), written
+        with its entry in one transaction and deleted by the publication that covers it."""
+        return self.key(f"payload:{name}")
+
+    def staged(self, owner: str, what: str) -> str:
+        """string: a merger's copy of a new blob or state, written in the same transaction as
+        its fenced publication, which renames it into place (or deletes it when the lock is
+        another's)."""
+        return self.key(f"staged:{owner}:{what}")
 
     @property
     def bases(self) -> str:

@@ -48,9 +48,11 @@ from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import (
     StreamEntry,
+    attach,
     decode_entry,
     id_order,
     load_state_bytes,
+    payload_key,
     state_bytes,
 )
 from webnn.cluster.settings import ClusterSettings
@@ -80,6 +82,9 @@ RENEW_SHARE = 3
 """The holder renews the lock every ``lock_ms / RENEW_SHARE``."""
 POLL_SHARE = 6
 """A standby tries to take the lock every ``lock_ms / POLL_SHARE``."""
+STAGED_EXPIRY_MS = 600_000
+"""A staged blob or state is written with this expiry; the publication in the same transaction
+renames it into place (and removes the expiry) or deletes it."""
 
 
 class ClusterError(RuntimeError):
@@ -116,6 +121,8 @@ class Merger:
         self._based: list[str] = []
         """Applied entries whose base version pin (`RunKeys.bases`) the next publication
         removes."""
+        self._payloads: list[str] = []
+        """Payload keys of applied entries (`records.detach`) the next publication deletes."""
         self.leading = False
         self.chunk_examples: list[int] | None = None
         self._reported = 0.0
@@ -273,7 +280,7 @@ class Merger:
             self.model = ModelState(self.parts.spec.compiled.initial_weights(self.parts.seed),
                                     steps=0, version=0)
             self.merges, self.applied = 0, "0-0"
-            self._log, self._based = [], []
+            self._log, self._based, self._payloads = [], [], []
             await self._publish(new_version=False)
             log.info("%s: run %s started at version 0", self.label, self.keys.run)
             return
@@ -285,9 +292,15 @@ class Merger:
                                "from Redis: it lost data (see docs/scale-out.md)")
         self.model = ModelState(np.frombuffer(blob, dtype="<f4").copy(),
                                 steps=int(cp["steps"]), version=int(cp["version"]))
-        self.strategy.load_state(load_state_bytes(cp["state"]))
+        state = cp.get("state")  # a checkpoint from before `checkpoint_state`
+        if state is None:
+            state = await self.redis.get(self.keys.checkpoint_state)
+        if state is None:
+            raise ClusterError("the checkpoint's strategy state is missing from Redis: it lost "
+                               "data (see docs/scale-out.md)")
+        self.strategy.load_state(load_state_bytes(state))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
-        self._log, self._based = [], []
+        self._log, self._based, self._payloads = [], [], []
         if not await self.redis.hexists(self.keys.stats, "stream_applied"):
             await self._seed_applied()
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
@@ -320,11 +333,28 @@ class Merger:
                                 max(0, int(entries or 0) - after))
 
     # -- applying ----------------------------------------------------------------------------
+    async def _attached(self, entries: list) -> list[tuple[str, dict, str | None]]:
+        """The entries not applied yet with their arrays (`records.detach`: one ``MGET`` for
+        the batch), each with its payload key (None: the entry held its array)."""
+        fresh = [(_text(entry_id), fields, payload_key(fields)) for entry_id, fields in entries
+                 if fields and id_order(_text(entry_id)) > id_order(self.applied)]
+        wanted = [key for _, _, key in fresh if key is not None]
+        found = iter(await self.redis.mget(wanted) if wanted else [])
+        out = []
+        for entry_id, fields, key in fresh:
+            if key is not None:
+                data = next(found)
+                if data is None:
+                    raise ClusterError(f"stream entry {entry_id}'s array ({key}) is missing "
+                                       "from Redis: it lost data (see docs/scale-out.md)")
+                fields = attach(fields, data)
+            out.append((entry_id, fields, key))
+        return out
+
     async def _process(self, entries: list) -> None:
         changed = False
-        for entry_id, fields in entries:
-            entry_id = _text(entry_id)
-            if id_order(entry_id) <= id_order(self.applied) or not fields:
+        for entry_id, fields, key in await self._attached(entries):
+            if id_order(entry_id) <= id_order(self.applied):
                 continue  # the checkpoint holds it already
             entry = decode_entry(entry_id, fields)
             base = None
@@ -344,6 +374,8 @@ class Merger:
                               "frontend": entry.frontend})
             if entry.update is not None and self.strategy.needs_base_weights:
                 self._based.append(entry_id)  # its pin on the base version goes
+            if key is not None and self.settings.trim_stream:
+                self._payloads.append(key)  # deleted with its entry (kept with the stream)
             self.applied = entry_id
             changed = changed or moved
             if not changed and self._flush_due():
@@ -423,18 +455,28 @@ class Merger:
         message = json.dumps({"version": version, "digest": digest, "steps": model.steps,
                               "merges": self.merges})
         records = [json.dumps({**record, "version": version}) for record in self._log]
-        result = await self.publish_script(
+        # the blob and the state are staged by plain SETs in the same transaction as the fenced
+        # script, which renames them into place: no model-sized value passes through Lua
+        staged_blob = "" if exists else self.keys.staged(self.owner, "blob")
+        staged_state = self.keys.staged(self.owner, "state")
+        pipe = self.redis.pipeline(transaction=True)
+        if staged_blob:
+            pipe.set(staged_blob, data, px=STAGED_EXPIRY_MS)
+        pipe.set(staged_state, state, px=STAGED_EXPIRY_MS)
+        await self.publish_script(
             keys=[self.keys.lock, self.keys.current, self.keys.checkpoint, self.keys.merge_log,
                   self.keys.stream, self.keys.stats, self.keys.version(version),
-                  self.keys.blob(digest), self._pinned_key(), self.keys.bases],
-            args=[self.owner, version, digest, model.steps, self.merges, self.applied, state,
-                  b"" if exists else data, self.keys.channel, message,
-                  self.settings.keep_versions, len(records), self.settings.merge_log_keep,
-                  *records, *self._based])
+                  self.keys.blob(digest), self._pinned_key(), self.keys.bases, staged_blob,
+                  staged_state, self.keys.checkpoint_state, *self._payloads],
+            args=[self.owner, version, digest, model.steps, self.merges, self.applied, "", "",
+                  self.keys.channel, message, self.settings.keep_versions, len(records),
+                  self.settings.merge_log_keep, *records, *self._based],
+            client=pipe)
+        result = (await pipe.execute())[-1]
         if _text(result[0]) != "ok":
             raise LostLock()
         model.version = version
-        self._log, self._based = [], []
+        self._log, self._based, self._payloads = [], [], []
         self.metrics.lag.set(0)
         self.metrics.base.version.set(version)
         self.metrics.base.steps.set(model.steps)

@@ -49,9 +49,44 @@ def partial_fields(tasks: list[str], partial: Partial, frontend: str) -> list[by
             "total", np.ascontiguousarray(partial.total, dtype="<f4").tobytes()]
 
 
+PAYLOAD_FIELDS = ("weights", "total")
+"""The model-sized field of an update and of a partial: kept out of the stream entry (`detach`)."""
+
+
+def detach(fields: list[bytes | str], key: str) -> tuple[list[bytes | str], bytes]:
+    """An entry's field/value pairs without its model-sized array, which is stored under `key`
+    (a Redis string) instead: the entry names the field (``payload``) and the key
+    (``payload_key``). Through Redis's Lua, a model-sized argument costs the server several
+    copies (9 ms of its CPU for 4 MB locally, against 3.6 ms for a plain ``SET``), so only the
+    small fields go through `scripts.COMMIT`."""
+    name, data = fields[-2], fields[-1]
+    if name not in PAYLOAD_FIELDS or not isinstance(data, bytes):
+        raise ValueError(f"an entry's last field must be one of {PAYLOAD_FIELDS}, got {name!r}")
+    return [*fields[:-2], "payload", name, "payload_key", key], data
+
+
+def payload_key(fields: dict) -> str | None:
+    """The key holding an entry's array (`detach`), or None when the entry holds it itself."""
+    key = fields.get(b"payload_key", fields.get("payload_key"))
+    return None if key is None else _text(key)
+
+
+def attach(fields: dict, data: bytes) -> dict:
+    """An entry's fields with its array back under its own name (`detach`'s inverse)."""
+    out = {_text(k): v for k, v in fields.items()}
+    out[_text(out.pop("payload"))] = data
+    out.pop("payload_key", None)
+    return out
+
+
 def decode_entry(entry_id: bytes | str, fields: dict) -> StreamEntry:
-    """A stream entry back as an `Update` or a `Partial` (arrays are writable copies)."""
+    """A stream entry back as an `Update` or a `Partial` (arrays are writable copies); a
+    detached entry's array must have been `attach`ed."""
     get = {(_text(k)): v for k, v in fields.items()}
+    if "payload_key" in get:
+        raise ValueError(f"stream entry {_text(entry_id)}: its array "
+                         f"({_text(get['payload_key'])!r}) "
+                         "was not attached")
     tasks = [t for t in _text(get["tasks"]).split(",") if t]
     frontend = _text(get.get("frontend", b""))
     if _text(get["kind"]) == "update":

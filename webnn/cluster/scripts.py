@@ -147,22 +147,34 @@ return 0
 """
 
 COMMIT = """
--- KEYS: stream, leases, stats, control, bases, the base version's key ('' no pin), checkpoint
+-- KEYS: stream, leases, stats, control, bases, the base version's key ('' no pin), checkpoint,
+--       the entry's payload key ('' none: the entry holds its array)
 -- ARGV: owner, task prefix, session-tasks prefix, keep seconds, n, base version to pin ('' no
 --       pin), task ids (n), answers (n), then the entry's field/value pairs
+-- The payload was SET (with an expiry) in the same MULTI/EXEC just before this script: it is
+-- made permanent with the entry, or deleted when the entry is refused.
+local function refuse(code, detail)
+  if KEYS[8] and KEYS[8] ~= '' then redis.call('UNLINK', KEYS[8]) end
+  return {code, detail}
+end
 local n = tonumber(ARGV[5])
 local run = redis.call('HMGET', KEYS[4], 'state', 'finishing')
-if run[1] == 'ended' then return {'ended', ''} end
-if run[2] and run[2] ~= '' then return {'finishing', ''} end
+if run[1] == 'ended' then return refuse('ended', '') end
+if run[2] and run[2] ~= '' then return refuse('finishing', '') end
 for i = 1, n do
   local t = redis.call('HMGET', ARGV[2] .. ARGV[6 + i], 'state', 'owner')
-  if t[1] ~= 'claimed' or t[2] ~= ARGV[1] then return {'lost', ARGV[6 + i]} end
+  if t[1] ~= 'claimed' or t[2] ~= ARGV[1] then return refuse('lost', ARGV[6 + i]) end
 end
 if ARGV[6] ~= '' then
   -- below the sweep's floor a version is gone or kept only for its evaluation
   local floor = tonumber(redis.call('HGET', KEYS[7], 'floor') or '0')
   if tonumber(ARGV[6]) < floor or redis.call('EXISTS', KEYS[6]) == 0 then
-    return {'too_stale', ''}
+    return refuse('too_stale', '')
+  end
+end
+if KEYS[8] and KEYS[8] ~= '' then
+  if redis.call('PERSIST', KEYS[8]) == 0 and redis.call('EXISTS', KEYS[8]) == 0 then
+    return {'no_payload', KEYS[8]}
   end
 end
 local fields = {}
@@ -210,24 +222,38 @@ return #ids
 
 PUBLISH = """
 -- KEYS: lock, current, checkpoint, merge log, stream, stats, version key, blob key,
---       pinned version key (the version under evaluation: never dropped here) or '', bases
--- ARGV: owner, version, digest, steps, merges, applied entry id, strategy state (bytes),
---       blob (bytes, empty: the blob exists), channel, message, versions kept,
---       n log records, log records kept (the newest), log records (n), then applied entry
---       ids to remove from `bases`
+--       pinned version key (the version under evaluation: never dropped here) or '', bases,
+--       staged blob ('' none: the blob exists), staged state, checkpoint state, then the
+--       payload keys of the entries this checkpoint covers (deleted)
+-- ARGV: owner, version, digest, steps, merges, applied entry id, (unused), (unused),
+--       channel, message, versions kept, n log records, log records kept (the newest), log
+--       records (n), then applied entry ids to remove from `bases`
+-- The staged blob and state were SET (with an expiry) in the same MULTI/EXEC just before this
+-- script: model-sized values never pass through Lua (each copy there costs Redis's one
+-- thread milliseconds); they are renamed into place, or deleted when the lock is another's.
 -- Versions are dropped in order from the checkpoint's `floor` up to (version - kept), but
 -- never one at or above the lowest base version an unapplied entry needs (`bases`); the
 -- version under evaluation is passed over (`DROP` takes it when its evaluation ends). A
 -- dropped version's blob goes only when no version still kept has the same digest.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'not_owner'} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  for i = 11, 12 do if KEYS[i] ~= '' then redis.call('UNLINK', KEYS[i]) end end
+  return {'not_owner'}
+end
 local now = redis.call('TIME')
-if ARGV[8] ~= '' then redis.call('SET', KEYS[8], ARGV[8]) end
+if KEYS[11] ~= '' then
+  if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('UNLINK', KEYS[11])
+  else redis.call('RENAME', KEYS[11], KEYS[8]); redis.call('PERSIST', KEYS[8]) end
+end
+redis.call('RENAME', KEYS[12], KEYS[13])
+redis.call('PERSIST', KEYS[13])
+for i = 14, #KEYS do redis.call('UNLINK', KEYS[i]) end
 redis.call('HSET', KEYS[7], 'digest', ARGV[3], 'steps', ARGV[4], 'merges', ARGV[5])
 local fields = {'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4], 'merges', ARGV[5],
                 'time', now[1] .. '.' .. string.format('%06d', tonumber(now[2]))}
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('HSET', KEYS[3], 'version', ARGV[2], 'digest', ARGV[3], 'steps', ARGV[4],
-           'merges', ARGV[5], 'applied', ARGV[6], 'state', ARGV[7])
+           'merges', ARGV[5], 'applied', ARGV[6])
+redis.call('HDEL', KEYS[3], 'state')  -- a checkpoint from before `checkpoint state`
 local n = tonumber(ARGV[12])
 for i = 1, n do
   redis.call('RPUSH', KEYS[4], ARGV[13 + i])
