@@ -125,6 +125,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--census-every", type=float, default=10.0, help="seconds between two census lines")
     add("--census-tracemalloc", action="store_true",
         help="the census with tracemalloc's allocating lines (slows the server several times)")
+    add("--census-collect", action="store_true",
+        help="each census also runs gc.collect() and records what cyclic garbage held")
+    add("--census-garbage", action="store_true",
+        help="each census counts the cyclic garbage found since the last by type")
     add("--seed", type=int, default=0)
     add("--commit", default=None,
         help="commit to record in the report [git rev-parse of this checkout]")
@@ -151,6 +155,10 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         env["WEBNN_CENSUS_EVERY"] = str(args.census_every)
         if args.census_tracemalloc:
             env["WEBNN_CENSUS_TRACEMALLOC"] = "1"
+        if args.census_collect:
+            env["WEBNN_CENSUS_COLLECT"] = "1"
+        if args.census_garbage:
+            env["WEBNN_CENSUS_GARBAGE"] = "1"
     return env
 
 

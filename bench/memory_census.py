@@ -15,6 +15,12 @@ with what the process holds, so the server needs no debug endpoint:
   buffers, bodies in flight);
 - ``transports``: open asyncio transports and the bytes waiting in their write buffers and in the
   aiohttp request readers;
+- ``gc``: the collector's counts and collections per generation; with ``WEBNN_CENSUS_COLLECT=1``
+  the census also runs a full collection and records what it freed (bytes malloc no longer has in
+  use) and the readers left: what cyclic garbage was holding;
+- ``garbage`` (only with ``WEBNN_CENSUS_GARBAGE=1``): the collector keeps what it finds
+  unreachable (``gc.DEBUG_SAVEALL``) and each census counts it by type, then lets it go: which
+  objects only the cyclic collector frees;
 - ``tracemalloc`` (only with ``WEBNN_CENSUS_TRACEMALLOC=1``: it slows the server several times):
   the Python heap and numpy's data (its own tracemalloc domain) by allocating line, largest first.
 
@@ -90,7 +96,8 @@ def smaps() -> dict[str, int]:
 
 
 def _pool(pool: Any) -> dict[str, int]:
-    return {"free": len(pool._free), "keep": pool.keep, "allocated": pool.allocated}
+    return {"free": len(pool._free), "lent": len(getattr(pool, "_lent", ())), "keep": pool.keep,
+            "allocated": pool.allocated}
 
 
 def server_books(objects: list[Any]) -> list[dict[str, Any]]:
@@ -163,6 +170,22 @@ def census(started: float) -> dict[str, Any]:
         del objects
     if tracemalloc.is_tracing():
         record["tracemalloc"] = traced()
+    record["gc"] = {"counts": gc.get_count(),
+                    "collections": [stat["collections"] for stat in gc.get_stats()]}
+    if os.environ.get("WEBNN_CENSUS_COLLECT") == "1":
+        before = record["malloc"]["in_use"] if record["malloc"] else 0
+        record["gc"]["collected"] = gc.collect()
+        after = malloc_info()
+        record["gc"]["collect_freed"] = before - after["in_use"] if after else None
+        record["gc"]["after"] = transports(gc.get_objects())
+    if os.environ.get("WEBNN_CENSUS_GARBAGE") == "1":
+        gc.collect()
+        kinds: dict[str, int] = {}
+        for obj in gc.garbage:
+            name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            kinds[name] = kinds.get(name, 0) + 1
+        record["garbage"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:40])
+        gc.garbage.clear()
     return record
 
 
@@ -185,6 +208,8 @@ def install() -> None:
         return
     if os.environ.get("WEBNN_CENSUS_TRACEMALLOC") == "1":
         tracemalloc.start(1)
+    if os.environ.get("WEBNN_CENSUS_GARBAGE") == "1":
+        gc.set_debug(gc.DEBUG_SAVEALL)  # cyclic garbage kept in gc.garbage, counted by type
     every = float(os.environ.get("WEBNN_CENSUS_EVERY", "10"))
     threading.Thread(target=_loop, args=(Path(target), every), name="census",
                      daemon=True).start()

@@ -251,6 +251,9 @@ class JsonRequestHandler(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
+        # the last body's reader refers back to this handler: a cycle that would keep the
+        # connection (socket, reader and its unread bytes) until the cyclic collector runs
+        self._previous_body = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
