@@ -3,8 +3,9 @@ one `Partial` and written to the stream as one entry, so the merger reads one mo
 record for several updates.
 
 A group closes when it holds `max_count` updates; otherwise, from `window` seconds after its
-first update on (checked every `window`), as soon as no other received body is on its way to it
-(`pending`: bodies this front-end read and is still decoding, screening or claiming), and at the
+first update on (checked every `window`), as soon as no other body is on its way to it
+(`pending`: update bodies this front-end is reading, or read and is still decoding, screening or
+claiming), and at the
 latest `HOLD_WINDOWS * window` after its first update. So an update that arrives alone waits one
 window, while under load a group gathers the bodies already being worked on (more updates per
 stream entry: the merger's and Redis's work per update shrink) for a bounded wait. Each update's

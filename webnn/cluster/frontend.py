@@ -180,6 +180,8 @@ class Frontend:
         self.in_flight = 0
         self._arriving: set[str] = set()
         """Task ids of bodies read and not yet handed to the combiner (nor refused)."""
+        self._reading = 0
+        """Update bodies being read."""
         self.shards = parts.shards  # None: iid (one shared sequence)
         self._batches: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._tick: asyncio.Task | None = None
@@ -628,7 +630,11 @@ class Frontend:
         try:
             require_content_type(request, FRAME_TYPE)
             self._check_backlog(request.content_length)
-            body = await self.ingest.read(request, self.in_flight)
+            self._reading += 1
+            try:
+                body = await self.ingest.read(request, self.in_flight)
+            finally:
+                self._reading -= 1
         except ProtocolError as error:
             if error.code == "busy":
                 self.refused["busy"] += 1
@@ -656,9 +662,9 @@ class Frontend:
         return json_response(answer)
 
     def _on_their_way(self) -> int:
-        """Bodies read here that are still being decoded, screened or claimed: the combiner
-        keeps its group open for them (`combiner.py`)."""
-        return len(self._arriving)
+        """Update bodies being read here, or read and still being decoded, screened or claimed:
+        the combiner keeps its group open for them (`combiner.py`)."""
+        return self._reading + len(self._arriving)
 
     def _check_backlog(self, declared: int | None) -> None:
         """``503 busy`` before the body is read while the unmerged stream holds more than the
