@@ -470,3 +470,49 @@ async def test_one_failed_lock_renewal_is_retried_and_the_lead_kept(
         await asyncio.wait_for(task, 30)
         await redis_client.aclose()
         await merger.redis.aclose()
+
+
+async def test_detached_arrays_are_merged_and_deleted_with_their_entries_and_stage_nothing_left(
+        redis_server, make_config):  # noqa: F811
+    from webnn.cluster.control import LostLock
+    from webnn.cluster.records import detach
+
+    config = make_config(strategy="average", eval_every_merges=10**6)
+    merger = _merger(config, redis_server.url, "merger-detached")
+    deposed = _merger(config, redis_server.url, "merger-deposed")
+    redis = connect(redis_server.url)
+    try:
+        await redis.set(f"wnn:{RUN}:merger_lock", merger.owner)  # it leads (no renewal here)
+        await merger._load()
+        size = merger.layout.size
+        rng = np.random.default_rng(7)
+        keys = []
+        for index in range(3):  # as COMMIT writes them: the array under its own key
+            weights = rng.normal(0, 0.1, size).astype(np.float32)
+            key = f"wnn:{RUN}:payload:test:{index}"
+            small, data = detach(_entry(f"d{index}", weights), key)
+            await redis.set(key, data)
+            await redis.xadd(f"wnn:{RUN}:stream", _pairs(small))
+            keys.append(key)
+        answer = await redis.xread({f"wnn:{RUN}:stream": merger.applied}, count=64)
+        await merger._process(answer[0][1])
+        assert merger.merges == 3 and merger.model.version == 1  # one version a read batch
+        assert await redis.exists(*keys) == 0, "the publication deleted the merged arrays"
+        assert await redis.keys(f"wnn:{RUN}:staged:*") == [], "staged copies renamed into place"
+        assert await redis.hexists(f"wnn:{RUN}:checkpoint", "state") == 0
+        # a merger without the lock stages its copies and the fenced script deletes them
+        deposed.model = merger.model
+        with pytest.raises(LostLock):
+            await deposed._publish(new_version=True)
+        assert await redis.keys(f"wnn:{RUN}:staged:*") == []
+        assert int((await redis.hgetall(f"wnn:{RUN}:current"))[b"version"]) == 1
+        # a standby resumes from the checkpoint and its state key
+        await redis.set(f"wnn:{RUN}:merger_lock", deposed.owner)
+        deposed.model = type(merger.model)(np.zeros(size, np.float32))
+        await deposed._load()
+        assert deposed.model.version == 1 and deposed.merges == 3
+        np.testing.assert_array_equal(deposed.model.weights, merger.model.weights)
+    finally:
+        await redis.aclose()
+        await merger.redis.aclose()
+        await deposed.redis.aclose()
