@@ -396,6 +396,9 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any,
             child.join(timeout=10)
         lost = (lost_updates(client, model_name(model), time.monotonic() + args.drain)
                 if done_kills else None)
+        # once drained, every merged entry's array was deleted with it (none left behind)
+        payloads_left = (len(client.keys(f"wnn:{model_name(model)}:payload:*"))
+                         if lost is not None else None)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -436,7 +439,8 @@ def run_one(args: argparse.Namespace, frontends: int, model: Any,
             "steady_errors": int(series["errors"][start_second:first].sum()),
             "steady_busy": int(series["busy"][start_second:first].sum()),
             "steady_updates_per_s": float(series["updates"][start_second:first].sum())
-            / max(1, first - start_second), "lost": lost, "kills": []})
+            / max(1, first - start_second), "lost": lost, "payloads_left": payloads_left,
+            "kills": []})
         for index, kill in enumerate(done_kills):
             second = int(kill["at"] - start)
             after = latencies(collected, f"update@{index + 1}")
@@ -544,6 +548,8 @@ def report(args: argparse.Namespace, params: int, rows: list[dict[str, Any]]) ->
                   f"{kill['durable_gap_s']} | {kill['version_gap_s']} | "
                   f"{kill['restart_s']} | {kill['errors_10s']} | "
                   f"{kill['update_p99_ms_after']:.0f} | {row['lost']} |")
+    print("\nEntry arrays left in Redis once the stream drained (0: each deleted with its "
+          "merge): " + ", ".join(f"{label(row)}: {row['payloads_left']}" for row in rows))
 
 
 if __name__ == "__main__":
