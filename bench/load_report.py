@@ -94,11 +94,15 @@ def window_rate(samples: list[Sample], field: str, t0: float, t1: float) -> tupl
 
 
 def rss_summary(samples: list[Sample], t0: float, t1: float) -> dict[str, float | None]:
+    """RSS over the measured window: its maximum, the means of its first and last `span_s`
+    (a minute, or a third of a shorter window), and its trend, ``slope_mb_per_min``: the
+    least-squares slope of RSS against time over the window (0 for a flat curve)."""
     inside = [(s.t, s.rss_bytes) for s in samples
               if t0 <= s.t <= t1 + 0.5 and s.rss_bytes is not None]
     every = [s.rss_bytes for s in samples if s.rss_bytes is not None]
     if not inside:
         return {"max_mb": None, "first_mb": None, "last_mb": None, "span_s": None,
+                "slope_mb_per_min": None,
                 "max_whole_run_mb": max(every) / MB if every else None}
     span = min(60.0, (t1 - t0) / 3)
     first = [rss for t, rss in inside if t <= t0 + span]
@@ -106,7 +110,19 @@ def rss_summary(samples: list[Sample], t0: float, t1: float) -> dict[str, float 
     return {"max_mb": max(rss for _, rss in inside) / MB,
             "first_mb": float(np.mean(first)) / MB if first else None,
             "last_mb": float(np.mean(last)) / MB if last else None,
-            "span_s": span, "max_whole_run_mb": max(every) / MB}
+            "span_s": span, "slope_mb_per_min": _slope_per_min(inside),
+            "max_whole_run_mb": max(every) / MB}
+
+
+def _slope_per_min(points: list[tuple[float, int]]) -> float | None:
+    """Least-squares slope of bytes against seconds, in MB per minute (None under 2 points)."""
+    if len(points) < 2:
+        return None
+    t = np.array([p[0] for p in points], dtype=float)
+    y = np.array([p[1] for p in points], dtype=float) / MB
+    if float(np.ptp(t)) == 0.0:
+        return None
+    return float(np.polyfit(t, y, 1)[0]) * 60.0
 
 
 def merges_flatness(samples: list[Sample], t0: float, t1: float) -> dict[str, float | None]:
@@ -253,7 +269,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"max {_fmt(report['server']['cpu_max_pct'])} %",
         f"server RSS          max {_fmt(rss['max_mb'], digits=4)} MB, "
         f"first {_fmt(rss['span_s'])} s "
-        f"{_fmt(rss['first_mb'], digits=4)} MB, last {_fmt(rss['last_mb'], digits=4)} MB",
+        f"{_fmt(rss['first_mb'], digits=4)} MB, last {_fmt(rss['last_mb'], digits=4)} MB, "
+        f"trend {_fmt(rss.get('slope_mb_per_min'))} MB/min",
         f"ingest              {_fmt(ingest['bytes_per_s'], 1 / MB, 4)} MB/s = "
         f"{_fmt(ingest['ratio_to_memcopy'], 100, 3)} % of memcopy "
         f"({_fmt(ingest['memcopy_bytes_per_s'], 1 / MB, 4)} MB/s); per server CPU second "
