@@ -33,6 +33,13 @@ came (what a standby must replay after a merger kill).
 
 Every process of the run is pinned to ``--server-cpus`` (redis-server too), the generators to
 ``--load-cpus``; the open-files limit is lifted to the hard limit first (a socket per client).
+
+Each row also has ``cpu``: per process role (``redis``, ``merger``, ``frontend``) the CPU
+seconds over the window (``/proc/<pid>/stat``, user + system, all threads; Redis's own
+``INFO cpu`` beside it as ``redis_info``) as ``cores`` and as ``ms_per_update`` (per accepted
+update), and ``redis_commands``: Redis's milliseconds per update in each command (``INFO
+commandstats``). A variant's leading ``NAME=VALUE`` words set its server's environment:
+``--variant "old:PYTHONPATH=/tmp/old"`` serves another checkout's ``webnn`` beside this one.
 """
 
 from __future__ import annotations
