@@ -15,6 +15,13 @@ tasks; ``reset=True`` makes a fresh one per task). SGD: w -= lr g.
     .venv/bin/python bench/scaling_sim.py --clients 1 2 4 8 16 --seeds 1 2 3 \
         --config "fedbuff k=1 normalize=count server_lr=1|adam lr=0.001 reset"
 
+Text workload: ``--model embed`` simulates the benchmark's own model (bench/specs/text_mlp.json,
+`EmbedMlp`); the default ``onehot`` MLP of the earlier passes learns about 2x faster per update
+than real workers. With ``--task-seconds`` (a device run's ``clients / updates per second``),
+``--eval-seconds 1.75`` (a validation seen when the evaluator ends it) and ``--until`` (the cap),
+the embed model matches the session-5 device runs within the seed spread
+(bench/scaling_results/sim_calibrate.py and its result text).
+
 This is an exploration tool: the figures published in docs/scaling.md come from bench/scaling.py,
 which runs the real server and real Node workers.
 """
