@@ -1,5 +1,7 @@
-"""The snapshot pool reuses a dropped version's buffer once its last reader lets go, so the buffers
-a server makes reach a plateau (kept + read + free) instead of growing with the merges."""
+"""What keeps a server's memory flat under load (docs/capacity.md): the snapshot pool reuses a
+dropped version's buffer once its last reader lets go, so the buffers a server makes reach a
+plateau (kept + read + free) instead of growing with the merges; and a closed connection is freed
+by reference counting at once, not left to the cyclic collector with its unread body."""
 
 from __future__ import annotations
 
