@@ -60,7 +60,8 @@ class ClusterFields(BaseModel):
                                    "partial (combinable strategies)", scope="process", ge=1,
                                le=MAX_COMBINE)
     combine_ms: float = setting(5.0, "with --redis: milliseconds a front-end gathers updates "
-                                     "into one partial", scope="process", ge=0)
+                                     "into one partial (up to 8 times longer while more update "
+                                     "bodies are on their way)", scope="process", ge=0)
     keep_versions: int = setting(32, "with --redis: published versions whose weights stay in "
                                      "Redis (an update on an older base is too_stale)",
                                  scope="process", ge=2)
