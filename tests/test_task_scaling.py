@@ -14,13 +14,16 @@ from webnn.server.frames import decode_frame
 from webnn.server.scaled_tasks import ScaledTasks, split_work, take_examples
 from webnn.server.task_scaling import (
     LiveTrainers,
+    RateWarmup,
     TaskScaling,
     TaskValues,
     floor_power_of_two,
     next_level,
     scaled_learning_rate,
     scaled_local_steps,
+    warmup_rate,
 )
+from webnn.settings import ConfigError
 
 
 def test_learning_rate_rules_worked_examples() -> None:
@@ -175,3 +178,96 @@ def test_scaled_tasks_cut_to_the_steps_of_the_live_count() -> None:
         scaled.take(feed, 0, f"idle-{token}", 3.5)
     assert scaled.status(3.5)["liveClients"] == 4
     assert status["localSteps"] == 2 and status["learningRate"] == pytest.approx(0.4)
+
+
+def test_warmup_rate_worked_examples() -> None:
+    # Adam 0.01 -> 0.04 (16 clients, sqrt rule) over a 20 s warm-up: 0.01 + 0.03 * t / 20
+    assert warmup_rate(0.01, 0.04, 0.0, 20.0) == pytest.approx(0.01)
+    assert warmup_rate(0.01, 0.04, 5.0, 20.0) == pytest.approx(0.0175)
+    assert warmup_rate(0.01, 0.04, 10.0, 20.0) == pytest.approx(0.025)
+    assert warmup_rate(0.01, 0.04, 20.0, 20.0) == pytest.approx(0.04)
+    assert warmup_rate(0.01, 0.04, 300.0, 20.0) == pytest.approx(0.04)  # done: the target
+    assert warmup_rate(0.01, 0.04, -3.0, 20.0) == pytest.approx(0.01)  # a clock step back
+    assert warmup_rate(0.01, 0.04, 0.0, 0.0) == 0.04  # off: the target at once
+    with pytest.raises(ValueError, match="lr_warmup"):
+        warmup_rate(0.01, 0.04, 1.0, -1.0)
+
+
+def test_rate_warmup_ramps_rises_and_applies_falls_at_once() -> None:
+    warmup = RateWarmup.at(20.0, 0.01)  # the run starts at the spec's one-client rate
+    assert (warmup.follow(0.01, 0.0), warmup.seconds_left(0.0)) == (0.01, 0.0)
+    # t = 100: the count rose to 4 (sqrt: 0.02); the rate ramps from 0.01 over 20 s
+    assert warmup.follow(0.02, 100.0) == pytest.approx(0.01)
+    assert warmup.seconds_left(100.0) == pytest.approx(20.0)
+    assert warmup.follow(0.02, 105.0) == pytest.approx(0.0125)
+    assert warmup.follow(0.02, 110.0) == pytest.approx(0.015)
+    assert (warmup.follow(0.02, 120.0), warmup.seconds_left(120.0)) == (pytest.approx(0.02), 0)
+    # t = 130: 16 clients (0.04): a new ramp from the rate in use, 0.02, over the full 20 s
+    assert warmup.follow(0.04, 130.0) == pytest.approx(0.02)
+    assert warmup.follow(0.04, 135.0) == pytest.approx(0.025)
+    # t = 136: 8 clients (0.01 * sqrt(8) = 0.0283), still above the rate in use (0.026):
+    # a new ramp from 0.026 to 0.0283 over 20 s, never a jump up
+    target8 = 0.01 * math.sqrt(8)
+    assert warmup.follow(target8, 136.0) == pytest.approx(0.026)
+    assert warmup.follow(target8, 146.0) == pytest.approx((0.026 + target8) / 2)
+    # t = 147: 2 clients (0.0141), below the rate in use: applies at once, no ramp left
+    assert warmup.follow(0.01 * math.sqrt(2), 147.0) == pytest.approx(0.01 * math.sqrt(2))
+    assert warmup.seconds_left(147.0) == 0.0
+    # no warm-up: every target at once
+    off = RateWarmup.at(0.0, 0.01)
+    assert (off.follow(0.04, 1.0), off.follow(0.02, 2.0)) == (0.04, 0.02)
+
+
+def test_warmup_settings_are_checked() -> None:
+    assert TaskScaling("sqrt", lr_warmup=20.0).lr_warmup == 20.0
+    with pytest.raises(ValueError, match="lr_warmup: .*needs a rate rule"):
+        TaskScaling(lr_warmup=20.0)
+    with pytest.raises(ValueError, match="lr_warmup: must be at least 0"):
+        TaskScaling("sqrt", lr_warmup=-1.0)
+
+
+def test_scaled_tasks_with_warmup_ramp_the_rate_and_show_it() -> None:
+    # sqrt rule, spec 0.01, 20 s warm-up; batches of 6 steps x 2 examples, steps not scaled
+    scaled = ScaledTasks(TaskScaling("sqrt", lr_warmup=20.0), LiveTrainers(600.0), 0.01, 6, 2)
+    feed = _feed()
+    _, rate = scaled.take(feed, 0, "a", 0.0)
+    assert rate == 0.01
+    for token in "abcd":
+        scaled.live.note(token, 1.0)  # four accepted updates by t = 1: N = 4, target 0.02
+    _, rate = scaled.take(feed, 0, "a", 1.0)
+    assert rate == pytest.approx(0.01)  # the ramp starts at the spec's rate
+    _, rate = scaled.take(feed, 0, "b", 6.0)
+    assert rate == pytest.approx(0.0125)  # 5 s of 20: a quarter of the way to 0.02
+    warm = scaled.status(11.0)
+    assert warm["clients"] == 4 and warm["learningRate"] == pytest.approx(0.015)
+    assert warm["lrWarmup"] == {"seconds": 20.0, "targetRate": pytest.approx(0.02),
+                                "rateInUse": pytest.approx(0.015),
+                                "secondsLeft": pytest.approx(10.0)}
+    _, rate = scaled.take(feed, 0, "c", 30.0)
+    assert rate == pytest.approx(0.02)  # ramp done
+    # two leave: N falls to 2 (0.0141 < 0.02): at once
+    scaled.live.forget("c")
+    scaled.live.forget("d")
+    _, rate = scaled.take(feed, 0, "a", 31.0)
+    assert rate == pytest.approx(0.01 * math.sqrt(2))
+    assert scaled.status(31.0)["lrWarmup"]["secondsLeft"] == 0.0
+    # without a warm-up the status shows the rule's rate as both target and rate in use
+    plain = ScaledTasks(TaskScaling("sqrt"), LiveTrainers(600.0), 0.01, 6, 2).status(0.0)
+    assert plain["lrWarmup"] == {"seconds": 0.0, "targetRate": 0.01, "rateInUse": 0.01,
+                                 "secondsLeft": 0.0}
+
+
+def test_a_scale_out_run_refuses_a_warmup_naming_the_option() -> None:
+    from webnn.cluster.task_rate import ClusterTaskRate
+
+    class Keys:
+        def key(self, name: str) -> str:
+            return f"run:{name}"
+
+    class Config:
+        lr_scaling, lr_warmup, lease_seconds = "sqrt", 20.0, 60.0
+
+    with pytest.raises(ConfigError, match="lr_warmup.*--lr-warmup"):
+        ClusterTaskRate.for_run(Config(), 0.01, Keys())
+    Config.lr_warmup = 0.0
+    assert ClusterTaskRate.for_run(Config(), 0.01, Keys()).rate() == 0.01

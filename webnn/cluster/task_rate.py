@@ -17,7 +17,8 @@ than an error. With the default rule nothing touches Redis.
 
 Local steps are not scaled in a scale-out run (its batches are leased by number inside the
 `LEASE` script and read whole): a ``local_steps_exponent`` other than 0 is refused when the
-front-end is made (`ClusterTaskRate.for_run`), naming the setting.
+front-end is made (`ClusterTaskRate.for_run`), naming the setting; so is an ``lr_warmup``
+other than 0 (each front-end keeps its own level: per-front-end ramps would not agree).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class ClusterTaskRate:
             raise ConfigError([Problem("local_steps_exponent", "local steps are not scaled in a "
                                        "scale-out run (--redis); leave it at 0 (lr_scaling "
                                        "works)")], "ServeConfig")
+        if scaling.lr_warmup != 0:
+            raise ConfigError([Problem("lr_warmup", "a learning-rate warm-up is not carried "
+                                       "out in a scale-out run (--redis: each front-end keeps "
+                                       "its own level, so their ramps would not agree); leave "
+                                       "--lr-warmup at 0 (lr_scaling works)")], "ServeConfig")
         return cls(scaling, learning_rate, float(config.lease_seconds), keys.key("trainers"))
 
     def rate(self) -> float:

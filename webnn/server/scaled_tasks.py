@@ -15,17 +15,26 @@ quantised live count and takes the work from the batch feed, cut to the task's l
   handed out as it is; the task's ``localSteps`` is always ``ceil(examples / batchSize)`` of the
   work it carries (`task_local_steps`).
 
+With a warm-up (``lr_warmup`` > 0) the rate handed out follows the rule's rate through
+`RateWarmup` (started at the spec's rate): a rise ramps, a fall applies at once.
+
 With the default rule (`TaskScaling.active` false) nothing is cut and tasks carry the spec's
 values, as before this module existed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from webnn.server.batch_feed import BatchFeed
 from webnn.server.frames import decode_frame, encode_frame
-from webnn.server.task_scaling import LiveTrainers, TaskScaling, TaskValues, ceil_steps
+from webnn.server.task_scaling import (
+    LiveTrainers,
+    RateWarmup,
+    TaskScaling,
+    TaskValues,
+    ceil_steps,
+)
 from webnn.server.tasks import TrainWork
 
 
@@ -66,6 +75,11 @@ class ScaledTasks:
     learning_rate: float
     local_steps: int
     batch_size: int
+    warmup: RateWarmup = field(init=False)
+    """The rate in use under the warm-up (flat at the spec's rate until the rule raises it)."""
+
+    def __post_init__(self) -> None:
+        self.warmup = RateWarmup.at(self.scaling.lr_warmup, self.learning_rate)
 
     @classmethod
     def for_model(cls, config: object, learning_rate: float, local_steps: int,
@@ -76,10 +90,15 @@ class ScaledTasks:
                    learning_rate, local_steps, batch_size)
 
     def values(self, now: float) -> TaskValues:
-        """The values a train task gets at `now` (the spec's when the rule is off)."""
+        """The values a train task gets at `now` (the spec's when the rule is off; the rate in
+        use of the warm-up when it is on)."""
         if not self.scaling.active:
             return TaskValues(self.learning_rate, self.local_steps, 1)
-        return self.scaling.values(self.learning_rate, self.local_steps, self.live.level(now))
+        values = self.scaling.values(self.learning_rate, self.local_steps, self.live.level(now))
+        if self.scaling.lr_warmup == 0:
+            return values
+        return TaskValues(self.warmup.follow(values.learning_rate, now), values.local_steps,
+                          values.clients)
 
     def take(self, feed: BatchFeed, shard: int, token: str, now: float
              ) -> tuple[TrainWork, float | None]:
@@ -99,12 +118,18 @@ class ScaledTasks:
         return ceil_steps(examples, self.batch_size) if self.scaling.active else self.local_steps
 
     def status(self, now: float) -> dict:
-        """``status.taskScaling``: the rule, the live training clients, the N in use and the
-        values a train task gets now."""
+        """``status.taskScaling``: the rule, the live training clients, the N in use, the
+        values a train task gets now and the warm-up (``lrWarmup``: its seconds, the rule's
+        target rate, the rate in use and the seconds until it reaches the target)."""
         count = self.live.count(now)
         values = self.values(now)
+        warmup = self.warmup
+        target = warmup.target_rate if self.scaling.lr_warmup else values.learning_rate
         return {"lrScaling": self.scaling.lr_rule, "maxClients": self.scaling.max_clients,
                 "localStepsExponent": self.scaling.steps_exponent,
                 "minLocalSteps": self.scaling.min_local_steps,
                 "liveClients": count, "clients": values.clients,
-                "learningRate": values.learning_rate, "localSteps": values.local_steps}
+                "learningRate": values.learning_rate, "localSteps": values.local_steps,
+                "lrWarmup": {"seconds": self.scaling.lr_warmup, "targetRate": target,
+                             "rateInUse": values.learning_rate,
+                             "secondsLeft": warmup.seconds_left(now)}}

@@ -20,6 +20,12 @@ The rules, for the spec's learning rate ``lr`` and local steps ``L`` and the cli
   only while the local steps shrink as the workers grow (Stich 2019, "Local SGD Converges Fast
   and Communicates Little"); e = 1/2 halves the steps at 4 clients. Steps never exceed the
   spec's L: a task's batch is at most the feed's batch of ``batchSize x L`` examples.
+- learning-rate warm-up (`warmup_rate`, `RateWarmup`; ``lr_warmup`` seconds W, 0 = off): when
+  the rate rule raises the task rate because the quantised count rose, the rate handed out ramps
+  linearly from the rate in use to the new one over W seconds, ``r0 + (r1 - r0) * min(1, t / W)``
+  (the gradual warm-up of Goyal et al. 2017, there over the first epochs from the one-worker rate
+  to k times it; here over seconds, from the run's start at the spec's rate and again at each
+  rise); a fall applies at once (a smaller rate is always safe).
 - the N used (`TaskScaling.clients`): ``min(level, max_clients)``, where `level` is the live
   count quantised to powers of two with hysteresis (`next_level`), so one volunteer more or less
   does not change the rate.
@@ -100,6 +106,72 @@ def next_level(level: int, count: int) -> int:
     return level
 
 
+def warmup_rate(start_rate: float, target_rate: float, elapsed: float, seconds: float) -> float:
+    """The rate `elapsed` seconds into a linear warm-up from `start_rate` to `target_rate` over
+    `seconds`: ``start + (target - start) * min(1, max(0, elapsed) / seconds)``, the target itself
+    when `seconds` is 0 (gradual warm-up: Goyal, Dollar, Girshick et al. 2017, "Accurate, Large
+    Minibatch SGD: Training ImageNet in 1 Hour", section 2.2, ramping the rate linearly from the
+    small-batch rate to k times it).
+
+    >>> warmup_rate(0.01, 0.04, 5.0, 20.0), warmup_rate(0.01, 0.04, 30.0, 20.0)
+    (0.0175, 0.04)
+    """
+    if seconds < 0:
+        raise ValueError(f"lr_warmup: must be at least 0 seconds, got {seconds}")
+    if seconds == 0:
+        return target_rate
+    return start_rate + (target_rate - start_rate) * min(1.0, max(0.0, elapsed) / seconds)
+
+
+@dataclass
+class RateWarmup:
+    """The rate handed out under a warm-up of `seconds` (module docstring): a ramp from
+    `start_rate` at `started` to `target_rate`.
+
+    `follow(target, now)` is called with the rule's rate of each task: a new target above the
+    rate in use starts a new ramp from that rate at `now` (over the full `seconds`); a target at
+    or below it (a fall) applies at once. It starts flat at the spec's one-client rate (`at`).
+    """
+
+    seconds: float
+    start_rate: float
+    target_rate: float
+    started: float = 0.0
+
+    @classmethod
+    def at(cls, seconds: float, rate: float) -> RateWarmup:
+        """No ramp under way: `rate` in use (the spec's rate at the start of a run)."""
+        if seconds < 0:
+            raise ValueError(f"lr_warmup: must be at least 0 seconds, got {seconds}")
+        return cls(seconds, rate, rate)
+
+    def rate(self, now: float) -> float:
+        """The rate in use at `now` (`warmup_rate`)."""
+        return warmup_rate(self.start_rate, self.target_rate, now - self.started, self.seconds)
+
+    def seconds_left(self, now: float) -> float:
+        """Seconds until the rate in use reaches the target (0 when it has)."""
+        if self.seconds == 0 or self.start_rate == self.target_rate:
+            return 0.0
+        return max(0.0, self.started + self.seconds - now)
+
+    def follow(self, target: float, now: float) -> float:
+        """The rate to hand out at `now` when the rule asks for `target`.
+
+        >>> warmup = RateWarmup.at(20.0, 0.01)
+        >>> warmup.follow(0.04, 100.0), warmup.follow(0.04, 110.0), warmup.follow(0.02, 111.0)
+        (0.01, 0.025, 0.02)
+        """
+        if target != self.target_rate:
+            current = self.rate(now)
+            if target <= current or self.seconds == 0:
+                self.start_rate = target
+            else:
+                self.start_rate = current
+            self.target_rate, self.started = target, now
+        return self.rate(now)
+
+
 @dataclass(frozen=True)
 class TaskValues:
     """What one train task carries: its learning rate and local steps, and the N they used."""
@@ -112,12 +184,13 @@ class TaskValues:
 @dataclass(frozen=True)
 class TaskScaling:
     """The rule (the settings ``lr_scaling``, ``scaling_max_clients``, ``local_steps_exponent``,
-    ``min_local_steps``); see the module docstring for the formulas."""
+    ``min_local_steps``, ``lr_warmup``); see the module docstring for the formulas."""
 
     lr_rule: LrRule = "none"
     max_clients: int = 64
     steps_exponent: float = 0.0
     min_local_steps: int = 1
+    lr_warmup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr_rule not in LR_RULES:
@@ -130,14 +203,21 @@ class TaskScaling:
                              f"{self.steps_exponent}")
         if self.min_local_steps < 1:
             raise ValueError(f"min_local_steps: must be at least 1, got {self.min_local_steps}")
+        if self.lr_warmup < 0:
+            raise ValueError(f"lr_warmup: must be at least 0 seconds, got {self.lr_warmup}")
+        if self.lr_warmup > 0 and self.lr_rule == "none":
+            raise ValueError(f"lr_warmup: {self.lr_warmup} s of warm-up needs a rate rule "
+                             "(lr_scaling sqrt or linear); with lr_scaling none the rate never "
+                             "rises")
 
     @classmethod
     def from_config(cls, config: object) -> TaskScaling:
-        """The rule of a `ServeConfig` (its four scaling settings)."""
+        """The rule of a `ServeConfig` (its five scaling settings)."""
         return cls(lr_rule=getattr(config, "lr_scaling", "none"),
                    max_clients=getattr(config, "scaling_max_clients", 64),
                    steps_exponent=getattr(config, "local_steps_exponent", 0.0),
-                   min_local_steps=getattr(config, "min_local_steps", 1))
+                   min_local_steps=getattr(config, "min_local_steps", 1),
+                   lr_warmup=float(getattr(config, "lr_warmup", 0.0)))
 
     @property
     def active(self) -> bool:

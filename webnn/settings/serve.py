@@ -276,6 +276,10 @@ class ServeConfig(BaseModel):
              "L; 0 keeps L", ge=0, le=1, cli={"metavar": "E"})
     min_local_steps: int = setting(1, "the fewest local steps the task scaling gives a task",
                                    ge=1)
+    lr_warmup: float = setting(
+        0.0, "seconds over which a rise of the task learning rate (--lr-scaling) ramps "
+             "linearly from the rate in use; a fall applies at once; 0 = off", ge=0,
+        cli={"metavar": "SECONDS"})
     screening: Screening = setting(
         None, "update screening before every merge, laid over the default (a delta norm bound "
               "of 10 x the median of the last 50, clipped): norm_bound, adaptive_quantile, "
@@ -402,6 +406,9 @@ class ServeConfig(BaseModel):
         elif not isinstance(self.strategy, str) and self.strategy_params:
             raise ValueError("strategy_params: given with a strategy instance; configure the "
                              "instance instead")
+        if self.lr_warmup > 0 and self.lr_scaling == "none":
+            raise ValueError("lr_warmup: a warm-up needs a rate rule to ramp to: set lr_scaling "
+                             "to sqrt or linear (with none the task rate never rises)")
         return self
 
     def validate(self) -> list[str]:  # type: ignore[override]
