@@ -13,8 +13,9 @@ efficiencies of data-parallel training:
   to the end of the first validation at or above the target.
 
 Each client count runs with the setting given for it (strategy, its parameters, the client's
-optimiser learning rate, its local steps per task, ``--reset-optimizer``: ``--setting
-"16=webnn.merge.fedbuff_live:FedBuffLive server_lr=0.5 lr=0.04 steps=5"``) and its own time cap
+optimiser learning rate, its local steps per task, its batch size, ``--reset-optimizer``:
+``--setting "16=webnn.merge.fedbuff_live:FedBuffLive server_lr=0.5 lr=0.04 steps=5 batch=64"``;
+the task-scaling settings, ``lr_warmup`` included, go to the server) and its own time cap
 (``--cap-for 1=90 --cap-for 16het=35``); hardware and statistical efficiency are counted in
 optimiser steps, so settings with different task lengths compare; the speedup at N is the median
 time to target of the 1-client setting over the median time to target at N, the 1-client setting
@@ -64,7 +65,8 @@ ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.1
 
 
-TASK_SCALING = ("lr_scaling", "local_steps_exponent", "min_local_steps", "scaling_max_clients")
+TASK_SCALING = ("lr_scaling", "local_steps_exponent", "min_local_steps", "scaling_max_clients",
+                "lr_warmup")
 """`ServeConfig` settings a ``--setting`` may give: train tasks' learning rate and local steps
 from the live clients (docs/scaling.md)."""
 
@@ -90,17 +92,21 @@ class Setting:
     local_steps: int | None = None
     serve: dict[str, Any] = field(default_factory=dict)
     """Server settings (`TASK_SCALING`: the task values that follow the live clients)."""
+    batch_size: int | None = None
+    """The spec's ``training.batchSize`` (None: the spec's own): the examples of one optimiser
+    step; the server's feed cuts batches of ``batchSize x localSteps`` examples."""
 
     @classmethod
     def parse(cls, text: str) -> Setting:
-        """``"strategy key=value ... [lr=X] [steps=L] [reset]"``, e.g.
-        ``"fedbuff k=4 lr=0.01 reset"``; ``steps`` sets the spec's ``training.localSteps``; the
+        """``"strategy key=value ... [lr=X] [steps=L] [batch=B] [reset]"``, e.g.
+        ``"fedbuff k=4 lr=0.01 reset"``; ``steps`` sets the spec's ``training.localSteps``,
+        ``batch`` its ``training.batchSize`` (a whole number of at least 1); the
         keys of `TASK_SCALING` (``lr_scaling=sqrt local_steps_exponent=0.25``) go to the server's
         configuration, the other keys are the strategy's parameters."""
         name, *items = text.split()
         params: dict[str, Any] = {}
         serve: dict[str, Any] = {}
-        lr, reset, steps = None, False, None
+        lr, reset, steps, batch = None, False, None, None
         for item in items:
             if item == "reset":
                 reset = True
@@ -112,18 +118,24 @@ class Setting:
                 lr = float(value)
             elif key == "steps":
                 steps = int(value)
+            elif key == "batch":
+                if not value.isdigit() or int(value) < 1:
+                    raise ValueError(f"setting {text!r}: batch must be a whole number of at "
+                                     f"least 1, got {value!r}")
+                batch = int(value)
             elif key in TASK_SCALING:
                 serve[key] = _number(value)
             else:
                 params[key] = value
-        return cls(name, params, lr, reset, steps, serve)
+        return cls(name, params, lr, reset, steps, serve, batch)
 
     def label(self) -> str:
         params = " ".join(f"{k}={v}" for k, v in {**self.params, **self.serve}.items())
         lr = f" lr={self.learning_rate:g}" if self.learning_rate is not None else ""
         steps = f" steps={self.local_steps}" if self.local_steps is not None else ""
+        batch = f" batch={self.batch_size}" if self.batch_size is not None else ""
         reset = " reset" if self.reset_optimizer else ""
-        return f"{self.strategy}{' ' + params if params else ''}{lr}{steps}{reset}"
+        return f"{self.strategy}{' ' + params if params else ''}{lr}{steps}{batch}{reset}"
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,8 @@ class RunResult:
     best_accuracy: float | None = None
     updates: int = 0
     local_steps: int = 10
+    batch_size: int = 32
+    """The examples of one optimiser step, as the server's status gave them (the spec's)."""
     seconds: float = 0.0
     updates_per_second: float = 0.0
     ready_after: float = 0.0
@@ -239,6 +253,8 @@ def _spec_with(path: str, setting: Setting) -> Any:
         raw["optimizer"]["learningRate"] = setting.learning_rate
     if setting.local_steps is not None:
         raw["training"]["localSteps"] = setting.local_steps
+    if setting.batch_size is not None:
+        raw["training"]["batchSize"] = setting.batch_size
     return load_spec(raw)
 
 
@@ -268,6 +284,7 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
     result = RunResult(workload.name, clients, seed, setting.label(), speeds)
     spec = _spec_with(workload.spec, setting)
     result.local_steps = int(spec.training.local_steps)
+    result.batch_size = int(spec.training.batch_size)
     config = ServeConfig(
         spec=spec, data=dataset, strategy=setting.strategy,
         strategy_params=dict(setting.params), seed=seed, state_dir=None,
@@ -346,6 +363,8 @@ async def _watch(session: aiohttp.ClientSession, url: str, workload: Workload, c
         await asyncio.sleep(POLL_SECONDS)
     history = (await _get(session, url + "api/v1/history"))["history"]
     assert ready is not None
+    # what train tasks carry: the server's batch size (the feed's batches hold this x localSteps)
+    result.batch_size = int(status.get("taskScaling", {}).get("batchSize", result.batch_size))
     result.ready_after = ready
     result.seconds = float(status["elapsed"]) - ready
     result.updates = int(status["merges"]) - ready_merges

@@ -119,7 +119,8 @@ class ScaledTasks:
 
     def status(self, now: float) -> dict:
         """``status.taskScaling``: the rule, the live training clients, the N in use, the
-        values a train task gets now and the warm-up (``lrWarmup``: its seconds, the rule's
+        values a train task gets now (its rate, local steps and the spec's batch size) and the
+        warm-up (``lrWarmup``: its seconds, the rule's
         target rate, the rate in use and the seconds until it reaches the target)."""
         count = self.live.count(now)
         values = self.values(now)
@@ -130,6 +131,7 @@ class ScaledTasks:
                 "minLocalSteps": self.scaling.min_local_steps,
                 "liveClients": count, "clients": values.clients,
                 "learningRate": values.learning_rate, "localSteps": values.local_steps,
+                "batchSize": self.batch_size,
                 "lrWarmup": {"seconds": self.scaling.lr_warmup, "targetRate": target,
                              "rateInUse": values.learning_rate,
                              "secondsLeft": warmup.seconds_left(now)}}
