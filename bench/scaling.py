@@ -17,7 +17,8 @@ optimiser learning rate, its local steps per task, its batch size, ``--reset-opt
 ``--setting "16=webnn.merge.fedbuff_live:FedBuffLive server_lr=0.5 lr=0.04 steps=5 batch=64"``;
 the task-scaling settings, ``lr_warmup`` included, go to the server) and its own time cap
 (``--cap-for 1=90 --cap-for 16het=35``); hardware and statistical efficiency are counted in
-optimiser steps, so settings with different task lengths compare; the speedup at N is the median
+examples (optimiser steps x batch size), so settings with different task lengths or batch sizes
+compare; the speedup at N is the median
 time to target of the 1-client setting over the median time to target at N, the 1-client setting
 being the best one found for a single client (see docs/scaling.md). Final accuracy is the last
 validation when the run stopped at its time cap (runs do not stop at the target, unless
@@ -515,6 +516,7 @@ def summarise(results: list[dict[str, Any]], at: float | None = None) -> list[di
                                          for r in runs]),
             "updates_to_target": _median(upd), "upd_range": [min(upd), max(upd)],
             "steps_to_target": _median([u * runs[0].get("local_steps", 10) for u in upd]),
+            "batch_size": runs[0].get("batch_size", 32),
             "time_to_target": _median(ttt), "ttt_range": [min(ttt), max(ttt)],
             "final_accuracy": _median([r["final_accuracy"] or 0.0 for r in runs]),
             "final_range": [min(r["final_accuracy"] or 0.0 for r in runs),
@@ -529,9 +531,10 @@ def summarise(results: list[dict[str, Any]], at: float | None = None) -> list[di
                      and not b["heterogeneous"]), None)
         if base is None:
             continue
-        # in optimiser steps: settings may differ in local steps per task
-        row["hardware_speedup"] = row["steps_per_second"] / base["steps_per_second"]
-        row["statistical_cost"] = row["steps_to_target"] / base["steps_to_target"]
+        # in examples (steps x batch): settings may differ in local steps and batch size
+        scale = row["batch_size"] / base["batch_size"]
+        row["hardware_speedup"] = scale * row["steps_per_second"] / base["steps_per_second"]
+        row["statistical_cost"] = scale * row["steps_to_target"] / base["steps_to_target"]
         row["speedup"] = base["time_to_target"] / row["time_to_target"]
         row["final_vs_1"] = row["final_accuracy"] - base["final_accuracy"]
     return rows
@@ -546,8 +549,8 @@ def _fmt(value: float, digits: int = 2) -> str:
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     with_at = any("acc_at" in r for r in rows)
     lines = [f"Measured {meta['date']} on {meta['machine']}; command: `{meta['command']}`.", "",
-             "| workload | clients | speeds | setting | updates/s (range) | steps/s x 1 client "
-             "| updates to target (range) | steps to target x 1 client "
+             "| workload | clients | speeds | setting | updates/s (range) | examples/s x 1 client "
+             "| updates to target (range) | examples to target x 1 client "
              "| time to target s (range) | speedup | final acc (range) |"
              + (" accuracy at equal time (range) |" if with_at else ""),
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if with_at else "")]
@@ -596,8 +599,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     top = max([r["clients"] for r in rows] + [2])
     for ax in (axes[0], axes[2]):
         ax.plot([1, top], [1, top], ":", color="grey", label="ideal (linear)")
-    titles = ["hardware: optimiser steps/s, x 1 client",
-              "statistics: steps to target, x 1 client", "time-to-target speedup"]
+    titles = ["hardware: examples/s (steps x batch), x 1 client",
+              "statistics: examples to target, x 1 client", "time-to-target speedup"]
     if with_at:
         titles.append("validation accuracy at equal time")
     for ax, title in zip(axes, titles, strict=True):

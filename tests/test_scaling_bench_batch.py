@@ -85,3 +85,23 @@ async def test_the_served_spec_hands_out_tasks_of_the_batch(scaling, make_config
     assert header["examples"] == 128 and batch["x"].shape[0] == 128  # the feed's batch: 64 x 2
     status = (await client.get("api/v1/status")).body["taskScaling"]
     assert (status["batchSize"], status["localSteps"]) == (64, 2)
+
+
+def test_efficiencies_are_counted_in_examples_when_batches_differ(scaling) -> None:
+    # 1 client: 2-step tasks of batch 64 at 1 update/s (128 examples/s), 50 updates to target
+    # (6400 examples) in 50 s; 4 clients: 2-step tasks of batch 32 at 6 updates/s (384
+    # examples/s), 150 updates (9600 examples) in 25 s
+    def run(clients: int, seed: int, t: float, merges: int, ups: float, batch: int) -> dict:
+        return {"workload": "w", "clients": clients, "seed": seed, "setting": "s",
+                "speeds": [1.0] * clients, "reached": True, "time_to_target": t,
+                "updates_to_target": merges, "final_accuracy": 0.9,
+                "updates_per_second": ups, "local_steps": 2, "batch_size": batch,
+                "history": [{"t": t, "merges": merges, "version": merges, "acc": 0.9}]}
+
+    runs = [run(1, s, 50.0, 50, 1.0, 64) for s in (1, 2, 3)]
+    runs += [run(4, s, 25.0, 150, 6.0, 32) for s in (1, 2, 3)]
+    four = {r["clients"]: r for r in scaling.summarise(runs)}[4]
+    assert four["batch_size"] == 32
+    assert four["hardware_speedup"] == pytest.approx(3.0)  # 384 / 128 examples/s
+    assert four["statistical_cost"] == pytest.approx(1.5)  # 9600 / 6400 examples
+    assert four["speedup"] == pytest.approx(2.0)  # = 3.0 / 1.5
