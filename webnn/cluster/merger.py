@@ -12,8 +12,10 @@ others wait as standbys, trying every sixth of the lease, and take over when it 
    order): the checkpoint is the one source of truth of what is merged, so entries a deposed
    leader read (and could not publish: `PUBLISH` is fenced by the lock) are read again here;
 3. applies each entry with the strategy (`merge` for an update, `merge_partial` for a partial;
-   a non-finite result rolls back that entry alone: the weights, steps and strategy state of
-   just before it, so earlier entries of the same batch stay merged);
+   a non-finite result rolls back that entry alone, so earlier entries of the same batch stay
+   merged: the merger reloads the checkpoint and reads the entries after it again, applying
+   each as before and refusing that one (`_undo`). Nothing is copied before an entry for this
+   rare case: no snapshot of the weights or the strategy's state per entry);
 4. after each batch that changed the model publishes one version with `scripts.PUBLISH`:
    weights (content-addressed blob), version hash, ``current``, the checkpoint and the merge
    log records, and the pub/sub notification, all in one step that writes nothing unless the
@@ -42,6 +44,7 @@ import numpy as np
 
 from webnn.cluster import scripts
 from webnn.cluster.backlog import PaceMeter
+from webnn.cluster.connection import ArrayReader
 from webnn.cluster.control import LostLock
 from webnn.cluster.controller import Controller, chunk_sizes, eval_chunk_size
 from webnn.cluster.keys import RedisClient, RunKeys
@@ -57,10 +60,9 @@ from webnn.cluster.records import (
 )
 from webnn.cluster.settings import ClusterSettings
 from webnn.cluster.versions import digest_of
-from webnn.merge.base import ModelState, StrategyState
+from webnn.merge.base import ModelState
 from webnn.server.config import ModelParts, ServeConfig
 from webnn.server.ingest import check_weights
-from webnn.server.merging import stateful
 from webnn.server.store import layout_fingerprint
 
 log = logging.getLogger("webnn.cluster")
@@ -85,6 +87,8 @@ POLL_SHARE = 6
 STAGED_EXPIRY_MS = 600_000
 """A staged blob or state is written with this expiry; the publication in the same transaction
 renames it into place (and removes the expiry) or deletes it."""
+NOT_FINITE = "merge_not_finite"
+"""The refusal of an entry whose merge left non-finite weights (`Merger._undo`)."""
 
 
 class ClusterError(RuntimeError):
@@ -114,7 +118,11 @@ class Merger:
         self.renew_script = redis.register_script(scripts.RENEW)
         self.release_script = redis.register_script(scripts.RELEASE)
         self.model = ModelState(weights=np.zeros(self.layout.size, np.float32))
-        self.good = np.zeros(self.layout.size, np.float32)
+        self.arrays = ArrayReader.from_client(redis)
+        """Entries' arrays and base weights are read with it (None: the client's ``MGET``)."""
+        self._refused: dict[str, str] = {}
+        """Entries whose merge left non-finite weights, by id: refused, not applied, when the
+        replay from the checkpoint (`_undo`) reads them again."""
         self.merges = 0
         self.applied = "0-0"
         self._log: list[dict] = []
@@ -155,6 +163,8 @@ class Merger:
                 await self._lead_while_locked(stop)
         finally:
             publisher.cancel()
+            if self.arrays is not None:
+                self.arrays.close()
             with contextlib.suppress(Exception):
                 await self.release_script(keys=[self.keys.lock], args=[self.owner])
             with contextlib.suppress(Exception):
@@ -301,6 +311,8 @@ class Merger:
         self.strategy.load_state(load_state_bytes(state))
         self.merges, self.applied = int(cp["merges"]), _text(cp["applied"])
         self._log, self._based, self._payloads = [], [], []
+        self._refused = {entry: code for entry, code in self._refused.items()
+                         if id_order(entry) > id_order(self.applied)}
         if not await self.redis.hexists(self.keys.stats, "stream_applied"):
             await self._seed_applied()
         log.info("%s: resumed at version %d (stream entry %s)", self.label, self.model.version,
@@ -339,7 +351,7 @@ class Merger:
         fresh = [(_text(entry_id), fields, payload_key(fields)) for entry_id, fields in entries
                  if fields and id_order(_text(entry_id)) > id_order(self.applied)]
         wanted = [key for _, _, key in fresh if key is not None]
-        found = iter(await self.redis.mget(wanted) if wanted else [])
+        found = iter(await self._mget(wanted))
         out = []
         for entry_id, fields, key in fresh:
             if key is not None:
@@ -351,18 +363,34 @@ class Merger:
             out.append((entry_id, fields, key))
         return out
 
+    async def _mget(self, keys: list[str]) -> list:
+        """Model-sized values (`ArrayReader`: writable buffers) of `keys`, None where missing."""
+        if not keys:
+            return []
+        if self.arrays is not None:
+            return await self.arrays.mget(keys)
+        return await self.redis.mget(keys)
+
     async def _process(self, entries: list) -> None:
         changed = False
         for entry_id, fields, key in await self._attached(entries):
             if id_order(entry_id) <= id_order(self.applied):
                 continue  # the checkpoint holds it already
             entry = decode_entry(entry_id, fields)
-            base = None
-            if entry.update is not None and self.strategy.needs_base_weights:
-                base = await self._base(entry.update.base_version)
-            started = time.perf_counter()
-            moved, refused = await asyncio.to_thread(self._apply, entry, base)
-            self.metrics.base.merge_seconds.observe(time.perf_counter() - started)
+            refusal = self._refused.get(entry_id)
+            if refusal is not None:  # its merge left non-finite weights before `_undo`
+                moved, refused = False, refusal
+            else:
+                base = None
+                if entry.update is not None and self.strategy.needs_base_weights:
+                    base = await self._base(entry.update.base_version)
+                started = time.perf_counter()
+                moved, refused = await asyncio.to_thread(self._apply, entry, base)
+                self.metrics.base.merge_seconds.observe(time.perf_counter() - started)
+                if refused == NOT_FINITE:
+                    self._refused[entry_id] = refused
+                    await self._undo()
+                    return
             self.metrics.applied.inc()
             if refused is None:
                 self.merges += len(entry.tasks)
@@ -400,28 +428,30 @@ class Merger:
         return (budget > 0 and cost is not None and bool(self._log)
                 and len(self._log) * cost >= FLUSH_SHARE * budget)
 
+    async def _undo(self) -> None:
+        """Roll the model back to just before an entry whose merge left it non-finite (now in
+        `_refused`): the checkpoint is loaded again (the weights, steps, merges and strategy
+        state this merger last published) and `_read` reads the entries after it once more.
+        They are applied as before (their arrays and base versions stay in Redis until a
+        checkpoint covers them) up to the refused one, which is logged as refused and not
+        applied, so the entries before it stay merged, exactly once. This costs a reload and a
+        replay only when a merge overflows, instead of copying the weights and the strategy's
+        state before every entry."""
+        log.warning("%s: a merge left non-finite weights; replaying from the checkpoint",
+                    self.label)
+        await self._load()
+
     async def _base(self, version: int) -> np.ndarray | None:
         fields = await self.redis.hgetall(self.keys.version(version))
         if not fields:
             return None
-        blob = await self.redis.get(self.keys.blob(_text(fields[b"digest"])))
+        [blob] = await self._mget([self.keys.blob(_text(fields[b"digest"]))])
         return None if blob is None else np.frombuffer(blob, dtype="<f4")
 
-    def _saved_state(self) -> StrategyState | None:
-        """A copy of a stateful strategy's state (its arrays copied), else None."""
-        if not stateful(self.strategy):
-            return None
-        state = self.strategy.state()
-        return StrategyState({k: np.array(v) for k, v in state.arrays.items()}, dict(state.meta))
-
     def _apply(self, entry: StreamEntry, base: np.ndarray | None) -> tuple[bool, str | None]:
-        """One entry into the model (worker thread); ``(changed, refusal code or None)``."""
+        """One entry into the model (worker thread); ``(changed, refusal code or None)``.
+        After `NOT_FINITE` the model and the strategy's state are spoiled: `_undo` follows."""
         model = self.model
-        # the last good model (and the strategy's state) before this entry: a non-finite result
-        # rolls back to it, so the entries before it in the same batch stay merged
-        np.copyto(self.good, model.weights)
-        good_steps = model.steps
-        saved = self._saved_state()
         with np.errstate(over="ignore", invalid="ignore"):
             if entry.partial is not None:
                 changed = bool(self.strategy.merge_partial(model, entry.partial))
@@ -434,11 +464,7 @@ class Merger:
                 update.base_weights = base
                 changed = bool(self.strategy.merge(model, update))
         if changed and not check_weights(model.weights).finite:
-            np.copyto(model.weights, self.good)
-            model.steps = good_steps
-            if saved is not None:
-                self.strategy.load_state(saved)
-            return False, "merge_not_finite"
+            return False, NOT_FINITE
         return changed, None
 
     # -- publishing --------------------------------------------------------------------------
@@ -477,6 +503,8 @@ class Merger:
             raise LostLock()
         model.version = version
         self._log, self._based, self._payloads = [], [], []
+        self._refused = {entry: code for entry, code in self._refused.items()
+                         if id_order(entry) > id_order(self.applied)}
         self.metrics.lag.set(0)
         self.metrics.base.version.set(version)
         self.metrics.base.steps.set(model.steps)

@@ -79,9 +79,17 @@ def attach(fields: dict, data: bytes) -> dict:
     return out
 
 
+def _array(value: bytes | bytearray | memoryview) -> np.ndarray:
+    """A float32 array of `value`'s bytes, writable: a view of a writable buffer (a
+    `bytearray` from `connection.ArrayReader`: no copy), else a copy (`bytes`)."""
+    array = np.frombuffer(value, dtype="<f4")
+    return array if array.flags.writeable else array.copy()
+
+
 def decode_entry(entry_id: bytes | str, fields: dict) -> StreamEntry:
-    """A stream entry back as an `Update` or a `Partial` (arrays are writable copies); a
-    detached entry's array must have been `attach`ed."""
+    """A stream entry back as an `Update` or a `Partial`; its array is writable and the
+    entry's own (`_array`: a view of a `bytearray` value, which the entry then owns, or a copy
+    of `bytes`). A detached entry's array must have been `attach`ed."""
     get = {(_text(k)): v for k, v in fields.items()}
     if "payload_key" in get:
         raise ValueError(f"stream entry {_text(entry_id)}: its array "
@@ -90,12 +98,12 @@ def decode_entry(entry_id: bytes | str, fields: dict) -> StreamEntry:
     tasks = [t for t in _text(get["tasks"]).split(",") if t]
     frontend = _text(get.get("frontend", b""))
     if _text(get["kind"]) == "update":
-        update = Update(weights=np.frombuffer(get["weights"], dtype="<f4").copy(),
+        update = Update(weights=_array(get["weights"]),
                         base_version=int(get["base_version"]), base_steps=int(get["base_steps"]),
                         local_steps=int(get["local_steps"]), staleness=int(get["staleness"]),
                         client=_text(get["client"]), examples=int(get["examples"]))
         return StreamEntry(_text(entry_id), tasks, frontend, update=update)
-    partial = Partial(total=np.frombuffer(get["total"], dtype="<f4").copy(),
+    partial = Partial(total=_array(get["total"]),
                       count=int(get["count"]), weight=float(get["weight"]),
                       max_steps=int(get["max_steps"]), scale=float(get["scale"]),
                       meta=json.loads(get["meta"]))
