@@ -67,6 +67,9 @@ from webnn.server.store import layout_fingerprint
 
 log = logging.getLogger("webnn.cluster")
 READ_COUNT = 64
+READ_BYTES = 256 << 20
+"""A read's arrays at most, in bytes (`Merger._read_count`): a batch's arrays are in memory
+at once."""
 REPORT_SECONDS = 1.0
 """The strategy's report (status) is stored at most this often."""
 BLOCK_MS = 500
@@ -249,10 +252,16 @@ class Merger:
         """Whether entries were applied that no published checkpoint covers yet."""
         return bool(self._log)
 
+    def _read_count(self) -> int:
+        """Entries a read at most: `READ_COUNT`, fewer where their arrays would pass
+        `READ_BYTES` (1M parameters: 64; 10M: 6; 64M or more: 1)."""
+        return max(1, min(READ_COUNT, READ_BYTES // max(1, 4 * self.layout.size)))
+
     async def _read(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
         while not stop.is_set() and not lost.is_set():
             started = time.perf_counter()
-            answer = await self.redis.xread({self.keys.stream: self.applied}, count=READ_COUNT,
+            count = self._read_count()
+            answer = await self.redis.xread({self.keys.stream: self.applied}, count=count,
                                             block=BLOCK_MS)
             if answer:
                 entries = answer[0][1]
@@ -260,7 +269,7 @@ class Merger:
                 await self._process(entries)
                 # a full batch came from a backlog: its read is work too; a partial one may
                 # have waited for entries to arrive, which is not
-                begun = started if len(entries) >= READ_COUNT else read
+                begun = started if len(entries) >= count else read
                 self.pace.note(time.perf_counter() - begun, len(entries))
                 cost = self.pace.cost()
                 if cost is not None:
@@ -473,8 +482,10 @@ class Merger:
         merge log, in one fenced script."""
         model = self.model
         version = model.version + 1 if new_version else model.version
-        # the whole model's bytes and digest off the event loop (the lock's renewal runs there)
-        data = await asyncio.to_thread(lambda: model.weights.astype("<f4", copy=False).tobytes())
+        # the model's bytes as a view (no copy: nothing changes the weights until this
+        # publication is over, the merger applies and publishes in turn); the digest off the
+        # event loop (the lock's renewal runs there)
+        data = memoryview(np.ascontiguousarray(model.weights, dtype="<f4")).cast("B")
         digest = await asyncio.to_thread(digest_of, data)
         state = await asyncio.to_thread(lambda: state_bytes(self.strategy.state()))
         exists = await self.redis.exists(self.keys.blob(digest))
