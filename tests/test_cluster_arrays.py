@@ -5,9 +5,9 @@ requests that miss a front-end's cache together.
 
 Checked: the reader gives redis-py's values (a 4 MB one, a small one, a missing key) in another
 database and behind a password, says what Redis refused, and answers right after a read
-cancelled midway; a FedBuff batch whose flush overflows keeps the entries before it merged and
-the strategy's buffer as it was just before it (the next flush uses it); 20 concurrent requests
-for a new version cost Redis one ``MGET``.
+cancelled midway or after Redis closed its connection; a FedBuff batch whose flush overflows
+keeps the entries before it merged and the strategy's buffer as it was just before it (the next
+flush uses it); 20 concurrent requests for a new version cost Redis one ``MGET``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ async def test_the_reader_gives_redis_values_as_writable_buffers(redis_server): 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             assert [bytes(v) for v in await reader.mget(["small", "big"])] == [b"x" * 7, big]
+        # a kept connection that Redis closed is replaced, the read sent again
+        assert await client.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert [bytes(v) for v in await reader.mget(["small"])] == [b"x" * 7]
     finally:
         reader.close()
         await client.aclose()

@@ -38,7 +38,9 @@ class ArrayReader:
     ``np.frombuffer`` on the result is a writable float32 view, so a stream entry's array is
     decoded without a copy (`records.decode_entry`). One command at a time (a lock); a failed or
     cancelled read closes the connection (its reply is unusable) and the next command opens a
-    new one (``AUTH`` and ``SELECT`` as the client's settings say). TCP and Unix sockets only:
+    new one (``AUTH`` and ``SELECT`` as the client's settings say); a kept connection that
+    Redis closed meanwhile (its ``timeout`` setting, a restart) is replaced and the ``MGET``
+    (a read) sent once more. TCP and Unix sockets only:
     `from_client` gives None for another connection class (TLS), whose callers use ``MGET``
     of the ordinary client.
     """
@@ -74,13 +76,20 @@ class ArrayReader:
         if not keys:
             return []
         async with self._lock:
-            try:
-                sock = await self._connected()
-                await self._command(sock, "MGET", *keys)
-                return await self._values(sock)
-            except BaseException:
-                self.close()
-                raise
+            for attempt in range(2):
+                reused = self._sock is not None
+                try:
+                    sock = await self._connected()
+                    await self._command(sock, "MGET", *keys)
+                    return await self._values(sock)
+                except (ConnectionError, OSError):
+                    self.close()
+                    if not reused or attempt:  # a kept connection Redis closed: once more
+                        raise
+                except BaseException:
+                    self.close()
+                    raise
+            raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._sock is not None:
