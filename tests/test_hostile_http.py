@@ -389,9 +389,13 @@ def test_raw_requests_never_get_a_5xx_or_a_non_json_error(raw_harness: RawHarnes
     answer = raw_harness.run(first_answer(raw_harness.port, request))
     if not answer:  # closed without an answer (never the case for a parser error)
         return
-    status, _, _ = split(answer)
+    status, headers, _ = split(answer)
     assert status < 500, answer[:400]
-    if status >= 400:
+    if status >= 400 and request.startswith(b"HEAD "):
+        # a HEAD answer has the error's headers but no body (RFC 9110, 9.3.2): under load a
+        # HEAD can meet a refusal (a header timeout, a throttle) like any other request
+        assert headers["content-type"].startswith("application/json"), answer[:300]
+    elif status >= 400:
         error_of(answer)
 
 
