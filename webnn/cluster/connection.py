@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
@@ -102,6 +103,7 @@ class ArrayReader:
             return self._sock
         loop = asyncio.get_running_loop()
         family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET6
+        address: Any  # a socket path, or the (host, port, ...) tuple getaddrinfo gives
         if not isinstance(self.address, str):
             infos = await loop.getaddrinfo(*self.address, type=socket.SOCK_STREAM)
             family, _, _, _, address = infos[0]

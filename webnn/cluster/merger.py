@@ -387,6 +387,7 @@ class Merger:
                 continue  # the checkpoint holds it already
             entry = decode_entry(entry_id, fields)
             refusal = self._refused.get(entry_id)
+            refused: str | None
             if refusal is not None:  # its merge left non-finite weights before `_undo`
                 moved, refused = False, refusal
             else:
@@ -485,7 +486,7 @@ class Merger:
         # the model's bytes as a view (no copy: nothing changes the weights until this
         # publication is over, the merger applies and publishes in turn); the digest off the
         # event loop (the lock's renewal runs there)
-        data = memoryview(np.ascontiguousarray(model.weights, dtype="<f4")).cast("B")
+        data = np.ascontiguousarray(model.weights, dtype="<f4").data.cast("B")
         digest = await asyncio.to_thread(digest_of, data)
         state = await asyncio.to_thread(lambda: state_bytes(self.strategy.state()))
         exists = await self.redis.exists(self.keys.blob(digest))

@@ -165,7 +165,8 @@ class VersionBoard:
             if fetch is None:
                 fetch = asyncio.ensure_future(self._fetch(info))
                 self._fetching[info.digest] = fetch
-                fetch.add_done_callback(lambda done, digest=info.digest: self._fetched(digest))
+                digest = info.digest
+                fetch.add_done_callback(lambda _done: self._fetched(digest))
             blob = await asyncio.shield(fetch)
         else:
             self._blobs.move_to_end(info.digest)
