@@ -180,7 +180,9 @@ async def test_a_group_waits_for_bodies_on_their_way_and_closes_when_none_is_lef
     strategy = create_strategy("fedbuff", {"k": 4})
     rng = np.random.default_rng(5)
     one, two, three = _updates(rng, np.zeros(SIZE, np.float32), 3)
-    combiner = Combiner(strategy, commit, max_count=16, window=0.002, label="f", pending=pending)
+    # a window long enough that a stalled event loop on a loaded machine does not run past the
+    # group's bound (8 windows) between `checked` and the second update (it flapped at 2 ms)
+    combiner = Combiner(strategy, commit, max_count=16, window=0.05, label="f", pending=pending)
     first = asyncio.ensure_future(combiner.add("t-1", one, "{}"))
     await checked.wait()
     assert not written and combiner.waiting == 1
