@@ -296,7 +296,12 @@ async def test_a_disagreement_asks_one_more_session_and_counts_the_outlier(
                 await asyncio.sleep(0.05)
             assert history and history[0]["validated"], history
             assert history[0]["valAccuracy"] == pytest.approx(0.5)
-            status = (await third.get("api/v1/status")).body
+            # the merger counts the outlier just after it writes the history entry
+            for _ in range(300):
+                status = (await third.get("api/v1/status")).body
+                if "evaluation_disagrees" in status["rejected"]:
+                    break
+                await asyncio.sleep(0.05)
             assert status["rejected"]["evaluation_disagrees"] == chunks
     finally:
         await served.stop()
