@@ -6,7 +6,8 @@ Every version is published once by the merger: ``version:<n>`` names its SHA-256
 asked for and keeps it (least recently used out), so every front-end serves the very same bytes
 under the same ETag (``"v<n>-<digest>"``, `webnn.server.answers.weights_etag`). Requests that
 miss the cache together share one fetch (a new version is asked for by many clients at once),
-read with `connection.ArrayReader` (about a third of redis-py's CPU for a model-sized value).
+a ``GET`` of the ordinary client (the merger reads its entries with `connection.ArrayReader`;
+a front-end fetches a blob once per version, where redis-py's extra copy costs little).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webnn.cluster.connection import ArrayReader
 from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.server.encodings import to_half
 from webnn.server.errors import ProtocolError
@@ -55,6 +55,10 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+STOP_SECONDS = 5.0
+"""How long `VersionBoard.stop` waits for its follower tasks to end."""
+
+
 class VersionBoard:
     """The current version and cached weights for one front-end."""
 
@@ -69,8 +73,6 @@ class VersionBoard:
         self._halves: OrderedDict[str, bytes] = OrderedDict()
         self._fetching: dict[str, asyncio.Future[bytes]] = {}
         """The fetch under way of a blob by digest, shared by the requests that wait for it."""
-        self._reader = ArrayReader.from_client(redis) if hasattr(redis, "connection_pool") \
-            else None
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.on_version: Callable[[VersionInfo], None] | None = None
@@ -91,13 +93,15 @@ class VersionBoard:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            # bounded: a cancellation that lands inside redis-py's pub/sub (subscribing) may be
+            # swallowed, and a stop must not wait for such a task forever
+            await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failure at stop is not worth a warning
         for fetch in list(self._fetching.values()):
             fetch.cancel()
-        if self._reader is not None:
-            self._reader.close()
 
     async def refresh(self) -> None:
         fields = await self.redis.hgetall(self.keys.current)
@@ -175,11 +179,7 @@ class VersionBoard:
     async def _fetch(self, info: VersionInfo) -> bytes:
         """A version's blob from Redis into the cache (one fetch per digest at a time)."""
         key = self.keys.blob(info.digest)
-        if self._reader is not None:
-            [value] = await self._reader.mget([key])
-            blob = None if value is None else bytes(value)
-        else:
-            blob = await self.redis.get(key)
+        blob = await self.redis.get(key)
         if blob is None:
             raise ProtocolError(404, "unknown_version", f"version {info.version} is no longer held")
         self._blobs[info.digest] = blob
