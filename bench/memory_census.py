@@ -10,6 +10,12 @@ with what the process holds, so the server needs no debug endpoint:
 - ``malloc``: glibc's ``mallinfo2`` summed over the arenas: ``in_use`` (bytes handed out by malloc,
   ``mmap``'d chunks included), ``free`` (bytes malloc holds but nobody uses: fragmentation and
   trimmable tops), ``mmapped`` (chunks of their own mappings, returned to the kernel when freed);
+- ``arenas`` (glibc's ``malloc_info``): the arenas (the main one and the threads'), each with
+  ``system`` (bytes it holds from the kernel) and ``free`` (of those, bytes nobody uses), and the
+  ``mmap`` chunks (count, bytes): where `malloc`'s free bytes sit;
+- ``trim`` (only with ``WEBNN_CENSUS_TRIM=1``): each census first calls ``malloc_trim(0)`` and
+  records how long it took (``ms`` wall, ``cpu_ms`` of the census thread) and the RSS it gave
+  back (``released_kB``): what a periodic trim would cost and gain;
 - ``server``: the coordinator's books found with ``gc.get_objects`` (tasks kept, open, finished,
   lease heap, sessions, versions and snapshot bytes, the body and snapshot pools' free and allocated
   buffers, bodies in flight);
@@ -36,11 +42,13 @@ import gc
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 NUMPY_DOMAIN = 389047
 """numpy's tracemalloc domain for array data (``np.lib.tracemalloc_domain``)."""
@@ -57,8 +65,7 @@ class MallInfo2(ctypes.Structure):
 def malloc_info() -> dict[str, int] | None:
     """Bytes malloc holds, summed over its arenas (None where glibc has no mallinfo2)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        call = libc.mallinfo2
+        call = _libc().mallinfo2
     except (OSError, AttributeError):
         return None
     call.restype = MallInfo2
@@ -66,6 +73,62 @@ def malloc_info() -> dict[str, int] | None:
     return {"arena": info.arena, "mmapped": info.hblkhd, "mmapped_chunks": info.hblks,
             "in_use": info.uordblks + info.hblkhd, "in_use_heap": info.uordblks,
             "free": info.fordblks, "free_chunks": info.ordblks, "top_trimmable": info.keepcost}
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def arenas() -> dict[str, Any] | None:
+    """Per-arena bytes from glibc's ``malloc_info`` XML (None where glibc has none): ``count``,
+    ``system`` and ``free`` summed, ``by_arena`` (``[system, free]`` per arena, the main arena
+    first), ``mmap_chunks`` and ``mmap_bytes``."""
+    try:
+        libc = _libc()
+        fopen, fclose, info = libc.fopen, libc.fclose, libc.malloc_info
+    except (OSError, AttributeError):
+        return None
+    fopen.restype = ctypes.c_void_p
+    fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    fclose.argtypes = (ctypes.c_void_p,)
+    info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    with tempfile.NamedTemporaryFile(suffix=".xml") as file:
+        stream = fopen(file.name.encode(), b"w")
+        if not stream:
+            return None
+        info(0, stream)
+        fclose(stream)
+        root = ElementTree.parse(file.name).getroot()
+    by_arena = []
+    for heap in root.findall("heap"):
+        system = sum(int(e.get("size", 0)) for e in heap.findall("system")
+                     if e.get("type") == "current")
+        free = sum(int(e.get("size", 0)) for e in heap.findall("total")
+                   if e.get("type") in ("fast", "rest"))
+        by_arena.append([system, free])
+    mmap = [e for e in root.findall("total") if e.get("type") == "mmap"]
+    return {"count": len(by_arena), "system": sum(a[0] for a in by_arena),
+            "free": sum(a[1] for a in by_arena), "by_arena": by_arena,
+            "mmap_chunks": int(mmap[0].get("count", 0)) if mmap else 0,
+            "mmap_bytes": int(mmap[0].get("size", 0)) if mmap else 0}
+
+
+def trim() -> dict[str, float] | None:
+    """``malloc_trim(0)`` timed (``ms`` wall, ``cpu_ms`` of this thread) with the resident bytes
+    it gave back (``released_kB``, from ``/proc/self/statm``); None where glibc has none."""
+    try:
+        call = _libc().malloc_trim
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_size_t,)
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    before = int(Path("/proc/self/statm").read_text().split()[1])
+    wall, cpu = time.perf_counter(), time.thread_time()
+    call(0)
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    after = int(Path("/proc/self/statm").read_text().split()[1])
+    return {"ms": round(wall * 1000, 2), "cpu_ms": round(cpu * 1000, 2),
+            "released_kB": (before - after) * page_kb}
 
 
 def smaps() -> dict[str, int]:
@@ -161,16 +224,20 @@ def traced(limit: int = 25) -> dict[str, Any]:
 def census(started: float) -> dict[str, Any]:
     """One reading (see the module docstring); ``census_ms``: how long it held the interpreter
     (the server's threads wait meanwhile)."""
+    trimmed = trim() if os.environ.get("WEBNN_CENSUS_TRIM") == "1" else None
     began = time.perf_counter()
     objects = gc.get_objects()
     try:
         record: dict[str, Any] = {
             "t": round(time.time() - started, 2), "rss": smaps(), "malloc": malloc_info(),
+            "arenas": arenas(),
             "server": server_books(objects), "transports": transports(objects),
             "gc_objects": len(objects)}
     finally:
         del objects
     record["census_ms"] = round((time.perf_counter() - began) * 1000, 1)
+    if trimmed is not None:
+        record["trim"] = trimmed
     if tracemalloc.is_tracing():
         record["tracemalloc"] = traced()
     record["gc"] = {"counts": gc.get_count(),

@@ -29,6 +29,7 @@ from aiohttp import web
 from webnn import __version__
 from webnn.bundled import default_example
 from webnn.node_worker import worker_dir
+from webnn.server.allocator import pin_malloc
 from webnn.server.console import (
     STATUS_SECONDS,
     AdminToken,
@@ -354,6 +355,10 @@ def serve(specs: tuple[str, ...], config_file: Path | None, verbose: bool, quiet
         raise click.ClickException(str(exc)) from exc
     cli = settings_cli.collect(dict(flags), ServeConfig, ProcessSettings)
     process, models = merge_settings(file, specs, cli)
+    if process.get("pin_malloc", True):  # before any thread; forked cluster children inherit it
+        pinned = pin_malloc()
+        console.emit("webnn", pinned.detail, level="info" if pinned.applied else "warning",
+                     detail=True)
     models = with_default_example(models, file.multi)
     try:
         admin_token = resolve_admin_token(process.get("admin_token"), process.get("state_dir"))

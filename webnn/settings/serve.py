@@ -222,6 +222,12 @@ class ProcessSettings(ClusterProcessFields):
         "asyncio", "event loop of the server: asyncio (the standard library's), uvloop (pip "
                    "install uvloop; no gain measured for update bodies, docs/capacity.md) or "
                    "auto (uvloop where installed)", scope="process")
+    pin_malloc: bool = setting(
+        True, "on glibc Linux, give allocations of 1 MiB and more (model-sized buffers) "
+              "mappings of their own, returned to the kernel when freed (off: glibc's moving "
+              "threshold, under which freed model buffers stay in the process; "
+              "webnn.server.allocator)", scope="process",
+        cli={"flag": "--pin-malloc/--no-pin-malloc"})
 
 
 class ServeConfig(BaseModel):

@@ -1,0 +1,106 @@
+"""Pin glibc malloc's treatment of model-sized buffers when a server process starts.
+
+Why: glibc serves an allocation of at least ``M_MMAP_THRESHOLD`` bytes (128 KiB at start) with a
+mapping of its own, unmapped when freed, and anything smaller from an arena (the main heap, or an
+arena of the thread's own: a process gets up to 8 per core). The threshold is *dynamic*: freeing
+an mmapped chunk raises it to that chunk's size (up to 32 MiB on 64-bit) and the trim threshold to
+twice that. A server that receives, merges and snapshots model-sized buffers (a 1M-parameter model
+is 4 MB per update body, weight copy and snapshot) therefore moves them into the arenas after its
+first free, and the merge threads of ``asyncio.to_thread`` each take an arena of their own. Freed
+4 MB holes in those arenas are reused only by requests that fit and are returned to the kernel
+only from the top of a heap, so the process holds more and more free memory: the 16-core capacity
+run (docs/capacity.md, 1M parameters, 1000 clients) showed malloc ``in_use`` flat at 180-230 MB
+while its ``free`` grew 82 -> 224 MB and the thread arenas' mappings 144 -> 312 MB (RSS +18.8
+MB/min over five minutes).
+
+What: `pin_malloc` calls ``mallopt(M_MMAP_THRESHOLD, threshold)`` once. A threshold set this way
+is fixed (glibc no longer adjusts it or the trim threshold), so every allocation of `threshold`
+bytes or more, every model-sized buffer among them, gets its own mapping and goes back to the
+kernel on free; the arenas keep only small objects. ``DEFAULT_MMAP_THRESHOLD`` is 1 MiB: below one
+1M-parameter layer (about 3.9 MB) and update body (4 MB), above the buffers every request makes
+(headers, JSON, the 64 KiB socket reads), so small allocations keep their arena speed. The cost
+is a ``mmap``/``munmap`` pair and the first-touch page faults per model-sized buffer; the load
+benchmark's server CPU per update says what it costs (figures in docs/capacity.md). Optionally
+``M_ARENA_MAX`` caps the arenas (`MallocPolicy.arena_max`; None leaves glibc's 8 per core).
+
+Forked children (the cluster supervisor's front-ends and merger) inherit the setting with the
+rest of the allocator's state. Elsewhere (macOS, musl, Windows: no glibc ``mallopt``) `pin_malloc`
+does nothing and says so; ``wnn serve --no-pin-malloc`` leaves glibc's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from dataclasses import dataclass
+
+M_MMAP_THRESHOLD = -3
+"""glibc's ``mallopt`` parameter number for the mmap threshold (``<malloc.h>``)."""
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter number for the most arenas."""
+DEFAULT_MMAP_THRESHOLD = 1 << 20
+"""Bytes from which an allocation gets a mapping of its own (see the module docstring)."""
+MAX_MMAP_THRESHOLD = 32 << 20
+"""The largest threshold glibc accepts on 64-bit (``HEAP_MAX_SIZE / 2``)."""
+
+
+@dataclass(frozen=True)
+class MallocPolicy:
+    """What to pin: `mmap_threshold` bytes (4 KiB to 32 MiB) and, when not None, `arena_max`."""
+
+    mmap_threshold: int = DEFAULT_MMAP_THRESHOLD
+    arena_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 4096 <= self.mmap_threshold <= MAX_MMAP_THRESHOLD:
+            raise ValueError(f"mmap_threshold: expected 4096 to {MAX_MMAP_THRESHOLD} bytes, got "
+                             f"{self.mmap_threshold}")
+        if self.arena_max is not None and self.arena_max < 1:
+            raise ValueError(f"arena_max: expected at least 1, got {self.arena_max}")
+
+
+@dataclass(frozen=True)
+class MallocPinning:
+    """What `pin_malloc` did: `applied` when every ``mallopt`` call returned success; `libc`
+    (``glibc 2.36``, or why not glibc); `detail`: one line for a log."""
+
+    applied: bool
+    libc: str
+    detail: str
+
+
+def glibc(library: ctypes.CDLL | None = None) -> tuple[ctypes.CDLL, str] | None:
+    """`library` (default: this process's C library) and its version when it is glibc on Linux
+    (else None): found by its ``gnu_get_libc_version`` symbol, which musl and other C libraries
+    lack."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = library if library is not None else ctypes.CDLL(None)
+        version = libc.gnu_get_libc_version
+        libc.mallopt  # noqa: B018 - present in every glibc; checked all the same
+    except (OSError, AttributeError):
+        return None
+    version.restype = ctypes.c_char_p
+    return libc, version().decode()
+
+
+def pin_malloc(policy: MallocPolicy | None = None, *,
+               libc: ctypes.CDLL | None = None) -> MallocPinning:
+    """Apply `policy` (default `MallocPolicy()`) with ``mallopt`` of `libc` (default: this
+    process's C library); a no-op where that is not glibc. Call it once, early (before the
+    server's threads start); calling it again sets the same values."""
+    policy = policy or MallocPolicy()
+    found = glibc(libc)
+    if found is None:
+        return MallocPinning(False, "not glibc", "malloc left as it is (no glibc mallopt here)")
+    lib, version = found
+    lib.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    lib.mallopt.restype = ctypes.c_int
+    done = [f"mmap threshold {policy.mmap_threshold} bytes"]
+    ok = lib.mallopt(M_MMAP_THRESHOLD, policy.mmap_threshold) == 1
+    if policy.arena_max is not None:
+        ok = lib.mallopt(M_ARENA_MAX, policy.arena_max) == 1 and ok
+        done.append(f"at most {policy.arena_max} arenas")
+    detail = ("malloc pinned: " if ok else "mallopt refused: ") + ", ".join(done)
+    return MallocPinning(ok, f"glibc {version}", detail)
