@@ -147,8 +147,9 @@ def _http_server(nbytes: int, cpu: int, ports: Any, loop: str, runner_kind: str,
     buffer = np.empty(nbytes + (1 << 16), dtype=np.uint8)
 
     async def receive(request: web.Request) -> web.Response:
-        if reader == "stall":
-            await _read_into(request, buffer, buffer.size, buffer.size)
+        if reader in ("stall", "chunks"):  # chunks: aiohttp's chunks only, no recv_into
+            await _read_into(request, buffer, buffer.size, buffer.size,
+                             direct=reader == "stall")
         else:
             await _read_timeout_per_chunk(request, buffer)
         return web.Response(text="ok")
@@ -242,18 +243,20 @@ def main() -> None:
     parser.add_argument("--read-kib", type=int, nargs="+", default=[256],
                         help="KiB per socket read of the --http servers on asyncio's loop "
                              "(its default: 256)")
-    parser.add_argument("--readers", nargs="+", choices=("stall", "timeout"), default=["stall"],
-                        help="body readers of the --http servers (asyncio/webnn only): the "
-                             "server's (one progress timer per body) and/or the one before it "
-                             "(an asyncio.timeout per chunk)")
+    parser.add_argument("--readers", nargs="+", choices=("stall", "chunks", "timeout"),
+                        default=["stall"],
+                        help="body readers of the --http servers (webnn runner only): the "
+                             "server's (past the first read, recv_into the buffer; one progress "
+                             "timer per body), the same through aiohttp's chunks only (the "
+                             "server's read before recv_into), and/or the one before that "
+                             "(chunks, an asyncio.timeout per chunk)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--http measurements per variant, interleaved")
     args = parser.parse_args()
     loops = args.loops or ["asyncio"] + (["uvloop"] if find_spec("uvloop") else [])
     variants = [(loop, runner, read, reader) for runner in args.runners for loop in loops
                 for read in (args.read_kib if loop == "asyncio" else [256])
-                for reader in (args.readers if (loop, runner) == ("asyncio", "webnn")
-                               else ["stall"])]
+                for reader in (args.readers if runner == "webnn" else ["stall"])]
     for floats in args.floats:
         nbytes = floats * 4
         results = bench(floats, args.repeat)

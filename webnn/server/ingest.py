@@ -4,8 +4,9 @@
    (503 ``busy`` when the budget, the merge queue or the queueing-delay target is exceeded,
    before anything is read; the answer closes the connection, so a refused body larger than
    `LINGER_BYTES` is never read: `closing`), takes a
-   buffer of that size from the pool and copies the socket's chunks into it as they arrive: one copy
-   from aiohttp's chunk into the buffer, no growing bytearray, no ``bytes()`` of the whole.
+   buffer of that size from the pool and fills it as the body arrives: past its first read, the
+   socket's bytes go straight into the buffer (``recv_into``, `_read_into`); no growing
+   bytearray, no ``bytes()`` of the whole.
    A body over the limit is ``413 too_large``; one shorter than declared ``400 truncated``; one
    that makes no progress for `timeout` seconds ``408 body_timeout`` (`BodyTimeout`: the
    connection is closed right after the answer).
@@ -221,20 +222,38 @@ class _Stall:
 
 
 async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit: int,
-                     timeout: float = 10.0) -> int:
-    """Copy the body's chunks into `buffer` as they arrive; returns the byte count. `BodyTimeout`
-    when no byte arrives for `timeout` seconds (the deadline moves with every chunk: `_Stall`).
+                     timeout: float = 10.0, *, direct: bool = True) -> int:
+    """Copy the body into `buffer` as it arrives; returns the byte count. `BodyTimeout` when no
+    byte arrives for `timeout` seconds (the deadline moves with every read: `_Stall`).
 
-    `readchunk` hands over aiohttp's received chunks one by one without joining them (an empty
-    chunk with ``end_of_http_chunk`` marks a chunked-encoding boundary, not the end: the end is
-    an empty chunk at EOF)."""
+    As soon as the reader has taken every chunk aiohttp received (the first read of a body also
+    holds the request's headers, so it always goes through aiohttp's parser), the rest of a body
+    of declared length is received from the socket straight into `buffer` where the connection's
+    handler can (`runner.JsonRequestHandler.receive_into`: one kernel copy, one wake-up at the
+    end). Otherwise, and until then, `readchunk` hands over aiohttp's received chunks one by one
+    without joining them (an empty chunk with ``end_of_http_chunk`` marks a chunked-encoding
+    boundary, not the end: the end is an empty chunk at EOF). `direct` False: chunks only (to
+    compare)."""
     view = memoryview(buffer)  # type: ignore[arg-type]  # numpy buffer
     length = 0
     content = request.content
     stall = _Stall(timeout)
     clock = stall.loop.time
+    declared = request.content_length
+    receive_into = getattr(request.protocol, "receive_into", None) if direct else None
+    straight = 0  # bytes received straight into the buffer so far
+
+    def progress(filled: int) -> None:
+        nonlocal straight
+        stall.last = clock()
+        straight = filled
+
     try:
         while True:
+            if (receive_into is not None and declared is not None and length < declared <= room
+                    and content.total_bytes == length
+                    and await receive_into(request, view[length:declared], length, progress)):
+                return declared
             # one buffered chunk at a time, as aiohttp received it: `readany` would join
             # whatever is buffered into a new bytes object first (one more copy)
             chunk, _ = await content.readchunk()
@@ -251,7 +270,7 @@ async def _read_into(request: web.Request, buffer: np.ndarray, room: int, limit:
             length = end
     except asyncio.CancelledError:
         if stall.ended():
-            raise BodyTimeout(timeout, length) from None
+            raise BodyTimeout(timeout, length + straight) from None
         raise
     finally:
         stall.ended()

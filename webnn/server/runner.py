@@ -32,6 +32,14 @@ requests parsed; ``_current_request``), each through ``getattr`` with a default.
 aiohttp rename them, the header deadline and the early answer to a bad body stop working (aiohttp's
 keep-alive timer, set beyond every idle deadline, still closes such connections) and
 ``tests/test_hostile_http.py`` fails; nothing else changes.
+
+The handler can also receive the rest of a body straight into a caller's buffer
+(`JsonRequestHandler.receive_into`, used by the update ingest): the kernel copies the bytes once,
+into their place, instead of aiohttp's three copies and a task wake-up per chunk. That swaps in a
+fresh HTTP parser of the same class and options after the body (``_parser``, ``_read_bufsize``,
+``_reading_paused``, ``_buffer_paused``, ``_upgraded``, ``_payload_parser``); where any of them
+is missing it declines, and the body is read through aiohttp's reader as before
+(``tests/test_body_receive.py`` checks that it does not decline with the aiohttp in use).
 """
 
 from __future__ import annotations
@@ -43,11 +51,13 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import http_exceptions, web
+from aiohttp import http_exceptions, web, web_protocol
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from webnn.server.body_receive import BodyReceiver
 from webnn.server.errors import ProtocolError
 from webnn.server.wire import PROTOCOL_VERSION, dumps
 
@@ -242,6 +252,17 @@ class JsonRequestHandler(RequestHandler):
         self._head_pending = False  # waiting for a request line and headers
         self._head_bytes = 0  # bytes of it received so far
         self._previous_body: Any = None  # the body of the request answered last
+        # the options aiohttp made its parser with, for a fresh one after a body received
+        # around it (`receive_into`)
+        self._parser_options: dict[str, Any] = {
+            "max_line_size": limits.max_line_size, "max_field_size": limits.max_field_size,
+            "max_headers": limits.max_headers,
+            "payload_exception": web_protocol.RequestPayloadError,
+            "auto_decompress": kwargs.get("auto_decompress", True)}
+        queue = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
+        if queue is not None:
+            self._parser_options["max_msg_queue_size"] = queue
+        self._out_of_step = False  # a body read around the parser did not complete
 
     # --------------------------------------------------------------- request line and headers
 
@@ -257,6 +278,8 @@ class JsonRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._out_of_step:  # the parser lost step with the stream: closing after the answer
+            return
         messages: Sequence[Any] = getattr(self, "_messages", ())  # aiohttp's parsed requests
         queued, parsed = len(messages), getattr(self, "_request_count", 0)
         draining = self._previous_body is not None and not self._previous_body.is_eof()
@@ -274,8 +297,79 @@ class JsonRequestHandler(RequestHandler):
     async def finish_response(self, request: BaseRequest, resp: web.StreamResponse,
                               start_time: float | None) -> tuple[web.StreamResponse, bool]:
         answer = await super().finish_response(request, resp, start_time)
-        self._await_request(request.content, retry_after_seconds(resp))
+        if self._out_of_step:
+            self.force_close()  # the answer is written (closing flushes it), nothing more
+        else:
+            self._await_request(request.content, retry_after_seconds(resp))
         return answer
+
+    # ------------------------------------------------------------ bodies straight into place
+
+    async def receive_into(self, request: BaseRequest, view: memoryview, received: int,
+                           progress: Callable[[int], None]) -> bool:
+        """Receive the rest of `request`'s body, the `len(view)` bytes after the `received`
+        ones already read from its ``content``, from the socket straight into `view`
+        (`BodyReceiver`); `progress(filled)` after every socket read. True once the body is
+        whole (its ``content`` is then at EOF); False at once, nothing done, when it cannot be
+        done now: the body is not one of known length without content or transfer coding, the
+        reader has not consumed every byte the parser passed on, or the transport is not
+        reading (flow control) — read on through ``content`` and ask again.
+
+        The body's end failing (the connection lost, the read cancelled, e.g. by its progress
+        deadline) raises as a ``content`` read would (``ConnectionResetError`` or the
+        cancellation); the connection then drops what else arrives and closes after its
+        answer."""
+        receiver = self._receiver(request, view, received, progress)
+        if receiver is None:
+            return False
+        try:
+            await receiver.done
+        except BaseException:
+            receiver.abort()
+            receiver.done.cancel()
+            raise
+        return True
+
+    def _receiver(self, request: BaseRequest, view: memoryview, received: int,
+                  progress: Callable[[int], None]) -> BodyReceiver | None:
+        content = request.content
+        transport = self.transport
+        headers = request.headers
+        if (transport is None or self._out_of_step or not len(view)
+                or request is not getattr(self, "_current_request", None)
+                or type(content) is not StreamReader or content.is_eof()
+                or content.total_bytes != received
+                or request.content_length != received + len(view)
+                or "Transfer-Encoding" in headers or "Content-Encoding" in headers
+                or getattr(self, "_parser", None) is None
+                or getattr(self, "_read_bufsize", None) is None
+                or getattr(self, "_reading_paused", True) or getattr(self, "_buffer_paused", True)
+                or getattr(self, "_upgraded", True)
+                or getattr(self, "_payload_parser", True) is not None
+                or transport.get_protocol() is not self or not transport.is_reading()):
+            return None
+        parser = type(self._parser)  # type: ignore[attr-defined]
+
+        def finish() -> None:
+            # the old parser still expects the bytes that went around it: a fresh one reads
+            # the next request, and the body's reader ends here
+            try:
+                self._parser = parser(self, self._loop, self._read_bufsize,
+                                      **self._parser_options)
+            except TypeError:  # an aiohttp without the message queue option
+                options = dict(self._parser_options)
+                options.pop("max_msg_queue_size", None)
+                self._parser = parser(self, self._loop, self._read_bufsize, **options)
+            content.feed_eof()
+
+        def lost() -> None:
+            self._out_of_step = True
+            content.feed_eof()
+
+        receiver = BodyReceiver(self, transport, view,  # type: ignore[arg-type]
+                                lambda: progress(receiver.filled), finish, lost)
+        receiver.start()
+        return receiver
 
     def _await_request(self, previous_body: Any, retry_after: float = 0.0) -> None:
         """The connection opened or an answer went out: the next request's line and headers
