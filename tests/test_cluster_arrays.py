@@ -5,9 +5,10 @@ requests that miss a front-end's cache together.
 
 Checked: the reader gives redis-py's values (a 4 MB one, a small one, a missing key) in another
 database and behind a password, says what Redis refused, and answers right after a read
-cancelled midway or after Redis closed its connection; a FedBuff batch whose flush overflows
-keeps the entries before it merged and the strategy's buffer as it was just before it (the next
-flush uses it); 20 concurrent requests for a new version cost Redis one ``MGET``.
+cancelled midway, after Redis closed its connection or after a reply stopped arriving; a
+FedBuff batch whose flush overflows keeps the entries before it merged and the strategy's
+buffer as it was just before it (the next flush uses it); 20 concurrent requests for a new
+version cost Redis one ``MGET``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,38 @@ async def test_the_reader_authenticates_and_names_what_redis_refused(redis_serve
         for each in (reader, bad, anonymous):
             each.close()
         await good.aclose()
+
+
+async def test_a_reply_that_stops_arriving_fails_the_read_and_the_next_one_starts_afresh():
+    """A Redis that announces a 1 MB value, sends 10 bytes of it and then nothing: the read
+    fails with a ConnectionError naming the stall (not a hang), and the next read opens a new
+    connection, which here answers in full."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def stalling_then_good(reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.readuntil(b"k\r\n")  # the MGET of one key "k"
+        if len(connections) == 1:
+            writer.write(b"*1\r\n$1000000\r\n" + b"x" * 10)
+        else:
+            writer.write(b"*1\r\n$3\r\nabc\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(stalling_then_good, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = ArrayReader(host="127.0.0.1", port=port, stall_timeout=0.2)
+    try:
+        with pytest.raises(ConnectionError, match="Redis sent nothing for 0.2 s"):
+            await reader.mget(["k"])
+        assert [bytes(v) for v in await reader.mget(["k"])] == [b"abc"]
+        assert len(connections) == 2
+    finally:
+        reader.close()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 def _partial(task: str, total: np.ndarray) -> list:

@@ -119,6 +119,18 @@ def test_cluster_settings_report_every_problem_at_once():
                                                        "combine_max"}
 
 
+def test_kept_versions_fill_their_memory_budget_within_bounds_unless_set():
+    from webnn.cluster.settings import ClusterSettings, ClusterSettingsError, kept_versions
+
+    assert kept_versions(None, 4_007_260) == (512 << 20) // 4_007_260 == 133  # 1M parameters
+    assert kept_versions(None, 40_000_000) == 32  # 10M: at least 32, as before
+    assert kept_versions(None, 19_000) == 1024  # a small model: at most 1024
+    assert kept_versions(7, 4_007_260) == 7  # --keep-versions wins
+    assert ClusterSettings(redis_url="redis://h:1/0").keep_versions is None
+    with pytest.raises(ClusterSettingsError, match="keep_versions"):
+        ClusterSettings(redis_url="redis://h:1/0", keep_versions=1)
+
+
 def test_cluster_settings_from_the_serve_process_settings():
     from webnn.cluster.settings import ClusterSettings
 

@@ -20,6 +20,9 @@ REDIS_CONNECTIONS = 256
 """Connections at most per process (Redis's own default limit is 10 000 clients)."""
 POOL_WAIT_SECONDS = 20.0
 """How long a command waits for a free connection before it fails."""
+STALL_SECONDS = 10.0
+"""`ArrayReader`: a read that receives nothing for this long fails (a stalled Redis or network
+must not hang the merger while its lock renewals, another task, keep its lease)."""
 
 
 def connect(url: str, connections: int = REDIS_CONNECTIONS) -> aioredis.Redis:
@@ -41,21 +44,25 @@ class ArrayReader:
     cancelled read closes the connection (its reply is unusable) and the next command opens a
     new one (``AUTH`` and ``SELECT`` as the client's settings say); a kept connection that
     Redis closed meanwhile (its ``timeout`` setting, a restart) is replaced and the ``MGET``
-    (a read) sent once more. TCP and Unix sockets only:
+    (a read) sent once more. A reply that stops arriving (no byte for `stall_timeout` seconds)
+    fails with `ConnectionError`, as a closed connection does. TCP and Unix sockets only:
     `from_client` gives None for another connection class (TLS), whose callers use ``MGET``
     of the ordinary client.
     """
 
     def __init__(self, *, host: str = "localhost", port: int = 6379, path: str | None = None,
                  db: int = 0, username: str | None = None, password: str | None = None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, stall_timeout: float = STALL_SECONDS) -> None:
         self.address: tuple[str, int] | str = path if path else (host, int(port))
         self.db = int(db)
         self.username = username
         self.password = password
         self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
         self._sock: socket.socket | None = None
         self._pending = bytearray()
+        self._scratch = memoryview(bytearray(65536))
+        """Where a reply's header lines are received before joining `_pending`."""
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -133,13 +140,21 @@ class ArrayReader:
             parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         await asyncio.get_running_loop().sock_sendall(sock, b"".join(parts))
 
+    async def _received(self, sock: socket.socket, into: memoryview) -> int:
+        """Bytes received into `into` (at least one), within `stall_timeout`."""
+        try:
+            async with asyncio.timeout(self.stall_timeout):
+                count = await asyncio.get_running_loop().sock_recv_into(sock, into)
+        except TimeoutError:
+            raise ConnectionError(f"Redis sent nothing for {self.stall_timeout:g} s") from None
+        if not count:
+            raise ConnectionError("Redis closed the connection")
+        return count
+
     async def _line(self, sock: socket.socket) -> bytes:
-        loop = asyncio.get_running_loop()
         while (end := self._pending.find(b"\r\n")) < 0:
-            chunk = await loop.sock_recv(sock, 65536)
-            if not chunk:
-                raise ConnectionError("Redis closed the connection")
-            self._pending += chunk
+            count = await self._received(sock, self._scratch)
+            self._pending += self._scratch[:count]
         line = bytes(self._pending[:end])
         del self._pending[:end + 2]
         if line.startswith(b"-"):
@@ -152,7 +167,6 @@ class ArrayReader:
             raise ResponseError(f"unexpected reply {line[:40]!r}")
 
     async def _values(self, sock: socket.socket) -> list[bytearray | None]:
-        loop = asyncio.get_running_loop()
         head = await self._line(sock)
         if not head.startswith(b"*"):
             raise ResponseError(f"MGET: unexpected reply {head[:40]!r}")
@@ -171,10 +185,7 @@ class ArrayReader:
             view[:got] = self._pending[:got]
             del self._pending[:got]
             while got < size:
-                count = await loop.sock_recv_into(sock, view[got:])
-                if not count:
-                    raise ConnectionError("Redis closed the connection")
-                got += count
+                got += await self._received(sock, view[got:])
             if await self._line(sock) != b"":  # the value's CRLF
                 raise ResponseError("MGET: a value longer than announced")
             out.append(value)

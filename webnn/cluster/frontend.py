@@ -53,7 +53,7 @@ from webnn.cluster.keys import RedisClient, RunKeys
 from webnn.cluster.metrics import ProcessMetrics
 from webnn.cluster.records import detach, update_fields
 from webnn.cluster.relay import EventRelay
-from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.settings import ClusterSettings, kept_versions
 from webnn.cluster.task_rate import ClusterTaskRate
 from webnn.cluster.versions import VersionBoard
 from webnn.data.base import shard_batch_indices
@@ -150,6 +150,7 @@ class Frontend:
                        if parts.screening is not None and parts.screening.checks_norm else None)
         self.max_staleness = staleness_cutoff(config.max_staleness, parts.screening)
         nbytes = self.layout.nbytes
+        self.keep_versions = kept_versions(settings.keep_versions, nbytes)
         self.limits = AdmissionLimits.for_model(config, nbytes)
         self.admission = Admission(self.limits, time.monotonic)
         self.share = AdmissionShare()
@@ -736,7 +737,7 @@ class Frontend:
                 base = await self.versions.array(version)
             except ProtocolError:
                 raise ProtocolError(409, "too_stale", f"version {version} is no longer held "
-                                    f"(the run keeps {self.settings.keep_versions})") from None
+                                    f"(the run keeps {self.keep_versions})") from None
         except ProtocolError as error:
             await self._give_back(task_id)
             await self._refused(error.code, found["token"])
@@ -836,7 +837,7 @@ class Frontend:
             for task_id in tasks:
                 await self._give_back(task_id)
             raise ProtocolError(409, "too_stale", f"version {base_version} is no longer held "
-                                f"(the run keeps {self.settings.keep_versions})")
+                                f"(the run keeps {self.keep_versions})")
         if status in ("finishing", "ended"):
             await self._read_run()
             await self.redis.hincrby(self.keys.stats, f"rejected:{status}", len(tasks))

@@ -58,7 +58,7 @@ from webnn.cluster.records import (
     payload_key,
     state_bytes,
 )
-from webnn.cluster.settings import ClusterSettings
+from webnn.cluster.settings import ClusterSettings, kept_versions
 from webnn.cluster.versions import digest_of
 from webnn.merge.base import ModelState
 from webnn.server.config import ModelParts, ServeConfig
@@ -116,6 +116,7 @@ class Merger:
         self.owner = f"{label}:{secrets.token_hex(4)}"
         self.strategy = parts.strategy
         self.layout = parts.spec.compiled.layout
+        self.keep_versions = kept_versions(settings.keep_versions, self.layout.nbytes)
         self.metrics = ProcessMetrics(label)
         self.publish_script = redis.register_script(scripts.PUBLISH)
         self.renew_script = redis.register_script(scripts.RENEW)
@@ -507,7 +508,7 @@ class Merger:
                   self.keys.blob(digest), self._pinned_key(), self.keys.bases, staged_blob,
                   staged_state, self.keys.checkpoint_state, *self._payloads],
             args=[self.owner, version, digest, model.steps, self.merges, self.applied, "", "",
-                  self.keys.channel, message, self.settings.keep_versions, len(records),
+                  self.keys.channel, message, self.keep_versions, len(records),
                   self.settings.merge_log_keep, *records, *self._based],
             client=pipe)
         result = (await pipe.execute())[-1]

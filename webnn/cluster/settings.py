@@ -9,6 +9,7 @@ from webnn.settings.cluster import (
     ROLES,
     ClusterSettings,
     ClusterSettingsError,
+    kept_versions,
 )
 
-__all__ = ["MAX_COMBINE", "ROLES", "ClusterSettings", "ClusterSettingsError"]
+__all__ = ["MAX_COMBINE", "ROLES", "ClusterSettings", "ClusterSettingsError", "kept_versions"]

@@ -26,6 +26,25 @@ ROLES: tuple[str, ...] = ("all", "frontend", "merger")
 MAX_COMBINE = 64
 """At most this many updates in one partial (an average's scale 2^-m stays a normal float32)."""
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
+KEEP_VERSIONS_BYTES = 512 << 20
+"""Redis memory for kept versions' weights when ``--keep-versions`` is not set."""
+MIN_KEPT_VERSIONS = 32
+MAX_KEPT_VERSIONS = 1024
+
+
+def kept_versions(keep_versions: int | None, model_bytes: int) -> int:
+    """Versions whose weights stay in Redis: `keep_versions` if set, else
+    clamp(KEEP_VERSIONS_BYTES // model_bytes, MIN_KEPT_VERSIONS, MAX_KEPT_VERSIONS).
+
+    The window must cover the versions published while a volunteer trains: an update based on
+    an older version is refused (``too_stale``). On the device, 10 000 clients with 5-10 s
+    tasks on a 1M-parameter model (8 versions/s) based half their updates on a version older
+    than 32; 128 (512 MiB) refused a tenth as many (docs/scale-out.md).
+    """
+    if keep_versions is not None:
+        return keep_versions
+    fit = KEEP_VERSIONS_BYTES // max(1, model_bytes)
+    return max(MIN_KEPT_VERSIONS, min(MAX_KEPT_VERSIONS, fit))
 
 
 def _check_url(value: str | None) -> str | None:
@@ -62,9 +81,11 @@ class ClusterFields(BaseModel):
     combine_ms: float = setting(5.0, "with --redis: milliseconds a front-end gathers updates "
                                      "into one partial (up to 8 times longer while more update "
                                      "bodies are on their way)", scope="process", ge=0)
-    keep_versions: int = setting(32, "with --redis: published versions whose weights stay in "
-                                     "Redis (an update on an older base is too_stale)",
-                                 scope="process", ge=2)
+    keep_versions: int | None = setting(
+        None, "with --redis: published versions whose weights stay in Redis (an update on an "
+              "older base is too_stale)", scope="process", ge=2,
+        default_text=f"as many as fit in {KEEP_VERSIONS_BYTES >> 20} MiB, {MIN_KEPT_VERSIONS} "
+                     f"to {MAX_KEPT_VERSIONS}")
     merge_log_keep: int = setting(100_000, "with --redis: newest merge log records kept in "
                                            "Redis (one per applied stream entry)",
                                   scope="process", ge=1)
