@@ -71,8 +71,9 @@ EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 """The event loops `wnn serve` can run on (`ProcessSettings.loop`, default ``asyncio``):
 ``asyncio`` (the standard library's), ``uvloop`` (libuv, where installed: ``pip install
 uvloop``), ``auto`` (uvloop where it imports, else asyncio). For 4 MB update bodies uvloop
-measured no gain (docs/capacity.md): it copies every read out of its own 256 KiB buffer into a
-new bytes object, as many copies per body as asyncio's ``recv``."""
+measured no gain (docs/capacity.md): both receive an update body past its first read straight
+into the pooled buffer (`JsonRequestHandler.receive_into`), and the rest of the server's work is
+the same on either."""
 
 
 class LoopUnavailable(RuntimeError):
@@ -348,7 +349,7 @@ class JsonRequestHandler(RequestHandler):
                 or getattr(self, "_payload_parser", True) is not None
                 or transport.get_protocol() is not self or not transport.is_reading()):
             return None
-        parser = type(self._parser)  # type: ignore[attr-defined]
+        parser: Any = type(getattr(self, "_parser", None))  # aiohttp's parser class in use
 
         def finish() -> None:
             # the old parser still expects the bytes that went around it: a fresh one reads
