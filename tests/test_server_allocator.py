@@ -82,7 +82,8 @@ def test_pin_malloc_reports_glibc_and_what_it_set() -> None:
                                "print(pin_malloc(MallocPolicy(arena_max=4)))"],
         capture_output=True, text=True, timeout=120, check=True)
     assert "applied=True" in done.stdout and "libc='glibc 2." in done.stdout
-    assert "mmap threshold 1048576 bytes, at most 4 arenas" in done.stdout
+    assert ("mmap threshold 1048576 bytes, trim threshold 4194304 bytes, at most 4 arenas"
+            in done.stdout)
 
 
 def dynamic_loader() -> str:
@@ -111,6 +112,7 @@ def test_a_no_op_where_the_c_library_is_not_glibc(monkeypatch: pytest.MonkeyPatc
     ({"mmap_threshold": 100}, "mmap_threshold: expected 4096 to 33554432 bytes, got 100"),
     ({"mmap_threshold": 64 << 20}, "got 67108864"),
     ({"arena_max": 0}, "arena_max: expected at least 1, got 0"),
+    ({"trim_threshold": 100}, "trim_threshold: expected at least 4096 bytes, got 100"),
 ])
 def test_a_policy_out_of_range_is_refused(values: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -13,15 +13,21 @@ run (docs/capacity.md, 1M parameters, 1000 clients) showed malloc ``in_use`` fla
 while its ``free`` grew 82 -> 224 MB and the thread arenas' mappings 144 -> 312 MB (RSS +18.8
 MB/min over five minutes).
 
-What: `pin_malloc` calls ``mallopt(M_MMAP_THRESHOLD, threshold)`` once. A threshold set this way
-is fixed (glibc no longer adjusts it or the trim threshold), so every allocation of `threshold`
-bytes or more, every model-sized buffer among them, gets its own mapping and goes back to the
-kernel on free; the arenas keep only small objects. ``DEFAULT_MMAP_THRESHOLD`` is 1 MiB: below one
-1M-parameter layer (about 3.9 MB) and update body (4 MB), above the buffers every request makes
-(headers, JSON, the 64 KiB socket reads), so small allocations keep their arena speed. The cost
-is a ``mmap``/``munmap`` pair and the first-touch page faults per model-sized buffer; the load
-benchmark's server CPU per update says what it costs (figures in docs/capacity.md). Optionally
+What: `pin_malloc` calls ``mallopt(M_MMAP_THRESHOLD, threshold)`` and
+``mallopt(M_TRIM_THRESHOLD, trim)`` once. Thresholds set this way are fixed (glibc no longer
+adjusts them), so every allocation of `threshold` bytes or more, every model-sized buffer among
+them, gets its own mapping and goes back to the kernel on free; the arenas keep only small objects.
+``DEFAULT_MMAP_THRESHOLD`` is 1 MiB: below one 1M-parameter layer (about 3.9 MB) and update body
+(4 MB), above the buffers every request makes (headers, JSON, socket reads), so small allocations
+keep their arena speed; the server's own model-sized buffers are pooled, so few mappings are made
+per update. ``DEFAULT_TRIM_THRESHOLD`` is 4 MiB: with glibc's default 128 KiB (what a fixed mmap
+threshold leaves) the main heap's top grew and shrank by 0.25-1.5 MiB with ``brk`` about 30 times
+a second under load (``strace``), paying page faults each time (about 8 % more server CPU per
+update); 4 MiB of free top per arena at most stops that churn and is bounded, not growing. The
+load benchmark's census and server CPU per update are in docs/capacity.md. Optionally
 ``M_ARENA_MAX`` caps the arenas (`MallocPolicy.arena_max`; None leaves glibc's 8 per core).
+A periodic ``malloc_trim(0)`` instead (measured with the census's ``WEBNN_CENSUS_TRIM``: about
+1 ms every 10 s) does not stop the growth, since freed holes are reused and refaulted.
 
 Forked children (the cluster supervisor's front-ends and merger) inherit the setting with the
 rest of the allocator's state. Elsewhere (macOS, musl, Windows: no glibc ``mallopt``) `pin_malloc`
@@ -34,27 +40,37 @@ import ctypes
 import sys
 from dataclasses import dataclass
 
+M_TRIM_THRESHOLD = -1
+"""glibc's ``mallopt`` parameter number for the trim threshold (``<malloc.h>``)."""
 M_MMAP_THRESHOLD = -3
 """glibc's ``mallopt`` parameter number for the mmap threshold (``<malloc.h>``)."""
 M_ARENA_MAX = -8
 """glibc's ``mallopt`` parameter number for the most arenas."""
 DEFAULT_MMAP_THRESHOLD = 1 << 20
 """Bytes from which an allocation gets a mapping of its own (see the module docstring)."""
+DEFAULT_TRIM_THRESHOLD = 4 << 20
+"""Free bytes at the top of an arena beyond which glibc gives them back (see the module
+docstring)."""
 MAX_MMAP_THRESHOLD = 32 << 20
 """The largest threshold glibc accepts on 64-bit (``HEAP_MAX_SIZE / 2``)."""
 
 
 @dataclass(frozen=True)
 class MallocPolicy:
-    """What to pin: `mmap_threshold` bytes (4 KiB to 32 MiB) and, when not None, `arena_max`."""
+    """What to pin: `mmap_threshold` bytes (4 KiB to 32 MiB), `trim_threshold` bytes (at least
+    the page size) and, when not None, `arena_max`."""
 
     mmap_threshold: int = DEFAULT_MMAP_THRESHOLD
+    trim_threshold: int = DEFAULT_TRIM_THRESHOLD
     arena_max: int | None = None
 
     def __post_init__(self) -> None:
         if not 4096 <= self.mmap_threshold <= MAX_MMAP_THRESHOLD:
             raise ValueError(f"mmap_threshold: expected 4096 to {MAX_MMAP_THRESHOLD} bytes, got "
                              f"{self.mmap_threshold}")
+        if self.trim_threshold < 4096:
+            raise ValueError(f"trim_threshold: expected at least 4096 bytes, got "
+                             f"{self.trim_threshold}")
         if self.arena_max is not None and self.arena_max < 1:
             raise ValueError(f"arena_max: expected at least 1, got {self.arena_max}")
 
@@ -97,10 +113,12 @@ def pin_malloc(policy: MallocPolicy | None = None, *,
     lib, version = found
     lib.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     lib.mallopt.restype = ctypes.c_int
-    done = [f"mmap threshold {policy.mmap_threshold} bytes"]
-    ok = lib.mallopt(M_MMAP_THRESHOLD, policy.mmap_threshold) == 1
+    done = [f"mmap threshold {policy.mmap_threshold} bytes",
+            f"trim threshold {policy.trim_threshold} bytes"]
+    calls = [(M_MMAP_THRESHOLD, policy.mmap_threshold), (M_TRIM_THRESHOLD, policy.trim_threshold)]
     if policy.arena_max is not None:
-        ok = lib.mallopt(M_ARENA_MAX, policy.arena_max) == 1 and ok
+        calls.append((M_ARENA_MAX, policy.arena_max))
         done.append(f"at most {policy.arena_max} arenas")
+    ok = all([lib.mallopt(param, value) == 1 for param, value in calls])  # every call made
     detail = ("malloc pinned: " if ok else "mallopt refused: ") + ", ".join(done)
     return MallocPinning(ok, f"glibc {version}", detail)
