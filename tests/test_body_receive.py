@@ -204,3 +204,51 @@ async def test_a_chunked_body_is_read_through_aiohttp_as_before() -> None:
         writer.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_connection_whose_body_went_straight_in_is_freed_without_the_cyclic_collector(
+        ) -> None:
+    """Receiving around the parser leaves no reference cycle: the handler of a closed connection
+    whose body was received whole is freed by reference counting, as tests/test_memory_pools.py
+    asserts for the ordinary read. (A body cut off midway is not: the connection error's
+    traceback holds the request, on either path, until the cyclic collector runs.)"""
+    import gc
+    import weakref
+
+    handlers: list[weakref.ref] = []
+    buffer = np.empty(ROOM, dtype=np.uint8)
+
+    async def read(request: web.Request) -> web.Response:
+        handlers.append(weakref.ref(request.protocol))
+        length = await _read_into(request, buffer, ROOM, ROOM, timeout=30.0)
+        return web.Response(text=str(length), headers={"Connection": "close"})
+
+    app = web.Application(client_max_size=ROOM)
+    app.router.add_post("/body", read)
+    runner = WebnnRunner(app, models=[])
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    server = runner.server
+    assert server is not None
+    gc.collect()
+    gc.disable()
+    try:
+        for seed in (11, 12):
+            body = _payload(3 << 20, seed)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_head(len(body)) + body)
+            _, text = await _answer(reader)
+            assert text == str(len(body)).encode()
+            assert await asyncio.wait_for(reader.read(), 30) == b""  # the server closed it
+            writer.close()
+        assert len(handlers) == 2
+        for _ in range(1000):  # loop turns until the server saw both closes
+            if not server.connections and all(ref() is None for ref in handlers):
+                break
+            await asyncio.sleep(0)
+        assert not server.connections
+        assert [ref() for ref in handlers if ref() is not None] == []
+    finally:
+        gc.enable()
+        await runner.cleanup()

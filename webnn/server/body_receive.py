@@ -35,12 +35,13 @@ from typing import Any
 
 class BodyReceiver(asyncio.BufferedProtocol):
     """The transport's protocol while `view` (the body's remaining bytes) fills; see the module
-    docstring. `progress()` is called after every read (the reader's progress deadline);
+    docstring. `progress(filled)` is called after every read with the bytes received so far (the
+    reader's progress deadline);
     `finish()` after the last byte, before the connection's protocol reads again; `on_abort()`
     when the body cannot complete."""
 
     def __init__(self, protocol: Any, transport: asyncio.Transport, view: memoryview,
-                 progress: Callable[[], None], finish: Callable[[], None],
+                 progress: Callable[[int], None], finish: Callable[[], None],
                  on_abort: Callable[[], None]) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -61,7 +62,7 @@ class BodyReceiver(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.filled += nbytes
-        self._progress()
+        self._progress(self.filled)
         if self.filled >= len(self.view) and not self.done.done():
             self.transport.set_protocol(self.protocol)
             self._finish()

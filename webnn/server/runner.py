@@ -329,6 +329,8 @@ class JsonRequestHandler(RequestHandler):
             receiver.abort()
             receiver.done.cancel()
             raise
+        finally:  # an error's traceback keeps this frame, and the receiver holds the error
+            del receiver
         return True
 
     def _receiver(self, request: BaseRequest, view: memoryview, received: int,
@@ -367,8 +369,9 @@ class JsonRequestHandler(RequestHandler):
             self._out_of_step = True
             content.feed_eof()
 
+        # nothing here refers back to the receiver: once its body is done, it goes with the read
         receiver = BodyReceiver(self, transport, view,  # type: ignore[arg-type]
-                                lambda: progress(receiver.filled), finish, lost)
+                                progress, finish, lost)
         receiver.start()
         return receiver
 
