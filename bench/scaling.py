@@ -645,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", action="append", choices=("mlp", "text"))
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--clients", type=int, nargs="*", default=[1, 2, 4, 8, 16],
+                        help="client counts run with equal speeds (none: only the --hetero runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--hetero", type=int, nargs="*", default=[],
                         help="client counts also run with speeds spread over [1/spread, 1]")

@@ -17,7 +17,7 @@
 // between rounds.
 //
 //   taskset -c 1 nice -n 10 node bench/step_time.mjs [--batches 8,16,32,64] [--steps 2,10] [--rounds 100]
-//       [--warmup 5]
+//       [--warmup 5] [--hidden 256]   (--hidden: the width of the hidden layer, 256 as the spec)
 //
 // Prints one JSON line per cell and a summary line.
 
@@ -36,6 +36,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '2,10' },
     rounds: { type: 'string', default: '100' },
     warmup: { type: 'string', default: '5' },
+    hidden: { type: 'string', default: '256' },
   },
 });
 const batches = values.batches.split(',').map(Number);
@@ -53,7 +54,7 @@ const net = tf.sequential({
   layers: [
     tf.layers.embedding({ inputShape: [WINDOW], inputDim: VOCAB, outputDim: 8 }),
     tf.layers.flatten(),
-    tf.layers.dense({ units: 256, activation: 'relu' }),
+    tf.layers.dense({ units: Number(values.hidden), activation: 'relu' }),
     tf.layers.dense({ units: VOCAB, activation: 'softmax' }),
   ],
 });

@@ -13,7 +13,8 @@ estimate takes `--examples` random training windows: per-example squared gradien
 
     tr(Sigma) = n / (n - 1) (mean |g_i|^2 - |G_hat|^2);   |G|^2 = |G_hat|^2 - tr(Sigma) / n
 
-(both unbiased). Printed per probe: tasks, seconds, validation accuracy, training loss, B_simple,
+(both unbiased); ``--hidden 1024`` for a wider model, ``--task-seconds`` its device task time.
+Printed per probe: tasks, seconds, validation accuracy, training loss, B_simple,
 and the best step speedup (synchronous large batch, no staleness) it allows for 8 and 16 clients
 of batch 32 over one.
 
@@ -75,10 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, nargs="+", default=[5, 20, 50, 100, 150, 200, 300])
     parser.add_argument("--examples", type=int, default=32768)
     parser.add_argument("--config", default="average|adam lr=0.01")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256],
+                        help="hidden widths of the model (256: bench/specs/text_mlp.json)")
+    parser.add_argument("--task-seconds", type=float, default=TASK_SECONDS,
+                        help="one task's device seconds (the clock of the printed times)")
     args = parser.parse_args(argv)
     sim = load_sim()
     data = sim.load_text_data()
-    model = sim.EmbedMlp(hidden=(256,))
+    model = sim.EmbedMlp(hidden=tuple(args.hidden))
     pick = np.random.default_rng(12345)
     probes = sorted(args.tasks)
     rows: list[str] = []
@@ -96,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"| {speedup(b, 32, 16):.1f} |")
         print(rows[-1], flush=True)
 
-    print(f"# seed {args.seed}, {args.config}, {args.examples} windows per probe")
-    print("| tasks | s (x 1.58) | val acc | train loss | tr(Sigma) | abs(G)^2 | B_simple "
-          "| ideal step speedup 8 x 32 | 16 x 32 |")
+    print(f"# seed {args.seed}, {args.config}, hidden {args.hidden}, {args.examples} windows "
+          f"per probe")
+    print(f"| tasks | s (x {args.task_seconds:g}) | val acc | train loss | tr(Sigma) | abs(G)^2 "
+          "| B_simple | ideal step speedup 8 x 32 | 16 x 32 |")
     print("|---|---|---|---|---|---|---|---|---|")
     cfg = sim.Config.parse(args.config)
     sim.simulate(cfg, 1, args.seed, data, model, 2.0, max(probes),
-                 timing=sim.Timing(task_seconds=TASK_SECONDS, until=max(probes) * 10.0),
+                 timing=sim.Timing(task_seconds=args.task_seconds, until=max(probes) * 10.0),
                  on_merge=probe)
     return 0
 
