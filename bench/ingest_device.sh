@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Issue 11's "1M parameters, clients without think time: >= 200 merges/s with average" on the
 # 16-core device, in ONE call (about 5 minutes): the server of this tree (update bodies received
-# straight into the pooled buffer, docs/capacity.md) beside the server before it (OLD_TAR: a
-# `git archive <old commit> webnn | gzip` of the package, run through --server-env=PYTHONPATH;
-# the generator is this tree's in both), four servers at once, each on its own core with its
-# generator on three cores of its own, in three slots; old and new swap core sets between slots
-# 1 and 2 so each runs on both:
+# straight into the pooled buffer, docs/capacity.md) beside the server before it ("old": this
+# tree's package with that receive switched off, `ingest._read_into(direct=False)`, or with
+# OLD_TAR a `git archive <commit> webnn | gzip` of another; run through --server-env=PYTHONPATH
+# from its own directory; the generator is this tree's in both), four servers at once, each on
+# its own core with its generator on three cores of its own, in three slots; old and new swap
+# core sets between slots 1 and 2 so each runs on both:
 #   slot 1: A new/asyncio (0 | 1-3)   B old/asyncio (4 | 5-7)   C new/uvloop (8 | 9-11)
 #           D new/asyncio --screen off (12 | 13-15)
 #   slot 2: A old/asyncio             B new/asyncio             C old/uvloop    D old --screen off
 #   slot 3: A new/asyncio, 200 clients  B new/uvloop, 200 clients  C new/asyncio, 40 clients
 #           D new/uvloop --screen off
 # Each run: 1M parameters, --think 0, 8 s warm-up, 45 s window (--duration), default limits.
-# Device usage (carry [".devkit"]; OLD_TAR under .devkit, see docs/capacity.md):
-#   NO_NODE=1 bash .devkit/setup.sh && export PYTHONPATH=$PWD && \
-#     COMMIT=<sha> OLD_TAR=.devkit/ingest_old_webnn.tar.gz bash bench/ingest_device.sh
+# Device usage (carry [".devkit"] for its set-up):
+#   NO_NODE=1 bash .devkit/setup.sh && export PYTHONPATH=$PWD && COMMIT=<sha> bash bench/ingest_device.sh
 # Results (2 files; the device returns at most 8): $OUT/ingest11.tar.gz (every run's JSON report
 # and log) and $OUT/ingest11.txt (per run: merges/s, server CPU, ms of server CPU per update).
 # SCALE=small runs the same layout at toy sizes on cores 0 and 1 (a smoke test on any machine).
@@ -26,8 +26,13 @@ L="python3 $PWD/bench/load.py"
 L="$L --commit ${COMMIT:-unknown}"
 OLD=$(mktemp -d /tmp/ingest11old.XXXX)
 if [ -n "${OLD_TAR:-}" ]; then  # the package alone; the browser client it serves is this tree's
-  tar xzf "$OLD_TAR" -C "$OLD" && ln -s "$PWD/client_js" "$OLD/client_js"
-else echo "no OLD_TAR: old runs skipped"; fi
+  tar xzf "$OLD_TAR" -C "$OLD"
+else  # this tree's package with the receive into place off: chunks only, as before it
+  cp -r webnn "$OLD/webnn"
+  sed -i 's/timeout: float = 10.0, \*, direct: bool = True) -> int:/timeout: float = 10.0, *, direct: bool = False) -> int:/' "$OLD/webnn/server/ingest.py"
+  grep -q "direct: bool = False" "$OLD/webnn/server/ingest.py" || { echo "could not switch the old read on"; rm -rf "$OLD/webnn"; }
+fi
+ln -s "$PWD/client_js" "$OLD/client_js"
 if [ "${SCALE:-}" = small ]; then
   P=20000 W=2 D=${D:-6} CB=8 CM=16 CS=4
   A="0 1" B="1 0" C="0 1" D4="1 0"
