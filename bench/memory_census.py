@@ -133,7 +133,10 @@ def trim() -> dict[str, float] | None:
 
 def smaps() -> dict[str, int]:
     """kB figures of ``smaps_rollup`` and the resident kB of ``[heap]`` and of anonymous mappings
-    (by size: under 1 MiB, 1-64 MiB, 64 MiB and over: the thread arenas' heaps are 64 MiB)."""
+    by size: under 1 MiB, 1-64 MiB ("mid": the thread arenas' heaps, whose 64 MiB reservations
+    show as a read-write part and a PROT_NONE rest, Python's 1 MiB object arenas, thread stacks
+    and malloc's ``mmap``'d chunks, so model-sized buffers under `webnn.server.allocator`), 64 MiB
+    and over. ``arenas`` (`arenas`) tells malloc's share of "mid" apart."""
     out: dict[str, int] = {}
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
         key, _, value = line.partition(":")

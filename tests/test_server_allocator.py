@@ -1,6 +1,6 @@
 """`webnn.server.allocator`: on glibc, `pin_malloc` makes model-sized buffers go back to the
-kernel when freed (measured in fresh interpreters, reading /proc/self/statm); elsewhere it does
-nothing; ``wnn serve`` applies it unless ``--no-pin-malloc``."""
+kernel when freed (measured in fresh interpreters, reading /proc/self/statm and the census's
+malloc_info); elsewhere it does nothing; ``wnn serve`` applies it unless ``--no-pin-malloc``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from support.serve_cli import DIGITS_DATA, DIGITS_SPEC, ServeProcess, start_serve
+from support.serve_cli import DIGITS_DATA, DIGITS_SPEC, ROOT, ServeProcess, start_serve
 
 from webnn.server.allocator import MallocPolicy, glibc, pin_malloc
 
@@ -128,3 +128,33 @@ def test_wnn_serve_pins_malloc_unless_told_not_to(processes: list[ServeProcess],
     assert (served.find("malloc pinned") is not None) == (line is not None), served.output()
     if line is not None:
         assert line in served.output()
+
+
+CENSUS_PROGRAM = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, "bench")
+    import memory_census
+    from webnn.server.allocator import pin_malloc
+    if sys.argv[1] == "pin":
+        pin_malloc()
+    np.ones(1 << 20, np.float32)  # one model-sized buffer allocated and freed first
+    kept = [np.ones(1 << 20, np.float32) for _ in range(4)]
+    print(json.dumps(memory_census.arenas()))
+""")
+
+
+@pytest.mark.parametrize("mode", ["pin", "default"])
+def test_the_census_tells_mapped_buffers_from_arena_memory(mode: str) -> None:
+    """bench/memory_census.py's `arenas` (glibc's malloc_info): with the pin, four live 4 MiB
+    arrays are four mmapped chunks; without it they sit in the main arena."""
+    done = subprocess.run([sys.executable, "-c", CENSUS_PROGRAM, mode], capture_output=True,
+                          text=True, timeout=120, check=True, cwd=ROOT)
+    arenas = json.loads(done.stdout)
+    assert arenas["count"] >= 1 and len(arenas["by_arena"]) == arenas["count"]
+    if mode == "pin":
+        assert arenas["mmap_chunks"] >= 4 and arenas["mmap_bytes"] >= 16 * MB
+        assert arenas["system"] < 16 * MB
+    else:
+        assert arenas["mmap_bytes"] < 4 * MB
+        assert arenas["system"] >= 16 * MB
