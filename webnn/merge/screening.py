@@ -143,7 +143,8 @@ class NormWindow:
     """The last `size` delta norms and the adaptive bound they give.
 
     ``bound() = factor * quantile(last norms, quantile)`` once at least `min_history` norms were
-    added, else None (no bound yet).
+    added, else None (no bound yet). The bound is kept until the next `add` or `load` (the
+    quantile costs tens of microseconds; a merge asks for it up to twice).
     """
 
     def __init__(self, size: int, quantile: float, factor: float, min_history: int = 1) -> None:
@@ -151,17 +152,22 @@ class NormWindow:
         self.factor = factor
         self.min_history = min_history
         self._norms: deque[float] = deque(maxlen=size)
+        self._bound: float | None = None
+        self._known = False  # whether `_bound` is the bound of the norms held now
 
     def __len__(self) -> int:
         return len(self._norms)
 
     def add(self, norm: float) -> None:
         self._norms.append(float(norm))
+        self._known = False
 
     def bound(self) -> float | None:
-        if len(self._norms) < max(self.min_history, 1):
-            return None
-        return quantile_bound(self._norms, self.quantile, self.factor)
+        if not self._known:
+            self._bound = (None if len(self._norms) < max(self.min_history, 1)
+                           else quantile_bound(self._norms, self.quantile, self.factor))
+            self._known = True
+        return self._bound
 
     def norms(self) -> list[float]:
         return list(self._norms)
@@ -170,6 +176,7 @@ class NormWindow:
         """Replace the remembered norms (oldest first); only the last `size` are kept."""
         self._norms.clear()
         self._norms.extend(float(n) for n in norms)
+        self._known = False
 
 
 # ---------------------------------------------------------------------------------------------

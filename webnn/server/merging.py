@@ -16,6 +16,17 @@
 
 A strategy that raises is rolled back the same way and the exception propagates. The worker holds
 values (strategy, screen, layout, snapshot pool), never the coordinator.
+
+With WebNN's `average` (`fused`, on by default) steps 1-4 first run as one blocked pass
+(`WebNNAverage.merge_fused`, `webnn.merge.fused_average`): each block of the update is checked
+(its delta's squares summed into the norm, held to the screen's bound as it grows), merged,
+checked finite and copied into the snapshot buffer while in cache, so the model-sized arrays are
+read once instead of about five times, with bit-identical weights and the same norm (its blocks are
+`ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a non-finite update, a norm
+above the bound: clip or refuse, a non-finite result) it has restored the blocks it merged from
+`current`, and the steps above run as they always did: the same verdicts, codes and roll-back.
+`current` must hold the model's weights (it is the current version's snapshot), as the roll-back
+already requires.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import numpy as np
 
 from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import Screen, ScreenResult
+from webnn.merge.webnn_strategies import WebNNAverage
 from webnn.server.ingest import CHUNK, check_weights
 from webnn.server.updates import not_finite_error
 from webnn.server.versions import Snapshot, SnapshotPool
@@ -62,8 +74,11 @@ class MergeWorker:
     """The in-thread part of a merge for one model; see the module docstring."""
 
     def __init__(self, strategy: Strategy, screen: Screen | None, layout: WeightLayout,
-                 pool: SnapshotPool) -> None:
+                 pool: SnapshotPool, fused: bool = True) -> None:
         self.strategy = strategy
+        # the one-pass merge of `average` (not of a subclass that merges differently)
+        self.fused = (strategy if fused and isinstance(strategy, WebNNAverage)
+                      and type(strategy).merge is WebNNAverage.merge else None)
         self.screen = screen
         self.layout = layout
         self.pool = pool
@@ -82,6 +97,10 @@ class MergeWorker:
     def run(self, model: ModelState, update: Update, base: np.ndarray | None,
             current: Snapshot) -> MergeOutcome:
         reference = base if base is not None else model.weights
+        if self.fused is not None:
+            outcome = self._run_fused(self.fused, model, update, reference, current)
+            if outcome is not None:
+                return outcome
         check = check_weights(update.weights, reference, norm=self.screen is not None,
                               scratch=self.scratch)
         if not check.finite:
@@ -106,6 +125,34 @@ class MergeWorker:
                 "merging this update would make the model's weights non-finite (overflow); it "
                 "was rolled back and the update refused"))
         return MergeOutcome(verdict, changed, self.snapshot(model) if changed else None)
+
+    def _run_fused(self, strategy: WebNNAverage, model: ModelState, update: Update,
+                   reference: np.ndarray, current: Snapshot) -> MergeOutcome | None:
+        """The one-pass merge (module docstring); None when it stopped and the model is as it was.
+
+        The screen's bound is read before the pass and the pass stops once the norm so far is
+        above it; the sum of squares only grows, so a pass that ends has ``norm <= bound`` and
+        `Screen.check` accepts it (adding the norm to its window) as it would have before.
+        """
+        screen = self.screen
+        bound = screen.bound() if screen is not None else None
+        buffer = self.pool.acquire()
+        try:
+            result = strategy.merge_fused(model, update, buffer, current.array(),
+                                          reference=reference, norm=screen is not None,
+                                          bound=bound, block=CHUNK, scratch=self.scratch)
+        except Exception:
+            self.pool.give_back(buffer)
+            self._roll_back(model, current, None)
+            raise
+        if not result.merged:
+            self.pool.give_back(buffer)
+            return None
+        verdict = None
+        if screen is not None:
+            verdict = screen.check(update.weights, reference, norm=result.norm)
+        buffer.flags.writeable = False
+        return MergeOutcome(verdict, True, Snapshot(buffer, model.steps))
 
     def _saved_state(self) -> StrategyState | None:
         if not self.save_state:
