@@ -10,8 +10,8 @@ first free, and the merge threads of ``asyncio.to_thread`` each take an arena of
 4 MB holes in those arenas are reused only by requests that fit and are returned to the kernel
 only from the top of a heap, so the process holds more and more free memory: the 16-core capacity
 run (docs/capacity.md, 1M parameters, 1000 clients) showed malloc ``in_use`` flat at 180-230 MB
-while its ``free`` grew 82 -> 224 MB and the thread arenas' mappings 144 -> 312 MB (RSS +18.8
-MB/min over five minutes).
+while its ``free`` grew 79 -> 219 MB and its arenas 254 -> 409 MB, with 5 MB in mmapped chunks
+(RSS +18.8 MB/min over five minutes).
 
 What: `pin_malloc` calls ``mallopt(M_MMAP_THRESHOLD, threshold)`` and
 ``mallopt(M_TRIM_THRESHOLD, trim)`` once. Thresholds set this way are fixed (glibc no longer
@@ -22,12 +22,14 @@ them, gets its own mapping and goes back to the kernel on free; the arenas keep 
 keep their arena speed; the server's own model-sized buffers are pooled, so few mappings are made
 per update. ``DEFAULT_TRIM_THRESHOLD`` is 4 MiB: with glibc's default 128 KiB (what a fixed mmap
 threshold leaves) the main heap's top grew and shrank by 0.25-1.5 MiB with ``brk`` about 30 times
-a second under load (``strace``), paying page faults each time (about 8 % more server CPU per
-update); 4 MiB of free top per arena at most stops that churn and is bounded, not growing. The
-load benchmark's census and server CPU per update are in docs/capacity.md. Optionally
+a second under load (``strace``), paying page faults each time; with 4 MiB, about once a second,
+and an arena keeps at most 4 MiB of free top (bounded, not growing). Pinned, the server spent
+4-7 % more CPU per update than unpinned in the 2-core load runs (page faults of the model-sized
+mappings that are not pooled); the figures and commands are in docs/capacity.md. Optionally
 ``M_ARENA_MAX`` caps the arenas (`MallocPolicy.arena_max`; None leaves glibc's 8 per core).
 A periodic ``malloc_trim(0)`` instead (measured with the census's ``WEBNN_CENSUS_TRIM``: about
-1 ms every 10 s) does not stop the growth, since freed holes are reused and refaulted.
+1 ms every 10 s) does not stop the growth (+7.2 MB/min against +9.1 untrimmed, side by side):
+it gives back the holes' pages, which are faulted in again when reused, and the arenas grow.
 
 Forked children (the cluster supervisor's front-ends and merger) inherit the setting with the
 rest of the allocator's state. Elsewhere (macOS, musl, Windows: no glibc ``mallopt``) `pin_malloc`
