@@ -31,6 +31,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ class Path:
             self.pool.give_back(array)
 
 
-def timed(work: Callable[[], None], count: int) -> tuple[float, float]:
+def timed(work: Callable[[], Any], count: int) -> tuple[float, float]:
     """(wall ms, process CPU ms) per call of `work` over `count` calls."""
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
@@ -84,13 +85,13 @@ def timed(work: Callable[[], None], count: int) -> tuple[float, float]:
             (time.process_time() - cpu) * 1e3 / count)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--merges", type=int, default=16, help="merges per path per round")
     parser.add_argument("--staleness", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     initial = rng.standard_normal(args.params).astype(np.float32)
@@ -115,7 +116,7 @@ def main() -> None:
     reference = initial.copy()
     snapshot = np.empty_like(model)
     scratch = np.empty(min(CHUNK, args.params), np.float32)
-    parts: dict[str, Callable[[], None]] = {
+    parts: dict[str, Callable[[], Any]] = {
         "check+norm": lambda: check_weights(update, reference, norm=True, scratch=scratch),
         "average": lambda: average_into(model, update),
         "result sum": lambda: check_weights(model),
@@ -135,7 +136,9 @@ def main() -> None:
         cpu_ratios.append(pair["new"][1] / pair["old"][1])
         a, b = paths["old"].model, paths["new"].model
         assert a.weights.tobytes() == b.weights.tobytes() and a.steps == b.steps, "results differ"
-        assert (paths["old"].worker.screen.state() == paths["new"].worker.screen.state())
+        screens = [paths[name].worker.screen for name in ("old", "new")]
+        assert screens[0] is not None and screens[1] is not None
+        assert screens[0].state() == screens[1].state(), "screen windows differ"
         for name, work in parts.items():
             model[...] = initial
             results[name].append(timed(work, max(4, args.merges // 4)))
