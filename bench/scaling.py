@@ -160,6 +160,9 @@ class Workload:
     stop_after: float | None = None
     """Seconds a run goes on after its first validation at or above the target (None: to its
     cap); saves device time where only the time to target is wanted."""
+    init_weights: str | None = None
+    """A file of initial weights (`read_init_weights`) every run starts from instead of the
+    seed's initialisation (None: the seed's)."""
 
     def setting(self, clients: int) -> Setting:
         return self.settings.get(clients, self.default_setting)
@@ -245,7 +248,36 @@ class Cores:
         return cls(True, cpus[0], cpus[1:])
 
 
-def _spec_with(path: str, setting: Setting) -> Any:
+def read_init_weights(path: str | Path, size: int) -> Any:
+    """Flat float32 weights in the spec's weight order (TF.js ``model.weights``: for the text
+    model the embedding, then each dense kernel and bias): a ``.npy`` 1-D array (e.g.
+    bench/scaling_results/noise_scale.py --save-dir) or raw little-endian float32 (a TF.js
+    ``weights.bin`` of one file, as ``wnn export`` writes). A clear error names the file when it
+    is unreadable, of the wrong length or holds non-finite values."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            flat = np.load(path, allow_pickle=False)
+        else:
+            raw = path.read_bytes()
+            if len(raw) % 4:
+                raise ValueError(f"{len(raw)} bytes is not a whole number of float32 values")
+            flat = np.frombuffer(raw, dtype="<f4")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--init-weights {path}: cannot read weights ({exc})") from exc
+    if flat.ndim != 1 or flat.size != size or flat.dtype.kind != "f":
+        raise SystemExit(f"--init-weights {path}: {flat.dtype} array of shape {flat.shape}; the "
+                         f"spec has {size} float weights")
+    if not np.isfinite(flat).all():
+        raise SystemExit(f"--init-weights {path}: holds non-finite values")
+    return flat.astype(np.float32)
+
+
+def _spec_with(path: str, setting: Setting, init_weights: str | None = None) -> Any:
+    """The spec at `path` with the setting's rate, task length and batch; with `init_weights`
+    its initial weights are that file's (the server starts the run from them)."""
     from webnn.spec import load_spec
 
     raw = json.loads(Path(path).read_text())
@@ -256,7 +288,11 @@ def _spec_with(path: str, setting: Setting) -> Any:
         raw["training"]["localSteps"] = setting.local_steps
     if setting.batch_size is not None:
         raw["training"]["batchSize"] = setting.batch_size
-    return load_spec(raw)
+    spec = load_spec(raw)
+    if init_weights is not None:
+        spec.compiled.loaded_weights = read_init_weights(init_weights,
+                                                         spec.compiled.layout.size)
+    return spec
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
@@ -283,7 +319,7 @@ async def run_one(workload: Workload, clients: int, seed: int, speeds: list[floa
 
     setting = workload.setting(clients)
     result = RunResult(workload.name, clients, seed, setting.label(), speeds)
-    spec = _spec_with(workload.spec, setting)
+    spec = _spec_with(workload.spec, setting, workload.init_weights)
     result.local_steps = int(spec.training.local_steps)
     result.batch_size = int(spec.training.batch_size)
     config = ServeConfig(
@@ -668,6 +704,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path,
                         help="text file for the text workload (default: the bundled Tiny "
                              "Shakespeare, webnn/data/corpora)")
+    parser.add_argument("--init-weights", type=Path, metavar="FILE",
+                        help="start every run from these weights (.npy of the flat weights in "
+                             "the spec's order, or a TF.js weights.bin) instead of the seed's "
+                             "initialisation; times still count from the last client's join")
     parser.add_argument("--out", type=Path, default=Path("bench-out/scaling"))
     parser.add_argument("--report-only", action="store_true",
                         help="redraw table and plot from OUT/scaling.json (or --inputs), with "
@@ -707,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
             table[name] = replace(table[name], target=args.target)
         if args.stop_after is not None:
             table[name] = replace(table[name], stop_after=args.stop_after)
+        if args.init_weights is not None:
+            table[name] = replace(table[name], init_weights=str(args.init_weights))
+            _spec_with(table[name].spec, table[name].default_setting, str(args.init_weights))
+            meta["init_weights"] = str(args.init_weights)
+            meta["init_weights_sha256"] = hashlib.sha256(
+                args.init_weights.read_bytes()).hexdigest()
         for item in args.cap_for:
             key, _, value = item.partition("=")
             table[name] = replace(table[name], caps={**table[name].caps, key: float(value)})

@@ -379,16 +379,25 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Any, target:
              max_updates: int, speeds: list[float] | None = None,
              jitter: float = 0.1, overhead: float = 0.0,
              milestones: tuple[float, ...] = (), timing: Timing | None = None,
-             on_merge: Callable[[float, int, np.ndarray], None] | None = None) -> dict[str, Any]:
+             on_merge: Callable[[float, int, np.ndarray], None] | None = None,
+             init_weights: np.ndarray | None = None) -> dict[str, Any]:
     """One run; returns updates/merges to target (None if not reached), the final accuracy and
     the validation `history` ([time, updates, accuracy] as the evaluator saw it, see `Timing`).
 
     `mlp`: `Mlp` or `EmbedMlp`. `milestones`: lower accuracies whose first time is recorded on
     the way (``passed``: accuracy -> [updates, time]). `on_merge(time, updates, weights)` is
-    called after every merge (a probe; it must not change the weights)."""
+    called after every merge (a probe; it must not change the weights). `init_weights`: start
+    from these flat weights (a checkpoint) instead of the seeded initialisation; the seed still
+    draws the task times and the example order, and every optimiser starts fresh."""
     timing = timing or Timing(overhead=overhead, jitter=jitter)
     rng = np.random.default_rng(seed)
-    model = ModelState(mlp.init(rng))
+    weights = mlp.init(rng)
+    if init_weights is not None:
+        if init_weights.shape != weights.shape:
+            raise ValueError(f"init weights: {init_weights.size} values, the model has "
+                             f"{weights.size}")
+        weights = init_weights.astype(np.float32).copy()
+    model = ModelState(weights)
     strategy = create_strategy(cfg.strategy, cfg.params)
     versions = {0: model.weights.copy()}
     order = np.random.default_rng(seed + 1000)
@@ -486,6 +495,21 @@ def simulate(cfg: Config, clients: int, seed: int, data: Data, mlp: Any, target:
             "history": history, "elapsed": now}
 
 
+def load_weights(path: str, size: int) -> np.ndarray:
+    """The flat float32 weights saved at `path` (``np.save`` of a 1-D array); a clear error
+    naming the file when it is unreadable, not 1-D or not `size` values long."""
+    try:
+        flat = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--init-weights {path}: cannot read a .npy array ({exc})") from exc
+    if flat.ndim != 1 or flat.size != size or flat.dtype.kind != "f":
+        raise SystemExit(f"--init-weights {path}: {flat.dtype} array of shape {flat.shape}, the "
+                         f"model needs {size} float weights")
+    if not np.isfinite(flat).all():
+        raise SystemExit(f"--init-weights {path}: holds non-finite values")
+    return flat.astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True,
@@ -521,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                              "the target; the printed final accuracy is the last validation")
     parser.add_argument("--json", action="store_true",
                         help="one JSON document: every row with each seed's history")
+    parser.add_argument("--init-weights", metavar="FILE",
+                        help="start every run from these weights (a .npy of the model's flat "
+                             "weights, e.g. bench/scaling_results/noise_scale.py --save-dir) "
+                             "instead of a fresh initialisation; times count from that start")
     args = parser.parse_args(argv)
     data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
     if args.data == "text":
@@ -535,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
                    else 97))
     timing = Timing(args.task_seconds, args.overhead, 0.1, args.eval_seconds, args.until)
+    init = None
+    if args.init_weights:
+        init = load_weights(args.init_weights, sum(math.prod(s) for s in mlp.shapes))
     rows = []
     for text in args.config:
         cfg = Config.parse(text)
@@ -542,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.clients:
             speeds = list(np.linspace(1.0 / args.spread, 1.0, n)) if n > 1 else [1.0]
             runs = [simulate(cfg, n, s, data, mlp, args.target, args.max_updates, speeds,
-                             milestones=tuple(args.milestones), timing=timing)
+                             milestones=tuple(args.milestones), timing=timing,
+                             init_weights=init)
                     for s in args.seeds]
             ups = [r["updates"] for r in runs]
             times = [r["time"] if r["time"] is not None else math.inf for r in runs]
