@@ -3,7 +3,7 @@
 # trained to about 0.33) and are timed from there to a higher target (0.36-0.40). Same flags and
 # device clock as sim_s7.sh (a task of L steps of 64 takes 0.055 + 0.274 L s; a validation is seen
 # 1.75 s after it starts), plus --init-weights CKPT. The checkpoint is made by noise_s8.sh (seed 1,
-# batch 64, Adam 0.014, the probe after CKPT_TASKS = 100 tasks, 280 device s: validation
+# batch 64, Adam 0.014, the probe after CKPT_TASKS = 100 tasks, about 285 device s: validation
 # accuracy 0.335, training loss 2.149); it is made here if missing.
 #   JOBS=1 bash bench/scaling_results/sim_s8.sh OUTFILE [JOB NUMBERS...]
 set -u
