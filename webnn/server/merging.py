@@ -19,17 +19,14 @@ values (strategy, screen, layout, snapshot pool), never the coordinator.
 
 With WebNN's `average` (`fused`, on by default) steps 1-4 first run as one blocked pass
 (`WebNNAverage.merge_fused`, `webnn.merge.fused_average`): each block of the update is checked
-(its delta's squares summed into the norm, held to the screen's bound as it grows), averaged
-with the model's block straight into a pooled snapshot buffer and checked finite while in cache.
-That buffer, made read-only, becomes both the new version's snapshot and the model's weights (no
-copy): the model-sized arrays are read once instead of about five times and one is written
-instead of three, with bit-identical weights and the same norm (its blocks are `ingest.CHUNK`,
-the chunks of `check_weights`). When that pass stops (a non-finite update, a norm above the
-bound: clip or refuse, a non-finite result) the model was not touched and the steps above run as
-they always did: the same verdicts, codes and roll-back. Before any in-place merge (those steps,
-any other strategy) a model whose weights are a read-only snapshot first gets a writable pooled
-copy of its own (`_own`); a private model buffer replaced by a one-pass merge goes back to the
-pool.
+(its delta's squares summed into the norm, held to the screen's bound as it grows), merged,
+checked finite and copied into the snapshot buffer while in cache, so the model-sized arrays are
+read once instead of about five times, with bit-identical weights and the same norm (its blocks are
+`ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a non-finite update, a norm
+above the bound: clip or refuse, a non-finite result) it has restored the blocks it merged from
+`current`, and the steps above run as they always did: the same verdicts, codes and roll-back.
+`current` must hold the model's weights (it is the current version's snapshot), as the roll-back
+already requires.
 """
 
 from __future__ import annotations
@@ -101,7 +98,7 @@ class MergeWorker:
             current: Snapshot) -> MergeOutcome:
         reference = base if base is not None else model.weights
         if self.fused is not None:
-            outcome = self._run_fused(self.fused, model, update, reference)
+            outcome = self._run_fused(self.fused, model, update, reference, current)
             if outcome is not None:
                 return outcome
         check = check_weights(update.weights, reference, norm=self.screen is not None,
@@ -115,7 +112,6 @@ class MergeWorker:
             if verdict.refused:
                 return MergeOutcome(verdict)
         saved = self._saved_state()
-        self._own(model)
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
                 changed = bool(self.strategy.merge(model, update))
@@ -131,7 +127,7 @@ class MergeWorker:
         return MergeOutcome(verdict, changed, self.snapshot(model) if changed else None)
 
     def _run_fused(self, strategy: WebNNAverage, model: ModelState, update: Update,
-                   reference: np.ndarray) -> MergeOutcome | None:
+                   reference: np.ndarray, current: Snapshot) -> MergeOutcome | None:
         """The one-pass merge (module docstring); None when it stopped and the model is as it was.
 
         The screen's bound is read before the pass and the pass stops once the norm so far is
@@ -140,33 +136,23 @@ class MergeWorker:
         """
         screen = self.screen
         bound = screen.bound() if screen is not None else None
-        previous = model.weights
         buffer = self.pool.acquire()
         try:
-            result = strategy.merge_fused(model, update, buffer, reference=reference,
-                                          norm=screen is not None, bound=bound, block=CHUNK,
-                                          scratch=self.scratch)
+            result = strategy.merge_fused(model, update, buffer, current.array(),
+                                          reference=reference, norm=screen is not None,
+                                          bound=bound, block=CHUNK, scratch=self.scratch)
         except Exception:
             self.pool.give_back(buffer)
+            self._roll_back(model, current, None)
             raise
         if not result.merged:
             self.pool.give_back(buffer)
             return None
-        buffer.flags.writeable = False  # the model's weights and the new version's snapshot
         verdict = None
         if screen is not None:
             verdict = screen.check(update.weights, reference, norm=result.norm)
-        if previous.flags.writeable:  # a buffer of the model's own (not a version's snapshot)
-            self.pool.give_back(previous)
+        buffer.flags.writeable = False
         return MergeOutcome(verdict, True, Snapshot(buffer, model.steps))
-
-    def _own(self, model: ModelState) -> None:
-        """Give the model writable weights of its own before an in-place merge: after a one-pass
-        merge they are the current version's read-only snapshot."""
-        if not model.weights.flags.writeable:
-            buffer = self.pool.acquire()
-            np.copyto(buffer, model.weights)
-            model.weights = buffer
 
     def _saved_state(self) -> StrategyState | None:
         if not self.save_state:
