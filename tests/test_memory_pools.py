@@ -47,17 +47,44 @@ def test_buffers_plateau_at_kept_plus_read_plus_free() -> None:
         assert np.all(values == values[0])
 
 
-def test_buffers_beyond_keep_are_let_go() -> None:
-    pool = SnapshotPool(size=4, keep=1)
+def test_buffers_beyond_the_recent_peak_plus_keep_are_let_go() -> None:
+    """Reclaimed together, the lent buffers of a burst are kept for the next one (no buffer made
+    again); once the use stays lower for `settle` acquires per buffer, those beyond the new peak
+    plus `keep` are let go."""
+    pool = SnapshotPool(size=4, keep=1, settle=3)
     versions = VersionSnapshots(0, Snapshot(pool.acquire(), 0), pool)
     readers = []
     for version in range(1, 4):
         readers.append(versions.get(version - 1).wire())
         versions.advance(version, Snapshot(pool.acquire(), version))
-    assert pool.lent == 3
+    assert (pool.allocated, pool.lent) == (4, 3)
     readers.clear()
-    pool.acquire()
-    assert pool.lent == 0 and pool.free == 0     # one reused, the others beyond keep let go
+    buffer = pool.acquire()
+    assert (pool.allocated, pool.lent, pool.free) == (4, 0, 2)   # one reused, two kept
+    for _ in range(20):                 # the use at once stays at 2 (current + the one filled)
+        pool.give_back(buffer)
+        buffer = pool.acquire()
+    assert pool.allocated == 4 and pool.alive == 2 + 1 and pool.free == 1
+
+
+def test_a_burst_of_readers_again_makes_no_buffer() -> None:
+    """Bursts of responses reading dropped versions (up to 6 at once, then none), as at think 0
+    with a follow-up frame per client: the pool makes the burst's buffers once, not per burst."""
+    pool = SnapshotPool(size=8, keep=2)
+    versions = VersionSnapshots(0, Snapshot(pool.acquire(), 0), pool)
+    readers: list[memoryview] = []
+    for version in range(1, 301):
+        readers.append(versions.get(version - 1).wire())
+        if len(readers) > 6:
+            readers.clear()
+        buffer = pool.acquire()
+        buffer[:] = version
+        buffer.flags.writeable = False
+        versions.advance(version, Snapshot(buffer, version))
+    assert pool.allocated <= 1 + 7 + 1
+    for view in readers:
+        values = np.frombuffer(view, dtype=np.float32)
+        assert np.all(values == values[0])
 
 
 def test_give_back_and_acquire_from_two_threads_lose_nothing() -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 
 from webnn.server.errors import bad_field
 from webnn.server.follow_up import BatchFrame, follow_up_pieces
@@ -32,6 +33,37 @@ SIGNED_LOSSES = frozenset({"cosineProximity", "poisson"})
 y_pred - y_true * log(y_pred)); every other loss is >= 0."""
 DIGEST_CHARS = 16
 """Hex digits of the weights' digest in an ETag (64 bits: no two weight sets of a run meet)."""
+HEAD_BYTES = 1024
+"""Bytes of a weights body written with the response's headers (`WeightsPayload`)."""
+
+
+class WeightsPayload(payload.Payload):
+    """A weights body (a snapshot's wire bytes, not copied) written as two pieces: its first
+    `HEAD_BYTES` bytes, then the rest.
+
+    Why: aiohttp's `web.Response` holds its headers back to send them with the body's first
+    write, and on Python < 3.12.9 it joins the two (``b"".join``) into one new bytes object: a
+    model-sized allocation and copy per ``GET weights`` (a fresh 4 MB mapping with the pinned
+    allocator, `webnn.server.allocator`). With a small first piece only the headers and
+    `HEAD_BYTES` are joined; the rest goes to the transport as a view of the snapshot."""
+
+    def __init__(self, value: bytes | memoryview) -> None:
+        view = memoryview(value).cast("B")
+        super().__init__(view, content_type="application/octet-stream")
+        self._size = len(view)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter,
+                                content_length: int | None) -> None:
+        view = self._value if content_length is None else self._value[:content_length]
+        await writer.write(view[:HEAD_BYTES])
+        if len(view) > HEAD_BYTES:
+            await writer.write(view[HEAD_BYTES:])
 
 
 def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
@@ -78,7 +110,7 @@ def weights_answer(request: web.Request, *, version: int, steps: int, data: byte
                "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
     if etag_matches(request, etag):
         return web.Response(status=304, headers=headers), False
-    return web.Response(body=data, headers=headers, content_type="application/octet-stream"), True
+    return web.Response(body=WeightsPayload(data), headers=headers), True
 
 
 async def follow_up_frame(request: web.Request, answer: dict, weights: memoryview,

@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 
+SETTLE_ACQUIRES = 256
+"""Acquires below `SnapshotPool`'s recent peak of buffers in use after which that peak falls by
+one buffer (a few seconds at 40-100 merges a second)."""
+
 
 class SnapshotPool:
     """Model-sized buffers (`size` values of `dtype`, float32 by default) for snapshots, reused.
@@ -48,22 +52,37 @@ class SnapshotPool:
     buffer and free an old one: a churn of model-sized blocks through malloc that fragments its
     heap (the RSS creep of issue 11's 1M x 1000 run).
 
-    Bounds: the buffers alive are the kept snapshots, the lent ones (at most one per response in
-    progress) and at most `keep` free ones; `allocated` counts every buffer ever made, so
-    ``allocated`` that stops growing means the pool reached its plateau.
+    Bounds: the buffers alive (`alive`) are those in use (the kept snapshots, the lent ones: at
+    most one per response in progress, the one being filled) and the free ones, at most
+    ``peak + keep`` in all, where ``peak`` is the most buffers in use at once lately: it rises
+    with the use at once and falls by one buffer after each `settle` acquires that stay below
+    it, and free buffers beyond the bound are let go then. So the lent buffers of a burst of
+    responses, reclaimed together, wait for the next burst instead of being freed and made again
+    (a fresh model-sized mapping, its pages faulted in, per merge: the churn `strace` showed at
+    think 0, where up to one buffer per client is lent), and a pool whose use falls gives its
+    buffers back within ``settle`` acquires per buffer. `allocated` counts every buffer ever
+    made, so ``allocated`` that stops growing means the pool reached its plateau.
 
     `acquire` and `give_back` may be called from worker threads: a lent buffer is reclaimed only
     once the pool holds its last reference, and nothing else can get a new one then.
     """
 
-    def __init__(self, size: int, keep: int = 8, dtype: str = "<f4") -> None:
+    def __init__(self, size: int, keep: int = 8, dtype: str = "<f4",
+                 settle: int = SETTLE_ACQUIRES) -> None:
+        if settle < 1:
+            raise ValueError(f"settle: expected at least 1 acquire, got {settle}")
         self.size = size
         self.keep = keep
+        self.settle = settle
         self.dtype = np.dtype(dtype)
         self._free: deque[np.ndarray] = deque()
         self._lent: list[np.ndarray] = []
-        self._lock = threading.Lock()  # the lent list is swept by one thread, appended by another
+        # the lent list and the counts are changed by the merge thread and the event loop
+        self._lock = threading.Lock()
         self.allocated = 0
+        self.alive = 0          # buffers made and not let go
+        self._peak = 0          # the most buffers in use at once lately
+        self._below = 0         # acquires since the use at once last reached `_peak`
 
     @property
     def free(self) -> int:
@@ -78,11 +97,29 @@ class SnapshotPool:
     def acquire(self) -> np.ndarray:
         """A writable buffer of `size` values of `dtype` (contents undefined)."""
         self._reclaim()
-        try:
-            return self._free.pop()
-        except IndexError:
-            self.allocated += 1
-            return np.empty(self.size, dtype=self.dtype)
+        with self._lock:
+            try:
+                buffer = self._free.pop()
+            except IndexError:
+                buffer = None
+                self.allocated += 1
+                self.alive += 1
+            self._note_use()
+        return np.empty(self.size, dtype=self.dtype) if buffer is None else buffer
+
+    def _note_use(self) -> None:
+        """After an acquire (under the lock): raise or decay `_peak`, let go of the free buffers
+        beyond ``_peak + keep`` alive."""
+        in_use = self.alive - len(self._free)
+        if in_use >= self._peak:
+            self._peak, self._below = in_use, 0
+            return
+        self._below += 1
+        if self._below >= self.settle:
+            self._peak, self._below = self._peak - 1, 0
+            while self._free and self.alive > self._peak + self.keep:
+                self._free.popleft()
+                self.alive -= 1
 
     def give_back(self, array: Any) -> bool:
         """Return `array` for reuse when it is one of ours; True when it is free at once.
@@ -98,13 +135,19 @@ class SnapshotPool:
             with self._lock:
                 self._lent.append(array)
             return False
-        self._store(array)
+        with self._lock:
+            self._store(array)
         return True
 
     def _store(self, array: np.ndarray) -> None:
-        if len(self._free) < self.keep:
+        """A buffer nobody uses any more (under the lock): kept while at most ``_peak + keep``
+        are alive (always true until `_peak` decays), else let go."""
+        if self.alive <= self._peak + self.keep:
             array.flags.writeable = True
             self._free.append(array)
+            self.alive = max(self.alive, len(self._free))  # a buffer made elsewhere is adopted
+        else:
+            self.alive -= 1
 
     def _reclaim(self) -> None:
         """Move the lent buffers nobody reads any more to the free ones (beyond `keep`, they are
