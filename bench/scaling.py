@@ -188,7 +188,8 @@ def corpus_options(corpus: Path | None) -> tuple[dict[str, str], str]:
 
 def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
     """The measured workloads with the best settings found (docs/scaling.md): `average` merging,
-    the client's Adam at 0.01 (text: 0.02 from 2 clients on)."""
+    the client's Adam at 0.01 (text: 0.02 from 2 clients on); ``text_lstm`` is a candidate
+    being probed (bench/specs/text_lstm.json: the text inputs through an LSTM), settings untuned."""
     adam = Setting("average", {}, 0.01)
     return {
         "mlp": Workload(
@@ -201,6 +202,11 @@ def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
             data_options={**corpus, "seq_len": "12", "validation_limit": "2048"},
             eval_chunk_size=2048, settings={1: adam},
             default_setting=Setting("average", {}, 0.02)),
+        "text_lstm": Workload(
+            name="text_lstm", spec=str(ROOT / "bench" / "specs" / "text_lstm.json"),
+            data=str(ROOT / "data_modules" / "text.py"), target=0.35, cap_seconds=450.0,
+            data_options={**corpus, "seq_len": "12", "validation_limit": "2048"},
+            eval_chunk_size=2048, default_setting=adam),
     }
 
 
@@ -680,7 +686,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", action="append", choices=("mlp", "text"))
+    parser.add_argument("--workload", action="append", choices=("mlp", "text", "text_lstm"))
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 2, 4, 8, 16],
                         help="client counts run with equal speeds (none: only the --hetero runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])

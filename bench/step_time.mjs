@@ -18,6 +18,8 @@
 //
 //   taskset -c 1 nice -n 10 node bench/step_time.mjs [--batches 8,16,32,64] [--steps 2,10] [--rounds 100]
 //       [--warmup 5] [--hidden 256]   (--hidden: the width of the hidden layer, 256 as the spec)
+//       [--model mlp|lstm]            (lstm: bench/specs/text_lstm.json, embedding 97x16 of 12
+//                                      characters, LSTM --hidden units (64 as that spec), dense 97)
 //
 // Prints one JSON line per cell and a summary line.
 
@@ -37,6 +39,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '100' },
     warmup: { type: 'string', default: '5' },
     hidden: { type: 'string', default: '256' },
+    model: { type: 'string', default: 'mlp' },
   },
 });
 const batches = values.batches.split(',').map(Number);
@@ -50,7 +53,14 @@ const { Trainer } = await import(pathToFileURL(path.join(ROOT, 'client_js', 'src
 
 const VOCAB = 97;
 const WINDOW = 12;
-const net = tf.sequential({
+if (!['mlp', 'lstm'].includes(values.model)) throw new Error(`--model must be mlp or lstm, not ${values.model}`);
+const net = values.model === 'lstm' ? tf.sequential({
+  layers: [
+    tf.layers.embedding({ inputShape: [WINDOW], inputDim: VOCAB, outputDim: 16 }),
+    tf.layers.lstm({ units: Number(values.hidden) }),
+    tf.layers.dense({ units: VOCAB, activation: 'softmax' }),
+  ],
+}) : tf.sequential({
   layers: [
     tf.layers.embedding({ inputShape: [WINDOW], inputDim: VOCAB, outputDim: 8 }),
     tf.layers.flatten(),
