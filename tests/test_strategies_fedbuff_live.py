@@ -217,6 +217,19 @@ def test_a_non_finite_server_step_keeps_the_moments() -> None:
     assert after.meta["server_steps"] == 1
 
 
+def test_server_steps_reuse_their_buffers() -> None:
+    """The saved moments and adam's scratch are made once, not once per round: the buffers after
+    a third round (one with an overflow rolled back among them) are the first round's."""
+    strategy = FedBuffLive(server_optimizer="adam", server_lr=1.0, beta1=0.5, beta2=0.75, tau=2.0)
+    strategy.merge(ModelState(f32(0, 0)), update("a", f32(2, -2), f32(0, 0)))
+    first = [id(buffer) for buffer in strategy._spare]
+    assert len(first) == 3
+    with np.errstate(over="ignore"):
+        strategy.merge(ModelState(f32(0, 0)), update("a", f32(3e38, 0), f32(0, 0)))
+    strategy.merge(ModelState(f32(0, 0)), update("a", f32(1, 1), f32(0, 0)))
+    assert [id(buffer) for buffer in strategy._spare] == first and strategy.server_steps == 2
+
+
 def test_server_optimizer_parameters_and_state_are_checked() -> None:
     with pytest.raises(ParamError, match="server_optimizer"):
         create_strategy("fedbuff_live", {"server_optimizer": "sgd"})

@@ -119,6 +119,10 @@ class FedBuffLive(Strategy):
         self.momentum: np.ndarray | None = None
         self.second: np.ndarray | None = None
         self.server_steps = 0
+        # model-sized buffers kept between rounds: the moments saved before a server-optimiser
+        # step (restored if it overflows) and adam/yogi's scratch (not a fresh allocation each
+        # round)
+        self._spare: list[np.ndarray] = []
 
     def effective_params(self) -> dict[str, Any]:
         """server_lr as used (the optimiser's default), `a` and `b` as the staleness function uses
@@ -170,13 +174,16 @@ class FedBuffLive(Strategy):
             self._allocate_moments(weights.size)
         assert self.momentum is not None
         moments = [self.momentum] if self.second is None else [self.momentum, self.second]
-        saved = [m.copy() for m in moments]
+        spare = self._spares(len(moments) + (self.second is not None), weights.size)
+        saved = spare[:len(moments)]
+        for copy, moment in zip(saved, moments, strict=True):
+            np.copyto(copy, moment)
         total *= np.float32(1.0 / count)  # D
         if self.server_optimizer == "avgm":
             avgm_step(weights, self.momentum, total, self.beta1, self.lr)
         else:
             assert self.second is not None
-            adaptive_step(weights, self.momentum, self.second, total, np.empty_like(total),
+            adaptive_step(weights, self.momentum, self.second, total, spare[-1],
                           yogi=self.server_optimizer == "yogi", beta1=self.beta1,
                           beta2=self.beta2, tau=self.tau, lr=self.lr)
         if not all(all_finite(a) for a in (*moments, weights)):
@@ -185,6 +192,13 @@ class FedBuffLive(Strategy):
             return False
         self.server_steps += 1
         return True
+
+    def _spares(self, count: int, size: int) -> list[np.ndarray]:
+        """`count` float32 buffers of `size` values (contents undefined), kept for the next
+        round; made again only when the model's size changes."""
+        if len(self._spare) < count or self._spare[0].size != size:
+            self._spare = [np.empty(size, dtype=np.float32) for _ in range(count)]
+        return self._spare[:count]
 
     def _allocate_moments(self, size: int) -> None:
         self.momentum = np.zeros(size, dtype=np.float32)
