@@ -169,3 +169,51 @@ async def test_a_closed_connection_is_freed_without_the_cyclic_collector() -> No
     finally:
         gc.enable()
         await runner.cleanup()
+
+
+async def test_a_weights_answer_hands_the_snapshot_to_the_transport_uncopied() -> None:
+    """``GET weights`` on a real loopback server: the transport gets the headers with the body's
+    first `HEAD_BYTES` (aiohttp joins those), then the rest as a view of the snapshot, never a
+    model-sized bytes object (a join of headers and body: a fresh 4 MB mapping per fetch)."""
+    import aiohttp
+    from aiohttp import web
+
+    from webnn.server.answers import HEAD_BYTES, weights_answer
+
+    weights = np.arange(1 << 20, dtype=np.float32)
+    written: list[tuple[type, int]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        transport = request.transport
+        assert transport is not None
+        write = transport.write
+
+        def recording(data: bytes | memoryview) -> None:
+            written.append((type(data), len(data)))
+            write(data)
+
+        transport.write = recording  # type: ignore[method-assign]
+        response, sent = weights_answer(request, version=7, steps=3, encoding="f32",
+                                        data=memoryview(weights).cast("B"))
+        assert sent
+        return response
+
+    app = web.Application()
+    app.router.add_get("/weights", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with (aiohttp.ClientSession() as client,
+                    client.get(f"http://127.0.0.1:{port}/weights") as answer):
+            body = await answer.read()
+            assert answer.headers["Content-Type"] == "application/octet-stream"
+            assert answer.headers["ETag"] == '"v7"'
+        assert body == weights.tobytes()
+        copies = [size for kind, size in written if kind is not memoryview]
+        assert copies and max(copies) < HEAD_BYTES + 4096          # headers + the head only
+        assert sum(size for _, size in written) >= weights.nbytes
+    finally:
+        await runner.cleanup()
