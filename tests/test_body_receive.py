@@ -96,6 +96,15 @@ def _run(loop: str, scenario: Callable[[], Any]) -> None:
             run.run(scenario())
 
 
+async def _serves_a_body(port: int, seed: int) -> None:
+    """A fresh connection's 2 MB body is received whole (the server's answer: length, CRC)."""
+    body = _payload(2 << 20, seed)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_head(len(body)) + body)
+    _, text = await _answer(reader)
+    assert text.decode() == f"{len(body)} {zlib.crc32(body)}"
+    writer.close()
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_bodies_arrive_whole_and_the_connection_goes_on_pipelined_or_not(
         loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,13 +159,7 @@ def test_a_body_that_stops_midway_is_a_body_timeout_counting_every_byte(
             assert isinstance(error, BodyTimeout), error
             assert "after 1000000 bytes" in error.message
             assert raw.startswith(b"HTTP/1.1 408") and b"body_timeout" in raw
-            # the server goes on serving
-            body = _payload(2 << 20, 7)
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(_head(len(body)) + body)
-            head, text = await _answer(reader)
-            assert text.decode() == f"{len(body)} {zlib.crc32(body)}"
-            writer.close()
+            await _serves_a_body(port, seed=7)  # the server goes on serving
         finally:
             await runner.cleanup()
 
@@ -178,12 +181,7 @@ def test_a_client_gone_midway_ends_the_read_and_the_server_goes_on(loop: str) ->
             writer.transport.abort()
             error = await asyncio.wait_for(outcomes.get(), 30)
             assert isinstance(error, ConnectionError), error
-            body = _payload(2 << 20, 9)
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(_head(len(body)) + body)
-            head, text = await _answer(reader)
-            assert text.decode() == f"{len(body)} {zlib.crc32(body)}"
-            writer.close()
+            await _serves_a_body(port, seed=9)
         finally:
             await runner.cleanup()
 
