@@ -17,6 +17,7 @@
 #   NO_NODE=1 bash .devkit/setup.sh && export PYTHONPATH=$PWD && COMMIT=<sha> bash bench/ingest_device.sh
 # Results (2 files; the device returns at most 8): $OUT/ingest11.tar.gz (every run's JSON report
 # and log) and $OUT/ingest11.txt (per run: merges/s, server CPU, ms of server CPU per update).
+# PAIRS=1 runs one slot instead (about 75 s): new on A and D, old on B and C, asyncio, screening on.
 # SCALE=small runs the same layout at toy sizes on cores 0 and 1 (a smoke test on any machine).
 set -u
 cd "$(dirname "$0")/.."
@@ -54,15 +55,21 @@ run() {  # run NAME "SERVER_CPUS LOAD_CPUS" WHICH(new|old) LOOP CLIENTS [more lo
      --json $J/$name.json > $J/$name.log 2>&1
   cd - > /dev/null
 }
-run 1A_new_asyncio "$A" new asyncio $CB & run 1B_old_asyncio "$B" old asyncio $CB &
-run 1C_new_uvloop "$C" new uvloop $CB & run 1D_new_asyncio_noscreen "$D4" new asyncio $CB --screen off &
-wait
-run 2A_old_asyncio "$A" old asyncio $CB & run 2B_new_asyncio "$B" new asyncio $CB &
-run 2C_old_uvloop "$C" old uvloop $CB & run 2D_old_asyncio_noscreen "$D4" old asyncio $CB --screen off &
-wait
-run 3A_new_asyncio_c$CM "$A" new asyncio $CM & run 3B_new_uvloop_c$CM "$B" new uvloop $CM &
-run 3C_new_asyncio_c$CS "$C" new asyncio $CS & run 3D_new_uvloop_noscreen "$D4" new uvloop $CB --screen off &
-wait
+if [ -n "${PAIRS:-}" ]; then  # one slot: new and old side by side on both pairs of core sets
+  run PA_new_asyncio "$A" new asyncio $CB & run PB_old_asyncio "$B" old asyncio $CB &
+  run PC_old_asyncio "$C" old asyncio $CB & run PD_new_asyncio "$D4" new asyncio $CB &
+  wait
+else
+  run 1A_new_asyncio "$A" new asyncio $CB & run 1B_old_asyncio "$B" old asyncio $CB &
+  run 1C_new_uvloop "$C" new uvloop $CB & run 1D_new_asyncio_noscreen "$D4" new asyncio $CB --screen off &
+  wait
+  run 2A_old_asyncio "$A" old asyncio $CB & run 2B_new_asyncio "$B" new asyncio $CB &
+  run 2C_old_uvloop "$C" old uvloop $CB & run 2D_old_asyncio_noscreen "$D4" old asyncio $CB --screen off &
+  wait
+  run 3A_new_asyncio_c$CM "$A" new asyncio $CM & run 3B_new_uvloop_c$CM "$B" new uvloop $CM &
+  run 3C_new_asyncio_c$CS "$C" new asyncio $CS & run 3D_new_uvloop_noscreen "$D4" new uvloop $CB --screen off &
+  wait
+fi
 uptime
 python3 - "$J" > "$OUT/ingest11.txt" <<'EOF'
 import json, pathlib, sys
