@@ -186,10 +186,19 @@ def corpus_options(corpus: Path | None) -> tuple[dict[str, str], str]:
     return options, hashlib.sha256(raw).hexdigest()
 
 
+TEACHER_OPTIONS = {"teacher_hidden": "16", "label_noise": "0.3"}
+"""`data_modules/teacher.py`'s options for the ``teacher`` workload (the others its defaults: 64
+inputs, 10 classes, 524,288 training examples, 4,096 validation examples with clean labels)."""
+TEACHER_TARGET = 0.80
+"""The teacher workload's target: clean validation accuracy (chance 0.1, Bayes-optimal 1.0)."""
+
+
 def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
     """The measured workloads with the best settings found (docs/scaling.md): `average` merging,
     the client's Adam at 0.01 (text: 0.02 from 2 clients on); ``text_lstm`` is a candidate
-    being probed (bench/specs/text_lstm.json: the text inputs through an LSTM), settings untuned."""
+    being probed (bench/specs/text_lstm.json: the text inputs through an LSTM), settings untuned;
+    ``teacher`` is the synthetic task of large gradient noise scale (data_modules/teacher.py,
+    bench/specs/teacher_mlp.json), its settings the simulator's best (docs/scaling.md)."""
     adam = Setting("average", {}, 0.01)
     return {
         "mlp": Workload(
@@ -207,6 +216,12 @@ def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
             data=str(ROOT / "data_modules" / "text.py"), target=0.35, cap_seconds=450.0,
             data_options={**corpus, "seq_len": "12", "validation_limit": "2048"},
             eval_chunk_size=2048, default_setting=adam),
+        "teacher": Workload(
+            name="teacher", spec=str(ROOT / "bench" / "specs" / "teacher_mlp.json"),
+            data=str(ROOT / "data_modules" / "teacher.py"), target=TEACHER_TARGET,
+            cap_seconds=500.0, data_options=dict(TEACHER_OPTIONS), eval_chunk_size=4096,
+            settings={1: Setting("average", {}, 0.006, batch_size=256)},
+            default_setting=Setting("average", {}, 0.02, local_steps=2, batch_size=128)),
     }
 
 
@@ -686,7 +701,8 @@ def provenance(argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", action="append", choices=("mlp", "text", "text_lstm"))
+    parser.add_argument("--workload", action="append",
+                        choices=("mlp", "text", "text_lstm", "teacher"))
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 2, 4, 8, 16],
                         help="client counts run with equal speeds (none: only the --hetero runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])

@@ -111,6 +111,34 @@ def load_text_data(seq_len: int = 12, validation: int = 2048, corpus: str | None
                 hashlib.sha256(raw).hexdigest(), seq_len * text.VOCABULARY_SIZE)
 
 
+def load_teacher_data(**options: Any) -> Data:
+    """The synthetic teacher task (`data_modules/teacher.py`, its `load` options, e.g.
+    ``label_noise=0.3``): Gaussian inputs labelled by a seeded random network, a fraction of
+    the training labels flipped, clean validation labels by default."""
+    ds = _module("teacher").load(**options)
+    return Data(np.asarray(ds.x_train), np.asarray(ds.y_train), np.asarray(ds.x_val),
+                np.asarray(ds.y_val))
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``key=value`` items as keyword options, each value an int or float where it is one
+    (``label_noise=0.3 inputs=64``); a clear error names an item without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option {item!r} is not key=value")
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass
 class Mlp:
     """Dense ReLU layers, softmax output; weights flat in TF.js order (kernel, bias per layer)."""
@@ -177,6 +205,41 @@ class Mlp:
                 delta = (delta @ params[2 * i].T) * (acts[i] > 0)
         input_grad = None if acts[0].dtype.kind in "iu" else delta @ params[0].T
         return np.concatenate([g.ravel() for g in grads]).astype(np.float32), input_grad
+
+    def example_sq_norms(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """|g_i|^2 of each example's own loss gradient (float inputs; for the gradient noise
+        scale): a dense kernel's per-example gradient is the outer product a_i d_i^T, of squared
+        norm |a_i|^2 |d_i|^2; a bias's is d_i."""
+        params = self.unflat(flat)
+        layers = len(params) // 2
+        acts = [np.asarray(x, dtype=np.float64)]
+        for i in range(layers):
+            z = acts[-1] @ params[2 * i] + params[2 * i + 1]
+            acts.append(np.maximum(z, 0) if i < layers - 1 else z)
+        p = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1.0
+        delta = p  # one example's loss: no 1/B
+        norms = np.zeros(len(y))
+        for i in reversed(range(layers)):
+            d2 = (delta * delta).sum(axis=1)
+            norms += (acts[i] * acts[i]).sum(axis=1) * d2 + d2
+            if i:
+                delta = (delta @ params[2 * i].T) * (acts[i] > 0)
+        return norms
+
+    def loss(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+        """Mean softmax cross-entropy on float examples."""
+        params = self.unflat(flat)
+        h = np.asarray(x, dtype=np.float64)
+        layers = len(params) // 2
+        for i in range(layers):
+            h = h @ params[2 * i] + params[2 * i + 1]
+            if i < layers - 1:
+                h = np.maximum(h, 0)
+        h = h - h.max(axis=1, keepdims=True)
+        logp = h - np.log(np.exp(h).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
 
     def accuracy(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
         params = self.unflat(flat)
@@ -522,7 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--spread", type=float, default=1.0,
                         help="client speeds spread evenly over [1/spread, 1]")
-    parser.add_argument("--data", choices=("digits", "text"), default="digits")
+    parser.add_argument("--data", choices=("digits", "text", "teacher"), default="digits",
+                        help="teacher: data_modules/teacher.py (Gaussian inputs labelled by a "
+                             "random network, flipped training labels; bench/specs/"
+                             "teacher_mlp.json's workload), options from --data-option")
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the teacher data module's load(), e.g. "
+                             "label_noise=0.3 (repeat for more)")
     parser.add_argument("--corpus", help="text file for --data text (default: the bundled Tiny "
                                          "Shakespeare, bench/scaling.py's default too)")
     parser.add_argument("--overhead", type=float, default=0.0,
@@ -550,7 +619,15 @@ def main(argv: list[str] | None = None) -> int:
                              "weights, e.g. bench/scaling_results/noise_scale.py --save-dir) "
                              "instead of a fresh initialisation; times count from that start")
     args = parser.parse_args(argv)
-    data = load_digits_data() if args.data == "digits" else load_text_data(corpus=args.corpus)
+    if args.data_option and args.data != "teacher":
+        parser.error("--data-option is for --data teacher")
+    try:
+        options = parse_options(args.data_option)
+    except ValueError as exc:
+        parser.error(str(exc))
+    data = (load_digits_data() if args.data == "digits" else
+            load_teacher_data(**options) if args.data == "teacher" else
+            load_text_data(corpus=args.corpus))
     if args.data == "text":
         print(f"corpus sha256 {data.corpus_sha256}", file=sys.stderr if args.json else sys.stdout,
               flush=True)
@@ -560,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--model embed is the text workload's model (--data text)")
         mlp = EmbedMlp(hidden=tuple(args.hidden))
     else:
-        mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data == "digits"
+        mlp = Mlp((data.inputs, *args.hidden, int(data.y.max()) + 1 if args.data != "text"
                    else 97))
     timing = Timing(args.task_seconds, args.overhead, 0.1, args.eval_seconds, args.until)
     init = None
