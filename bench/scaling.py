@@ -189,8 +189,9 @@ def corpus_options(corpus: Path | None) -> tuple[dict[str, str], str]:
 TEACHER_OPTIONS = {"teacher_hidden": "16", "label_noise": "0.3"}
 """`data_modules/teacher.py`'s options for the ``teacher`` workload (the others its defaults: 64
 inputs, 10 classes, 524,288 training examples, 4,096 validation examples with clean labels)."""
-TEACHER_TARGET = 0.80
-"""The teacher workload's target: clean validation accuracy (chance 0.1, Bayes-optimal 1.0)."""
+TEACHER_TARGET = 0.775
+"""The teacher workload's target: clean validation accuracy 0.775, three quarters of the way from
+chance (0.10) to the Bayes-optimal classifier's 1.0 (the teacher itself)."""
 
 
 def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
@@ -220,8 +221,8 @@ def workloads(corpus: dict[str, str]) -> dict[str, Workload]:
             name="teacher", spec=str(ROOT / "bench" / "specs" / "teacher_mlp.json"),
             data=str(ROOT / "data_modules" / "teacher.py"), target=TEACHER_TARGET,
             cap_seconds=500.0, data_options=dict(TEACHER_OPTIONS), eval_chunk_size=4096,
-            settings={1: Setting("average", {}, 0.006, batch_size=256)},
-            default_setting=Setting("average", {}, 0.02, local_steps=2, batch_size=128)),
+            settings={1: Setting("average", {}, 0.008, batch_size=256)},
+            default_setting=Setting("average", {}, 0.015, local_steps=2, batch_size=128)),
     }
 
 

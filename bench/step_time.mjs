@@ -24,6 +24,9 @@
 //                                      layers of --hidden units (a comma list) to --classes softmax
 //                                      units, e.g. bench/specs/teacher_mlp.json)
 //       [--inputs 64] [--classes 10]  (dense only)
+//       [--eval N]                    (dense only: also the median time of `Trainer.evaluate` on N
+//                                      examples, the dense model's and the text model's, and
+//                                      their ratio `evalRelText`: the evaluator's validation)
 //
 // With --model dense the text model's batch-32 cells (256 hidden units, as text_mlp.json) run
 // interleaved with the dense cells as a reference, and the summary adds
@@ -54,6 +57,7 @@ const { values } = parseArgs({
     model: { type: 'string', default: 'mlp' },
     inputs: { type: 'string', default: '64' },
     classes: { type: 'string', default: '10' },
+    eval: { type: 'string', default: '0' },
   },
 });
 const batches = values.batches.split(',').map(Number);
@@ -138,6 +142,23 @@ for (let r = 0; r < Number(values.rounds); r++) {
     cell.times.push(await task(cell));
   }
 }
+const evalCells = [];
+if (reference && Number(values.eval) > 0) {
+  for (const [model, desc, data] of [['dense', description, denseData], ['text', reference, textData]]) {
+    const trainer = new Trainer(tf);
+    await trainer.setModel(desc);
+    const { x, y } = data(Number(values.eval));
+    evalCells.push({ model, trainer, x, y, flat: await trainer.readWeights(), times: [] });
+  }
+  for (let r = 0; r < Math.max(5, Math.ceil(rounds0() / 2)); r++) {
+    for (const cell of (r % 2 ? [...evalCells].reverse() : evalCells)) {
+      const start = performance.now();
+      await cell.trainer.evaluate(cell.flat, cell.x, cell.y);
+      cell.times.push(performance.now() - start);
+    }
+  }
+}
+function rounds0() { return Number(values.rounds); }
 const T = {};
 const Tref = {};
 for (const cell of cells) {
@@ -165,6 +186,13 @@ if (reference) {
   paired.relText32 = Object.fromEntries(batches.map((b) => [b, +median(Array.from({ length: rounds }, (_, r) => roundSlope(b, r) / roundSlope(32, r, 'text'))).toFixed(4)]));
   paired.textMsPerStep32 = +median(Array.from({ length: rounds }, (_, r) => roundSlope(32, r, 'text'))).toFixed(3);
   paired.textMsFixedPerTask32 = +(Tref[lo] - lo * textStep).toFixed(3);
+}
+if (evalCells.length) {
+  const [dense, text] = evalCells;
+  paired.evalExamples = Number(values.eval);
+  paired.evalMs = { dense: +median(dense.times).toFixed(1), text: +median(text.times).toFixed(1) };
+  paired.evalRelText = +median(dense.times.map((t, r) => t / text.times[r])).toFixed(3);
+  for (const cell of evalCells) cell.trainer.dispose();
 }
 log(JSON.stringify({
   model: values.model, hidden, environment: 'node', backend: tf.getBackend(), tfjs: tf.version.tfjs, stepsFit: [lo, hi],

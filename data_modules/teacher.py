@@ -31,7 +31,7 @@ x: float32, shape (inputs,); y: int32 class 0..classes-1. `ArrayDataset`: iid, d
 shards partitions work. With `train_examples` larger than a run's examples (batch size x steps x
 clients), no client sees an example twice.
 
-Options: ``inputs`` (64), ``classes`` (10), ``teacher_hidden`` (64), ``label_noise`` (0.3, in
+Options: ``inputs`` (64), ``classes`` (10), ``teacher_hidden`` (16), ``label_noise`` (0.3, in
 [0, 1 - 1/classes)), ``train_examples`` (524288), ``validation_examples`` (4096), ``seed`` (0),
 ``validation_labels`` (``clean`` or ``noisy``).
 """
@@ -112,7 +112,7 @@ def gaussian_inputs(count: int, inputs: int, rng: np.random.Generator) -> np.nda
     return out
 
 
-def load(inputs: int = 64, classes: int = 10, teacher_hidden: int = 64,
+def load(inputs: int = 64, classes: int = 10, teacher_hidden: int = 16,
          label_noise: float = 0.3, train_examples: int = 524288,
          validation_examples: int = 4096, seed: int = 0,
          validation_labels: str = "clean") -> ArrayDataset:

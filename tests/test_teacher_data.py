@@ -76,7 +76,7 @@ def test_training_labels_are_flipped_at_the_asked_rate(teacher, rate: float) -> 
 
 def test_noisy_validation_labels(teacher) -> None:
     ds = teacher.load(validation_labels="noisy", **SMALL)
-    clean = teacher.make_teacher(64, 10, 64, 0).labels(ds.x_val)
+    clean = teacher.make_teacher(64, 10, 16, 0).labels(ds.x_val)
     assert abs(float((ds.y_val != clean).mean()) - 0.3) < 4 * math.sqrt(0.21 / 3000)
 
 
