@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import platform
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -129,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="each census also runs gc.collect() and records what cyclic garbage held")
     add("--census-garbage", action="store_true",
         help="each census counts the cyclic garbage found since the last by type")
+    add("--profile", type=Path, default=None, metavar="FILE",
+        help="cProfile the server's event-loop thread over the measured window; pstats to FILE "
+             "(bench/load_profile.py)")
     add("--seed", type=int, default=0)
     add("--commit", default=None,
         help="commit to record in the report [git rev-parse of this checkout]")
@@ -148,8 +152,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    """Variables added to the server's environment: --server-env, and the census's settings."""
+    """Variables added to the server's environment: --server-env, the census's settings and the
+    profile's file."""
     env = dict(pair.split("=", 1) for pair in args.server_env)
+    if args.profile is not None:
+        env["WEBNN_PROFILE"] = str(args.profile.resolve())
     if args.census is not None:
         env["WEBNN_CENSUS"] = str(args.census.resolve())
         env["WEBNN_CENSUS_EVERY"] = str(args.census_every)
@@ -204,10 +211,13 @@ def wait_ready(base_url: str, timeout: float = 60.0) -> None:
 
 
 async def monitor(base_url: str, server: ServerProcess, start: float,
-                  stop_at: float) -> tuple[list[Sample], dict | None]:
+                  stop_at: float, profile_from: float | None = None
+                  ) -> tuple[list[Sample], dict | None]:
     """Every second until `stop_at`: the server's CPU time and RSS, and its status (merges,
-    version, open tasks); then the final status."""
+    version, open tasks); then the final status. With `profile_from`, the server's profile
+    (`load_profile`) is started at the first sample from then on and written at `stop_at`."""
     samples: list[Sample] = []
+    profiling = False
     timeout = aiohttp.ClientTimeout(total=0.9)
     async with aiohttp.ClientSession(timeout=timeout) as http:
 
@@ -225,6 +235,9 @@ async def monitor(base_url: str, server: ServerProcess, start: float,
             if proc is None or not server.alive():
                 raise ServerError(f"the server died during the run:\n{server.log_tail()}")
             t = time.time()
+            if profile_from is not None and not profiling and t >= profile_from - 0.5:
+                os.kill(server.pid, signal.SIGUSR1)
+                profiling = True
             answer = await status()
             samples.append(Sample(
                 t, proc.cpu_seconds, proc.rss_bytes,
@@ -233,6 +246,8 @@ async def monitor(base_url: str, server: ServerProcess, start: float,
                 answer.get("openTasks") if answer else None,
                 answer.get("capacity") if answer else None))
             tick += 1.0
+        if profiling:
+            os.kill(server.pid, signal.SIGUSR2)
         final = await status(aiohttp.ClientTimeout(total=30))
     return samples, final
 
@@ -268,7 +283,8 @@ def run_generator(args: argparse.Namespace, base_url: str, params: int, processe
         start = time.time() + 0.2
         times[:] = [start, start + args.warmup, start + args.warmup + args.duration]
         go.set()
-        samples, final = asyncio.run(monitor(base_url, server, start, times[2]))
+        samples, final = asyncio.run(monitor(base_url, server, start, times[2],
+                                             times[1] if args.profile is not None else None))
         collected = [results.get(timeout=args.timeout + 60) for _ in children]
     finally:
         for child in children:

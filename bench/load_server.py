@@ -90,12 +90,15 @@ def memcopy_bandwidth(nbytes: int, cpus: tuple[int, ...] | None,
         os.sched_setaffinity(0, before)
 
 
-def wnn_command(census: bool = False) -> list[str]:
+def wnn_command(census: bool = False, profile: bool = False) -> list[str]:
     """The ``wnn`` CLI run by this interpreter, so the server imports the same webnn as the
     benchmark (the same sys.path, PYTHONPATH included); with `census`, the server first starts
-    `memory_census`'s thread (it does something only with ``WEBNN_CENSUS`` in its environment)."""
+    `memory_census`'s thread (it does something only with ``WEBNN_CENSUS`` in its environment);
+    with `profile`, `load_profile`'s signal handlers (``WEBNN_PROFILE``)."""
+    hooks = [name for name, wanted in (("memory_census", census), ("load_profile", profile))
+             if wanted]
     prelude = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-               "import memory_census; memory_census.install(); ") if census else ""
+               + "".join(f"import {name}; {name}.install(); " for name in hooks)) if hooks else ""
     return [sys.executable, "-c", prelude + "from webnn.cli import main; main()"]
 
 
@@ -105,11 +108,12 @@ class ServerProcess:
     def __init__(self, args: list[str], log_path: Path, cpus: tuple[int, ...] | None,
                  env: dict[str, str] | None = None) -> None:
         """`env`: variables added to the server's environment (``WEBNN_CENSUS`` starts the
-        census of `memory_census`)."""
+        census of `memory_census`, ``WEBNN_PROFILE`` the profile of `load_profile`)."""
         taskset = shutil.which("taskset")
         pin = [taskset, "-c", ",".join(map(str, cpus))] if cpus and taskset else []
         env = env or {}
-        self.command = [*pin, *wnn_command(census="WEBNN_CENSUS" in env), "serve", *args]
+        self.command = [*pin, *wnn_command(census="WEBNN_CENSUS" in env,
+                                           profile="WEBNN_PROFILE" in env), "serve", *args]
         self.log_path = log_path
         self._log = log_path.open("wb")
 

@@ -107,3 +107,22 @@ def test_load_step_is_parsed_as_seconds_and_clients() -> None:
     for bad in ("30", "x:1", "0:5", "5:-1"):
         with pytest.raises(Exception, match="--step"):
             parse_step(bad)
+
+
+@pytest.mark.slow
+def test_load_profile_covers_the_event_loops_update_route(tmp_path: Path) -> None:
+    """``--profile``: the server's event-loop thread under cProfile over the measured window."""
+    import pstats
+
+    from load_profile import summary
+
+    profile = tmp_path / "loop.pstats"
+    report = run_bench(tmp_path, "--profile", str(profile), "--server-env",
+                       "WEBNN_PROFILE_CLOCK=cpu")
+    assert report["errors_total"] == 0, report["errors"]
+    assert profile.exists()
+    functions = {(Path(file).name, name)
+                 for file, _, name in pstats.Stats(str(profile)).stats}  # type: ignore[attr-defined]
+    assert ("routes.py", "update") in functions  # the update route ran on the profiled thread
+    assert ("merging.py", "run") not in functions  # the merge's worker thread is not in it
+    assert "per unit" in summary(str(profile), per=2.0, top=5)
