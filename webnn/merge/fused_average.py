@@ -20,9 +20,8 @@ Why through the scratch rather than ``np.add(..., out=out[s:e])``: the scratch s
 block to block, so the add and multiply write cache-resident lines, and the block's copy into
 `out` (memcpy: whole-line stores) needs no read of `out`'s old contents, whereas numpy's add
 storing straight into `out` first reads every line it writes. On the 2-core development machine
-(1M values) the direct store measured 4-6 % slower than the in-place pass it replaces, the staged
-one 2-9 % faster (process CPU per call: 0.95-0.98 over a ring of buffers, 0.91-0.95 in
-``bench/merge_passes.py --before``'s kernel rows).
+(1M values, ring of buffers) the direct store measured 4-6 % slower than the in-place pass it
+replaces, the staged one 2-5 % faster (`bench/merge_passes.py`'s kernel rows).
 
 `W`, `W_p` and `R` are only read, so the pass is a pure function of them into `out`. The screen's
 decision needs the whole norm, so the merge is speculative: it stops as soon as the block's ``q``
