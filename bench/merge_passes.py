@@ -11,13 +11,7 @@ and new in alternating rounds on the same data:
   steps block by block, each array read once;
 - the old path's parts alone (``check+norm``, ``average``, ``result sum``, ``snapshot copy``) and
   ``copy`` (one `np.copyto` of the model: one read and one write of every byte, the memory
-  reference);
-- ``fused kernel``: the one-pass function alone (`fused_average.screened_average`, out of place:
-  reads the model, update and reference, writes the snapshot buffer) and, with ``--before DIR``
-  (a copy of an earlier tree, e.g. ``git archive c0541f7 webnn | tar -x -C DIR``), ``fused
-  before``: that tree's ``screened_average_into`` (in place: the model written too and each block
-  copied into the snapshot buffer), loaded from its file; both on the same arrays, one after the
-  other in each round.
+  reference).
 
 Each update of a round is a buffer of its own, filled before the round (so not the last thing in
 cache when its merge starts, as a body just received mostly is not); its base is the version
@@ -28,15 +22,12 @@ threads included), and the new/old ratio of each round's pair (median). Both pat
 are checked bit-identical after every round.
 
     taskset -c 1 nice -n 10 .venv/bin/python bench/merge_passes.py [--params 1000000] [--rounds 15]
-        [--before /tmp/h1_old]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from webnn.merge.base import ModelState, Update
-from webnn.merge.fused_average import screened_average
 from webnn.merge.screening import DEFAULT_SCREENING, Screen, ScreeningConfig
 from webnn.merge.webnn_rules import average_into
 from webnn.merge.webnn_strategies import WebNNAverage
@@ -95,30 +85,13 @@ def timed(work: Callable[[], Any], count: int) -> tuple[float, float]:
             (time.process_time() - cpu) * 1e3 / count)
 
 
-def load_before(root: str) -> Callable[..., Any]:
-    """``screened_average_into`` of the tree at `root` (its ``webnn/merge/fused_average.py``,
-    loaded by path: it imports only numpy and ``webnn.merge.base.check_same_shape``)."""
-    path = f"{root}/webnn/merge/fused_average.py"
-    spec = importlib.util.spec_from_file_location("fused_average_before", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"--before: no module at {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    if not hasattr(module, "screened_average_into"):
-        raise SystemExit(f"--before: {path} has no screened_average_into (the in-place pass)")
-    return module.screened_average_into  # type: ignore[no-any-return]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--merges", type=int, default=16, help="merges per path per round")
     parser.add_argument("--staleness", type=int, default=2)
-    parser.add_argument("--before", help="an earlier tree whose in-place fused pass to time")
     args = parser.parse_args(argv)
-    before = load_before(args.before) if args.before else None
 
     rng = np.random.default_rng(0)
     initial = rng.standard_normal(args.params).astype(np.float32)
@@ -149,18 +122,11 @@ def main(argv: list[str] | None = None) -> None:
         "result sum": lambda: check_weights(model),
         "snapshot copy": lambda: np.copyto(snapshot, model),
         "copy": lambda: np.copyto(snapshot, update),
-        "fused kernel": lambda: screened_average(model, update, snapshot, reference=reference,
-                                                 norm=True, scratch=scratch),
     }
-    if before is not None:
-        original = model.copy()  # the in-place pass's roll-back source (the model on entry)
-        parts["fused before"] = lambda: before(model, update, snapshot, original,
-                                               reference=reference, norm=True, scratch=scratch)
 
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in ("old", "new", *parts)}
     ratios: list[float] = []
     cpu_ratios: list[float] = []
-    kernel_ratios: list[tuple[float, float]] = []
     for _ in range(args.rounds):
         order = ("old", "new") if _ % 2 == 0 else ("new", "old")
         pair = {name: run_path(name) for name in order}
@@ -173,15 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         screens = [paths[name].worker.screen for name in ("old", "new")]
         assert screens[0] is not None and screens[1] is not None
         assert screens[0].state() == screens[1].state(), "screen windows differ"
-        names = list(parts)
-        if _ % 2:  # the fused kernels one after the other, in alternating order
-            names.reverse()
-        for name in names:
+        for name, work in parts.items():
             model[...] = initial
-            results[name].append(timed(parts[name], max(4, args.merges // 4)))
-        if before is not None:
-            kernel, previous = results["fused kernel"][-1], results["fused before"][-1]
-            kernel_ratios.append((kernel[0] / previous[0], kernel[1] / previous[1]))
+            results[name].append(timed(work, max(4, args.merges // 4)))
 
     print(f"{args.params} parameters, {args.rounds} rounds of {args.merges} merges per path, "
           f"staleness {args.staleness}, default screening; ms per merge (median of rounds)")
@@ -193,11 +153,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"new / old, median of round pairs: wall {statistics.median(ratios):.3f}, "
           f"cpu {statistics.median(cpu_ratios):.3f}; weights and screen state bit-identical "
           "after every round")
-    if kernel_ratios:
-        walls, cpus = [r[0] for r in kernel_ratios], [r[1] for r in kernel_ratios]
-        print(f"fused kernel / fused before (out of place / in place + copy), median of rounds: "
-              f"wall {statistics.median(walls):.3f} ({min(walls):.3f}-{max(walls):.3f}), "
-              f"cpu {statistics.median(cpus):.3f} ({min(cpus):.3f}-{max(cpus):.3f})")
     print(f"clipped (the straightforward path in both): {paths['old'].clipped} of "
           f"{args.rounds * args.merges} merges per path")
 

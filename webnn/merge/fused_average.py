@@ -4,24 +4,16 @@ Per update, the straightforward merge step reads the model-sized arrays about fi
 update's check (``d = W_p - R`` and ``||d||``, R the reference the client started from), the
 average (``W += W_p`` then ``W *= 1/2``), a finiteness sum over the result and the copy of the
 result into the new version's snapshot. `screened_average` does all of it block by block
-(`BLOCK` values: each block's arrays stay in cache between the steps) and puts the average into
-`out` (the new version's snapshot buffer), never into `W`: each input array is read from memory
-once and one model-sized array is written. Per block ``[s, e)``, with ``S`` a block-sized scratch:
+(`BLOCK` values: each block's arrays stay in cache between the steps) and writes the average
+straight into `out` (the new version's snapshot buffer), never into `W`: each input array is read
+from memory once and one model-sized array is written. Per block ``[s, e)``:
 
-1. ``q = dot(d, d)`` with ``d = S = W_p[s:e] - R[s:e]`` in float32, summed in float64:
-   ``total += q``; the norm so far is ``sqrt(total)``;
-2. ``S = (W[s:e] + W_p[s:e]) * 1/2`` in float32, in that order (`average_into`'s formula,
+1. ``q = dot(d, d)`` with ``d = W_p[s:e] - R[s:e]`` in float32 (a block-sized scratch), summed in
+   float64: ``total += q``; the norm so far is ``sqrt(total)``;
+2. ``out[s:e] = (W[s:e] + W_p[s:e]) * 1/2`` in float32, in that order (`average_into`'s formula,
    element by element, so the weights are bit-identical to it);
 3. the result's finiteness (`all_finite`: its float32 ``dot(x, x)``, finite exactly when no value
-   of the block overflowed, unless finite squares overflow: then value by value);
-4. ``out[s:e] = S``.
-
-Why through the scratch rather than ``np.add(..., out=out[s:e])``: the scratch stays in L2 from
-block to block, so the add and multiply write cache-resident lines, and the block's copy into
-`out` (memcpy: whole-line stores) needs no read of `out`'s old contents, whereas numpy's add
-storing straight into `out` first reads every line it writes. On the 2-core development machine
-(1M values, ring of buffers) the direct store measured 4-6 % slower than the in-place pass it
-replaces, the staged one 2-5 % faster (`bench/merge_passes.py`'s kernel rows).
+   of the block overflowed, unless finite squares overflow: then value by value).
 
 `W`, `W_p` and `R` are only read, so the pass is a pure function of them into `out`. The screen's
 decision needs the whole norm, so the merge is speculative: it stops as soon as the block's ``q``
@@ -53,8 +45,9 @@ import numpy as np
 from webnn.merge.base import check_same_shape
 
 BLOCK = 1 << 17
-"""Values per block: 512 KiB of float32; the five block-sized arrays touched per block (model,
-update, reference, scratch, snapshot) fit a 4 MiB L2 cache. Equal to ``ingest.CHUNK``."""
+"""Values per block: 512 KiB of float32; the four block-sized arrays touched per block (update,
+reference, scratch, snapshot; the model's block is read once) fit a 4 MiB L2 cache. Equal to
+``ingest.CHUNK``."""
 
 HALF = np.float32(0.5)
 
@@ -85,8 +78,8 @@ def screened_average(weights: np.ndarray, update: np.ndarray, out: np.ndarray, *
     reference) held to `bound`, block by block; see the module docstring. `weights`, `update`
     and `reference` are only read; `out` must be a separate array of the same size (it may not
     overlap any of them) and is fully written when the result is merged, partly otherwise.
-    `scratch`: a float32 buffer of at least ``min(block, size)`` values for the delta and the
-    merged block (allocated when not given)."""
+    `scratch`: a float32 buffer of at least ``min(block, size)`` values for the delta (allocated
+    when not given)."""
     check_same_shape(weights, update)
     for name, other in (("out", out), ("reference", reference)):
         if other is not None and other.shape != weights.shape:
@@ -97,23 +90,19 @@ def screened_average(weights: np.ndarray, update: np.ndarray, out: np.ndarray, *
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     size = weights.size
-    if scratch is None or scratch.size < min(block, size):
+    if norm and reference is not None and (scratch is None or scratch.size < min(block, size)):
         scratch = np.empty(min(block, size), dtype=np.float32)
-    for name, other in (("weights", weights), ("update", update), ("reference", reference),
-                        ("out", out)):
-        if other is not None and np.may_share_memory(scratch, other):
-            raise ValueError(f"scratch overlaps {name}")
     limit = math.inf if bound is None else bound
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, size, block):
             stop = min(start + block, size)
             part = update[start:stop]
-            staged = scratch[: stop - start]
             if norm:
                 delta = part
                 if reference is not None:
-                    delta = np.subtract(part, reference[start:stop], out=staged)
+                    assert scratch is not None
+                    delta = np.subtract(part, reference[start:stop], out=scratch[: stop - start])
                 square = float(np.dot(delta, delta))
                 if not math.isfinite(square):
                     return FusedAverage(False, stopped=UPDATE_NOT_FINITE, at=start)
@@ -122,11 +111,11 @@ def screened_average(weights: np.ndarray, update: np.ndarray, out: np.ndarray, *
                     return FusedAverage(False, stopped=ABOVE_BOUND, at=start)
             elif not all_finite(part):
                 return FusedAverage(False, stopped=UPDATE_NOT_FINITE, at=start)
-            np.add(weights[start:stop], part, out=staged)
-            np.multiply(staged, HALF, out=staged)
-            if not all_finite(staged):
+            merged = out[start:stop]
+            np.add(weights[start:stop], part, out=merged)
+            np.multiply(merged, HALF, out=merged)
+            if not all_finite(merged):
                 return FusedAverage(False, stopped=RESULT_NOT_FINITE, at=start)
-            np.copyto(out[start:stop], staged)
     return FusedAverage(True, math.sqrt(total) if norm else None)
 
 

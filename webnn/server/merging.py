@@ -20,12 +20,12 @@ values (strategy, screen, layout, snapshot pool), never the coordinator.
 With WebNN's `average` (`fused`, on by default) steps 1-4 first run as one blocked pass out of
 place (`WebNNAverage.merge_fused`, `webnn.merge.fused_average`): each block of the update is
 checked (its delta's squares summed into the norm, held to the screen's bound as it grows), and
-the block's average is computed and checked finite in a chunk-sized scratch, then copied into a
-fresh pooled buffer; that buffer becomes the new version's snapshot *and* the model's weights.
-The model-sized arrays are read once and one is written, with bit-identical weights and the same
-norm (its blocks are `ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a
-non-finite update, a norm above the bound: clip or refuse, a non-finite result) the model was not
-written and the steps above run as they always did: the same verdicts, codes and roll-back.
+the block's average is written straight into a fresh pooled buffer and checked finite while in
+cache; that buffer becomes the new version's snapshot *and* the model's weights. The model-sized
+arrays are read once and one is written, with bit-identical weights and the same norm (its blocks
+are `ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a non-finite update, a
+norm above the bound: clip or refuse, a non-finite result) the model was not written and the steps
+above run as they always did: the same verdicts, codes and roll-back.
 
 Who owns the model's weights (the one rule every writer follows): ``model.weights`` is either
 *private* (a writable array only the model holds) or *published* (read-only: after a fused merge
@@ -95,9 +95,9 @@ class MergeWorker:
         self.layout = layout
         self.pool = pool
         self.save_state = stateful(strategy) and not own_strategy(strategy)
-        # a chunk for the screening norm's delta and the fused pass's merged block, kept rather
-        # than allocated per merge
-        self.scratch = np.empty(min(CHUNK, layout.size), dtype=np.float32)
+        # the delta's chunk for the screening norm, kept rather than allocated per merge
+        self.scratch = (np.empty(min(CHUNK, layout.size), dtype=np.float32)
+                        if screen is not None else None)
 
     def snapshot(self, model: ModelState) -> Snapshot:
         """The model's weights copied into a pooled read-only buffer."""
