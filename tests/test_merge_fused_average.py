@@ -1,6 +1,5 @@
 """The one-pass average (`webnn.merge.fused_average`, `MergeWorker`'s fused path): bit-identical
-weights, the same norm and the same verdicts, codes and roll-backs as the straightforward path.
-The pass writes out of place; the aliasing rule it brings is tested in test_merge_out_of_place."""
+weights, the same norm and the same verdicts, codes and roll-backs as the straightforward path."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from webnn.merge.fused_average import (
     ABOVE_BOUND,
     RESULT_NOT_FINITE,
     UPDATE_NOT_FINITE,
-    screened_average,
+    screened_average_into,
 )
 from webnn.merge.screening import Screen, ScreeningConfig, delta_norm
 from webnn.merge.webnn_rules import average_into
@@ -37,21 +36,21 @@ def test_the_pass_gives_the_straightforward_weights_bit_for_bit(size: int, block
     model, update, reference = _arrays(size, seed=size)
     expected = model.copy()
     average_into(expected, update)  # (W + W_p) / 2 as two whole-array passes
-    original, kept, kept_reference = model.copy(), update.copy(), reference.copy()
+    original = model.copy()
     out = np.empty_like(model)
-    result = screened_average(model, update, out, reference=reference, norm=True, block=block)
+    kept = update.copy()
+    result = screened_average_into(model, update, out, original, reference=reference, norm=True,
+                                   block=block)
     assert result.merged and result.stopped is None
-    assert out.tobytes() == expected.tobytes()
-    # the inputs are only read: the model too (the average is written out of place)
-    assert model.tobytes() == original.tobytes()
-    assert update.tobytes() == kept.tobytes() and reference.tobytes() == kept_reference.tobytes()
+    assert model.tobytes() == expected.tobytes() and out.tobytes() == expected.tobytes()
+    assert update.tobytes() == kept.tobytes()  # the update is not used as scratch
     assert result.norm == pytest.approx(delta_norm(update, reference), rel=1e-5)
 
 
 def test_with_the_ingest_chunk_the_norm_is_check_weights_own() -> None:
     model, update, reference = _arrays(300_007, seed=3)
-    result = screened_average(model, update, np.empty_like(model), reference=reference,
-                              norm=True)  # BLOCK == ingest.CHUNK
+    result = screened_average_into(model, update, np.empty_like(model), model.copy(),
+                                   reference=reference, norm=True)  # BLOCK == ingest.CHUNK
     assert result.norm == check_weights(update, reference, norm=True).norm
 
 
@@ -59,19 +58,18 @@ def test_without_a_norm_only_finiteness_is_checked() -> None:
     model, update, _ = _arrays(5000, seed=4)
     expected = model.copy()
     average_into(expected, update)
-    out = np.empty_like(model)
-    result = screened_average(model, update, out, block=999)
-    assert result.merged and result.norm is None and out.tobytes() == expected.tobytes()
+    result = screened_average_into(model, update, np.empty_like(model), model.copy(), block=999)
+    assert result.merged and result.norm is None and model.tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("index", [0, 2500, 4999])
-def test_a_non_finite_update_stops_the_pass_and_leaves_the_model(index: int) -> None:
+def test_a_non_finite_update_stops_the_pass_with_the_model_restored(index: int) -> None:
     model, update, reference = _arrays(5000, seed=5)
     original = model.copy()
     update[index] = np.nan
     for norm in (True, False):
-        result = screened_average(model, update, np.empty_like(model), reference=reference,
-                                  norm=norm, block=1024)
+        result = screened_average_into(model, update, np.empty_like(model), original,
+                                       reference=reference, norm=norm, block=1024)
         assert not result.merged and result.stopped == UPDATE_NOT_FINITE
         assert result.at == index // 1024 * 1024
         assert model.tobytes() == original.tobytes()
@@ -80,37 +78,34 @@ def test_a_non_finite_update_stops_the_pass_and_leaves_the_model(index: int) -> 
 def test_a_norm_above_the_bound_stops_it_and_one_at_the_bound_does_not() -> None:
     model, update, reference = _arrays(10_000, seed=6)
     original = model.copy()
-    norm = screened_average(model, update, np.empty_like(model), reference=reference,
-                            norm=True, block=1000).norm
+    norm = screened_average_into(model.copy(), update, np.empty_like(model), original,
+                                 reference=reference, norm=True, block=1000).norm
     assert norm is not None
     below = np.nextafter(norm, 0.0)
-    result = screened_average(model, update, np.empty_like(model), reference=reference,
-                              norm=True, bound=below, block=1000)
+    result = screened_average_into(model, update, np.empty_like(model), original,
+                                   reference=reference, norm=True, bound=below, block=1000)
     assert not result.merged and result.stopped == ABOVE_BOUND
     assert model.tobytes() == original.tobytes()
-    result = screened_average(model, update, np.empty_like(model), reference=reference,
-                              norm=True, bound=norm, block=1000)
+    result = screened_average_into(model, update, np.empty_like(model), original,
+                                   reference=reference, norm=True, bound=norm, block=1000)
     assert result.merged and result.norm == norm  # `norm <= bound` is accepted, as the screen
 
 
-def test_a_result_that_overflows_stops_it_and_leaves_the_model() -> None:
+def test_a_result_that_overflows_stops_it_with_the_model_restored() -> None:
     model = np.ones(3000, dtype=np.float32)
     model[1500] = np.float32(3.0e38)
     update = model.copy()  # finite (its sums too), but W + W_p overflows float32 at 1500
     original = model.copy()
-    result = screened_average(model, update, np.empty_like(model), block=1000)
+    result = screened_average_into(model, update, np.empty_like(model), original, block=1000)
     assert not result.merged and result.stopped == RESULT_NOT_FINITE and result.at == 1000
     assert model.tobytes() == original.tobytes()
 
 
-def test_mismatched_or_overlapping_arrays_are_refused_before_anything_is_written() -> None:
-    model, update, reference = _arrays(100, seed=7)
+def test_mismatched_arrays_are_refused_before_anything_is_written() -> None:
+    model, update, _ = _arrays(100, seed=7)
     original = model.copy()
     with pytest.raises(ValueError, match="out holds 99 values"):
-        screened_average(model, update, np.empty(99, np.float32))
-    for name, out in (("weights", model), ("update", update), ("reference", reference)):
-        with pytest.raises(ValueError, match=f"out overlaps {name}"):
-            screened_average(model, update, out, reference=reference, norm=True)
+        screened_average_into(model, update, np.empty(99, np.float32), original)
     assert model.tobytes() == original.tobytes()
 
 
@@ -140,9 +135,7 @@ def _run_both(screening: ScreeningConfig | None, updates: list[np.ndarray],
                          None if outcome.snapshot is None else outcome.snapshot.array().tobytes()))
             if outcome.snapshot is not None:
                 array = outcome.snapshot.array()
-                # the straightforward path's snapshot is a copy of the model's weights; the
-                # fused pass's (out of place) is the model's weights
-                assert not array.flags.writeable and (fused or array is not model.weights)
+                assert not array.flags.writeable and array is not model.weights
                 made.append((array, array.tobytes()))
                 current = outcome.snapshot
         # no later merge (nor a roll-back, nor a stopped pass) wrote into an earlier version

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from webnn.merge.base import ModelState, Partial, Strategy, Update, check_same_shape
-from webnn.merge.fused_average import BLOCK, FusedAverage, screened_average
+from webnn.merge.fused_average import BLOCK, FusedAverage, screened_average_into
 from webnn.merge.params import Param
 from webnn.merge.webnn_rules import average_into, merged_steps, mimic_into, weighted_into
 
@@ -42,20 +42,18 @@ class WebNNAverage(Strategy):
         model.steps = merged_steps(model.steps, update.steps_behind)
         return True
 
-    def merge_fused(self, model: ModelState, update: Update, out: np.ndarray, *,
-                    reference: np.ndarray | None = None, norm: bool = False,
-                    bound: float | None = None, block: int = BLOCK,
+    def merge_fused(self, model: ModelState, update: Update, out: np.ndarray,
+                    original: np.ndarray, *, reference: np.ndarray | None = None,
+                    norm: bool = False, bound: float | None = None, block: int = BLOCK,
                     scratch: np.ndarray | None = None) -> FusedAverage:
-        """`merge` out of place, with the update's check and screen bound and the result's
-        finiteness check, in one blocked pass (`fused_average.screened_average`; the weights are
-        bit-identical to `merge`'s): the average is written into `out` and, when merged,
-        ``model.weights`` becomes `out` (the array the previous weights were in is not written)
-        and ``model.steps`` the merged t. When it stops (`FusedAverage.merged` False) the model
-        is as it was."""
-        result = screened_average(model.weights, update.weights, out, reference=reference,
-                                  norm=norm, bound=bound, block=block, scratch=scratch)
+        """`merge` with the update's check and screen bound, the result's finiteness check and
+        its copy into `out` in one blocked pass (`fused_average.screened_average_into`; the
+        weights are bit-identical to `merge`'s). When it stops (`FusedAverage.merged` False) the
+        model and its steps are as they were."""
+        result = screened_average_into(model.weights, update.weights, out, original,
+                                       reference=reference, norm=norm, bound=bound, block=block,
+                                       scratch=scratch)
         if result.merged:
-            model.weights = out
             model.steps = merged_steps(model.steps, update.steps_behind)
         return result
 

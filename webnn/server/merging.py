@@ -17,28 +17,16 @@
 A strategy that raises is rolled back the same way and the exception propagates. The worker holds
 values (strategy, screen, layout, snapshot pool), never the coordinator.
 
-With WebNN's `average` (`fused`, on by default) steps 1-4 first run as one blocked pass out of
-place (`WebNNAverage.merge_fused`, `webnn.merge.fused_average`): each block of the update is
-checked (its delta's squares summed into the norm, held to the screen's bound as it grows), and
-the block's average is written straight into a fresh pooled buffer and checked finite while in
-cache; that buffer becomes the new version's snapshot *and* the model's weights. The model-sized
-arrays are read once and one is written, with bit-identical weights and the same norm (its blocks
-are `ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a non-finite update, a
-norm above the bound: clip or refuse, a non-finite result) the model was not written and the steps
-above run as they always did: the same verdicts, codes and roll-back.
-
-Who owns the model's weights (the one rule every writer follows): ``model.weights`` is either
-*private* (a writable array only the model holds) or *published* (read-only: after a fused merge
-it is the current version's snapshot buffer, lent to readers: `GET weights` responses, the f16
-copy, older merges' bases). A published array is never written: an in-place writer (the
-strategy's `merge` in step 2, the roll-back) first makes the weights private (`own_weights`: a
-copy into a pooled buffer), and the fused pass never writes them at all (it reads them and writes
-the next version's buffer: double buffering through the snapshot pool). The read-only flag is
-what tells the two apart, so a writer that forgot the rule fails loudly (numpy refuses to write a
-read-only array) instead of changing a version clients may be reading. A snapshot buffer the model
-still aliases is never reused by the pool (`SnapshotPool.give_back` sees the model's reference);
-the private buffer the model leaves behind when a fused merge makes it alias the new version goes
-back to the pool.
+With WebNN's `average` (`fused`, on by default) steps 1-4 first run as one blocked pass
+(`WebNNAverage.merge_fused`, `webnn.merge.fused_average`): each block of the update is checked
+(its delta's squares summed into the norm, held to the screen's bound as it grows), merged,
+checked finite and copied into the snapshot buffer while in cache, so the model-sized arrays are
+read once instead of about five times, with bit-identical weights and the same norm (its blocks are
+`ingest.CHUNK`, the chunks of `check_weights`). When that pass stops (a non-finite update, a norm
+above the bound: clip or refuse, a non-finite result) it has restored the blocks it merged from
+`current`, and the steps above run as they always did: the same verdicts, codes and roll-back.
+`current` must hold the model's weights (it is the current version's snapshot), as the roll-back
+already requires.
 """
 
 from __future__ import annotations
@@ -124,7 +112,6 @@ class MergeWorker:
             if verdict.refused:
                 return MergeOutcome(verdict)
         saved = self._saved_state()
-        self.own_weights(model)
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
                 changed = bool(self.strategy.merge(model, update))
@@ -139,49 +126,32 @@ class MergeWorker:
                 "was rolled back and the update refused"))
         return MergeOutcome(verdict, changed, self.snapshot(model) if changed else None)
 
-    def own_weights(self, model: ModelState) -> None:
-        """Make ``model.weights`` private before an in-place write (module docstring): published
-        (read-only) weights are copied into a pooled buffer the model then holds alone."""
-        if not model.weights.flags.writeable:
-            buffer = self.pool.acquire()
-            np.copyto(buffer, model.weights)
-            model.weights = buffer
-
     def _run_fused(self, strategy: WebNNAverage, model: ModelState, update: Update,
                    reference: np.ndarray, current: Snapshot) -> MergeOutcome | None:
         """The one-pass merge (module docstring); None when it stopped and the model is as it was.
 
         The screen's bound is read before the pass and the pass stops once the norm so far is
         above it; the sum of squares only grows, so a pass that ends has ``norm <= bound`` and
-        `Screen.check` accepts it (adding the norm to its window) as it would have before. The
-        merged buffer is made read-only before anyone else sees it; the model's previous weights
-        go back to the pool when they were private (published ones belong to their version).
+        `Screen.check` accepts it (adding the norm to its window) as it would have before.
         """
         screen = self.screen
         bound = screen.bound() if screen is not None else None
         buffer = self.pool.acquire()
-        previous, steps = model.weights, model.steps
         try:
-            result = strategy.merge_fused(model, update, buffer, reference=reference,
-                                          norm=screen is not None, bound=bound, block=CHUNK,
-                                          scratch=self.scratch)
+            result = strategy.merge_fused(model, update, buffer, current.array(),
+                                          reference=reference, norm=screen is not None,
+                                          bound=bound, block=CHUNK, scratch=self.scratch)
         except Exception:
-            model.weights, model.steps = previous, steps
             self.pool.give_back(buffer)
+            self._roll_back(model, current, None)
             raise
         if not result.merged:
             self.pool.give_back(buffer)
             return None
-        buffer.flags.writeable = False
         verdict = None
         if screen is not None:
             verdict = screen.check(update.weights, reference, norm=result.norm)
-            if verdict.refused:  # not expected (norm <= bound); the model stays as it was
-                model.weights, model.steps = previous, steps
-                self.pool.give_back(buffer)
-                return MergeOutcome(verdict)
-        if previous.flags.writeable:  # lent until the caller's references to it are gone
-            self.pool.give_back(previous)
+        buffer.flags.writeable = False
         return MergeOutcome(verdict, True, Snapshot(buffer, model.steps))
 
     def _saved_state(self) -> StrategyState | None:
@@ -192,13 +162,8 @@ class MergeWorker:
 
     def _roll_back(self, model: ModelState, current: Snapshot,
                    saved: StrategyState | None) -> None:
-        """Restore the model (and a plug-in strategy's state) to the current version: private
-        weights get the current version's values copied in; published ones were not written
-        (module docstring) and alias the current version's snapshot again."""
-        if model.weights.flags.writeable:
-            np.copyto(model.weights, current.array())
-        else:
-            model.weights = current.array()
+        """Restore the model (and a plug-in strategy's state) to the current version."""
+        np.copyto(model.weights, current.array())
         model.steps = current.steps
         if saved is not None:
             self.strategy.load_state(saved)

@@ -1,12 +1,9 @@
 """The version store: snapshots of model versions that clients may still ask for.
 
-What clients fetch is an immutable (read-only) array in a pooled buffer, filled when a version is
-born in the merge's worker thread (no allocation and no GIL-held copy on the event loop): by
-WebNN's one-pass average, which writes the new version straight into it, the model's weights then
-aliasing that snapshot; or, by any other merge, which writes the model's private weights in place,
-as their copy (`np.copyto`). A published snapshot is never written again; the model's ownership
-rule (private or published weights, and who may write them) is `webnn.server.merging`'s. The wire
-bytes of a version are its snapshot's memory, served without further copies.
+The model's flat buffer is merged into in place, so what clients fetch is an immutable copy made
+when a version is born (in the merge's worker thread, with `np.copyto` into a pooled buffer: no
+allocation and no GIL-held copy on the event loop). The wire bytes of a version are its snapshot's
+memory, served without further copies.
 
 Which versions are kept (everything else is dropped at once):
 
@@ -67,9 +64,7 @@ class SnapshotPool:
     made, so ``allocated`` that stops growing means the pool reached its plateau.
 
     `acquire` and `give_back` may be called from worker threads: a lent buffer is reclaimed only
-    once the pool holds its last reference, and nothing else can get a new one then. The model's
-    reference counts like any reader's: a version whose buffer the model's weights still alias
-    (`webnn.server.merging`) stays lent until the model moves on to the next one.
+    once the pool holds its last reference, and nothing else can get a new one then.
     """
 
     def __init__(self, size: int, keep: int = 8, dtype: str = "<f4",
