@@ -13,6 +13,11 @@
 #   $OUT/callN.tar.gz  every scaling.json / scaling.md / plot / worker log of the call (WORK/callN)
 #   $OUT/callN.log     the consoles of bench/scaling.py (one line per run, the tables)
 #   $OUT/callN.md      the tables alone
+# EXPECTED: THE TARGETS ARE MISSED. The simulator predicts (sim_t8_2026-12-02.txt, device seconds,
+# medians of 3 seeds): to 0.775 one client (ONE) 175 s, 8 clients (MID) 54 s (3.2x), 16 clients
+# (BIG) 46.5 s (3.8x); to 0.80 3.7x and 4.5x; to 0.84 (one client 428 s: the cap is tight) 4.5x at
+# 8 and 4.75x at 16 (16 clients with 2-step tasks of 256, Adam 0.015). Run it to check the
+# simulator on a second workload, not to meet issue 15's 5x / 8x.
 # Calls:
 #   1: 1 client (ONE) x 3 seeds side by side on cores 1-6, cap CAP1, beside 8 clients (MID)
 #      x 3 seeds one after another on cores 7-15, cap CAPMID;
@@ -36,11 +41,11 @@ WORK=${WORK:-/tmp/scaling_s8_work}
 mkdir -p "$OUT" "$WORK"
 PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
-ONE="average lr=0.008 batch=256"
-MID_SET="average lr=0.015 batch=128 steps=2"
-MID2_SET="average lr=0.015 batch=256 steps=2"
+ONE="average lr=0.011 batch=256"
+MID_SET="average lr=0.015 batch=256 steps=2"
+MID2_SET="average lr=0.015 batch=128 steps=2"
 BIG_SET="average lr=0.02 batch=256 steps=1"
-LEVELS="0.75 0.775 0.8"
+LEVELS="0.75 0.775 0.8 0.84"
 if [ "${SCALE:-}" = small ]; then
   SEEDS="1" MID=2 BIG=3 TARGET=0.40 STOP=2 CAP1=60 CAPMID=30 CAPBIG=30 CAPHET=30
   MASK1="" MASKMID="" PIN="" CALL=${CALL:-300} LEVELS="0.3 0.4"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Session 8, issue 15: the gradient noise scale B_simple (McCandlish et al. 2018) of the teacher
 # workload (data_modules/teacher.py with bench/scaling.py's TEACHER_OPTIONS: teacher_hidden 16,
-# label_noise 0.3; the simulator's copy of bench/specs/teacher_mlp.json) along the best one-client
-# run (average, Adam 0.008, 10-step tasks of 256; device seconds at 3.79 s a task, sim_t8.sh),
+# label_noise 0.3; the simulator's copy of bench/specs/teacher_mlp.json) along a near-best one-client
+# run (average, Adam 0.008, 10-step tasks of 256, device seconds at 3.79 s a task; Adam 0.011, the
+# best, is within the seed spread of it: sim_t8.sh),
 # seeds 1-3, 32,768 training examples per probe, probes every 20 tasks and at the first merge at
 # each accuracy level; the same estimator as noise_scale.py (text), whose --summary bins them.
 #   bash bench/scaling_results/noise_t8.sh OUTFILE

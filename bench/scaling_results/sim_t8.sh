@@ -27,6 +27,8 @@ jobs=(
   "8 150 $(task 2 $c256 1) average|adam lr=0.015 batch=256 steps=2"
   "16 120 $(task 1 $c256 1.1429) average|adam lr=0.02 batch=256 steps=1"
   "16 120 $(task 2 $c128 1.1429) average|adam lr=0.015 batch=128 steps=2"
+  "8 150 $(task 2 $c256 1) average|adam lr=0.012 batch=256 steps=2"
+  "16 120 $(task 2 $c256 1.1429) average|adam lr=0.015 batch=256 steps=2"
 )
 pick=("$@")
 [ ${#pick[@]} -eq 0 ] && pick=($(seq 1 ${#jobs[@]}))
