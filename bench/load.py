@@ -6,7 +6,8 @@ volunteers in ``--processes`` processes (pinned to ``--load-cpus``; bench/load_c
 a client does), samples the server's status, CPU and RSS every second, and reports merges/s,
 latency p50/p99 per request kind, errors, refusals and 503s, server CPU and RSS, and ingest
 bytes/s against a plain memory copy measured in the same run (bench/load_report.py defines every
-figure). It speaks only docs/protocol.md.
+figure). It speaks only docs/protocol.md; ``--encoding q8f16`` makes the clients offer what the
+shipped clients get by default (q8 updates, f16 weights; bench/load_encodings.py builds them).
 
     .venv/bin/python bench/load.py --params 1000000 --clients 1000 --think 0.5:1 \\
         --duration 300 --server-cpus 0 --load-cpus 1-15 --json out.json
@@ -41,6 +42,7 @@ from load_clients import (
     process_main,
     raise_fd_limit,
 )
+from load_encodings import OFFERS
 from load_model import write_model
 from load_report import Sample, build_report, format_report
 from load_server import ServerError, ServerProcess, memcopy_bandwidth, parse_cpus, read_proc
@@ -113,6 +115,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="three requests per task (task; weights and batch; update) instead of one")
     add("--timeout", type=float, default=30.0, help="seconds before a request counts as timed out")
     add("--perturb", type=int, default=1024, help="floats of noise added per update")
+    add("--encoding", choices=tuple(OFFERS), default="f32",
+        help="what clients offer at join (docs/protocol.md, Encodings): f32 (no offer), q8f16 "
+             "(q8 updates, f16 weights: what the shipped clients get by default) or f16 (f16 "
+             "both ways)")
     add("--eval-seconds", type=float, default=60.0,
         help="the spec's validation.everySeconds (0: only the initial evaluation)")
     add("--step", type=parse_step, default=None, metavar="T:N",
@@ -272,7 +278,7 @@ def run_generator(args: argparse.Namespace, base_url: str, params: int, processe
             role=args.role, timeout=args.timeout, perturb=args.perturb,
             seed=args.seed * 1000 + index, clients_per_address=args.clients_per_address,
             cpus=args.load_cpus, step_after=args.step[0] if args.step else None,
-            keep_clients=args.step[1] if args.step else 0)
+            keep_clients=args.step[1] if args.step else 0, encoding=args.encoding)
         first += count
         child = context.Process(target=process_entry, args=(plan, results, ready, go, times),
                                 daemon=True)
@@ -355,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "duration_s": args.duration, "warmup_s": args.warmup,
             "strategy": args.strategy, "strategy_params": args.param, "screen": args.screen,
             "server_args": args.server_arg, "server_env": args.server_env,
-            "follow_up": args.follow_up, "role": args.role,
+            "follow_up": args.follow_up, "role": args.role, "encoding": args.encoding,
             "timeout_s": args.timeout, "clients_per_address": args.clients_per_address,
             "step": ({"after_s": args.step[0], "clients": args.step[1]} if args.step
                      else None),

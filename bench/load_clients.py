@@ -32,7 +32,6 @@ import json
 import os
 import random
 import resource
-import struct
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -41,8 +40,9 @@ from typing import Any
 import aiohttp
 import numpy as np
 from aiohttp.payload import Payload
+from load_encodings import OFFERS, WEIGHT_DTYPES, Held, Slice, UpdateBuilder
 
-from webnn.server.frames import ALIGN, CONTENT_TYPE, MAGIC, FrameError, decode_frame
+from webnn.server.frames import CONTENT_TYPE, FrameError, decode_frame
 
 REFUSALS = frozenset({"too_stale", "lease_expired", "task_closed", "unknown_task", "finishing"})
 """Error codes that drop the task: the client asks for a new one."""
@@ -75,6 +75,8 @@ class ProcessPlan:
     cpus: tuple[int, ...] | None = None
     step_after: float | None = None
     keep_clients: int = 0
+    encoding: str = "f32"
+    """``--encoding``: what the clients offer at join (`load_encodings.OFFERS`)."""
 
     def stop_for(self, number: int) -> float:
         """When client `number` stops: `stop_at`, or with a load step (``--step``) the clients
@@ -87,7 +89,10 @@ class ProcessPlan:
 @dataclass
 class ProcessResult:
     """What one process measured. `latencies` maps a request kind to seconds (window only);
-    `series` maps a name to per-second counts since the plan's start."""
+    `series` maps a name to per-second counts since the plan's start. `answers`/`answer_bytes`:
+    the bodies of accepted updates' answers (follow-up frames, or JSON) that finished in the
+    window; `weights_bodies`/`weights_bytes` the 200 answers of ``GET weights`` in the window;
+    `negotiated` counts joins by the session's pick (``"update/weights"``, e.g. ``"q8/f16"``)."""
 
     latencies: dict[str, np.ndarray] = field(default_factory=dict)
     errors: Counter = field(default_factory=Counter)
@@ -96,6 +101,11 @@ class ProcessResult:
     throttled: Counter = field(default_factory=Counter)
     accepted_updates: int = 0
     accepted_bytes: int = 0
+    answers: int = 0
+    answer_bytes: int = 0
+    weights_bodies: int = 0
+    weights_bytes: int = 0
+    negotiated: Counter = field(default_factory=Counter)
     series: dict[str, list[int]] = field(default_factory=dict)
     cpu_seconds: float = 0.0
     window_seconds: float = 0.0
@@ -138,18 +148,6 @@ class ScatterPayload(Payload):
                 await writer.write(part)
 
 
-def frame_prefix(header: dict, weight_bytes: int) -> bytes:
-    """The frame bytes before the payload for one float32 tensor ``weights`` at offset 0."""
-    entry = {"name": "weights", "dtype": "float32", "shape": [weight_bytes // 4], "offset": 0,
-             "byteLength": weight_bytes}
-    head = json.dumps({**header, "tensors": [entry]}, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<I", len(head)) + head + b"\0" * ((-(8 + len(head))) % ALIGN)
-
-
-def byte_view(array: np.ndarray) -> memoryview:
-    return memoryview(array).cast("B")  # type: ignore[arg-type]  # numpy buffer
-
-
 class Recorder:
     """Counters and latency samples of one process (see the module docstring for the classes)."""
 
@@ -178,6 +176,21 @@ class Recorder:
         if self.in_window(finished):
             self.result.accepted_updates += 1
             self.result.accepted_bytes += nbytes
+
+    def answered(self, nbytes: int, finished: float) -> None:
+        """An accepted update's answer body of `nbytes` (window only)."""
+        if self.in_window(finished):
+            self.result.answers += 1
+            self.result.answer_bytes += nbytes
+
+    def weights_body(self, nbytes: int, finished: float) -> None:
+        """A ``GET weights`` body of `nbytes` (window only)."""
+        if self.in_window(finished):
+            self.result.weights_bodies += 1
+            self.result.weights_bytes += nbytes
+
+    def joined(self, encodings: dict[str, str]) -> None:
+        self.result.negotiated[f"{encodings['update']}/{encodings['weights']}"] += 1
 
     def busy(self, kind: str) -> None:
         self.result.busy[kind] += 1
@@ -217,19 +230,9 @@ class Reply:
             return f"http_{self.status}"
 
 
-@dataclass
-class Held:
-    """A task's inputs: its weights (a float32 view into a received body), their version and
-    the ETag they came with (a follow-up frame names it in ``weightsEtag``; None from a server
-    older than that: then ``"v<version>"``, what such a server sent)."""
-
-    version: int
-    weights: np.ndarray
-    etag: str | None = None
-
-
 class Shared:
-    """What the clients of one process share: the HTTP session, the recorder, the noise block."""
+    """What the clients of one process share: the HTTP session, the recorder, the noise block,
+    the update builder (made from the manifest of the first join answer)."""
 
     def __init__(self, plan: ProcessPlan, sessions: list[aiohttp.ClientSession]) -> None:
         self.plan = plan
@@ -241,19 +244,30 @@ class Shared:
         self.noise = (rng.standard_normal(self.slice + 4096, dtype=np.float32)
                       * np.float32(NOISE_SCALE))
         self.updates_made = 0
+        self.builder: UpdateBuilder | None = None
+
+    def learn_model(self, model: dict) -> None:
+        """Take the model's manifest from a join answer (once per process)."""
+        if self.builder is None:
+            self.builder = UpdateBuilder.from_manifest(model["weightsManifest"],
+                                                       self.plan.seed + 7)
 
     def url(self, path: str) -> str:
         return self.base + path if path.startswith("/") else f"{self.base}/{path}"
 
-    def perturbed_parts(self, prefix: bytes, weights: np.ndarray) -> list[memoryview]:
-        """Scatter parts of an update frame: `weights` with a rotating slice plus noise."""
-        n, k = weights.size, self.slice
+    def next_slice(self, size: int) -> Slice:
+        """The next update's perturbation: a rotating slice of k values plus noise."""
+        k = min(self.slice, size)
         self.updates_made += 1
-        at = (self.updates_made * k) % (n - k + 1)
+        at = (self.updates_made * k) % (size - k + 1)
         shift = self.updates_made % 4096
-        fresh = weights[at:at + k] + self.noise[shift:shift + k]
-        whole = byte_view(weights)
-        return [memoryview(prefix), whole[:4 * at], byte_view(fresh), whole[4 * (at + k):]]
+        return Slice(at, self.noise[shift:shift + k])
+
+    def update_parts(self, encoding: str, header: dict, held: Held) -> list[memoryview]:
+        """Scatter parts of an update frame in `encoding` (`load_encodings.UpdateBuilder`)."""
+        if self.builder is None:
+            raise RuntimeError("no model manifest yet (a client sends updates after joining)")
+        return self.builder.parts(encoding, header, held, self.next_slice(held.weights.size))
 
 
 class SimulatedClient:
@@ -269,6 +283,7 @@ class SimulatedClient:
         self.rng = rng
         self.token: str | None = None
         self.held: Held | None = None
+        self.encodings = {"update": "f32", "weights": "f32"}
         self.stop_at = self.plan.stop_for(number)
 
     # --- one HTTP exchange -------------------------------------------------------------------
@@ -341,11 +356,19 @@ class SimulatedClient:
     # --- the protocol steps ------------------------------------------------------------------
     async def join(self) -> None:
         self.token = None
-        reply = await self.exchange("join", "POST", "api/v1/join", json_body={
-            "client": {"kind": "other", "name": f"load-{self.number}"}})
+        body: dict[str, Any] = {"client": {"kind": "other", "name": f"load-{self.number}"}}
+        offer = OFFERS[self.plan.encoding]
+        if offer is not None:
+            body["encodings"] = offer
+        reply = await self.exchange("join", "POST", "api/v1/join", json_body=body)
         if reply.status != 200:
             raise self.failed("join", reply)
-        self.token = reply.json()["token"]
+        answer = reply.json()
+        self.token = answer["token"]
+        self.encodings = dict(answer.get("encodings") or {"update": "f32", "weights": "f32"})
+        self.held = None  # weights of another encoding may follow
+        self.shared.learn_model(answer["model"])
+        self.record.joined(self.encodings)
 
     async def new_task(self) -> dict | None:
         reply = await self.exchange("task", "POST", "api/v1/tasks",
@@ -373,8 +396,10 @@ class SimulatedClient:
         if reply.status == 304 and self.held is not None:
             held = self.held
         elif reply.status == 200:
-            held = Held(version, np.frombuffer(reply.body, dtype="<f4"),
+            dtype = WEIGHT_DTYPES[reply.headers.get("X-WebNN-Encoding", "f32")]
+            held = Held(version, np.frombuffer(reply.body, dtype=dtype),
                         reply.headers.get("ETag"))
+            self.record.weights_body(len(reply.body), time.time())
         else:
             raise self.failed("weights", reply)
         batch = await self.exchange("batch", "GET", task["urls"]["batch"])
@@ -412,13 +437,14 @@ class SimulatedClient:
         if self.plan.follow_up:
             header["next"] = self.plan.role
             headers["Accept"] = CONTENT_TYPE
-        parts = self.shared.perturbed_parts(frame_prefix(header, held.weights.nbytes),
-                                            held.weights)
+        parts = self.shared.update_parts(self.encodings["update"], header, held)
         reply = await self.exchange("update", "POST", task["urls"]["submit"], parts=parts,
                                     headers=headers)
         if reply.status != 200:
             raise self.failed("update", reply)
-        self.record.accepted(sum(part.nbytes for part in parts), time.time())
+        finished = time.time()
+        self.record.accepted(sum(part.nbytes for part in parts), finished)
+        self.record.answered(len(reply.body), finished)
         if reply.headers.get("Content-Type", "").startswith(CONTENT_TYPE):
             try:
                 frame = decode_frame(reply.body)

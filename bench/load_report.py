@@ -10,7 +10,11 @@ Definitions (window = [measure_from, stop_at], after the warm-up):
 - server CPU % = Δ(utime + stime) / Δt per sample pair (100 % = one core busy);
 - RSS flatness: mean RSS over the window's first vs last `span` seconds, span = min(60, window/3);
   merges/s is given over the same first and last spans too;
-- errors, refusals, 503s and 429s count the whole run, warm-up included.
+- errors, refusals, 503s and 429s count the whole run, warm-up included;
+- bytes per update body / per answer / per weights body = mean bytes of the accepted update
+  bodies (whole frames) / of their answers (follow-up frames or JSON) / of ``GET weights`` 200
+  bodies that finished in the window (``--encoding`` decides their size); ``traffic`` is the
+  server's final ``status.traffic`` (bodies per encoding, warm-up included).
 """
 
 from __future__ import annotations
@@ -186,6 +190,8 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
     accepted_bytes = sum(r.accepted_bytes for r in results)
     accepted_updates = sum(r.accepted_updates for r in results)
     ingest = accepted_bytes / window if window > 0 else float("nan")
+    answers = sum(r.answers for r in results)
+    weights_bodies = sum(r.weights_bodies for r in results)
     errors = merged_counters(results, "errors")
     busy = merged_counters(results, "busy")
     step = (step_summary(samples, summed_series(results, "busy"), start, t0, t1,
@@ -198,6 +204,17 @@ def build_report(*, config: dict[str, Any], samples: list[Sample],
         "merges_window_span_s": merge_span,
         "merges_per_s_first_last": merges_flatness(samples, t0, t1),
         "accepted_updates_per_s": accepted_updates / window if window > 0 else float("nan"),
+        "bytes": {
+            "per_update_body": (accepted_bytes / accepted_updates if accepted_updates
+                                else None),
+            "per_answer": (sum(r.answer_bytes for r in results) / answers if answers
+                           else None),
+            "per_weights_body": (sum(r.weights_bytes for r in results) / weights_bodies
+                                 if weights_bodies else None),
+            "answers": answers, "weights_bodies": weights_bodies,
+            "negotiated": merged_counters(results, "negotiated"),
+            "traffic": (final_status or {}).get("traffic"),
+        },
         "latency_s": latencies,
         "errors": errors,
         "errors_total": sum(errors.values()),
@@ -250,12 +267,17 @@ def format_report(report: dict[str, Any]) -> str:
     flat = report["merges_per_s_first_last"]
     ingest = report["ingest"]
     generator = [v for v in report["generator"]["cpu_pct_per_process"] if v is not None]
+    sizes = report.get("bytes") or {}
     lines = [
         f"model {report['params']:,} params ({report['model_bytes'] / MB:.1f} MB), "
         f"{report['clients']} clients in {report['processes']} processes, think "
         f"{report['think_s'][0]}-{report['think_s'][1]} s, strategy {report['strategy']}, "
         f"follow-up {'on' if report['follow_up'] else 'off'}",
         f"window {report['window_s']:.0f} s after {report['warmup_s']:.0f} s warm-up",
+        f"encoding {report.get('encoding', 'f32')} (sessions {sizes.get('negotiated') or '-'}): "
+        f"update body {_fmt(sizes.get('per_update_body'), 1 / MB, 4)} MB, answer "
+        f"{_fmt(sizes.get('per_answer'), 1 / MB, 4)} MB, weights body "
+        f"{_fmt(sizes.get('per_weights_body'), 1 / MB, 4)} MB (means)",
         "",
         f"merges/s            {_fmt(report['merges_per_s'], digits=4)} (first "
         f"{_fmt(flat['span_s'])} s {_fmt(flat['first'], digits=4)}, last "

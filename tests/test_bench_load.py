@@ -126,3 +126,78 @@ def test_load_profile_covers_the_event_loops_update_route(tmp_path: Path) -> Non
     assert ("routes.py", "update") in functions  # the update route ran on the profiled thread
     assert ("merging.py", "run") not in functions  # the merge's worker thread is not in it
     assert "per unit" in summary(str(profile), per=2.0, top=5)
+
+
+@pytest.mark.slow
+def test_load_bench_q8f16_updates_are_accepted_and_merged(tmp_path: Path) -> None:
+    """``--encoding q8f16``: the clients offer what the shipped clients get by default and the
+    server takes their q8 updates (no ``wrong_encoding``, no error) and sends f16 weights."""
+    report = run_bench(tmp_path, "--encoding", "q8f16")
+    assert report["encoding"] == "q8f16"
+    assert report["errors_total"] == 0, report["errors"]
+    assert report["refused"] == {}
+    assert report["accepted_updates_per_s"] > 0
+    assert report["server"]["final_status"]["merges"] > 0
+    sizes = report["bytes"]
+    assert sizes["negotiated"] and set(sizes["negotiated"]) == {"q8/f16"}
+    traffic = sizes["traffic"]
+    assert set(traffic["updates"]) == {"q8"} and traffic["updates"]["q8"]["count"] > 0
+    assert set(traffic["weights"]) == {"f16"} and traffic["weights"]["f16"]["count"] > 0
+    params = report["params"]
+    # a q8 body: P int8 + T = 6 float32 scales (+ padding) and a frame header; well under 2 P
+    assert params + 24 < sizes["per_update_body"] < 2 * params
+    # follow-up answers carry 2 P bytes of float16 weights and a header
+    assert 2 * params < sizes["per_answer"] < 4 * params
+    ingest = report["ingest"]
+    assert ingest["bytes_per_s"] == pytest.approx(
+        sizes["per_update_body"] * report["accepted_updates_per_s"])
+
+
+@pytest.mark.slow
+def test_load_bench_f32_reports_its_byte_sizes(tmp_path: Path) -> None:
+    report = run_bench(tmp_path, "--processes", "1")
+    assert report["encoding"] == "f32"
+    sizes = report["bytes"]
+    assert set(sizes["negotiated"]) == {"f32/f32"}
+    assert set(sizes["traffic"]["updates"]) == {"f32"}
+    assert 4 * report["params"] < sizes["per_update_body"] < 4 * report["params"] + 1024
+    assert 4 * report["params"] < sizes["per_answer"]
+
+
+@pytest.mark.parametrize("at", [0, 40, 95, 130, 200 - 64])
+def test_q8_update_frame_decodes_on_the_server_to_base_plus_the_slice(at: int) -> None:
+    """The generator's q8 frame, read by the server's own code (frame decoder, encoding check,
+    reconstruction ``base + q s_t``): the slice moves by its noise within one step of its
+    tensor's scale, everything else stays exactly the base (f16 weights widened)."""
+    import numpy as np
+    from load_encodings import Held, Slice, UpdateBuilder
+
+    from webnn.server.encodings import check_update_tensors
+    from webnn.server.frames import decode_frame
+    from webnn.weights import WeightLayout
+
+    manifest = [{"name": "a", "shape": [10, 10], "dtype": "float32"},
+                {"name": "b", "shape": [3], "dtype": "float32"},
+                {"name": "c", "shape": [97], "dtype": "float32"}]
+    layout = WeightLayout.from_manifest(manifest)
+    rng = np.random.default_rng(at)
+    base16 = rng.standard_normal(layout.size).astype("<f2")
+    noise = (rng.standard_normal(64) * 1e-3).astype(np.float32)
+    builder = UpdateBuilder.from_manifest(manifest, seed=1)
+    parts = builder.parts("q8", {"baseVersion": 0}, Held(0, base16), Slice(at, noise))
+    frame = decode_frame(b"".join(bytes(part) for part in parts))
+    assert frame.header["baseVersion"] == 0
+    update = check_update_tensors(frame.tensors, layout, "q8")
+    base = base16.astype(np.float32)
+    out = update.decode_into(np.empty(layout.size, dtype=np.float32), layout, base)
+    scales = frame.tensors["scales"]
+    touched = {i for i, (start, spec) in enumerate(zip(layout.offsets, layout.specs,
+                                                       strict=True))
+               if start < at + 64 and at < start + spec.size}
+    assert {i for i in range(len(layout.specs)) if scales[i] > 0} <= touched
+    outside = np.ones(layout.size, dtype=bool)
+    outside[at:at + 64] = False
+    assert np.array_equal(out[outside], base[outside])
+    step = np.repeat(scales, [spec.size for spec in layout.specs])[at:at + 64]
+    assert np.all(np.abs(out[at:at + 64] - (base[at:at + 64] + noise)) <= step * 1.0001 + 1e-7)
+    assert np.abs(frame.tensors["delta_q8"].astype(np.int32)).max() <= 127
