@@ -18,6 +18,10 @@
 # Results (2 files; the device returns at most 8): $OUT/ingest11.tar.gz (every run's JSON report
 # and log) and $OUT/ingest11.txt (per run: merges/s, server CPU, ms of server CPU per update).
 # PAIRS=1 runs one slot instead (about 75 s): new on A and D, old on B and C, asyncio, screening on.
+# ENC=1 runs one slot of four servers of this tree instead (about 70 s), clients by encoding
+# (bench/load.py --encoding; q8f16 = what the shipped clients get by default): A f32 (0 | 1-3),
+# B q8f16 (4 | 5-7), C q8f16 (8 | 9-11), D f32 (12 | 13-15); 1M x 100 clients, no think, 8 s
+# warm-up, 40 s window (D=40 unless D is given).
 # SCALE=small runs the same layout at toy sizes on cores 0 and 1 (a smoke test on any machine).
 set -u
 cd "$(dirname "$0")/.."
@@ -38,7 +42,7 @@ if [ "${SCALE:-}" = small ]; then
   P=20000 W=2 D=${D:-6} CB=8 CM=16 CS=4
   A="0 1" B="1 0" C="0 1" D4="1 0"
 else
-  P=1000000 W=8 D=${D:-45} CB=100 CM=200 CS=40
+  P=1000000 W=8 D=${D:-$([ -n "${ENC:-}" ] && echo 40 || echo 45)} CB=100 CM=200 CS=40
   A="0 1-3" B="4 5-7" C="8 9-11" D4="12 13-15"
 fi
 nproc; uptime; python3 --version
@@ -55,7 +59,11 @@ run() {  # run NAME "SERVER_CPUS LOAD_CPUS" WHICH(new|old) LOOP CLIENTS [more lo
      --json $J/$name.json > $J/$name.log 2>&1
   cd - > /dev/null
 }
-if [ -n "${PAIRS:-}" ]; then  # one slot: new and old side by side on both pairs of core sets
+if [ -n "${ENC:-}" ]; then  # one slot: f32 and q8f16 clients, each on two core sets
+  run EA_f32 "$A" new asyncio $CB --encoding f32 & run EB_q8f16 "$B" new asyncio $CB --encoding q8f16 &
+  run EC_q8f16 "$C" new asyncio $CB --encoding q8f16 & run ED_f32 "$D4" new asyncio $CB --encoding f32 &
+  wait
+elif [ -n "${PAIRS:-}" ]; then  # one slot: new and old side by side on both pairs of core sets
   run PA_new_asyncio "$A" new asyncio $CB & run PB_old_asyncio "$B" old asyncio $CB &
   run PC_old_asyncio "$C" old asyncio $CB & run PD_new_asyncio "$D4" new asyncio $CB &
   wait
@@ -74,7 +82,7 @@ uptime
 python3 - "$J" > "$OUT/ingest11.txt" <<'EOF'
 import json, pathlib, sys
 print(f"{'run':30s} {'merges/s':>8s} {'cpu %':>6s} {'ms cpu/upd':>10s} {'memcopy':>7s} "
-      f"{'p99 s':>6s} {'errors':>6s} {'503':>5s}")
+      f"{'p99 s':>6s} {'errors':>6s} {'503':>5s} {'enc':>5s} {'body MB':>7s} {'answer MB':>9s}")
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     r = json.loads(path.read_text())
     cpu, rate = r["server"]["cpu_mean_pct"], r["accepted_updates_per_s"]
@@ -82,7 +90,9 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     print(f"{path.stem:30s} {r['merges_per_s']:8.1f} {cpu:6.1f} "
           f"{(cpu * 10 / rate if rate else float('nan')):10.2f} "
           f"{100 * r['ingest']['ratio_to_memcopy']:6.1f}% {p99 or float('nan'):6.3f} "
-          f"{r['errors_total']:6d} {r['busy_503_total']:5d}")
+          f"{r['errors_total']:6d} {r['busy_503_total']:5d} {r.get('encoding', 'f32'):>5s} "
+          f"{((r.get('bytes') or {}).get('per_update_body') or float('nan')) / 1e6:7.3f} "
+          f"{((r.get('bytes') or {}).get('per_answer') or float('nan')) / 1e6:9.3f}")
 EOF
 cd $J && tar czf "$OUT/ingest11.tar.gz" ./*.json ./*.log
 cat "$OUT/ingest11.txt"; tail -n 3 ./*.log | head -60
