@@ -15,7 +15,9 @@ mixes encodings. Clients treat an ETag as opaque: they send back the one they go
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import payload, web
 from aiohttp.abc import AbstractStreamWriter
@@ -35,6 +37,38 @@ DIGEST_CHARS = 16
 """Hex digits of the weights' digest in an ETag (64 bits: no two weight sets of a run meet)."""
 HEAD_BYTES = 1024
 """Bytes of a weights body written with the response's headers (`WeightsPayload`)."""
+SEND_PIECE = 1 << 20
+"""Bytes of a model-sized answer handed to the connection at a time (`send_within`)."""
+SEND_TIMEOUT = 60.0
+"""Seconds a client may take to accept each `SEND_PIECE` of a model-sized answer (at least
+about 17 KB/s); a slower reader's connection is aborted (`send_within`)."""
+
+
+async def send_within(write: Callable[[memoryview], Awaitable[None]], data: memoryview,
+                      transport: asyncio.Transport | None,
+                      timeout: float | None = None) -> None:
+    """Write `data` with `write` (aiohttp's, which waits while the connection's buffer is above
+    its high-water mark) in pieces of at most `SEND_PIECE` bytes, each of which must be written
+    within `timeout` seconds (`SEND_TIMEOUT` when None).
+
+    Why: a client that asks for weights and does not read them would otherwise hold its answer
+    for as long as its connection lives, and with it the rest of the body in the transport's
+    buffer (a model-sized copy on Python 3.11, a view keeping a snapshot buffer on 3.12): a
+    hostile client with many such connections could grow the server's memory by a model per
+    connection. In pieces, a stalled connection holds at most about one piece; past the
+    deadline it is aborted (its buffered bytes dropped) and `ConnectionResetError` raised, as
+    for a client that went away."""
+    timeout = SEND_TIMEOUT if timeout is None else timeout
+    for start in range(0, len(data), SEND_PIECE):
+        try:
+            async with asyncio.timeout(timeout):
+                await write(data[start:start + SEND_PIECE])
+        except TimeoutError:
+            if transport is not None:
+                transport.abort()
+            raise ConnectionResetError(
+                f"the client took more than {timeout:g} s to accept {SEND_PIECE} bytes of "
+                f"the answer ({start} of {len(data)} sent); connection aborted") from None
 
 
 class WeightsPayload(payload.Payload):
@@ -45,7 +79,8 @@ class WeightsPayload(payload.Payload):
     write, and on Python < 3.12.9 it joins the two (``b"".join``) into one new bytes object: a
     model-sized allocation and copy per ``GET weights`` (a fresh 4 MB mapping with the pinned
     allocator, `webnn.server.allocator`). With a small first piece only the headers and
-    `HEAD_BYTES` are joined; the rest goes to the transport as a view of the snapshot."""
+    `HEAD_BYTES` are joined; the rest goes to the transport as views of the snapshot, within
+    `send_within`'s deadline."""
 
     def __init__(self, value: bytes | memoryview) -> None:
         view = memoryview(value).cast("B")
@@ -63,7 +98,7 @@ class WeightsPayload(payload.Payload):
         view = self._value if content_length is None else self._value[:content_length]
         await writer.write(view[:HEAD_BYTES])
         if len(view) > HEAD_BYTES:
-            await writer.write(view[HEAD_BYTES:])
+            await send_within(writer.write, view[HEAD_BYTES:], getattr(writer, "transport", None))
 
 
 def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
@@ -121,7 +156,7 @@ async def follow_up_frame(request: web.Request, answer: dict, weights: memoryvie
     batch frame's header fields under ``batch`` and the weights' ETag (as ``GET weights`` gives
     it) under ``weightsEtag``, so a later fetch of that version can be answered 304. Saves the
     client the fetch round trip. Written as header + the snapshot's buffer + the batch payload
-    (scatter writes, nothing re-encoded)."""
+    (scatter writes, nothing re-encoded), each within `send_within`'s deadline."""
     header = answer if etag is None else {**answer, "weightsEtag": etag}
     pieces = follow_up_pieces(header, weights, batch, encoding)
     response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
@@ -130,8 +165,8 @@ async def follow_up_frame(request: web.Request, answer: dict, weights: memoryvie
         await response.prepare(request)
         for piece in pieces:
             if len(piece):
-                await response.write(piece)
+                await send_within(response.write, memoryview(piece).cast("B"), request.transport)
         await response.write_eof()
-    except ConnectionResetError:  # the client went mid-answer: its retry gets the same answer
-        log.debug("follow-up frame: the client closed the connection")
+    except ConnectionResetError as error:  # the client went mid-answer, or read too slowly:
+        log.debug("follow-up frame: %s", error)  # its retry gets the same answer
     return response
