@@ -210,22 +210,7 @@ class Mlp:
         """|g_i|^2 of each example's own loss gradient (float inputs; for the gradient noise
         scale): a dense kernel's per-example gradient is the outer product a_i d_i^T, of squared
         norm |a_i|^2 |d_i|^2; a bias's is d_i."""
-        params = self.unflat(flat)
-        layers = len(params) // 2
-        acts = [np.asarray(x, dtype=np.float64)]
-        for i in range(layers):
-            z = acts[-1] @ params[2 * i] + params[2 * i + 1]
-            acts.append(np.maximum(z, 0) if i < layers - 1 else z)
-        p = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(len(y)), y] -= 1.0
-        delta = p  # one example's loss: no 1/B
-        norms = np.zeros(len(y))
-        for i in reversed(range(layers)):
-            d2 = (delta * delta).sum(axis=1)
-            norms += (acts[i] * acts[i]).sum(axis=1) * d2 + d2
-            if i:
-                delta = (delta @ params[2 * i].T) * (acts[i] > 0)
+        norms, _ = dense_example_sq_norms(self.unflat(flat), np.asarray(x, dtype=np.float64), y)
         return norms
 
     def loss(self, flat: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
@@ -310,27 +295,35 @@ class EmbedMlp:
         positions holding the same character (``sum_jk [c_j = c_k] <e_j, e_k>``)."""
         _, rest = self._split(flat)
         chars, h = self._inputs(flat, x)
-        params = self.dense.unflat(rest)
-        layers = len(params) // 2
-        acts = [h.astype(np.float64)]
-        for i in range(layers):
-            z = acts[-1] @ params[2 * i] + params[2 * i + 1]
-            acts.append(np.maximum(z, 0) if i < layers - 1 else z)
-        p = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(len(y)), y] -= 1.0
-        delta = p  # one example's loss: no 1/B
-        norms = np.zeros(len(y))
-        for i in reversed(range(layers)):
-            d2 = (delta * delta).sum(axis=1)
-            norms += (acts[i] * acts[i]).sum(axis=1) * d2 + d2
-            delta = delta @ params[2 * i].T
-            if i:
-                delta *= acts[i] > 0
+        norms, delta = dense_example_sq_norms(self.dense.unflat(rest), h.astype(np.float64), y)
         e = delta.reshape(len(y), self.seq_len, self.dim)
         same = chars[:, :, None] == chars[:, None, :]
         norms += (np.einsum("bjd,bkd->bjk", e, e) * same).sum(axis=(1, 2))
         return norms
+
+
+def dense_example_sq_norms(params: list[np.ndarray], x: np.ndarray,
+                           y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|g_i|^2 of each example's own softmax cross-entropy gradient over a ReLU MLP's dense
+    layers (`params`: kernel, bias per layer; `x` float64 inputs), and the loss gradient at the
+    inputs. A dense kernel's per-example gradient is the outer product a_i d_i^T, of squared
+    norm |a_i|^2 |d_i|^2; a bias's is d_i. One example's loss, so no 1/B."""
+    layers = len(params) // 2
+    acts = [x]
+    for i in range(layers):
+        z = acts[-1] @ params[2 * i] + params[2 * i + 1]
+        acts.append(np.maximum(z, 0) if i < layers - 1 else z)
+    delta = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
+    delta /= delta.sum(axis=1, keepdims=True)
+    delta[np.arange(len(y)), y] -= 1.0
+    norms = np.zeros(len(y))
+    for i in reversed(range(layers)):
+        d2 = (delta * delta).sum(axis=1)
+        norms += (acts[i] * acts[i]).sum(axis=1) * d2 + d2
+        delta = delta @ params[2 * i].T
+        if i:
+            delta *= acts[i] > 0
+    return norms, delta
 
 
 def _times(h: np.ndarray, kernel: np.ndarray) -> np.ndarray:
