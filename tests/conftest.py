@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,22 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parent.parent
 DIGITS_SPEC = REPO / "model_specs" / "digits_mlp.json"
 DIGITS_DATA = REPO / "data_modules" / "digits.py"
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str, Path], Any]:
+    """Import a script that is not a package module (a `bench/` script, a data module) from its
+    file under `name`, registered in `sys.modules` (dataclasses and pickling need it there)."""
+
+    def load(name: str, path: Path) -> Any:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

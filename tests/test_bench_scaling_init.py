@@ -5,8 +5,6 @@ errors for a file of the wrong size or content."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+
+@pytest.fixture(scope="module")
+def sim(load_script):
+    return load_script("bench_scaling_sim_init", ROOT / "bench" / "scaling_sim.py")
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return _load("bench_scaling_sim_init", ROOT / "bench" / "scaling_sim.py")
-
-
-@pytest.fixture(scope="module")
-def scaling():
-    return _load("bench_scaling_init", ROOT / "bench" / "scaling.py")
+def scaling(load_script):
+    return load_script("bench_scaling_init", ROOT / "bench" / "scaling.py")
 
 
 def _tiny_data(sim):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+
+@pytest.fixture(scope="module")
+def scaling(load_script):
+    return load_script("bench_scaling_corpus", ROOT / "bench" / "scaling.py")
 
 
 @pytest.fixture(scope="module")
-def scaling():
-    return _load("bench_scaling_corpus", ROOT / "bench" / "scaling.py")
-
-
-@pytest.fixture(scope="module")
-def sim():
-    return _load("bench_scaling_sim_corpus", ROOT / "bench" / "scaling_sim.py")
+def sim(load_script):
+    return load_script("bench_scaling_sim_corpus", ROOT / "bench" / "scaling_sim.py")
 
 
 def test_the_text_workload_reads_the_bundled_corpus_or_a_given_file(scaling, tmp_path: Path
@@ -75,8 +65,8 @@ def test_first_validation_at_the_target(scaling) -> None:
     assert scaling._first_at(history, 0.5) is None
 
 
-def test_the_simulator_trains_on_the_benchmark_windows(sim) -> None:
-    text = _load("text_module_for_sim_test", ROOT / "data_modules" / "text.py")
+def test_the_simulator_trains_on_the_benchmark_windows(sim, load_script) -> None:
+    text = load_script("text_module_for_sim_test", ROOT / "data_modules" / "text.py")
     data = sim.load_text_data()
     real = text.load(corpus="shakespeare", seq_len=12, validation_limit=2048)
     assert data.corpus_sha256 == SHAKESPEARE_SHA256 and data.inputs == 12 * 97
