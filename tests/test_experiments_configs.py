@@ -32,6 +32,30 @@ def test_shipped_experiment_methodology(path: Path) -> None:
     assert command in DOCS.read_text(encoding="utf-8")
 
 
+def test_churn32_is_the_churn_experiment_with_every_client_kind_doubled() -> None:
+    """label_skew_churn32.toml changes only the client count: the same strategies, data, partition,
+    budget, evaluation and server, every client kind (speed, latency, churn) twice as many."""
+    from dataclasses import replace
+
+    base = load_config(EXPERIMENTS[0].parent / "label_skew_churn.toml")
+    big = load_config(EXPERIMENTS[0].parent / "label_skew_churn32.toml")
+    assert (base.num_clients, big.num_clients) == (16, 32)
+    assert big.strategies == base.strategies
+    assert big.clients == tuple(replace(group, count=2 * group.count) for group in base.clients)
+    for field in ("model", "data", "data_options", "partition", "seeds", "evaluation", "server",
+                  "target_accuracy", "order"):
+        assert getattr(big, field) == getattr(base, field), field
+    assert big.stop.merges == base.stop.merges
+    # only the divergence guard is longer (32 Node clients take longer to start)
+    assert big.stop.timeout_seconds > base.stop.timeout_seconds
+
+
+def test_every_shipped_experiment_validates_on_the_larger_split() -> None:
+    for path in EXPERIMENTS:
+        config = load_config(path)
+        assert config.data_options.get("validation_fraction") in ("0.4", 0.4), path.name
+
+
 def test_the_poster_sweep_plans_every_rule_at_4_and_8_clients() -> None:
     from webnn.compare.runner import sweep_plan
 
