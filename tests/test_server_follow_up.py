@@ -4,11 +4,15 @@ frames, with that task's weights and batch in the same answer."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from support.protocol_client import FRAME_TYPE, ProtocolClient, decode_frame, encode_frame
 
-from webnn.server.app import create_app
+from webnn.server import coordinator as coordinator_module
+from webnn.server.app import COORDINATOR, create_app
+from webnn.server.coordinator import Coordinator
 
 
 @pytest.fixture
@@ -92,6 +96,33 @@ async def test_a_refused_update_leases_no_follow_up(running, http):
     answer = await client.submit_update(task, weights, extra={"next": "train"})
     assert answer.status == 400 and answer.code == "not_finite"
     assert (await client.get("api/v1/status")).body["openTasks"] == 1
+
+
+@pytest.mark.parametrize("inline_max, on_loop", [(None, True), (0, False)])
+async def test_small_models_merge_on_the_event_loop(make_config, serve, http, monkeypatch,
+                                                    inline_max, on_loop):
+    # digits_mlp's 4,810 values are under INLINE_MERGE_MAX_VALUES: no hand-off to a worker thread
+    # in the update's round trip; with the bound at 0 the same merge runs in a worker thread
+    if inline_max is not None:
+        monkeypatch.setattr(coordinator_module, "INLINE_MERGE_MAX_VALUES", inline_max)
+    threads: list[int] = []
+    run_merge = Coordinator._run_merge
+
+    def recording(self, *args):
+        threads.append(threading.get_ident())
+        return run_merge(self, *args)
+
+    monkeypatch.setattr(Coordinator, "_run_merge", recording)
+    running = await serve(create_app(make_config(evaluate_initial=False)))
+    client = ProtocolClient(http, running.url)
+    await client.join()
+    task, weights = await first_task(client)
+    answer = await client.submit_update(task, weights + 0.01)
+    assert answer.status == 200 and answer.body["merged"]
+    assert (threads[0] == threading.get_ident()) is on_loop  # the test's loop is the server's
+    merged = await client.weights_array()
+    np.testing.assert_allclose(merged, weights + 0.005, atol=1e-6)  # average: (w + w + .01) / 2
+    assert running.app[COORDINATOR].model.version == answer.body["version"]
 
 
 def _update(task: dict, weights: np.ndarray, next_role: str) -> bytes:

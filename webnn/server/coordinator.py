@@ -99,6 +99,13 @@ SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
 FRAME_OVERHEAD = 1 << 20
 """Bytes an update body may hold beyond the weights (frame prefix and JSON header)."""
+INLINE_MERGE_MAX_VALUES = 1 << 16
+"""Models of at most this many values (256 KiB of float32: every shipped spec) are merged on the
+event loop. Their merge step takes tens of microseconds, less than the hand-off to a worker
+thread and back (two thread wake-ups and a loop wake-up: 0.1 ms on an idle core, milliseconds on
+a busy one), which every update's round trip waits for and which sets how much of a volunteer's
+time goes to training at a few local steps per task. Larger models merge in a worker thread, so
+that no model-sized work holds the event loop."""
 
 
 class Coordinator:
@@ -584,8 +591,12 @@ class Coordinator:
             started = time.perf_counter()
             current = self.versions.get(self.model.version)
             assert current is not None
-            outcome = await asyncio.to_thread(self._run_merge, weights, fields, base, current,
-                                              self.half_sessions > 0)
+            merge_args = (weights, fields, base, current, self.half_sessions > 0)
+            if self.layout.size <= INLINE_MERGE_MAX_VALUES:
+                outcome = self._run_merge(*merge_args)
+            else:
+                outcome = await asyncio.to_thread(self._run_merge, *merge_args)
+            del merge_args
             # drop our references to snapshot arrays, so a dropped version's buffer is reused
             del fields, base, kept, current, weights
             verdict, changed, snapshot = outcome.verdict, outcome.changed, outcome.snapshot
@@ -627,7 +638,8 @@ class Coordinator:
 
     def _run_merge(self, weights: np.ndarray | EncodedUpdate, fields: dict,
                    base: np.ndarray | None, current: Snapshot, half: bool) -> Any:
-        """In the worker thread: decode a compressed update into a pooled float32 buffer
+        """In a worker thread (on the event loop for a model of at most
+        `INLINE_MERGE_MAX_VALUES`): decode a compressed update into a pooled float32 buffer
         (`EncodedUpdate.decode_into`: f16 widened, q8 as base + q * s), run the merge step, and
         give the new version a float16 copy when a session receives f16 weights."""
         buffer = None
