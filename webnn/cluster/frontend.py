@@ -66,10 +66,13 @@ from webnn.server.admission import (
     busy,
     client_address,
 )
+from webnn.server.answer_budget import REFUSED_FOLLOW_UP, AnswerBudget
 from webnn.server.answers import (
     SIGNED_LOSSES,
     check_evaluation_bounds,
+    follow_up_bytes,
     follow_up_frame,
+    reserve_answer,
     weights_answer,
     weights_etag,
 )
@@ -159,6 +162,8 @@ class Frontend:
         """The unmerged stream and the merger's pace, read every `FOLLOW_SECONDS`."""
         self.refused: Counter[str] = Counter()
         """Requests turned away by admission here (status ``capacity.refused``)."""
+        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused)
+        """Model-sized answers being sent by this process (`answer_budget`)."""
         self.traffic = TrafficCounts()
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
                              pool_size=nbytes + BODY_SLACK, timeout=config.body_timeout)
@@ -549,8 +554,11 @@ class Frontend:
         again, so the number alone could name other weights."""
         encoding = await self._weights_encoding(request)
         info, blob = await self._wire(version, encoding)
+        reservation = reserve_answer(request, self.answers,  # 503 busy beyond the budget
+                                     weights_etag(info.version, encoding, info.digest), len(blob))
         response, sent = weights_answer(request, version=info.version, steps=info.steps,
-                                        data=blob, encoding=encoding, tag=info.digest)
+                                        data=blob, encoding=encoding, tag=info.digest,
+                                        reservation=reservation)
         if sent:
             self.traffic.weights(encoding, len(blob))
         return response
@@ -702,9 +710,13 @@ class Frontend:
         else:
             fields = await self.redis.hmget(self.keys.task(task["id"]), "index", "shard")
             frame = self._batch_frame(int(_text(fields[0])), int(_text(fields[1] or b"0")))
+        reservation = self.answers.reserve(follow_up_bytes(len(wire), frame), REFUSED_FOLLOW_UP)
+        if reservation is None:  # model-sized answers fill their budget: JSON, `next` included
+            return json_response(answer)
         return await follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),
                                      split_frame(frame), encoding,
-                                     weights_etag(info.version, encoding, info.digest))
+                                     weights_etag(info.version, encoding, info.digest),
+                                     reservation)
 
     def _check_can_merge(self) -> None:
         """``409 finishing`` / ``409 ended`` as this process last saw the run (COMMIT checks
@@ -1006,7 +1018,7 @@ class Frontend:
             "frontends": self.share.frontends,
             "trainLeaseLimit": a.train_lease_limit(),
             "leaseToUpload": _rounded(a.lease_to_upload, 4), "refused": dict(self.refused),
-            "mergeBacklog": self.backlog.public()}
+            "mergeBacklog": self.backlog.public(), **self.answers.public()}
 
     def _partition_status(self, load: dict, volunteers: int) -> dict:
         """The partition's settings, its shard count and, per shard, its load (volunteer ids

@@ -22,6 +22,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import payload, web
 from aiohttp.abc import AbstractStreamWriter
 
+from webnn.server.answer_budget import (
+    REFUSED_WEIGHTS,
+    AnswerBudget,
+    Reservation,
+    busy_answer,
+    release_when_dropped,
+)
 from webnn.server.errors import bad_field
 from webnn.server.follow_up import BatchFrame, follow_up_pieces
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
@@ -109,12 +116,18 @@ class WeightsPayload(payload.Payload):
     model-sized allocation and copy per ``GET weights`` (a fresh 4 MB mapping with the pinned
     allocator, `webnn.server.allocator`). With a small first piece only the headers and
     `HEAD_BYTES` are joined; the rest goes to the transport as a view of the snapshot, under
-    `send_within`'s watchdog."""
+    `send_within`'s watchdog.
 
-    def __init__(self, value: bytes | memoryview) -> None:
+    `reservation`: the answer's bytes in the answer budget (`answer_budget`), released once the
+    write is over however it ended, or when the payload is dropped unwritten."""
+
+    def __init__(self, value: bytes | memoryview, reservation: Reservation | None = None) -> None:
         view = memoryview(value).cast("B")
         super().__init__(view, content_type="application/octet-stream")
         self._size = len(view)
+        self._reservation = reservation
+        if reservation is not None:
+            release_when_dropped(self, reservation)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return bytes(self._value).decode(encoding, errors)
@@ -124,10 +137,15 @@ class WeightsPayload(payload.Payload):
 
     async def write_with_length(self, writer: AbstractStreamWriter,
                                 content_length: int | None) -> None:
-        view = self._value if content_length is None else self._value[:content_length]
-        await writer.write(view[:HEAD_BYTES])
-        if len(view) > HEAD_BYTES:
-            await send_within(writer.write, view[HEAD_BYTES:], getattr(writer, "transport", None))
+        try:
+            view = self._value if content_length is None else self._value[:content_length]
+            await writer.write(view[:HEAD_BYTES])
+            if len(view) > HEAD_BYTES:
+                await send_within(writer.write, view[HEAD_BYTES:],
+                                  getattr(writer, "transport", None))
+        finally:
+            if self._reservation is not None:
+                self._reservation.release()
 
 
 def check_evaluation_bounds(body: dict, *, signed_loss: bool) -> None:
@@ -163,39 +181,72 @@ def etag_matches(request: web.Request, etag: str) -> bool:
     return etag in candidates or "*" in candidates
 
 
+def reserve_answer(request: web.Request, budget: AnswerBudget | None, etag: str,
+                   nbytes: int) -> Reservation | None:
+    """Admit a weights answer of `nbytes` bytes under ETag `etag` to `budget`: its
+    `Reservation`, or None when no body will go (no budget, a ``HEAD``, or ``If-None-Match``
+    names `etag`: a 304); raises ``503 busy`` with ``Retry-After`` beyond the budget. Called
+    before anything is changed for the fetch (the single process: before the fetch ends a
+    lease's hold on its version), so a refused fetch can be repeated as it was."""
+    if budget is None or request.method != "GET" or etag_matches(request, etag):
+        return None
+    reservation = budget.reserve(nbytes, REFUSED_WEIGHTS)
+    if reservation is None:
+        raise busy_answer(budget, nbytes)
+    return reservation
+
+
 def weights_answer(request: web.Request, *, version: int, steps: int, data: bytes | memoryview,
-                   encoding: str, tag: str | None = None) -> tuple[web.Response, bool]:
+                   encoding: str, tag: str | None = None,
+                   reservation: Reservation | None = None) -> tuple[web.Response, bool]:
     """The answer to ``GET weights[/{version}]``: `data` (the version's wire bytes in
     `encoding`) with its ETag, ``X-WebNN-Version``, ``X-WebNN-Steps`` and ``X-WebNN-Encoding``,
     or ``304`` with the same headers when ``If-None-Match`` names the ETag. Returns the
-    response and whether the bytes go out (for the traffic counts)."""
+    response and whether the bytes go out (for the traffic counts). `reservation`
+    (`reserve_answer`) is released when the body's write is over."""
     etag = weights_etag(version, encoding, tag)
     headers = {"ETag": etag, "X-WebNN-Version": str(version), "X-WebNN-Steps": str(steps),
                "X-WebNN-Encoding": encoding, "Cache-Control": "no-cache"}
     if etag_matches(request, etag):
+        if reservation is not None:
+            reservation.release()
         return web.Response(status=304, headers=headers), False
-    return web.Response(body=WeightsPayload(data), headers=headers), True
+    return web.Response(body=WeightsPayload(data, reservation), headers=headers), True
 
 
 async def follow_up_frame(request: web.Request, answer: dict, weights: memoryview,
-                          batch: BatchFrame, encoding: str = "f32",
-                          etag: str | None = None) -> web.StreamResponse:
+                          batch: BatchFrame, encoding: str = "f32", etag: str | None = None,
+                          reservation: Reservation | None = None) -> web.StreamResponse:
     """The update answer as a frame that also carries the follow-up task's inputs: tensors
     ``weights`` (its version, as ``GET weights/{version}``) and ``x``, ``y`` (its batch), with the
     batch frame's header fields under ``batch`` and the weights' ETag (as ``GET weights`` gives
     it) under ``weightsEtag``, so a later fetch of that version can be answered 304. Saves the
     client the fetch round trip. Written as header + the snapshot's buffer + the batch payload
-    (scatter writes, nothing re-encoded), each under `send_within`'s watchdog."""
-    header = answer if etag is None else {**answer, "weightsEtag": etag}
-    pieces = follow_up_pieces(header, weights, batch, encoding)
-    response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
-    response.content_length = sum(len(piece) for piece in pieces)
+    (scatter writes, nothing re-encoded), each under `send_within`'s watchdog. `reservation`:
+    the frame's bytes in the answer budget (`follow_up_bytes`), released once the writes are
+    over, however they ended."""
     try:
-        await response.prepare(request)
-        for piece in pieces:
-            if len(piece):
-                await send_within(response.write, memoryview(piece).cast("B"), request.transport)
-        await response.write_eof()
-    except ConnectionResetError as error:  # the client went mid-answer, or read too slowly:
-        log.debug("follow-up frame: %s", error)  # its retry gets the same answer
+        header = answer if etag is None else {**answer, "weightsEtag": etag}
+        pieces = follow_up_pieces(header, weights, batch, encoding)
+        response = web.StreamResponse(headers={"Content-Type": FRAME_TYPE})
+        response.content_length = sum(len(piece) for piece in pieces)
+        try:
+            await response.prepare(request)
+            for piece in pieces:
+                if len(piece):
+                    await send_within(response.write, memoryview(piece).cast("B"),
+                                      request.transport)
+            await response.write_eof()
+        except ConnectionResetError as error:  # the client went mid-answer, or read too
+            log.debug("follow-up frame: %s", error)  # slowly: its retry gets the same answer
+    finally:
+        if reservation is not None:
+            reservation.release()
     return response
+
+
+def follow_up_bytes(weights_nbytes: int, batch_frame: bytes | memoryview) -> int:
+    """What a follow-up frame reserves of the answer budget before its inputs are taken:
+    its weights' bytes in the session's encoding plus the batch frame's (the frame's own
+    header and padding are small beside them)."""
+    return weights_nbytes + len(batch_frame)

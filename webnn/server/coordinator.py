@@ -59,6 +59,7 @@ from webnn.server.admission import (
     busy,
     join_middleware,
 )
+from webnn.server.answer_budget import AnswerBudget
 from webnn.server.batch_feed import BatchFeed, encode_validation
 from webnn.server.checkpointing import RunCounters, build_state, data_state, restore
 from webnn.server.checkpointing import write as write_checkpoint
@@ -170,6 +171,8 @@ class Coordinator:
         self._background: set[asyncio.Task] = set()
         self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
         self.refused: Counter[str] = Counter()  # requests turned away by admission, by code
+        # model-sized answers being sent at once (GET weights, follow-up frames): answer_budget
+        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused)
         self._ticker: asyncio.Task | None = None
 
         # tags ETags: version numbers may name other weights after a restart (0 in a new run;
@@ -895,9 +898,9 @@ class Coordinator:
             "rejected": dict(self.rejected),
             "httpRefused": dict(self.metrics.http_refusals),
             "traffic": self.traffic.summary(),
-            "capacity": capacity_status(
+            "capacity": {**capacity_status(
                 self.admission, self.versions, train_leases=self.tasks.open_count("train"),
-                merge_queue=self.merge_waiting, refused=self.refused),
+                merge_queue=self.merge_waiting, refused=self.refused), **self.answers.public()},
         }
 
     # ---------------------------------------------------------------------------- the clock

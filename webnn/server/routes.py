@@ -9,16 +9,20 @@ import unicodedata
 from aiohttp import web
 
 from webnn.server.admission import party_address
+from webnn.server.answer_budget import REFUSED_FOLLOW_UP
 from webnn.server.answers import (
     SIGNED_LOSSES,
     check_evaluation_bounds,
+    follow_up_bytes,
     follow_up_frame,
+    reserve_answer,
     weights_answer,
     weights_etag,
 )
 from webnn.server.coordinator import Coordinator
 from webnn.server.encodings import negotiate, parse_offer
 from webnn.server.errors import ProtocolError, bad_field
+from webnn.server.follow_up import WEIGHT_DTYPES
 from webnn.server.frames import CONTENT_TYPE as FRAME_TYPE
 from webnn.server.http import (
     SESSION_HEADER,
@@ -175,16 +179,33 @@ def tasks_answer(request: web.Request, task: Task | None) -> dict:
     return {"task": task_payload(request, task)}
 
 
+def _weights_bytes(coordinator: Coordinator, encoding: str) -> int:
+    """Bytes of the model's weights in a weights `encoding` (a weights answer's body)."""
+    return coordinator.layout.size * WEIGHT_DTYPES[encoding][1]
+
+
 def _weights_response(request: web.Request, version: int | None) -> web.Response:
     """A version's weights in the session's weights encoding (``f32`` without a session) under
-    an ETag naming the run and the encoding (`answers.weights_etag`)."""
+    an ETag naming the run and the encoding (`answers.weights_etag`); ``503 busy`` beyond the
+    answer budget, checked before the fetch ends its lease's hold on the version (so the
+    retry finds it)."""
     maybe_session(request)
     coordinator = _coordinator(request)
     token = request.headers.get(SESSION_HEADER)
     encoding = coordinator.weights_encoding(token)
-    version, steps, data = coordinator.weights(version, token, encoding)
+    shown = coordinator.model.version if version is None else version
+    reservation = reserve_answer(request, coordinator.answers,
+                                 weights_etag(shown, encoding, coordinator.run_id),
+                                 _weights_bytes(coordinator, encoding))
+    try:
+        version, steps, data = coordinator.weights(version, token, encoding)
+    except BaseException:
+        if reservation is not None:
+            reservation.release()
+        raise
     response, sent = weights_answer(request, version=version, steps=steps, data=data,
-                                    encoding=encoding, tag=coordinator.run_id)
+                                    encoding=encoding, tag=coordinator.run_id,
+                                    reservation=reservation)
     if sent:
         coordinator.note_weights_bytes(encoding, len(data))
     return response
@@ -244,15 +265,26 @@ async def update(request: web.Request) -> web.StreamResponse:
         return json_response(answer)
     if not follow.answer:  # rendered once: a retry gets this very answer
         follow.answer = {**answer, "next": tasks_answer(request, follow.task)}
-    inputs = None
-    if follow.task is not None and FRAME_TYPE in request.headers.get("Accept", ""):
-        inputs = coordinator.follow_up_inputs(follow.task)
-    if inputs is None:  # no next task, JSON asked for, or its inputs are gone (a late retry)
-        return json_response(follow.answer)
+    inputs = reservation = None
+    if (follow.task is not None and follow.task.state == "open"
+            and FRAME_TYPE in request.headers.get("Accept", "")):
+        # the frame's bytes in the answer budget before its inputs are taken (which ends the
+        # lease's hold on its version); beyond it the answer goes as JSON, `next` included
+        encoding = coordinator.weights_encoding(follow.task.session)
+        reservation = coordinator.answers.reserve(follow_up_bytes(
+            _weights_bytes(coordinator, encoding), coordinator.leases.batch_frame(follow.task)),
+            REFUSED_FOLLOW_UP)
+        if reservation is not None:
+            inputs = coordinator.follow_up_inputs(follow.task)
+            if inputs is None:
+                reservation.release()
+    if inputs is None:  # no next task, JSON asked for, its inputs are gone (a late retry), or
+        return json_response(follow.answer)  # model-sized answers fill their budget
     assert follow.task is not None  # inputs exist only for a next task
     encoding = coordinator.weights_encoding(follow.task.session)
     return await follow_up_frame(request, follow.answer, *inputs, encoding,
-                                 weights_etag(follow.task.version, encoding, coordinator.run_id))
+                                 weights_etag(follow.task.version, encoding, coordinator.run_id),
+                                 reservation)
 
 
 async def evaluation(request: web.Request) -> web.Response:

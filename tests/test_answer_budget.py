@@ -1,0 +1,310 @@
+"""The budget of model-sized answers in progress (`webnn.server.answer_budget`).
+
+- Accounting: an answer is admitted while its bytes fit (one larger than the whole budget only
+  alone), refusals are counted by code, a reservation is released exactly once: when the write
+  completes, fails, is cancelled or is aborted by the send watchdog, and when an answer that was
+  never written is dropped.
+- Over real loopback HTTP (`create_app` with a 4M-parameter model, raw sockets that ask for
+  weights and read nothing): with room for two answers, two stalled ``GET weights`` hold the
+  budget and the third gets ``503 busy`` with ``Retry-After`` (a conditional GET that is a 304
+  still goes); once the stalled connections are closed the budget is free and ``GET weights``
+  is served again. An update whose follow-up frame does not fit is answered as JSON with its
+  ``next`` task, which stays leased and is completed once the budget frees up. A stalled
+  follow-up frame holds the budget until its connection goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
+
+from webnn.server import answers
+from webnn.server.answer_budget import (
+    DEFAULT_ANSWER_BYTES,
+    MIN_ANSWERS,
+    REFUSED_FOLLOW_UP,
+    REFUSED_WEIGHTS,
+    RETRY_SECONDS,
+    AnswerBudget,
+    default_answer_budget,
+)
+from webnn.server.app import create_app
+from webnn.server.keys import COORDINATOR
+
+REPO = Path(__file__).resolve().parent.parent
+PARAMS = 4_000_000
+"""16 MB of float32 weights: more than loopback's socket buffers take from a stalled client."""
+
+# ---------------------------------------------------------------------------------- accounting
+
+
+def test_answers_are_admitted_while_their_bytes_fit_and_refusals_are_counted() -> None:
+    refused: Counter[str] = Counter()
+    budget = AnswerBudget(100, refused)
+    first, second = budget.reserve(60, "x"), budget.reserve(40, "x")
+    assert first is not None and second is not None
+    assert (budget.used, budget.count, budget.peak) == (100, 2, 100)
+    assert budget.reserve(1, "weights") is None and refused == {"weights": 1}
+    first.release()
+    first.release()  # idempotent: released once
+    assert (budget.used, budget.count) == (40, 1)
+    third = budget.reserve(60, "x")
+    assert third is not None and budget.used == 100
+    second.release()
+    third.release()
+    assert (budget.used, budget.count, budget.peak) == (0, 0, 100)
+
+
+def test_an_answer_larger_than_the_budget_goes_only_alone() -> None:
+    budget = AnswerBudget(100)
+    big = budget.reserve(250, "x")
+    assert big is not None and budget.reserve(1, "x") is None
+    big.release()
+    small = budget.reserve(1, "x")
+    assert small is not None and budget.reserve(250, "x") is None
+
+
+def test_the_default_is_bytes_with_a_floor_of_a_few_large_answers() -> None:
+    assert default_answer_budget(4_000) == DEFAULT_ANSWER_BYTES  # tiny: thousands of answers
+    assert default_answer_budget(4_000_000) == DEFAULT_ANSWER_BYTES  # 1M: 134 answers
+    huge = 1 << 30
+    assert default_answer_budget(huge) == MIN_ANSWERS * huge
+    assert AnswerBudget.for_model(None, 4_000_000).capacity == DEFAULT_ANSWER_BYTES
+    assert AnswerBudget.for_model(12345, 4_000_000).capacity == 12345
+
+
+class Writer:
+    """aiohttp's stream writer as `WeightsPayload` uses it: `write` and the `transport`; a write
+    past the first piece waits for `release`, then fails with `error` if one is set."""
+
+    def __init__(self) -> None:
+        self.transport: object = None
+        self.error: BaseException | None = None
+        self.release = asyncio.Event()
+        self.written = 0
+
+    async def write(self, data: memoryview) -> None:
+        if self.written:
+            await self.release.wait()
+            if self.error is not None:
+                raise self.error
+        self.written += len(data)
+
+
+DATA = memoryview(bytes(1 << 18))
+
+
+async def _payload_write(budget: AnswerBudget, writer: Writer) -> asyncio.Task:
+    reservation = budget.reserve(len(DATA), "x")
+    payload = answers.WeightsPayload(DATA, reservation)
+    task = asyncio.ensure_future(payload.write(writer))  # type: ignore[arg-type]
+    async with asyncio.timeout(30):
+        while not writer.written:
+            await asyncio.sleep(0)
+    assert budget.used == len(DATA)  # held while the rest is being written
+    return task
+
+
+async def test_a_written_answer_gives_its_bytes_back() -> None:
+    budget, writer = AnswerBudget(1 << 20), Writer()
+    task = await _payload_write(budget, writer)
+    writer.release.set()
+    await task
+    assert writer.written == len(DATA) and (budget.used, budget.count) == (0, 0)
+
+
+async def test_a_failed_write_gives_its_bytes_back() -> None:
+    budget, writer = AnswerBudget(1 << 20), Writer()
+    task = await _payload_write(budget, writer)
+    writer.error = ConnectionResetError("gone")
+    writer.release.set()
+    with pytest.raises(ConnectionResetError):
+        await task
+    assert (budget.used, budget.count) == (0, 0)
+
+
+async def test_a_cancelled_write_gives_its_bytes_back() -> None:
+    budget = AnswerBudget(1 << 20)
+    task = await _payload_write(budget, Writer())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (budget.used, budget.count) == (0, 0)
+
+
+class StalledTransport:
+    """A connection whose buffered bytes never fall; aborting it fails the pending write."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def get_write_buffer_size(self) -> int:
+        return 1 << 24
+
+    def abort(self) -> None:
+        self.writer.error = ConnectionResetError("Connection lost")
+        self.writer.release.set()
+
+
+async def test_an_answer_the_watchdog_aborts_gives_its_bytes_back(monkeypatch) -> None:
+    monkeypatch.setattr(answers, "SEND_TIMEOUT", 0.01)
+    budget = AnswerBudget(1 << 20)
+    writer = Writer()
+    writer.transport = StalledTransport(writer)  # aiohttp's write fails once it is aborted
+    task = await _payload_write(budget, writer)
+    with pytest.raises(ConnectionResetError, match="less than"):
+        await task
+    assert (budget.used, budget.count) == (0, 0)
+
+
+def test_an_answer_never_written_gives_its_bytes_back_when_dropped() -> None:
+    budget = AnswerBudget(1 << 20)
+    payload = answers.WeightsPayload(DATA, budget.reserve(len(DATA), "x"))
+    assert budget.used == len(DATA)
+    del payload
+    gc.collect()
+    assert (budget.used, budget.count) == (0, 0)
+
+
+# ------------------------------------------------------------------------- over real HTTP
+
+
+@pytest.fixture
+async def model(load_script: Callable, tmp_path: Path):
+    return load_script("load_model", REPO / "bench" / "load_model.py").write_model(
+        tmp_path, PARAMS, None)
+
+
+@pytest.fixture
+async def running(model, make_config, serve):
+    """A server with room for two (and a half) weights answers."""
+    config = make_config(spec=str(model.spec_path), data=str(model.data_path),
+                         evaluate_initial=False, answer_budget=5 * model.nbytes // 2)
+    return await serve(create_app(config))
+
+
+async def _until(condition: Callable[[], bool], within: float = 60.0) -> None:
+    """Wait for `condition` (checked as the loop turns), failing after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def _stalled(url: str, request: bytes) -> socket.socket:
+    """A socket with a tiny receive buffer that sends `request` to `url`'s server and then
+    reads nothing."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    await loop.sock_sendall(sock, request)
+    return sock
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (linger 0), as a client that goes away with the answer unread."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+async def test_stalled_weight_fetches_hold_the_budget_and_the_next_gets_503(running, model,
+                                                                            http):
+    budget = running.app[COORDINATOR].answers
+    client = ProtocolClient(http, running.url)
+    etag = (await client.weights()).headers["ETag"]
+    assert budget.used == 0
+    path = f"{client.url('api/v1/weights').path}"
+    stalled = [await _stalled(running.url, _get(path)) for _ in range(2)]
+    try:
+        await _until(lambda: budget.count == 2)
+        refused = await client.weights()
+        assert refused.status == 503 and refused.code == "busy", refused.body
+        assert RETRY_SECONDS <= int(refused.headers["Retry-After"]) <= 2 * RETRY_SECONDS
+        assert "budget" in refused.body["error"]["message"]
+        assert (await client.weights(etag=etag)).status == 304  # no body: not refused
+        capacity = (await client.get("api/v1/status")).body["capacity"]
+        assert capacity["refused"] == {REFUSED_WEIGHTS: 1}
+        assert capacity["answersInFlight"] == 2 and capacity["answerBytes"] == budget.used
+    finally:
+        for sock in stalled:
+            _reset(sock)
+    await _until(lambda: budget.used == 0 and budget.count == 0)
+    served = await client.weights()
+    assert served.status == 200 and len(served.raw) == model.nbytes
+    assert budget.used == 0
+
+
+async def test_an_update_beyond_the_budget_is_answered_without_its_follow_up(running, http):
+    coordinator = running.app[COORDINATOR]
+    budget = coordinator.answers
+    client = ProtocolClient(http, running.url)
+    await client.join()
+    task = (await client.task("train"))["task"]
+    weights = await client.weights_array(task["urls"]["weights"])
+    path = f"{client.url('api/v1/weights').path}"
+    stalled = [await _stalled(running.url, _get(path)) for _ in range(2)]
+    try:
+        await _until(lambda: budget.count == 2)
+        header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
+                  "accuracy": 0.5, "next": "train"}
+        answer = await client.request(
+            "POST", task["urls"]["submit"], content_type=FRAME_TYPE,
+            headers={"Accept": FRAME_TYPE},
+            data=encode_frame(header, {"weights": weights + 0.01}))
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith(
+            "application/json"), answer.body
+        assert answer.body["accepted"]
+        follow = answer.body["next"]["task"]  # leased, handed over, not lost
+        assert follow is not None and follow["version"] == answer.body["version"]
+        status = (await client.get("api/v1/status")).body
+        assert status["capacity"]["refused"] == {REFUSED_FOLLOW_UP: 1}
+        assert status["openTasks"] == 1
+        await client.batch(follow)  # its batch is there while the budget is full
+    finally:
+        for sock in stalled:
+            _reset(sock)
+    await _until(lambda: budget.used == 0)
+    # the follow-up's version is still held for it: fetched and sent like any task
+    weights = await client.weights_array(follow["urls"]["weights"])
+    second = await client.submit_update(follow, weights + 0.01)
+    assert second.status == 200 and second.body["accepted"] and second.body["staleness"] == 0
+    assert budget.used == 0
+
+
+async def test_a_stalled_follow_up_frame_holds_the_budget_until_its_connection_goes(
+        running, model, http):
+    coordinator = running.app[COORDINATOR]
+    budget = coordinator.answers
+    client = ProtocolClient(http, running.url)
+    await client.join()
+    task = (await client.task("train"))["task"]
+    weights = await client.weights_array(task["urls"]["weights"])
+    header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
+              "accuracy": 0.5, "next": "train"}
+    body = encode_frame(header, {"weights": weights + 0.01})
+    submit = client.url(task["urls"]["submit"]).path
+    request = (f"POST {submit} HTTP/1.1\r\nHost: x\r\nX-WebNN-Session: {client.token}\r\n"
+               f"Content-Type: {FRAME_TYPE}\r\nAccept: {FRAME_TYPE}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    sock = await _stalled(running.url, request)
+    try:
+        await _until(lambda: budget.count == 1)
+        assert budget.used > model.nbytes  # the frame's weights and batch
+    finally:
+        _reset(sock)
+    await _until(lambda: budget.used == 0 and budget.count == 0)
+    assert coordinator.merges == 1

@@ -1,0 +1,133 @@
+"""The budget of model-sized answers being sent at once (``GET weights``, follow-up frames).
+
+Why: an answer the client has not taken yet holds memory until the client reads it or the send
+watchdog (`answers.send_within`) cuts the connection, up to two `answers.SEND_TIMEOUT`s after
+it stalled: on Python 3.11 ``transport.write`` copies the unsent rest into the transport's
+buffer (a model-sized copy per connection), on 3.12 a view keeps that version's snapshot buffer
+alive. Without a bound, thousands of connections that ask for weights and never read grow the
+server by a model each. With it, the answers in progress hold at most
+
+    max(capacity, the largest single answer)   bytes,
+
+``capacity = answer_budget`` (`default_answer_budget` when not set): an answer is admitted only
+if its bytes fit in what is left (one larger than the whole budget only when no other is in
+progress, so a huge model is slow, never impossible). Beyond it ``GET weights`` answers ``503
+busy`` with ``Retry-After`` (`busy_answer`) and an update's answer goes as JSON without its
+follow-up frame: its ``next`` task is still in it, so the client fetches that task's weights
+and batch itself (the fetch is under the same budget) and nothing leased is lost.
+
+The bytes stay reserved from the admission until the answer's last write returned (written,
+failed, cancelled, or aborted by the watchdog), counted as the answer's full size whatever the
+kernel took: an upper bound of what it holds. A `Reservation` is released exactly once
+(`release` is idempotent); one that is dropped unreleased (an answer aiohttp never wrote, such
+as a connection lost before its headers) is released when it is garbage-collected.
+
+The budget is state of one served model's app (`create_app`) or one scale-out front-end
+(`webnn.cluster.frontend`); nothing here is module-level state.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+
+from webnn.server.admission import busy
+from webnn.server.errors import ProtocolError
+
+MIB = 1 << 20
+DEFAULT_ANSWER_BYTES = 512 * MIB
+"""The default budget for models up to 128 MiB of weights (32M float32 parameters): 128
+answers of a 1M-parameter model (float32; 256 in float16), 12 of a 10M-parameter one."""
+MIN_ANSWERS = 4
+"""Answers of the model's float32 size the default always admits at once (larger models)."""
+RETRY_SECONDS = 2
+"""A refused ``GET weights``'s ``Retry-After`` is drawn from [RETRY_SECONDS, 2 * RETRY_SECONDS]
+whole seconds: an honest answer is written within seconds, and the spread keeps refused clients
+from coming back in the same second."""
+REFUSED_WEIGHTS = "answer_budget"
+"""`status.capacity.refused` code of a ``GET weights`` refused for the budget (``503 busy``)."""
+REFUSED_FOLLOW_UP = "follow_up_unsent"
+"""`status.capacity.refused` code of an update answered without its follow-up frame."""
+
+
+def default_answer_budget(model_nbytes: int) -> int:
+    """``max(DEFAULT_ANSWER_BYTES, MIN_ANSWERS * model_nbytes)``: bytes, not a count, so that
+    small models are not limited to a handful of answers that each cost nothing."""
+    return max(DEFAULT_ANSWER_BYTES, MIN_ANSWERS * model_nbytes)
+
+
+@dataclass(eq=False)
+class Reservation:
+    """`nbytes` of `budget` held by one answer until `release()` (idempotent)."""
+
+    budget: AnswerBudget
+    nbytes: int
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.budget.give_back(self.nbytes)
+
+
+@dataclass(eq=False)
+class AnswerBudget:
+    """Bytes (and count) of model-sized answers in progress against `capacity`; refusals are
+    counted by code in `refused` (the owner's admission counter, ``status.capacity.refused``)."""
+
+    capacity: int
+    refused: Counter[str] = field(default_factory=Counter)
+    used: int = 0
+    count: int = 0
+    peak: int = 0
+    """The most bytes in progress at once since the start."""
+    jitter: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def for_model(cls, configured: int | None, model_nbytes: int,
+                  refused: Counter[str] | None = None) -> AnswerBudget:
+        """The budget `configured` sets (bytes; None: `default_answer_budget`)."""
+        capacity = configured if configured is not None else default_answer_budget(model_nbytes)
+        return cls(capacity, refused if refused is not None else Counter())
+
+    def reserve(self, nbytes: int, code: str) -> Reservation | None:
+        """Hold `nbytes` for one answer, or None (counted under `code`) when they do not fit;
+        an answer larger than the whole budget fits only when no other is in progress."""
+        if self.used and self.used + nbytes > self.capacity:
+            self.refused[code] += 1
+            return None
+        self.used += nbytes
+        self.count += 1
+        self.peak = max(self.peak, self.used)
+        return Reservation(self, nbytes)
+
+    def give_back(self, nbytes: int) -> None:
+        """An answer of `nbytes` is over (`Reservation.release`)."""
+        self.used = max(0, self.used - nbytes)
+        self.count = max(0, self.count - 1)
+
+    def retry_seconds(self) -> int:
+        """A refused fetch's ``Retry-After`` (`RETRY_SECONDS`)."""
+        return self.jitter.randint(RETRY_SECONDS, 2 * RETRY_SECONDS)
+
+    def public(self) -> dict:
+        """The status ``capacity`` fields: ``answerBytes`` (in progress), ``answerBudget``,
+        ``answersInFlight``, ``answerBytesPeak``."""
+        return {"answerBytes": self.used, "answerBudget": self.capacity,
+                "answersInFlight": self.count, "answerBytesPeak": self.peak}
+
+
+def release_when_dropped(owner: object, reservation: Reservation) -> None:
+    """Release `reservation` when `owner` (the payload that would have written the answer) is
+    garbage-collected, in case it never is written."""
+    weakref.finalize(owner, reservation.release)
+
+
+def busy_answer(budget: AnswerBudget, nbytes: int) -> ProtocolError:
+    """The ``503 busy`` (with ``Retry-After``) of a ``GET weights`` beyond the budget, in
+    admission's shape (`admission.busy`)."""
+    return busy(f"model-sized answers being sent fill their budget of {budget.capacity} bytes "
+                f"({budget.used} in use by {budget.count}, this one needs {nbytes})",
+                budget.retry_seconds())
