@@ -7,7 +7,8 @@
 # every EARLIER_RESULTS_DIR's runs: seeds measured before, e.g. docs/img/experiments/<name>), the
 # config.json of the lowest shard (seeds: every seed its runs hold), its provenance.json, and
 # each EARLIER dir's provenance as provenance_<dir name>_<n>.json; then `wnn compare --report
-# OUT_DIR` writes summary.md/json, plots and report.html there and prints the table. A run file present twice is an error (same seed).
+# OUT_DIR` writes summary.md/json, plots and report.html there and prints the table. A run file
+# present twice is an error (same seed).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 SHARDS_DIR OUT_DIR [EARLIER_RESULTS_DIR ...]" >&2; exit 2; }
 shards=$1; out=$2; shift 2
