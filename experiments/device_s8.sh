@@ -97,6 +97,12 @@ if [ -d merged/poisoning_label_skew ]; then
   python3 "$ROOT/experiments/paired.py" merged/poisoning_label_skew median-signflip mean-signflip | tee paired_poisoning.txt
   python3 "$ROOT/experiments/paired.py" merged/poisoning_label_skew median-signflip mean-signflip --seeds 6-10 | tee -a paired_poisoning.txt
 fi
+if [ -d merged/label_skew_churn32 ]; then  # each gap at 32 clients minus the same gap at 16
+  for e in fedbuff-k8 fedasync-hinge fedavgm-k8; do
+    python3 "$ROOT/experiments/paired.py" merged/label_skew_churn32 "$e" average \
+      --against "$ROOT/docs/img/experiments/label_skew_churn"
+  done | tee paired_churn32_vs_16.txt
+fi
 # shellcheck disable=SC2046
 tar czf "$OUT/results.tgz" --exclude=logs --exclude='*.png' $(ls -d label_skew label_skew_churn32 poisoning_label_skew merged 2>/dev/null) ./*.log ./*.txt
 # shellcheck disable=SC2046
