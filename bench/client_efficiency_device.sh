@@ -5,10 +5,11 @@
 # at 5 and 10 local steps, then again on the swapped core sets. Chromium is not on the device.
 #   bash .devkit/setup.sh && OLD_TAR=.devkit/old_<commit>.tar.gz bash bench/client_efficiency_device.sh
 # OLD_TAR: `git archive <commit> webnn | gzip` (the package alone; specs, data and client are this
-# tree's). ROUNDS (default 21) and ROUNDS10 (15) set the rounds of 10 tasks per run.
+# tree's). ROUNDS (default 21) and ROUNDS10 (15) set the rounds of 10 tasks per run; CORES_A and
+# CORES_B ("0 1-3", "8 9-11") the core sets.
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/client_efficiency}; mkdir -p "$OUT"
+ROOT=$PWD OUT=${OUT:-/tmp/client_efficiency}; mkdir -p "$OUT"
 OLD=$(mktemp -d /tmp/ceold.XXXX)
 tar xzf "${OLD_TAR:?the old package: git archive COMMIT webnn | gzip}" -C "$OLD"
 ln -s "$PWD/client_js" "$OLD/client_js"
@@ -22,10 +23,10 @@ nproc; uptime; node --version
 serve() {  # serve NAME CPU PORT SPEC [PYTHONPATH]
   local log="$OUT/serve_$1.log"
   if [ -n "${5:-}" ]; then
-    (cd "$5" && PYTHONPATH="$5" taskset -c "$2" python3 -m webnn serve "$4" \
-      --data "$PWD/data_modules/digits.py" --port "$3" > "$log" 2>&1) &
+    (cd "$5" && PYTHONPATH="$5" taskset -c "$2" "${PY:-python3}" -m webnn serve "$4" \
+      --data "$ROOT/data_modules/digits.py" --port "$3" > "$log" 2>&1) &
   else
-    taskset -c "$2" python3 -m webnn serve "$4" --data data_modules/digits.py --port "$3" > "$log" 2>&1 &
+    taskset -c "$2" "${PY:-python3}" -m webnn serve "$4" --data data_modules/digits.py --port "$3" > "$log" 2>&1 &
   fi
   for _ in $(seq 1 120); do
     python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$3/api/v1/status')" \
@@ -51,9 +52,10 @@ pass() {  # pass TAG STEPS ROUNDS NEW_CPUS OLD_CPUS  (CPUS: "server-cpu bench-cp
   done
   pkill -f "webnn serve" ; sleep 1
 }
-pass s5a 5 "${ROUNDS:-21}" "0 1-3" "8 9-11"
-pass s5b 5 "${ROUNDS:-21}" "8 9-11" "0 1-3"
-pass s10a 10 "${ROUNDS10:-15}" "0 1-3" "8 9-11"
-pass s10b 10 "${ROUNDS10:-15}" "8 9-11" "0 1-3"
+A=${CORES_A:-"0 1-3"} B=${CORES_B:-"8 9-11"}  # "server-cpu bench-cpus" of the two core sets
+pass s5a 5 "${ROUNDS:-21}" "$A" "$B"
+pass s5b 5 "${ROUNDS:-21}" "$B" "$A"
+pass s10a 10 "${ROUNDS10:-15}" "$A" "$B"
+pass s10b 10 "${ROUNDS10:-15}" "$B" "$A"
 uptime
 for f in "$OUT"/new_*.txt "$OUT"/old_*.txt; do echo "== $f"; grep -v '^{' "$f" | tail -6; done
