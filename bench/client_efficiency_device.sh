@@ -10,6 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD OUT=${OUT:-/tmp/client_efficiency}; mkdir -p "$OUT"
+R=$(mktemp -d /tmp/ce.XXXX)  # the runs' files; $OUT gets them as one tarball and a summary
 OLD=$(mktemp -d /tmp/ceold.XXXX)
 tar xzf "${OLD_TAR:?the old package: git archive COMMIT webnn | gzip}" -C "$OLD"
 ln -s "$PWD/client_js" "$OLD/client_js"
@@ -21,7 +22,7 @@ json.dump(spec, open("/tmp/digits_mlp_10.json", "w"))
 PY
 nproc; uptime; node --version
 serve() {  # serve NAME CPU PORT SPEC [PYTHONPATH]
-  local log="$OUT/serve_$1.log"
+  local log="$R/serve_$1.log"
   if [ -n "${5:-}" ]; then
     (cd "$5" && PYTHONPATH="$5" taskset -c "$2" "${PY:-python3}" -m webnn serve "$4" \
       --data "$ROOT/data_modules/digits.py" --port "$3" > "$log" 2>&1) &
@@ -38,17 +39,17 @@ serve() {  # serve NAME CPU PORT SPEC [PYTHONPATH]
 pass() {  # pass TAG STEPS ROUNDS NEW_CPUS OLD_CPUS  (CPUS: "server-cpu bench-cpus")
   local tag=$1 steps=$2 rounds=$3 n=($4) o=($5) spec=model_specs/digits_mlp.json
   [ "$steps" = 10 ] && spec=/tmp/digits_mlp_10.json
-  serve "new_$tag" "${n[0]}" 8181 "$PWD/$spec"
+  serve "new_$tag" "${n[0]}" 8181 "$(realpath "$spec")"
   serve "old_$tag" "${o[0]}" 8182 "$(realpath "$spec")" "$OLD"
   taskset -c "${n[1]}" node bench/client_efficiency.mjs --server http://127.0.0.1:8181/ \
-    --rounds "$rounds" --tasks 10 > "$OUT/new_$tag.txt" 2>&1 & local a=$!
+    --rounds "$rounds" --tasks 10 > "$R/new_$tag.txt" 2>&1 & local a=$!
   taskset -c "${o[1]}" node bench/client_efficiency.mjs --server http://127.0.0.1:8182/ \
-    --rounds "$rounds" --tasks 10 > "$OUT/old_$tag.txt" 2>&1 & local b=$!
+    --rounds "$rounds" --tasks 10 > "$R/old_$tag.txt" 2>&1 & local b=$!
   wait $a $b
   for p in 8181 8182; do
     python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$p/metrics').read().decode())" \
       | grep -E 'webnn_(request_seconds|merge_seconds)_(sum|count)\{?.*' | grep -E 'update|merge_seconds' \
-      > "$OUT/metrics_${p}_$tag.txt"
+      > "$R/metrics_${p}_$tag.txt"
   done
   pkill -f "webnn serve" ; sleep 1
 }
@@ -58,4 +59,5 @@ pass s5b 5 "${ROUNDS:-21}" "$B" "$A"
 pass s10a 10 "${ROUNDS10:-15}" "$A" "$B"
 pass s10b 10 "${ROUNDS10:-15}" "$B" "$A"
 uptime
-for f in "$OUT"/new_*.txt "$OUT"/old_*.txt; do echo "== $f"; grep -v '^{' "$f" | tail -6; done
+for f in "$R"/new_*.txt "$R"/old_*.txt; do echo "== $f"; grep -v '^{' "$f" | tail -6; done | tee "$OUT/summary.txt"
+tar czf "$OUT/client_efficiency.tgz" -C "$R" .
