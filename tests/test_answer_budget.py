@@ -28,7 +28,9 @@ from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 
 from webnn.server import answers
 from webnn.server.answer_budget import (
-    DEFAULT_ANSWER_BYTES,
+    DEFAULT_ANSWERS,
+    MAX_ANSWER_BYTES,
+    MIN_ANSWER_BYTES,
     MIN_ANSWERS,
     REFUSED_FOLLOW_UP,
     REFUSED_WEIGHTS,
@@ -72,12 +74,14 @@ def test_an_answer_larger_than_the_budget_goes_only_alone() -> None:
     assert small is not None and budget.reserve(250, "x") is None
 
 
-def test_the_default_is_bytes_with_a_floor_of_a_few_large_answers() -> None:
-    assert default_answer_budget(4_000) == DEFAULT_ANSWER_BYTES  # tiny: thousands of answers
-    assert default_answer_budget(4_000_000) == DEFAULT_ANSWER_BYTES  # 1M: 134 answers
-    huge = 1 << 30
+def test_the_default_is_room_for_32_answers_within_its_bounds() -> None:
+    assert default_answer_budget(4_000) == MIN_ANSWER_BYTES  # tiny: thousands of answers
+    assert default_answer_budget(4_000_000) == MIN_ANSWER_BYTES  # 1M parameters: 134 answers
+    assert default_answer_budget(20 << 20) == DEFAULT_ANSWERS * (20 << 20)  # 640 MiB
+    assert default_answer_budget(40_000_000) == MAX_ANSWER_BYTES  # 10M parameters: 26 answers
+    huge = 400_000_000  # 100M parameters: never fewer than 4 answers
     assert default_answer_budget(huge) == MIN_ANSWERS * huge
-    assert AnswerBudget.for_model(None, 4_000_000).capacity == DEFAULT_ANSWER_BYTES
+    assert AnswerBudget.for_model(None, 4_000_000).capacity == MIN_ANSWER_BYTES
     assert AnswerBudget.for_model(12345, 4_000_000).capacity == 12345
 
 

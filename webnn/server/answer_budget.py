@@ -37,11 +37,15 @@ from webnn.server.admission import busy
 from webnn.server.errors import ProtocolError
 
 MIB = 1 << 20
-DEFAULT_ANSWER_BYTES = 512 * MIB
-"""The default budget for models up to 128 MiB of weights (32M float32 parameters): 128
-answers of a 1M-parameter model (float32; 256 in float16), 12 of a 10M-parameter one."""
+DEFAULT_ANSWERS = 32
+"""Answers of the model's float32 size the default budget has room for, within its bounds."""
+MIN_ANSWER_BYTES = 512 * MIB
+"""The default budget's least bytes: small models are not held to a few dozen answers that
+each cost little (a 1M-parameter model gets 134 float32 answers)."""
+MAX_ANSWER_BYTES = 1024 * MIB
+"""The default budget's most bytes (unless `MIN_ANSWERS` answers need more)."""
 MIN_ANSWERS = 4
-"""Answers of the model's float32 size the default always admits at once (larger models)."""
+"""Answers of the model's float32 size the default always admits at once (huge models)."""
 RETRY_SECONDS = 2
 """A refused ``GET weights``'s ``Retry-After`` is drawn from [RETRY_SECONDS, 2 * RETRY_SECONDS]
 whole seconds: an honest answer is written within seconds, and the spread keeps refused clients
@@ -53,9 +57,19 @@ REFUSED_FOLLOW_UP = "follow_up_unsent"
 
 
 def default_answer_budget(model_nbytes: int) -> int:
-    """``max(DEFAULT_ANSWER_BYTES, MIN_ANSWERS * model_nbytes)``: bytes, not a count, so that
-    small models are not limited to a handful of answers that each cost nothing."""
-    return max(DEFAULT_ANSWER_BYTES, MIN_ANSWERS * model_nbytes)
+    """Room for `DEFAULT_ANSWERS` answers of the model's float32 weights, at least
+    `MIN_ANSWER_BYTES` and at most `MAX_ANSWER_BYTES`, but never fewer than `MIN_ANSWERS`:
+    ``max(MIN_ANSWERS * M, min(MAX_ANSWER_BYTES, max(MIN_ANSWER_BYTES, DEFAULT_ANSWERS * M)))``
+    for M = `model_nbytes`. 1M parameters: 512 MiB (134 answers); 10M: 1 GiB (26); 100M:
+    1.6 GB (4).
+
+    Why: honest clients keep answers in progress by the count, whatever the model's size (the
+    2-core machine's 1M x 1000 and 10M x 100 loads peaked at 22 and 13 answers, 88 and 520 MB:
+    docs/security.md), so the default leaves room for about twice that; the bounds keep a
+    hostile crowd of stalled fetches to at most 1 GiB more (0.5 GiB at 1M parameters), inside
+    the 2 GB target beside the server's own working set."""
+    scaled = max(MIN_ANSWER_BYTES, DEFAULT_ANSWERS * model_nbytes)
+    return max(MIN_ANSWERS * model_nbytes, min(MAX_ANSWER_BYTES, scaled))
 
 
 @dataclass(eq=False)

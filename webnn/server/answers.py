@@ -2,6 +2,11 @@
 render the same way: the weights answer with its ETag, the follow-up frame of an update, and
 the bounds an evaluation's figures must lie in at the door.
 
+Model-sized answers are written under a progress watchdog (`send_within`) and within the
+owner's budget of answers in progress (`answer_budget`): `reserve_answer` admits a weights
+answer (``503 busy`` beyond it), `follow_up_bytes` is what a follow-up frame reserves, and the
+payload or `follow_up_frame` gives the bytes back when its writes are over.
+
 ETag of a version's weights (`weights_etag`): ``"v<version>-<tag>"`` names the weights of one
 version of one run of one served model. The tag is the first `DIGEST_CHARS` hex digits of the
 weights' SHA-256 where the server knows the version's content address (a scale-out run), else

@@ -313,7 +313,7 @@ class ServeConfig(BaseModel):
         None, "bytes of model-sized answers (GET weights, follow-up frames) being sent at once: "
               "beyond it GET weights gets 503 busy and an update's answer goes without its "
               "follow-up frame (e.g. 512M)", ge=1, cli={"parse": "bytes", "metavar": "BYTES"},
-        default_text="512 MiB, at least 4 float32 weight sets")
+        default_text="32 float32 weight sets, at least 512 MiB, at most 1 GiB (but 4 sets)")
     merge_queue: int = setting(32, "updates waiting to be merged before 503 busy", ge=1)
     max_open_tasks: int = setting(4, "open tasks one session may hold", ge=1)
     max_sessions: int = setting(10_000, "live sessions before joins get 503 busy", ge=1)
