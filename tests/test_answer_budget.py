@@ -10,7 +10,8 @@
   still goes); once the stalled connections are closed the budget is free and ``GET weights``
   is served again. An update whose follow-up frame does not fit is answered as JSON with its
   ``next`` task, which stays leased and is completed once the budget frees up. A stalled
-  follow-up frame holds the budget until its connection goes.
+  follow-up frame holds the budget until its connection goes. A scale-out front-end (a real
+  redis-server) refuses and answers the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
+from support.redis import redis_server  # noqa: F401 (fixture)
 
 from webnn.server import answers
 from webnn.server.answer_budget import (
@@ -312,3 +314,47 @@ async def test_a_stalled_follow_up_frame_holds_the_budget_until_its_connection_g
         _reset(sock)
     await _until(lambda: budget.used == 0 and budget.count == 0)
     assert coordinator.merges == 1
+
+
+# ------------------------------------------------------------- a scale-out front-end
+
+
+@pytest.mark.slow
+async def test_a_front_end_applies_the_same_budget(
+        redis_server, model, make_config, serve, http):  # noqa: F811
+    from webnn.cluster.frontend import FRONTEND
+    from webnn.cluster.settings import ClusterSettings
+
+    config = make_config(spec=str(model.spec_path), data=str(model.data_path),
+                         evaluate_initial=False, answer_budget=5 * model.nbytes // 2)
+    served = await serve(create_app(config, cluster=ClusterSettings(
+        redis_url=redis_server.url, run="answers")))
+    budget = served.app[FRONTEND].answers
+    client = ProtocolClient(http, served.url)
+    await client.join()
+    task = (await client.task("train"))["task"]
+    weights = await client.weights_array(task["urls"]["weights"])
+    path = f"{client.url('api/v1/weights').path}"
+    stalled = [await _stalled(served.url, _get(path)) for _ in range(2)]
+    try:
+        await _until(lambda: budget.count == 2)
+        refused = await client.weights()
+        assert refused.status == 503 and refused.code == "busy", refused.body
+        assert int(refused.headers["Retry-After"]) >= RETRY_SECONDS
+        header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
+                  "accuracy": 0.5, "next": "train"}
+        answer = await client.request(
+            "POST", task["urls"]["submit"], content_type=FRAME_TYPE,
+            headers={"Accept": FRAME_TYPE},
+            data=encode_frame(header, {"weights": weights + 0.01}))
+        assert answer.status == 200 and answer.body["accepted"], answer.body
+        follow = answer.body["next"]["task"]  # as JSON, the next task in it
+        assert follow is not None
+        refused_codes = (await client.get("api/v1/status")).body["capacity"]["refused"]
+        assert refused_codes[REFUSED_WEIGHTS] == 1 and refused_codes[REFUSED_FOLLOW_UP] == 1
+    finally:
+        for sock in stalled:
+            _reset(sock)
+    await _until(lambda: budget.used == 0)
+    served_weights = await client.weights(follow["urls"]["weights"])
+    assert served_weights.status == 200 and len(served_weights.raw) == model.nbytes
