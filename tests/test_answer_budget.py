@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support.protocol_client import FRAME_TYPE, ProtocolClient, encode_frame
 from support.redis import redis_server  # noqa: F401 (fixture)
@@ -223,6 +224,20 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
+async def _first_task(client: ProtocolClient) -> tuple[dict, np.ndarray]:
+    """Join, lease a train task and fetch its weights."""
+    await client.join()
+    task = (await client.task("train"))["task"]
+    return task, await client.weights_array(task["urls"]["weights"])
+
+
+def _update_asking_next(task: dict, weights: np.ndarray) -> bytes:
+    """An update frame for `task` whose header asks for the next train task."""
+    header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
+              "accuracy": 0.5, "next": "train"}
+    return encode_frame(header, {"weights": weights})
+
+
 def _get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 
@@ -258,19 +273,14 @@ async def test_an_update_beyond_the_budget_is_answered_without_its_follow_up(run
     coordinator = running.app[COORDINATOR]
     budget = coordinator.answers
     client = ProtocolClient(http, running.url)
-    await client.join()
-    task = (await client.task("train"))["task"]
-    weights = await client.weights_array(task["urls"]["weights"])
+    task, weights = await _first_task(client)
     path = f"{client.url('api/v1/weights').path}"
     stalled = [await _stalled(running.url, _get(path)) for _ in range(2)]
     try:
         await _until(lambda: budget.count == 2)
-        header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
-                  "accuracy": 0.5, "next": "train"}
         answer = await client.request(
             "POST", task["urls"]["submit"], content_type=FRAME_TYPE,
-            headers={"Accept": FRAME_TYPE},
-            data=encode_frame(header, {"weights": weights + 0.01}))
+            headers={"Accept": FRAME_TYPE}, data=_update_asking_next(task, weights + 0.01))
         assert answer.status == 200 and answer.headers["Content-Type"].startswith(
             "application/json"), answer.body
         assert answer.body["accepted"]
@@ -296,12 +306,8 @@ async def test_a_stalled_follow_up_frame_holds_the_budget_until_its_connection_g
     coordinator = running.app[COORDINATOR]
     budget = coordinator.answers
     client = ProtocolClient(http, running.url)
-    await client.join()
-    task = (await client.task("train"))["task"]
-    weights = await client.weights_array(task["urls"]["weights"])
-    header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
-              "accuracy": 0.5, "next": "train"}
-    body = encode_frame(header, {"weights": weights + 0.01})
+    task, weights = await _first_task(client)
+    body = _update_asking_next(task, weights + 0.01)
     submit = client.url(task["urls"]["submit"]).path
     request = (f"POST {submit} HTTP/1.1\r\nHost: x\r\nX-WebNN-Session: {client.token}\r\n"
                f"Content-Type: {FRAME_TYPE}\r\nAccept: {FRAME_TYPE}\r\n"
@@ -331,9 +337,7 @@ async def test_a_front_end_applies_the_same_budget(
         redis_url=redis_server.url, run="answers")))
     budget = served.app[FRONTEND].answers
     client = ProtocolClient(http, served.url)
-    await client.join()
-    task = (await client.task("train"))["task"]
-    weights = await client.weights_array(task["urls"]["weights"])
+    task, weights = await _first_task(client)
     path = f"{client.url('api/v1/weights').path}"
     stalled = [await _stalled(served.url, _get(path)) for _ in range(2)]
     try:
@@ -341,12 +345,9 @@ async def test_a_front_end_applies_the_same_budget(
         refused = await client.weights()
         assert refused.status == 503 and refused.code == "busy", refused.body
         assert int(refused.headers["Retry-After"]) >= RETRY_SECONDS
-        header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
-                  "accuracy": 0.5, "next": "train"}
         answer = await client.request(
             "POST", task["urls"]["submit"], content_type=FRAME_TYPE,
-            headers={"Accept": FRAME_TYPE},
-            data=encode_frame(header, {"weights": weights + 0.01}))
+            headers={"Accept": FRAME_TYPE}, data=_update_asking_next(task, weights + 0.01))
         assert answer.status == 200 and answer.body["accepted"], answer.body
         follow = answer.body["next"]["task"]  # as JSON, the next task in it
         assert follow is not None
