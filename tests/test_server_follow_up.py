@@ -125,6 +125,29 @@ async def test_small_models_merge_on_the_event_loop(make_config, serve, http, mo
     assert running.app[COORDINATOR].model.version == answer.body["version"]
 
 
+async def test_a_follow_up_is_sent_though_newer_merges_came_before_its_answer(running, http):
+    # Between an update's merge (which leases its follow-up at the newest version) and its
+    # answer, other updates merge; the follow-up's version is then no longer the newest, and
+    # handing its weights over must not drop it before its bytes are taken.
+    coordinator = running.app[COORDINATOR]
+    first, second = ProtocolClient(http, running.url), ProtocolClient(http, running.url)
+    leased = []
+    for client in (first, second):
+        await client.join()
+        task, weights = await first_task(client)
+        session = coordinator.sessions.get(client.token)
+        leased.append((session, coordinator.task(session, task["id"], "train"), task, weights))
+    (session_a, task_a, wire_a, weights_a), (session_b, task_b, wire_b, weights_b) = leased
+    await coordinator.submit_update(session_a, task_a, _update(wire_a, weights_a + 0.01, "train"))
+    follow = task_a.follow_up.task
+    kept = coordinator.versions.get(follow.version).array().copy()
+    await coordinator.submit_update(session_b, task_b, _update(wire_b, weights_b + 0.01, "train"))
+    assert coordinator.model.version > follow.version
+    inputs = coordinator.follow_up_inputs(follow)
+    assert inputs is not None
+    np.testing.assert_array_equal(np.frombuffer(inputs[0], dtype="<f4"), kept)
+
+
 def _update(task: dict, weights: np.ndarray, next_role: str) -> bytes:
     header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,
               "accuracy": 0.5, "next": next_role}

@@ -444,12 +444,13 @@ class Coordinator:
         no longer open or its version is gone (the answer then goes as JSON)."""
         if follow.state != "open":
             return None
-        snapshot = self.versions.get(follow.version)
-        if snapshot is None:
+        if self.versions.get(follow.version) is None:
             return None
-        self.versions.fetched(follow.version, follow.session)
         encoding = self.weights_encoding(follow.session)
+        # the wire bytes first: ending the fetch's hold may drop a version no longer the newest
+        # (merges run between this update's merge and its answer), and the wire keeps its buffer
         wire = self._wire(follow.version, encoding)
+        self.versions.fetched(follow.version, follow.session)
         self.note_weights_bytes(encoding, len(wire))
         return wire, split_frame(self.leases.batch_frame(follow))
 
