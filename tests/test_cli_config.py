@@ -86,7 +86,7 @@ beta = 2
         ('[[models]]\nspec = "a.json"\nhost = "x"\n',
          "models[0].host: unknown key here: host is a process setting"),
         ('[[models]]\nspec = "a.json"\ncolour = 1\n',
-         "models[0].colour: unknown key (known: body_timeout, checkpoint_every_merges"),
+         "models[0].colour: unknown key (known: answer_budget, body_timeout"),
         ("port = \"80\"\n", 'port: expected an integer, got "80"'),
         ("port = true\n", "port: expected an integer, got true"),
         ("lease_seconds = \"1\"\n", 'lease_seconds: expected a number, got "1"'),
