@@ -31,15 +31,18 @@ from support.redis import redis_server  # noqa: F401 (fixture)
 
 from webnn.server import answers
 from webnn.server.answer_budget import (
+    ADDRESS_SHARE,
     DEFAULT_ANSWERS,
     MAX_ANSWER_BYTES,
     MIN_ANSWER_BYTES,
     MIN_ANSWERS,
     REFUSED_FOLLOW_UP,
+    REFUSED_SHARE,
     REFUSED_WEIGHTS,
     RETRY_SECONDS,
     AnswerBudget,
     default_answer_budget,
+    requester,
 )
 from webnn.server.app import create_app
 from webnn.server.keys import COORDINATOR
@@ -86,6 +89,38 @@ def test_the_default_is_room_for_32_answers_within_its_bounds() -> None:
     assert default_answer_budget(huge) == MIN_ANSWERS * huge
     assert AnswerBudget.for_model(None, 4_000_000).capacity == MIN_ANSWER_BYTES
     assert AnswerBudget.for_model(12345, 4_000_000).capacity == 12345
+
+
+def test_one_address_holds_at_most_its_share_others_and_loopback_are_not_held_back() -> None:
+    refused: Counter[str] = Counter()
+    budget = AnswerBudget(800, refused)  # share: 800 // ADDRESS_SHARE = 100 bytes
+    assert budget.share == 800 // ADDRESS_SHARE
+    first = budget.reserve(60, "weights", "203.0.113.5")
+    assert first is not None
+    assert budget.reserve(60, "weights", "203.0.113.5") is None  # past its share
+    assert refused == {REFUSED_SHARE: 1}
+    assert budget.reserve(40, "weights", "203.0.113.5") is not None  # up to the share fits
+    other = budget.reserve(100, "weights", "198.51.100.7")  # another address: its own share
+    local = [budget.reserve(100, "weights", None) for _ in range(3)]  # loopback: no share
+    assert other is not None and all(local) and budget.used == 500
+    first.release()
+    assert budget.by_address == {"203.0.113.5": 40, "198.51.100.7": 100}
+    other.release()
+    assert "198.51.100.7" not in budget.by_address  # nothing kept for an address holding none
+    alone = AnswerBudget(80)  # a share below one answer: the address's first still fits
+    assert alone.reserve(70, "x", "203.0.113.5") is not None
+    assert alone.reserve(1, "x", "203.0.113.5") is None
+
+
+def test_the_share_counts_the_address_admission_counts() -> None:
+    proxy = frozenset({"10.0.0.2"})
+    assert requester("127.0.0.1", None, frozenset()) is None  # a direct local client
+    assert requester("::1", None, frozenset()) is None
+    assert requester("203.0.113.5", None, proxy) == "203.0.113.5"
+    assert requester("10.0.0.2", "203.0.113.5", proxy) == "203.0.113.5"  # a trusted proxy
+    assert requester("203.0.113.9", "198.51.100.1", proxy) == "203.0.113.9"  # not believed
+    # a proxy on this host, not trusted: its last hop, as the evaluation quorum counts it
+    assert requester("127.0.0.1", "198.51.100.1, 203.0.113.5", frozenset()) == "203.0.113.5"
 
 
 class Writer:
@@ -238,8 +273,9 @@ def _update_asking_next(task: dict, weights: np.ndarray) -> bytes:
     return encode_frame(header, {"weights": weights})
 
 
-def _get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+def _get(path: str, forwarded_for: str | None = None) -> bytes:
+    forwarded = f"X-Forwarded-For: {forwarded_for}\r\n" if forwarded_for else ""
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{forwarded}\r\n".encode()
 
 
 async def test_stalled_weight_fetches_hold_the_budget_and_the_next_gets_503(running, model,
@@ -267,6 +303,35 @@ async def test_stalled_weight_fetches_hold_the_budget_and_the_next_gets_503(runn
     served = await client.weights()
     assert served.status == 200 and len(served.raw) == model.nbytes
     assert budget.used == 0
+
+
+async def test_one_address_cannot_fill_the_budget_for_everyone(model, make_config, serve,
+                                                                 http):
+    # room for eight answers, an address's share one: stalled fetches from one address (behind
+    # a trusted proxy on loopback) hold one answer and are refused beyond it, while another
+    # address is served
+    config = make_config(spec=str(model.spec_path), data=str(model.data_path),
+                         evaluate_initial=False, answer_budget=8 * model.nbytes,
+                         trusted_proxies=["127.0.0.1"])
+    running = await serve(create_app(config))
+    budget = running.app[COORDINATOR].answers
+    client = ProtocolClient(http, running.url)
+    path = f"{client.url('api/v1/weights').path}"
+    hostile = await _stalled(running.url, _get(path, "203.0.113.5"))
+    try:
+        await _until(lambda: budget.count == 1)
+        refused = await client.request("GET", "api/v1/weights",
+                                       headers={"X-Forwarded-For": "203.0.113.5"})
+        assert refused.status == 503 and refused.code == "busy", refused.body
+        assert "203.0.113.5" in refused.body["error"]["message"]
+        served = await client.request("GET", "api/v1/weights",
+                                      headers={"X-Forwarded-For": "198.51.100.7"})
+        assert served.status == 200 and len(served.raw) == model.nbytes
+        status = (await client.get("api/v1/status")).body
+        assert status["capacity"]["refused"] == {REFUSED_SHARE: 1}
+    finally:
+        _reset(hostile)
+    await _until(lambda: budget.used == 0 and not budget.by_address)
 
 
 async def test_an_update_beyond_the_budget_is_answered_without_its_follow_up(running, http):

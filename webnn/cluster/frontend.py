@@ -69,6 +69,7 @@ from webnn.server.admission import (
 from webnn.server.answer_budget import REFUSED_FOLLOW_UP, AnswerBudget
 from webnn.server.answers import (
     SIGNED_LOSSES,
+    answer_address,
     check_evaluation_bounds,
     follow_up_bytes,
     follow_up_frame,
@@ -162,7 +163,8 @@ class Frontend:
         """The unmerged stream and the merger's pace, read every `FOLLOW_SECONDS`."""
         self.refused: Counter[str] = Counter()
         """Requests turned away by admission here (status ``capacity.refused``)."""
-        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused)
+        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused,
+                                              frozenset(config.trusted_proxies))
         """Model-sized answers being sent by this process (`answer_budget`)."""
         self.traffic = TrafficCounts()
         self.ingest = Ingest(self.admission, limit=nbytes + FRAME_OVERHEAD,
@@ -710,7 +712,8 @@ class Frontend:
         else:
             fields = await self.redis.hmget(self.keys.task(task["id"]), "index", "shard")
             frame = self._batch_frame(int(_text(fields[0])), int(_text(fields[1] or b"0")))
-        reservation = self.answers.reserve(follow_up_bytes(len(wire), frame), REFUSED_FOLLOW_UP)
+        reservation = self.answers.reserve(follow_up_bytes(len(wire), frame), REFUSED_FOLLOW_UP,
+                                           answer_address(request, self.answers))
         if reservation is None:  # model-sized answers fill their budget: JSON, `next` included
             return json_response(answer)
         return await follow_up_frame(request, {"protocol": 1, **answer}, memoryview(wire),

@@ -22,18 +22,26 @@ kernel took: an upper bound of what it holds. A `Reservation` is released exactl
 (`release` is idempotent); one that is dropped unreleased (an answer aiohttp never wrote, such
 as a connection lost before its headers) is released when it is garbage-collected.
 
+One client address may hold at most a share of the budget (`ADDRESS_SHARE`; its first answer
+always fits the share): without it one client opening enough stalled fetches would fill the
+budget and turn every other volunteer's fetch away for as long as it kept them open. The address
+is the one admission counts joins under (`admission.party_address`: a trusted proxy's
+``X-Forwarded-For``, a local proxy's last hop); a direct loopback client (this host's own tools,
+benchmarks) has no share limit.
+
 The budget is state of one served model's app (`create_app`) or one scale-out front-end
 (`webnn.cluster.frontend`); nothing here is module-level state.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
-from webnn.server.admission import busy
+from webnn.server.admission import busy, party_address
 from webnn.server.errors import ProtocolError
 
 MIB = 1 << 20
@@ -54,6 +62,13 @@ REFUSED_WEIGHTS = "answer_budget"
 """`status.capacity.refused` code of a ``GET weights`` refused for the budget (``503 busy``)."""
 REFUSED_FOLLOW_UP = "follow_up_unsent"
 """`status.capacity.refused` code of an update answered without its follow-up frame."""
+REFUSED_SHARE = "answer_share"
+"""`status.capacity.refused` code of an answer refused (a ``503`` fetch, or a follow-up not
+sent) because its client address already holds its share of the budget."""
+ADDRESS_SHARE = 8
+"""One client address may hold at most ``capacity // ADDRESS_SHARE`` bytes of answers in
+progress (16 float32 answers at 1M parameters with the default budget; an honest volunteer
+holds one or two)."""
 
 
 def default_answer_budget(model_nbytes: int) -> int:
@@ -72,18 +87,32 @@ def default_answer_budget(model_nbytes: int) -> int:
     return max(MIN_ANSWERS * model_nbytes, min(MAX_ANSWER_BYTES, scaled))
 
 
+def requester(peer: str | None, forwarded_for: str | None,
+              trusted: frozenset[str]) -> str | None:
+    """The client address an answer counts under for its share (`admission.party_address`),
+    or None for a direct loopback client, which has no share limit."""
+    address = party_address(peer, forwarded_for, trusted)
+    try:
+        if ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return address
+
+
 @dataclass(eq=False)
 class Reservation:
-    """`nbytes` of `budget` held by one answer until `release()` (idempotent)."""
+    """`nbytes` of `budget` held by one answer of `address` until `release()` (idempotent)."""
 
     budget: AnswerBudget
     nbytes: int
+    address: str | None = None
     released: bool = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.budget.give_back(self.nbytes)
+            self.budget.give_back(self.nbytes, self.address)
 
 
 @dataclass(eq=False)
@@ -93,7 +122,11 @@ class AnswerBudget:
 
     capacity: int
     refused: Counter[str] = field(default_factory=Counter)
+    trusted: frozenset[str] = frozenset()
+    """Proxies whose ``X-Forwarded-For`` is believed (`requester`)."""
     used: int = 0
+    by_address: Counter[str] = field(default_factory=Counter)
+    """Bytes in progress per client address (`requester`), against `share`."""
     count: int = 0
     peak: int = 0
     """The most bytes in progress at once since the start."""
@@ -101,26 +134,50 @@ class AnswerBudget:
 
     @classmethod
     def for_model(cls, configured: int | None, model_nbytes: int,
-                  refused: Counter[str] | None = None) -> AnswerBudget:
+                  refused: Counter[str] | None = None,
+                  trusted: frozenset[str] = frozenset()) -> AnswerBudget:
         """The budget `configured` sets (bytes; None: `default_answer_budget`)."""
         capacity = configured if configured is not None else default_answer_budget(model_nbytes)
-        return cls(capacity, refused if refused is not None else Counter())
+        return cls(capacity, refused if refused is not None else Counter(), trusted)
 
-    def reserve(self, nbytes: int, code: str) -> Reservation | None:
-        """Hold `nbytes` for one answer, or None (counted under `code`) when they do not fit;
-        an answer larger than the whole budget fits only when no other is in progress."""
+    @property
+    def share(self) -> int:
+        """The most bytes one client address may hold in progress (`ADDRESS_SHARE`)."""
+        return max(1, self.capacity // ADDRESS_SHARE)
+
+    def over_share(self, nbytes: int, address: str | None) -> bool:
+        """Whether `address` holds answers already and one more of `nbytes` would take it past
+        its `share` (never for None: a loopback client)."""
+        held = self.by_address.get(address, 0) if address is not None else 0
+        return bool(held) and held + nbytes > self.share
+
+    def reserve(self, nbytes: int, code: str, address: str | None = None) -> Reservation | None:
+        """Hold `nbytes` for one answer to `address`, or None when they do not fit: past the
+        address's share (counted under `REFUSED_SHARE`) or past the budget (under `code`). An
+        answer larger than the whole budget fits only when no other is in progress."""
+        if self.over_share(nbytes, address):
+            self.refused[REFUSED_SHARE] += 1
+            return None
         if self.used and self.used + nbytes > self.capacity:
             self.refused[code] += 1
             return None
         self.used += nbytes
         self.count += 1
         self.peak = max(self.peak, self.used)
-        return Reservation(self, nbytes)
+        if address is not None:
+            self.by_address[address] += nbytes
+        return Reservation(self, nbytes, address)
 
-    def give_back(self, nbytes: int) -> None:
-        """An answer of `nbytes` is over (`Reservation.release`)."""
+    def give_back(self, nbytes: int, address: str | None = None) -> None:
+        """An answer of `nbytes` to `address` is over (`Reservation.release`)."""
         self.used = max(0, self.used - nbytes)
         self.count = max(0, self.count - 1)
+        if address is not None:
+            left = self.by_address[address] - nbytes
+            if left > 0:
+                self.by_address[address] = left
+            else:
+                del self.by_address[address]  # no entry kept per address once it holds nothing
 
     def retry_seconds(self) -> int:
         """A refused fetch's ``Retry-After`` (`RETRY_SECONDS`)."""
@@ -139,9 +196,13 @@ def release_when_dropped(owner: object, reservation: Reservation) -> None:
     weakref.finalize(owner, reservation.release)
 
 
-def busy_answer(budget: AnswerBudget, nbytes: int) -> ProtocolError:
-    """The ``503 busy`` (with ``Retry-After``) of a ``GET weights`` beyond the budget, in
-    admission's shape (`admission.busy`)."""
+def busy_answer(budget: AnswerBudget, nbytes: int, address: str | None = None) -> ProtocolError:
+    """The ``503 busy`` (with ``Retry-After``) of a ``GET weights`` beyond the budget or its
+    address's share, in admission's shape (`admission.busy`)."""
+    if budget.over_share(nbytes, address):
+        return busy(f"answers being sent to {address} fill its share of the answer budget "
+                    f"({budget.by_address[address]} of {budget.share} bytes; this one needs "
+                    f"{nbytes})", budget.retry_seconds())
     return busy(f"model-sized answers being sent fill their budget of {budget.capacity} bytes "
                 f"({budget.used} in use by {budget.count}, this one needs {nbytes})",
                 budget.retry_seconds())

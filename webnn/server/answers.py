@@ -33,6 +33,7 @@ from webnn.server.answer_budget import (
     Reservation,
     busy_answer,
     release_when_dropped,
+    requester,
 )
 from webnn.server.errors import bad_field
 from webnn.server.follow_up import BatchFrame, follow_up_pieces
@@ -195,10 +196,17 @@ def reserve_answer(request: web.Request, budget: AnswerBudget | None, etag: str,
     lease's hold on its version), so a refused fetch can be repeated as it was."""
     if budget is None or request.method != "GET" or etag_matches(request, etag):
         return None
-    reservation = budget.reserve(nbytes, REFUSED_WEIGHTS)
+    address = answer_address(request, budget)
+    reservation = budget.reserve(nbytes, REFUSED_WEIGHTS, address)
     if reservation is None:
-        raise busy_answer(budget, nbytes)
+        raise busy_answer(budget, nbytes, address)
     return reservation
+
+
+def answer_address(request: web.Request, budget: AnswerBudget) -> str | None:
+    """The client address `request`'s answer counts under for its share of `budget`
+    (`answer_budget.requester`)."""
+    return requester(request.remote, request.headers.get("X-Forwarded-For"), budget.trusted)
 
 
 def weights_answer(request: web.Request, *, version: int, steps: int, data: bytes | memoryview,

@@ -172,7 +172,8 @@ class Coordinator:
         self.rejected: Counter[str] = Counter()  # refused updates/evaluations by error code
         self.refused: Counter[str] = Counter()  # requests turned away by admission, by code
         # model-sized answers being sent at once (GET weights, follow-up frames): answer_budget
-        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused)
+        self.answers = AnswerBudget.for_model(config.answer_budget, nbytes, self.refused,
+                                              frozenset(config.trusted_proxies))
         self._ticker: asyncio.Task | None = None
 
         # tags ETags: version numbers may name other weights after a restart (0 in a new run;

@@ -12,6 +12,7 @@ from webnn.server.admission import party_address
 from webnn.server.answer_budget import REFUSED_FOLLOW_UP
 from webnn.server.answers import (
     SIGNED_LOSSES,
+    answer_address,
     check_evaluation_bounds,
     follow_up_bytes,
     follow_up_frame,
@@ -273,7 +274,7 @@ async def update(request: web.Request) -> web.StreamResponse:
         encoding = coordinator.weights_encoding(follow.task.session)
         reservation = coordinator.answers.reserve(follow_up_bytes(
             _weights_bytes(coordinator, encoding), coordinator.leases.batch_frame(follow.task)),
-            REFUSED_FOLLOW_UP)
+            REFUSED_FOLLOW_UP, answer_address(request, coordinator.answers))
         if reservation is not None:
             inputs = coordinator.follow_up_inputs(follow.task)
             if inputs is None:
