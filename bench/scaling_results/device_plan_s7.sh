@@ -47,7 +47,9 @@ if [ "${SCALE:-}" = small ]; then
 else
   SEEDS="1 2 3" MID=8 BIG=16 TARGET=0.35 STOP=3 CAP1=500 CAPMID=120 CAPBIG=90 CAPHET=130
   MASK1="taskset -c 0-6" MASKMID="taskset -c 0,7-15" PIN="--pin" CALL=${CALL:-560}
-  if [ "$(nproc)" -lt 16 ]; then echo "device_plan_s7: needs 16 cores, found $(nproc)" >&2; exit 2; fi
+  if [ "${1:-}" != report ] && [ "$(nproc)" -lt 16 ]; then  # the report only reads results
+    echo "device_plan_s7: needs 16 cores, found $(nproc)" >&2; exit 2
+  fi
 fi
 S="$PY bench/scaling.py --workload text --target $TARGET --stop-after $STOP $PIN"
 left() { echo $((CALL - SECONDS - ${1:-0})); }  # seconds of the call left, less a reserve
