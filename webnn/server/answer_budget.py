@@ -199,7 +199,7 @@ def release_when_dropped(owner: object, reservation: Reservation) -> None:
 def busy_answer(budget: AnswerBudget, nbytes: int, address: str | None = None) -> ProtocolError:
     """The ``503 busy`` (with ``Retry-After``) of a ``GET weights`` beyond the budget or its
     address's share, in admission's shape (`admission.busy`)."""
-    if budget.over_share(nbytes, address):
+    if address is not None and budget.over_share(nbytes, address):
         return busy(f"answers being sent to {address} fill its share of the answer budget "
                     f"({budget.by_address[address]} of {budget.share} bytes; this one needs "
                     f"{nbytes})", budget.retry_seconds())
