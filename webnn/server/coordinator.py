@@ -79,6 +79,7 @@ from webnn.server.evaluation import (
 from webnn.server.events import EventBus
 from webnn.server.export import export_tfjs, final_metadata, model_json
 from webnn.server.follow_up import BatchFrame, split_frame
+from webnn.server.half_copies import HalfCopies
 from webnn.server.ingest import Ingest
 from webnn.server.leases import Leases
 from webnn.server.lifecycle import RunLifecycle
@@ -185,6 +186,8 @@ class Coordinator:
             self._resume(checkpoint)
         self.versions = VersionSnapshots(self.model.version, self.merger.snapshot(self.model),
                                          self.pool, self.half_pool)
+        # which versions get a float16 copy, and which one an f16 task starts from
+        self.half = HalfCopies.for_model(self.versions, self.layout.size)
         self.evaluations = Evaluations(self.schedule, self.versions, events, clock, self.classes,
                                        config.target_accuracy)
         self.evaluations.load(self._resumed_history)
@@ -365,7 +368,11 @@ class Coordinator:
                                  else self.assigner.assign(session.volunteer_id))
             work, rate = self.scaled.take(self.feed, session.shard, session.token, now)
             version = self.model.version
-            task = self.leases.issue("train", work, version, self.current_steps, session, now)
+            if session.encodings.weights == "f16":  # the newest version with its copy made
+                version = self.half.lease_version(version, time.monotonic())
+            snapshot = self.versions.get(version)
+            assert snapshot is not None  # the current version, or one `half` holds
+            task = self.leases.issue("train", work, version, snapshot.steps, session, now)
             task.learning_rate = rate
             if holds_base:
                 self.versions.hold(version)
@@ -467,7 +474,11 @@ class Coordinator:
     def _wire(self, version: int, encoding: str) -> memoryview:
         """A held version's wire bytes; the float16 copy is made here when none exists yet."""
         if encoding == "f16":
+            held = self.versions.get(version)
+            made_now = held is not None and held.half is None
             wire = self.versions.half_wire(version, to_half)
+            if made_now and version == self.model.version:
+                self.half.made(version, time.monotonic())
         else:
             snapshot = self.versions.get(version)
             wire = None if snapshot is None else snapshot.wire()
@@ -596,7 +607,9 @@ class Coordinator:
             started = time.perf_counter()
             current = self.versions.get(self.model.version)
             assert current is not None
-            merge_args = (weights, fields, base, current, self.half_sessions > 0)
+            copied_at = time.monotonic()
+            make_half = self.half_sessions > 0 and self.half.due(copied_at)
+            merge_args = (weights, fields, base, current, make_half)
             if self.layout.size <= INLINE_MERGE_MAX_VALUES:
                 outcome = self._run_merge(*merge_args)
             else:
@@ -616,6 +629,8 @@ class Coordinator:
                 assert snapshot is not None
                 self.model.version += 1
                 self.versions.advance(self.model.version, snapshot)
+                if snapshot.half is not None:
+                    self.half.made(self.model.version, copied_at)
                 if not self.needs_base:
                     self.versions.trim(self.limits.snapshot_budget)
         finally:
@@ -646,7 +661,8 @@ class Coordinator:
         """In a worker thread (on the event loop for a model of at most
         `INLINE_MERGE_MAX_VALUES`): decode a compressed update into a pooled float32 buffer
         (`EncodedUpdate.decode_into`: f16 widened, q8 as base + q * s), run the merge step, and
-        give the new version a float16 copy when a session receives f16 weights."""
+        give the new version a float16 copy when `half` (`HalfCopies.due`, while sessions
+        receive f16 weights)."""
         buffer = None
         if isinstance(weights, EncodedUpdate):
             buffer = self.pool.acquire()

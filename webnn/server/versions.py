@@ -8,18 +8,20 @@ memory, served without further copies.
 Which versions are kept (everything else is dropped at once):
 
 - the current version, always;
-- a version held by `hold` (reference counted): an evaluation of it, or an open train lease when
-  the strategy needs the client's base weights (`Strategy.needs_base_weights`);
+- a version held by `hold` (reference counted): an evaluation of it, an open train lease when
+  the strategy needs the client's base weights (`Strategy.needs_base_weights`), or the newest
+  version with a float16 copy (`half_copies.HalfCopies`);
 - a version a client was leased but has not fetched yet (`expect_fetch`): strategies that need no
   base weights keep a lease's version only until its client fetched ``weights/{version}`` (or got
   it in a follow-up frame), so memory holds the versions in transit, not one per client. The hold
   ends when its session fetches that version (`fetched`) or when the lease ends (`forget_fetch`).
 
 A snapshot may also hold a float16 copy of its weights (`Snapshot.half`) for sessions that
-negotiated ``f16`` weights (`webnn.server.encodings`): made once per version in the merge thread
-while such a session is joined, else on the first f16 fetch (`half_wire`); it goes with its
-version. Sessions sending ``q8`` deltas need their base version until the update arrives: the
-coordinator holds their lease's version (`hold`) like a base-weights strategy's.
+negotiated ``f16`` weights (`webnn.server.encodings`): made in the merge thread while such a
+session is joined (for large models at most every `half_copies.HALF_COPY_INTERVAL`), else on the
+first f16 fetch (`half_wire`); it goes with its version. Sessions sending ``q8`` deltas need
+their base version until the update arrives: the coordinator holds their lease's version
+(`hold`) like a base-weights strategy's.
 
 `nbytes` is what the kept snapshots take (float16 copies included); `trim(budget)` drops the
 oldest versions kept only for a pending fetch until the rest fits (a client that then fetches
