@@ -42,6 +42,9 @@ def test_copies_at_most_every_interval_and_f16_tasks_start_from_the_newest_copy(
     assert 0 not in versions and half.lease_version(current=4, now=1.2) == 4
     half.made(2, now=1.3)  # a copy made late for an older version does not take over
     assert half.version == 4 and 2 not in versions
+    versions.advance(5, _snapshot(5))
+    half.forget()  # the last f16 session left
+    assert 4 not in versions and half.version is None and half.due(1.4)
 
 
 def test_small_models_copy_every_version() -> None:

@@ -281,6 +281,8 @@ class Coordinator:
         self.scaled.live.forget(session.token)
         if self.sessions.remove(session.token) is not None and session.encodings.weights == "f16":
             self.half_sessions -= 1
+            if not self.half_sessions:
+                self.half.forget()  # no f16 session left: no version kept for its copy
         if session.shard is not None and self.feed.shards is not None:
             self.assigner.release(session.shard, session.volunteer_id)
         self.events.publish("client", {"event": "leave", "clientId": session.client_id,

@@ -10,7 +10,8 @@ updates*). The rule here:
   least `interval` seconds ago (`due`): at most ``1 / interval`` copies a second, however fast
   the merges come;
 - an f16 session's training task starts from the newest version with a copy (`lease_version`),
-  which this policy holds in the version store while it is that version, if that copy is at
+  which this policy holds in the version store while it is that version (released when the last
+  f16 session leaves: `forget`), if that copy is at
   most ``2 * interval`` old; otherwise (merges paused, or none made yet) from the current
   version, whose copy is then made when it is first sent (`VersionSnapshots.half_wire`).
 
@@ -65,6 +66,12 @@ class HalfCopies:
         if self.version is not None:
             self.versions.release(self.version)
         self.version, self.made_at = version, now
+
+    def forget(self) -> None:
+        """No f16 session is left: release the version kept for its copy."""
+        if self.version is not None:
+            self.versions.release(self.version)
+        self.version, self.made_at = None, -math.inf
 
     def lease_version(self, current: int, now: float) -> int:
         """The version an f16 session's training task starts from at `now`: the newest with a
