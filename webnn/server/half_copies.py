@@ -9,11 +9,11 @@ updates*). The rule here:
 - a new version gets its copy (in the merge's worker thread) only if the last copy was made at
   least `interval` seconds ago (`due`): at most ``1 / interval`` copies a second, however fast
   the merges come;
-- an f16 session's training task starts from the newest version with a copy (`lease_version`),
-  which this policy holds in the version store while it is that version (released when the last
-  f16 session leaves: `forget`), if that copy is at
-  most ``2 * interval`` old; otherwise (merges paused, or none made yet) from the current
-  version, whose copy is then made when it is first sent (`VersionSnapshots.half_wire`).
+- an f16 session's training task starts from the newest version with a copy (`lease_version`)
+  if that copy is at most ``2 * interval`` old; otherwise (merges paused, or none made yet) from
+  the current version, whose copy is then made when it is first sent
+  (`VersionSnapshots.half_wire`). The policy holds that version in the version store while it
+  is the newest with a copy, and releases it when the last f16 session leaves (`forget`).
 
 What it costs: an f16 task may start up to the merges of about one `interval` behind the newest
 version, a staleness those merges add to what the task already has. It applies to models
