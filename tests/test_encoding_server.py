@@ -31,16 +31,7 @@ def read_frame(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 class Volunteer(ProtocolClient):
-    """The test protocol client, joining with an encodings offer and sending encoded updates."""
-
-    async def join_with(self, offer: dict | None) -> dict:
-        body: dict = {"client": {"kind": "python", "name": "enc"}}
-        if offer is not None:
-            body["encodings"] = offer
-        answer = await self.request("POST", "api/v1/join", json_body=body, session=False)
-        assert answer.status == 200, answer.body
-        self.token, self.model = answer.body["token"], answer.body["model"]
-        return answer.body
+    """The test protocol client sending encoded updates (it joins with `join_with`)."""
 
     async def send(self, task: dict, tensors: dict[str, np.ndarray], **extra):
         header = {"baseVersion": task["version"], "steps": task["localSteps"], "loss": 1.0,

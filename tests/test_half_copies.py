@@ -64,12 +64,7 @@ async def model(load_script: Callable, tmp_path: Path):
 
 async def _join(http, url: str, offer: dict | None) -> ProtocolClient:
     client = ProtocolClient(http, url)
-    body: dict = {"client": {"kind": "python", "name": "half"}}
-    if offer is not None:
-        body["encodings"] = offer
-    answer = await client.request("POST", "api/v1/join", json_body=body, session=False)
-    assert answer.status == 200, answer.body
-    client.token, client.model = answer.body["token"], answer.body["model"]
+    await client.join_with(offer)
     return client
 
 

@@ -107,6 +107,17 @@ class ProtocolClient:
         self.model = answer.body["model"]
         return answer.body
 
+    async def join_with(self, offer: dict | None) -> dict:
+        """Join offering the `encodings` of `offer` (None: no offer, as an old client)."""
+        body: dict = {"client": {"kind": "python", "name": "enc"}}
+        if offer is not None:
+            body["encodings"] = offer
+        answer = await self.request("POST", "api/v1/join", json_body=body, session=False)
+        assert answer.status == 200, answer.body
+        self.token, self.client_id = answer.body["token"], answer.body["clientId"]
+        self.model = answer.body["model"]
+        return answer.body
+
     async def task(self, role: str = "any") -> dict:
         answer = await self.request("POST", "api/v1/tasks", json_body={"role": role})
         assert answer.status == 200, answer.body
