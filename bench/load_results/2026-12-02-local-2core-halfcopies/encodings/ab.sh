@@ -1,0 +1,12 @@
+#!/bin/bash
+# f32 clients against q8 updates with f32 weights (--weights-encoding f32), side by side on core 0
+BASE="--server-cpus 0 --load-cpus 1 --params 1000000 --clients 30 --think 0 --warmup 6 --duration 25 --processes 1"
+cd /work/main
+for i in 1 2 3 4; do
+  nice -n 10 .venv/bin/python bench/load.py $BASE --encoding f32 --json /tmp/s8q8/f32_$i.json > /tmp/s8q8/f32_$i.log 2>&1 &
+  A=$!
+  nice -n 10 .venv/bin/python bench/load.py $BASE --encoding q8f16 --server-arg=--weights-encoding=f32 --json /tmp/s8q8/q8w32_$i.json > /tmp/s8q8/q8w32_$i.log 2>&1 &
+  B=$!
+  wait $A $B
+done
+echo done
