@@ -52,94 +52,15 @@ if [ "${SCALE:-}" = small ]; then
 else
   SEEDS="1 2 3" MID=8 BIG=16 TARGET=0.775 STOP=3 CAP1=500 CAPMID=120 CAPBIG=90
   CAPHET=130 MASK1="taskset -c 0-6" MASKMID="taskset -c 0,7-15" PIN="--pin" CALL=${CALL:-560}
-  if [ "$(nproc)" -lt 16 ]; then echo "device_plan_s8: needs 16 cores, found $(nproc)" >&2; exit 2; fi
+  if [ "${1:-}" != report ] && [ "$(nproc)" -lt 16 ]; then  # the report only reads results
+    echo "device_plan_s8: needs 16 cores, found $(nproc)" >&2; exit 2
+  fi
 fi
 if [ "$CALL" -lt 560 ] && [ "${SCALE:-}" != small ]; then
   echo "device_plan_s8: CALL=$CALL is below 560: the one-client runs' budget would not cover their cap" >&2
   exit 2
 fi
-S="$PY bench/scaling.py --workload teacher --target $TARGET --stop-after $STOP $PIN"
-left() { echo $((CALL - SECONDS - ${1:-0})); }  # seconds of the call left, less a reserve
-
-# pack NAME: everything under WORK/NAME into OUT/NAME.tar.gz, its consoles into OUT/NAME.log and
-# their tables into OUT/NAME.md (three files: well inside the device's eight).
-pack() {
-  local dir="$WORK/$1"
-  tar czf "$OUT/$1.tar.gz" -C "$WORK" "$1"
-  cat "$dir"/*.log > "$OUT/$1.log" 2>/dev/null
-  grep -h '^|\|^Measured' "$dir"/*.log > "$OUT/$1.md" 2>/dev/null
-  ls -la "$OUT"
-}
-
-part1() {
-  local dir="$WORK/call1" stop
-  mkdir -p "$dir"
-  stop=$(left 25)
-  timeout -k 10 "$stop" $MASK1 $S --clients 1 --seeds $SEEDS --setting "1=$ONE" \
-    --cap-for 1=$CAP1 --budget $((stop - CAP1 - 5)) --out "$dir/one" > "$dir/one.log" 2>&1 &
-  timeout -k 10 "$stop" $MASKMID $S --clients $MID --seeds $SEEDS \
-    --setting "$MID=$MID_SET" --cap-for $MID=$CAPMID \
-    --budget $((stop - CAPMID - 10)) --out "$dir/mid" > "$dir/mid.log" 2>&1 &
-  wait
-  tail -n 12 "$dir/one.log" "$dir/mid.log"
-  pack call1
-}
-
-part2() {
-  local dir="$WORK/call2" stop
-  mkdir -p "$dir"
-  stop=$(left 25)
-  timeout -k 10 "$stop" $S --clients $BIG --seeds $SEEDS \
-    --setting "$BIG=$BIG_SET" --cap-for $BIG=$CAPBIG \
-    --budget $((stop - CAPBIG - 10)) --out "$dir/big" > "$dir/big.log" 2>&1
-  tail -n 8 "$dir/big.log"
-  stop=$(left 25)
-  if [ "$stop" -gt $((CAPMID + 20)) ]; then
-    timeout -k 10 "$stop" $MASKMID $S --clients $MID --seeds $SEEDS \
-      --setting "$MID=$MID2_SET" --cap-for $MID=$CAPMID \
-      --budget $((stop - CAPMID - 10)) --out "$dir/mid2" > "$dir/mid2.log" 2>&1
-    tail -n 8 "$dir/mid2.log"
-  else
-    echo "device_plan_s8: no time left in call 2 for the second 8-client setting"
-  fi
-  pack call2
-}
-
-part3() {
-  local dir="$WORK/call3" stop
-  mkdir -p "$dir"
-  stop=$(left 25)
-  timeout -k 10 "$stop" $S --clients --hetero $BIG --seeds $SEEDS \
-    --setting "$BIG=$BIG_SET" --cap-for ${BIG}het=$CAPHET \
-    --budget $((stop - CAPHET - 10)) --out "$dir/het" > "$dir/het.log" 2>&1
-  tail -n 8 "$dir/het.log"
-  pack call3
-}
-
-report() {
-  local into=${REPORT:-$WORK/report} call target base
-  mkdir -p "$into"
-  for call in call1 call2 call3; do
-    [ -f "$OUT/$call.tar.gz" ] && tar xzf "$OUT/$call.tar.gz" -C "$WORK"
-  done
-  base="$WORK/call1/one/scaling.json"
-  [ -f "$base" ] || { echo "device_plan_s8: no one-client runs ($base)" >&2; return 1; }
-  for target in $LEVELS; do
-    for other in call1/mid call2/big call2/mid2 call3/het; do
-      [ -f "$WORK/$other/scaling.json" ] || continue
-      echo "## target $target: $other against $base"
-      $PY bench/scaling.py --report-only --target "$target" --at 60 \
-        --inputs "$base" "$WORK/$other/scaling.json" --out "$into/${other//\//_}_$target"
-    done
-  done
-}
-
-nproc; uptime; git rev-parse --short HEAD 2>/dev/null; node --version
-case "${1:-}" in
-  1) part1 ;;
-  2) part2 ;;
-  3) part3 ;;
-  report) report ;;
-  *) echo "usage: OUT=DIR bash $0 1|2|3|report" >&2; exit 2 ;;
-esac
-uptime
+PLAN=device_plan_s8 WORKLOAD=teacher
+BASES=""
+# shellcheck source=device_plan_runs.sh
+source bench/scaling_results/device_plan_runs.sh "$@"
