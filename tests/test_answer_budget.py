@@ -305,8 +305,14 @@ async def test_stalled_weight_fetches_hold_the_budget_and_the_next_gets_503(runn
     assert budget.used == 0
 
 
-async def test_one_address_cannot_fill_the_budget_for_everyone(model, make_config, serve,
-                                                                 http):
+@pytest.mark.parametrize("hostile, neighbour, stranger, named", [
+    ("203.0.113.5", "203.0.113.5", "198.51.100.7", "203.0.113.5"),
+    # an IPv6 client counts as its /64: another address of it shares the share
+    ("2001:db8:1:2::5", "2001:db8:1:2:ffff::9", "2001:db8:1:3::5", "2001:db8:1:2::/64"),
+])
+async def test_one_address_cannot_fill_the_budget_for_everyone(model, make_config, serve, http,
+                                                                 hostile, neighbour, stranger,
+                                                                 named):
     # room for eight answers, an address's share one: stalled fetches from one address (behind
     # a trusted proxy on loopback) hold one answer and are refused beyond it, while another
     # address is served
@@ -317,20 +323,20 @@ async def test_one_address_cannot_fill_the_budget_for_everyone(model, make_confi
     budget = running.app[COORDINATOR].answers
     client = ProtocolClient(http, running.url)
     path = f"{client.url('api/v1/weights').path}"
-    hostile = await _stalled(running.url, _get(path, "203.0.113.5"))
+    stalled = await _stalled(running.url, _get(path, hostile))
     try:
         await _until(lambda: budget.count == 1)
         refused = await client.request("GET", "api/v1/weights",
-                                       headers={"X-Forwarded-For": "203.0.113.5"})
+                                       headers={"X-Forwarded-For": neighbour})
         assert refused.status == 503 and refused.code == "busy", refused.body
-        assert "203.0.113.5" in refused.body["error"]["message"]
+        assert named in refused.body["error"]["message"]
         served = await client.request("GET", "api/v1/weights",
-                                      headers={"X-Forwarded-For": "198.51.100.7"})
+                                      headers={"X-Forwarded-For": stranger})
         assert served.status == 200 and len(served.raw) == model.nbytes
         status = (await client.get("api/v1/status")).body
         assert status["capacity"]["refused"] == {REFUSED_SHARE: 1}
     finally:
-        _reset(hostile)
+        _reset(stalled)
     await _until(lambda: budget.used == 0 and not budget.by_address)
 
 

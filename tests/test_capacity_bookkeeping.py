@@ -10,7 +10,8 @@ from support.protocol_client import decode_frame as client_decode
 
 from webnn.merge.base import ModelState, Strategy, StrategyState, Update
 from webnn.merge.screening import delta_norm
-from webnn.server.admission import TokenBuckets, client_address
+from webnn.server.addresses import address_group, address_key, client_address
+from webnn.server.admission import TokenBuckets
 from webnn.server.follow_up import follow_up_pieces, split_frame
 from webnn.server.frames import encode_frame
 from webnn.server.ingest import CHUNK, BufferPool, check_weights
@@ -168,6 +169,19 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies() -> None:
     assert client_address("198.51.100.4", "203.0.113.9", trusted) == "198.51.100.4"
     assert client_address("10.0.0.1", None, trusted) == "10.0.0.1"
     assert client_address(None, None, frozenset()) == "unknown"
+
+
+def test_per_address_limits_count_an_ipv6_client_as_its_64() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2::7") \
+        == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:198.51.100.4") == address_key("198.51.100.4") == "198.51.100.4"
+    assert address_key("unknown") == "unknown"
+    # the evaluation quorum's groups are the same keys, loopback and unparsable exempt
+    assert address_group("2001:db8:1:2::7") == "2001:db8:1:2::/64"
+    assert address_group("::1") is None and address_group("::ffff:127.0.0.1") is None
+    assert address_group("unknown") is None and address_group(None) is None
 
 
 class _Counting(Strategy):

@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 import numpy as np
 import pytest
-from support.protocol_client import ProtocolClient, decode_frame, encode_frame
+from support.protocol_client import Answer, ProtocolClient, decode_frame, encode_frame
 from support.redis import redis_server  # noqa: F401 (fixture)
 
 from webnn.cluster.settings import ClusterSettings, ClusterSettingsError
@@ -253,7 +253,7 @@ async def test_a_streak_of_invalid_updates_cuts_the_session_off(
 
 
 async def test_the_join_rate_limit_holds_for_the_run(redis_server, make_config, serve):  # noqa: F811
-    config = make_config(joins_per_minute=1.0, join_burst=2)
+    config = make_config(joins_per_minute=1.0, join_burst=2, trusted_proxies=("127.0.0.1",))
     settings = ClusterSettings(redis_url=redis_server.url, run="joins", role="frontend")
     first = await serve(create_app(config, cluster=ClusterSettings(
         redis_url=redis_server.url, run="joins")))
@@ -266,6 +266,17 @@ async def test_the_join_rate_limit_holds_for_the_run(redis_server, make_config, 
                 "POST", "api/v1/join", session=False, json_body={"client": {"kind": "python"}})
             assert third.status == 429 and third.body["error"]["code"] == "rate_limited"
             assert "127.0.0.1" in third.body["error"]["message"]
+
+            async def join_as(url: str, address: str) -> Answer:
+                return await ProtocolClient(http, url).request(
+                    "POST", "api/v1/join", session=False, headers={"X-Forwarded-For": address},
+                    json_body={"client": {"kind": "python"}})
+
+            # one IPv6 /64 is one client for the limit, whichever front-end it joins through
+            assert (await join_as(first.url, "2001:db8:5::1")).status == 200
+            assert (await join_as(second.url, "2001:db8:5::2")).status == 200
+            fourth = await join_as(first.url, "2001:db8:5::ffff")
+            assert fourth.status == 429 and "2001:db8:5::/64" in fourth.body["error"]["message"]
     finally:
         await second.stop()
         await first.stop()

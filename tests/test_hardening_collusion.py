@@ -199,7 +199,7 @@ async def test_the_rule_can_be_turned_off_for_volunteers_behind_one_nat(make_con
 
 
 def test_a_local_proxy_is_not_loopback_for_the_quorum() -> None:
-    from webnn.server.admission import client_address, party_address
+    from webnn.server.addresses import client_address, party_address
 
     untrusted: frozenset[str] = frozenset()
     # a reverse proxy on this host, not named as trusted: the proxy's last hop is the party

@@ -148,6 +148,13 @@ async def test_session_cap_and_join_rate_per_address(make_config, serve, http):
     assert await join("203.0.113.8, 127.0.0.1") == 200
     assert await join(None) == 200 and await join(None) == 200 and await join(None) == 429
 
+    # an IPv6 client counts as its /64: another address of that network shares its bucket, an
+    # address of the next /64 has its own; an IPv4-mapped address counts as its IPv4 address
+    assert [await join(f"2001:db8:1:2::{i}") for i in (1, 2)] == [200, 200]
+    assert await join("2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    assert await join("[2001:db8:1:3::1]:4431") == 200
+    assert await join("::ffff:203.0.113.7") == 429
+
     untrusted = await serve(create_app(make_config(joins_per_minute=1, join_burst=1)))
     probe = ProtocolClient(http, untrusted.url)
     # X-Forwarded-For from a peer nobody trusts is ignored: every join counts for 127.0.0.1

@@ -59,12 +59,12 @@ from webnn.cluster.versions import VersionBoard
 from webnn.data.base import shard_batch_indices
 from webnn.merge.base import Update
 from webnn.merge.screening import Screen, staleness_cutoff
+from webnn.server.addresses import address_key, client_address
 from webnn.server.admission import (
     BODY_SLACK,
     Admission,
     AdmissionLimits,
     busy,
-    client_address,
 )
 from webnn.server.answer_budget import REFUSED_FOLLOW_UP, AnswerBudget
 from webnn.server.answers import (
@@ -349,8 +349,9 @@ class Frontend:
 
     async def join(self, request: web.Request) -> web.Response:
         require_join_token(request)
-        address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                                 frozenset(self.config.trusted_proxies))
+        address = address_key(client_address(request.remote,
+                                             request.headers.get("X-Forwarded-For"),
+                                             frozenset(self.config.trusted_proxies)))
         if await self.redis.zcard(self.keys.sessions) >= self.config.max_sessions:
             raise busy(f"the run holds its cap of {self.config.max_sessions} sessions", 30)
         if self.config.joins_per_minute > 0:

@@ -28,9 +28,10 @@ server refuses work instead of collapsing:
 - **open tasks per session** (`max_open_tasks`): ``429 too_many_tasks``.
 - **live sessions** (`max_sessions`): a join beyond it is ``503 busy``.
 - **joins per client address** (`joins_per_minute`, bursts of `join_burst`): a token bucket per
-  address, ``429 rate_limited`` with ``Retry-After``. The address is the TCP peer; the
-  ``X-Forwarded-For`` header is believed only when the peer is one of `trusted_proxies`, and then
-  the client is the right-most address in it that is not itself a trusted proxy.
+  address (an IPv6 address's /64 network: `addresses.address_key`), ``429 rate_limited`` with
+  ``Retry-After``. The address is the TCP peer; the ``X-Forwarded-For`` header is believed only
+  when the peer is one of `trusted_proxies`, and then the client is the right-most address in it
+  that is not itself a trusted proxy (`addresses.client_address`).
 
 A busy answer is not the client's fault: it never counts toward the invalid-update cut-off, and the
 task stays open for the retry. Nothing here keeps module-level state.
@@ -38,7 +39,6 @@ task stays open for the retry. Nothing here keeps module-level state.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 import time
@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from webnn.server.addresses import address_key, client_address
 from webnn.server.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -239,52 +240,6 @@ class TokenBuckets:
         return wait
 
 
-def _forwarded_hops(forwarded_for: str) -> list[str]:
-    """The hops of an X-Forwarded-For value, ports stripped (``1.2.3.4:80``, ``[::1]:80``)."""
-    hops = []
-    for raw in forwarded_for.split(","):
-        hop = raw.strip()
-        if hop.startswith("[") and "]" in hop:
-            hop = hop[1:hop.index("]")]
-        elif hop.count(":") == 1:
-            hop = hop.split(":", 1)[0]
-        if hop:
-            hops.append(hop)
-    return hops
-
-
-def client_address(peer: str | None, forwarded_for: str | None,
-                   trusted: frozenset[str]) -> str:
-    """The address a request comes from (see the module docstring for X-Forwarded-For)."""
-    address = peer or "unknown"
-    if not forwarded_for or address not in trusted:
-        return address
-    hops = _forwarded_hops(forwarded_for)
-    for hop in reversed(hops):
-        if hop not in trusted:
-            return hop
-    return hops[0] if hops else address
-
-
-def party_address(peer: str | None, forwarded_for: str | None,
-                  trusted: frozenset[str]) -> str:
-    """The address a session counts under for the evaluation quorum's distinct parties:
-    `client_address`, except that a loopback peer that forwards an X-Forwarded-For it is not
-    trusted for is a reverse proxy on this host, so its last hop (the address that proxy saw)
-    is taken. Only a process on this host can connect from loopback, so the last hop is the
-    proxy's own word; without this every volunteer behind a local proxy would look like
-    127.0.0.1, which the quorum exempts, and two tabs of one person could confirm each other."""
-    address = client_address(peer, forwarded_for, trusted)
-    if not forwarded_for or address != (peer or "unknown"):
-        return address
-    try:
-        loopback = ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return address
-    hops = _forwarded_hops(forwarded_for)
-    return hops[-1] if loopback and hops else address
-
-
 class Admission:
     """The limits of one served model, applied; the coordinator asks before doing the work."""
 
@@ -449,8 +404,8 @@ def join_middleware(admission: Admission, sessions: Callable[[], int],
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
         if request.match_info.route.name == "join":
-            address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                                     trusted)
+            address = address_key(client_address(
+                request.remote, request.headers.get("X-Forwarded-For"), trusted))
             try:
                 admission.admit_join(address, sessions())
             except ProtocolError as error:

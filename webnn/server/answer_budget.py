@@ -25,9 +25,10 @@ as a connection lost before its headers) is released when it is garbage-collecte
 One client address may hold at most a share of the budget (`ADDRESS_SHARE`; its first answer
 always fits the share): without it one client opening enough stalled fetches would fill the
 budget and turn every other volunteer's fetch away for as long as it kept them open. The address
-is the one admission counts joins under (`admission.party_address`: a trusted proxy's
-``X-Forwarded-For``, a local proxy's last hop); a direct loopback client (this host's own tools,
-benchmarks) has no share limit.
+is the client's (`addresses.party_address`: a trusted proxy's ``X-Forwarded-For``, a local
+proxy's last hop), an IPv6 address counted as its /64 network (`addresses.address_key`), as the
+join limiter counts it; a direct loopback client (this host's own tools, benchmarks) has no share
+limit.
 
 The budget is state of one served model's app (`create_app`) or one scale-out front-end
 (`webnn.cluster.frontend`); nothing here is module-level state.
@@ -35,13 +36,13 @@ The budget is state of one served model's app (`create_app`) or one scale-out fr
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
-from webnn.server.admission import busy, party_address
+from webnn.server.addresses import address_key, parse_address, party_address
+from webnn.server.admission import busy
 from webnn.server.errors import ProtocolError
 
 MIB = 1 << 20
@@ -89,15 +90,14 @@ def default_answer_budget(model_nbytes: int) -> int:
 
 def requester(peer: str | None, forwarded_for: str | None,
               trusted: frozenset[str]) -> str | None:
-    """The client address an answer counts under for its share (`admission.party_address`),
-    or None for a direct loopback client, which has no share limit."""
+    """What an answer counts under for its share: the client's address (`party_address`) as a
+    per-address limit counts it (`address_key`: an IPv6 address's /64 network), or None for a
+    direct loopback client, which has no share limit."""
     address = party_address(peer, forwarded_for, trusted)
-    try:
-        if ipaddress.ip_address(address.split("%", 1)[0]).is_loopback:
-            return None
-    except ValueError:
-        pass
-    return address
+    ip = parse_address(address)
+    if ip is not None and ip.is_loopback:
+        return None
+    return address_key(address)
 
 
 @dataclass(eq=False)

@@ -33,10 +33,10 @@ validated by `quorum` distinct parties; short of them it waits and is accepted u
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from webnn.server.addresses import address_group
 from webnn.server.errors import ProtocolError, bad_field
 from webnn.server.updates import finite_float
 
@@ -207,25 +207,6 @@ def results_agree(a: ChunkResult, b: ChunkResult) -> bool:
     classes_off = (a.classes is not None and b.classes is not None
                    and not a.classes.agrees(b.classes))
     return not (accuracy_off or loss_off or classes_off)
-
-
-def address_group(address: str | None) -> str | None:
-    """The group an address counts in for independence: the IPv4 address itself, an IPv6
-    address's /64 network (an IPv4-mapped IPv6 address as its IPv4 address); None for loopback
-    addresses (exempt) and for no or an unparsable address (a Unix socket, "unknown")."""
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import unicodedata
 
 from aiohttp import web
 
-from webnn.server.admission import party_address
+from webnn.server.addresses import party_address
 from webnn.server.answer_budget import REFUSED_FOLLOW_UP
 from webnn.server.answers import (
     SIGNED_LOSSES,
