@@ -6,6 +6,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webnn.merge.screening import (
     NORM_TOO_LARGE,
@@ -16,6 +18,7 @@ from webnn.merge.screening import (
     ScreeningConfigError,
     all_finite,
     delta_norm,
+    linear_quantile,
 )
 from webnn.merge.staleness import TOO_STALE
 from webnn.weights import WeightLayout, WeightSpec
@@ -90,6 +93,13 @@ def test_adaptive_bound_follows_the_quantile_of_recent_accepted_norms() -> None:
     assert screen.bound() == pytest.approx(4.0)
     assert screen.check(f32(0, 3.5)).action == "accepted"  # window slides to 3, 2, 3.5
     assert screen.bound() == pytest.approx(6.0)
+
+
+@given(st.lists(st.floats(0, 1e30, allow_subnormal=False), min_size=1, max_size=60),
+       st.one_of(st.sampled_from([0.0, 0.25, 0.5, 0.9, 1.0]), st.floats(0, 1)))
+def test_linear_quantile_is_numpys_default_to_the_bit(values: list[float], q: float) -> None:
+    # the adaptive bound must not move when its quantile is computed without numpy
+    assert linear_quantile(values, q) == float(np.quantile(np.array(values), q))
 
 
 def test_adaptive_clip_remembers_the_clipped_norm_and_min_of_both_bounds() -> None:
