@@ -3,7 +3,7 @@
 # an unshared machine, this tree's server beside an older server side by side: each server on a
 # core of its own, each `bench/client_efficiency.mjs` on three other cores, both pairs at once,
 # at 5 and 10 local steps, then again on the swapped core sets. Chromium is not on the device.
-#   bash .devkit/setup.sh && OLD_TAR=.devkit/old_<commit>.tar.gz bash bench/client_efficiency_device.sh
+#   bash bench/device_setup.sh && OLD_TAR=.devkit/old_<commit>.tar.gz bash bench/client_efficiency_device.sh
 # OLD_TAR: `git archive <commit> webnn | gzip` (the package alone; specs, data and client are this
 # tree's). ROUNDS (default 21) and ROUNDS10 (15) set the rounds of 10 tasks per run; CORES_A and
 # CORES_B ("0 1-3", "8 9-11") the core sets.

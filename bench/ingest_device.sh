@@ -14,7 +14,8 @@
 #           D new/uvloop --screen off
 # Each run: 1M parameters, --think 0, 8 s warm-up, 45 s window (--duration), default limits.
 # Device usage (carry [".devkit"] for its set-up):
-#   NO_NODE=1 bash .devkit/setup.sh && export PYTHONPATH=$PWD && COMMIT=<sha> bash bench/ingest_device.sh
+#   (bash bench/device_kit.sh here first: it packs .devkit/)
+#   NO_NODE=1 bash bench/device_setup.sh && export PYTHONPATH=$PWD && COMMIT=<sha> bash bench/ingest_device.sh
 # Results (2 files; the device returns at most 8): $OUT/ingest11.tar.gz (every run's JSON report
 # and log) and $OUT/ingest11.txt (per run: merges/s, server CPU, ms of server CPU per update).
 # PAIRS=1 runs one slot instead (about 75 s): new on A and D, old on B and C, asyncio, screening on.

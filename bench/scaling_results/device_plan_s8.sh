@@ -30,7 +30,7 @@
 # call (its finished runs are already saved), so packing always happens.
 # Usage (needs the venv and client_js/node_modules, as for every bench/ script):
 #   OUT=/some/dir bash bench/scaling_results/device_plan_s8.sh 1|2|3|report
-#   (on the device $OUT is set: `bash .devkit/setup.sh >/dev/null && export PYTHONPATH=$PWD &&
+#   (on the device $OUT is set: `bash bench/device_setup.sh >/dev/null && export PYTHONPATH=$PWD &&
 #    bash bench/scaling_results/device_plan_s8.sh 1`, timeout 600 s)
 # SCALE=small: 1-3 clients, 1 seed, short caps, an easy target, unpinned: a smoke test of the same
 # commands on a small machine (bench/scaling_results/device_plan_s8_smoke_2026-12-02.txt).
