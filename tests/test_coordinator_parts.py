@@ -241,14 +241,16 @@ def test_capacity_status_fields():
     buffer = pool.acquire()
     versions = VersionSnapshots(0, Snapshot(buffer, 0), pool)
     block = capacity_status(admission, versions, train_leases=3, merge_queue=1,
-                            refused={"busy": 2})
+                            refused={"busy": 2}, merges_together=5)
     assert list(block) == ["bodyBytes", "bodyBudget", "snapshots", "snapshotBytes",
-                           "snapshotBudget", "mergeQueue", "mergeQueueLimit", "bodiesInFlight",
+                           "snapshotBudget", "mergeQueue", "mergeQueueLimit", "mergesTogether",
+                           "bodiesInFlight",
                            "updateCost", "expectedWait", "updateLatency", "trainLeases",
                            "trainLeaseLimit", "leaseToUpload", "refused"]
     assert (block["bodyBudget"], block["snapshotBudget"], block["snapshots"]) == (1000, 2000, 1)
     assert (block["trainLeases"], block["mergeQueue"], block["refused"]) == (3, 1, {"busy": 2})
     assert block["leaseToUpload"] is None and block["mergeQueueLimit"] == limits.merge_queue
+    assert block["mergesTogether"] == 5
 
 
 # ---------------------------------------------------------------------------------- lifecycle

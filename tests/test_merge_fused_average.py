@@ -12,6 +12,7 @@ from webnn.merge.fused_average import (
     RESULT_NOT_FINITE,
     UPDATE_NOT_FINITE,
     screened_average_into,
+    screened_averages_into,
 )
 from webnn.merge.screening import Screen, ScreeningConfig, delta_norm
 from webnn.merge.webnn_rules import average_into
@@ -227,3 +228,106 @@ def test_buffers_are_reused_through_the_pool_as_versions_are_dropped() -> None:
             plateau = pool.allocated
     assert {"accepted", "clipped", "refused"} <= set(actions)
     assert pool.allocated == plateau <= 6
+
+
+# --- several queued updates in one pass (`screened_averages_into`, `MergeWorker.run_many`) ------
+
+
+@pytest.mark.parametrize("size,block", [(1, 4), (1001, 64), (300_007, 1 << 17)])
+def test_a_pass_over_several_updates_is_the_passes_one_by_one_bit_for_bit(size: int,
+                                                                          block: int) -> None:
+    model, _, reference = _arrays(size, seed=size)
+    updates = _updates(model, 5, seed=size + 1)
+    references: list[np.ndarray | None] = [None, reference, None, None, reference]
+    one_by_one, norms = model.copy(), []
+    for update, ref in zip(updates, references, strict=True):
+        # a reference of None: the model as the updates before left it (the worker's default)
+        result = screened_average_into(one_by_one, update, np.empty_like(model),
+                                       one_by_one.copy(), reference=one_by_one if ref is None
+                                       else ref, norm=True, block=block)
+        norms.append(result.norm)
+    original, out = model.copy(), np.empty_like(model)
+    result = screened_averages_into(model, updates, out, original, references=references,
+                                    norm=True, block=block)
+    assert result.merged and result.norms == norms
+    assert model.tobytes() == one_by_one.tobytes() and out.tobytes() == one_by_one.tobytes()
+
+
+@pytest.mark.parametrize("bad, reason", [(np.nan, UPDATE_NOT_FINITE),
+                                         (np.float32(3.0e38), RESULT_NOT_FINITE)])
+def test_a_pass_over_several_stops_with_the_model_restored(bad: float, reason: str) -> None:
+    model, _, _ = _arrays(300_007, seed=9)
+    model[:] = np.float32(3.0e38) if reason == RESULT_NOT_FINITE else model
+    updates = _updates(model, 3, seed=10)
+    updates[2][200_000] = bad
+    original = model.copy()
+    result = screened_averages_into(model, updates, np.empty_like(model), original,
+                                    norm=reason == UPDATE_NOT_FINITE)
+    assert not result.merged and result.stopped == reason
+    assert model.tobytes() == original.tobytes()
+
+
+def _worker(screening: ScreeningConfig | None, size: int) -> MergeWorker:
+    layout = WeightLayout([WeightSpec("a", (size - size // 3,)), WeightSpec("b", (size // 3,))])
+    screen = Screen(screening, layout) if screening is not None else None
+    return MergeWorker(WebNNAverage(), screen, layout, SnapshotPool(size))
+
+
+def _update(weights: np.ndarray, i: int) -> Update:
+    return Update(weights=weights.copy(), base_version=0, base_steps=3 * i, local_steps=2,
+                  staleness=i, client="c")
+
+
+ADAPTIVE = ScreeningConfig(adaptive_quantile=0.5, adaptive_factor=10.0, adaptive_window=50,
+                           adaptive_min_history=10, action="clip")
+
+
+@pytest.mark.parametrize("screening", [ADAPTIVE, None])
+def test_the_worker_merges_a_batch_as_it_merges_its_updates_one_by_one(screening) -> None:
+    size = 300_007
+    initial = np.random.default_rng(5).standard_normal(size).astype(np.float32)
+    updates = _updates(initial, 24, seed=6)
+    base = initial.copy()
+    bases = [base if i % 2 else None for i in range(8)]
+    states = []
+    for together in (False, True):
+        worker = _worker(screening, size)
+        model = ModelState(weights=initial.copy(), steps=1)
+        current = worker.snapshot(model)
+        for weights in updates[:16]:  # the adaptive bound's history, one by one
+            current = worker.run(model, _update(weights, 0), None, current).snapshot
+        batch = [_update(w, i) for i, w in enumerate(updates[16:])]
+        if together:
+            outcomes = worker.run_many(model, batch, bases, current)
+            assert outcomes is not None and all(o.changed for o in outcomes)
+            assert all(o.snapshot is None for o in outcomes[:-1])
+            last = outcomes[-1].snapshot
+        else:
+            outcomes = [worker.run(model, u, b, current) for u, b in zip(batch, bases, strict=True)]
+            last = outcomes[-1].snapshot
+        states.append(([o.verdict for o in outcomes], model.weights.tobytes(), model.steps,
+                       last.array().tobytes(), last.steps,
+                       worker.screen.state() if worker.screen is not None else None))
+    assert states[0] == states[1]
+    assert all(v is None or v.action == "accepted" for v in states[0][0])
+
+
+def test_a_batch_an_update_of_which_would_be_clipped_changes_nothing() -> None:
+    size = 10_000
+    initial = np.random.default_rng(7).standard_normal(size).astype(np.float32)
+    updates = _updates(initial, 14, seed=8)
+    updates[13] = updates[13] + np.float32(50.0)  # above 10x the median: clipped one by one
+    worker = _worker(ADAPTIVE, size)
+    model = ModelState(weights=initial.copy(), steps=1)
+    current = worker.snapshot(model)
+    for weights in updates[:11]:
+        current = worker.run(model, _update(weights, 0), None, current).snapshot
+    before = (model.weights.tobytes(), model.steps, worker.screen.state())
+    batch = [_update(w, i) for i, w in enumerate(updates[11:])]
+    assert worker.run_many(model, batch, [None] * 3, current) is None
+    assert (model.weights.tobytes(), model.steps, worker.screen.state()) == before
+    nan = updates[11].copy()
+    nan[3] = np.nan
+    batch = [_update(w, i) for i, w in enumerate([updates[11], nan])]
+    assert worker.run_many(model, batch, [None] * 2, current) is None
+    assert (model.weights.tobytes(), model.steps, worker.screen.state()) == before

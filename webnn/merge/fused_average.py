@@ -126,3 +126,80 @@ def _stop(model: np.ndarray, original: np.ndarray, merged_end: int, reason: str,
     """Restore ``model[:merged_end]`` (the blocks merged so far) from `original`."""
     np.copyto(model[:merged_end], original[:merged_end])
     return FusedAverage(False, stopped=reason, at=merged_end if at is None else at)
+
+
+@dataclass(frozen=True)
+class FusedAverages:
+    """What `screened_averages_into` did: `merged` as in `FusedAverage`; `norms` the updates'
+    delta norms in order (None when not asked for)."""
+
+    merged: bool
+    norms: list[float] | None = None
+    stopped: str | None = None
+    at: int = -1
+
+
+def screened_averages_into(model: np.ndarray, updates: list[np.ndarray], out: np.ndarray,
+                           original: np.ndarray, *,
+                           references: list[np.ndarray | None] | None = None,
+                           norm: bool = False, block: int = BLOCK,
+                           scratch: np.ndarray | None = None) -> FusedAverages:
+    """`screened_average_into` for several updates in a row, in one pass: per block
+    ``[s, e)``, for each update i in order, ``d_i = W_i[s:e] - R_i[s:e]`` into the norm's sum
+    and ``W[s:e] = (W[s:e] + W_i[s:e]) * 1/2``; then the block's finiteness and its copy into
+    `out`. `references[i]` None (or no `references`) means the model as the updates before i
+    left it, which is what the one-at-a-time pass reads for a reference that is the model
+    itself. Every value is computed by the same float32 operations in the same order as
+    `screened_average_into` called once per update, so the weights and each norm are
+    bit-identical to it; only the versions between the first and the last are never
+    materialised (no snapshot copy or finiteness check of them: a merged block is finite
+    exactly when every step to it was, since each step's delta was). No bound is applied: the
+    norms are returned for the caller's screen (each update's bound depends on the norms
+    accepted before it). Stops, with the model restored from `original`, at a non-finite
+    update or result."""
+    count = len(updates)
+    if references is not None and len(references) != count:
+        raise ValueError(f"{len(references)} references for {count} updates")
+    refs = references if references is not None else [None] * count
+    for update in updates:
+        check_same_shape(model, update)
+    for name, other in (("out", out), ("original", original), *(
+            (f"references[{i}]", r) for i, r in enumerate(refs))):
+        if other is not None and other.shape != model.shape:
+            raise ValueError(f"{name} holds {other.size} values, the model {model.size}")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    size = model.size
+    if norm and (scratch is None or scratch.size < min(block, size)):
+        scratch = np.empty(min(block, size), dtype=np.float32)
+    totals = [0.0] * count
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, size, block):
+            stop = min(start + block, size)
+            merged = model[start:stop]
+            for i, update in enumerate(updates):
+                part = update[start:stop]
+                if norm:
+                    assert scratch is not None
+                    reference = refs[i]
+                    before = merged if reference is None else reference[start:stop]
+                    delta = np.subtract(part, before, out=scratch[: stop - start])
+                    square = float(np.dot(delta, delta))
+                    if not math.isfinite(square):  # the updates before it changed this block
+                        return _stop_many(model, original, stop, UPDATE_NOT_FINITE, at=start)
+                    totals[i] += square
+                elif not all_finite(part):
+                    return _stop_many(model, original, stop, UPDATE_NOT_FINITE, at=start)
+                np.add(merged, part, out=merged)
+                np.multiply(merged, HALF, out=merged)
+            if not all_finite(merged):
+                return _stop_many(model, original, stop, RESULT_NOT_FINITE, at=start)
+            np.copyto(out[start:stop], merged)
+    return FusedAverages(True, [math.sqrt(t) for t in totals] if norm else None)
+
+
+def _stop_many(model: np.ndarray, original: np.ndarray, merged_end: int, reason: str,
+               at: int | None = None) -> FusedAverages:
+    """Restore ``model[:merged_end]`` (the blocks merged so far) from `original`."""
+    np.copyto(model[:merged_end], original[:merged_end])
+    return FusedAverages(False, stopped=reason, at=merged_end if at is None else at)

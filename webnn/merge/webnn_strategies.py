@@ -16,7 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from webnn.merge.base import ModelState, Partial, Strategy, Update, check_same_shape
-from webnn.merge.fused_average import BLOCK, FusedAverage, screened_average_into
+from webnn.merge.fused_average import (
+    BLOCK,
+    FusedAverage,
+    FusedAverages,
+    screened_average_into,
+    screened_averages_into,
+)
 from webnn.merge.params import Param
 from webnn.merge.webnn_rules import average_into, merged_steps, mimic_into, weighted_into
 
@@ -56,6 +62,25 @@ class WebNNAverage(Strategy):
         if result.merged:
             model.steps = merged_steps(model.steps, update.steps_behind)
         return result
+
+    def merge_fused_many(self, model: ModelState, updates: list[Update], out: np.ndarray,
+                         original: np.ndarray, *,
+                         references: list[np.ndarray | None] | None = None, norm: bool = False,
+                         block: int = BLOCK, scratch: np.ndarray | None = None
+                         ) -> FusedAverages:
+        """`merge` of `updates` in order, in one blocked pass with their checks and the last
+        result's copy into `out` (`fused_average.screened_averages_into`: the weights and
+        norms bit-identical to `merge_fused` once per update). The steps are not changed here:
+        `apply_steps` sets them once the caller has accepted every update."""
+        return screened_averages_into(model.weights, [u.weights for u in updates], out,
+                                      original, references=references, norm=norm, block=block,
+                                      scratch=scratch)
+
+    @staticmethod
+    def apply_steps(model: ModelState, updates: list[Update]) -> None:
+        """t after `updates` merged in order: t_n = max(t_{n-1}, t_p) for each."""
+        for update in updates:
+            model.steps = merged_steps(model.steps, update.steps_behind)
 
     def fold(self, partial: Partial | None, update: Update) -> Partial:
         """m averages in a row are the affine map W -> 2^-m W + P: the first update starts

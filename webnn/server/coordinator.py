@@ -12,7 +12,8 @@ collaborators that each do one job and receive values, never the coordinator:
 - `admission.Admission` and `ingest.Ingest` — what is refused before memory grows, and the update
   body path (pooled buffer, in-place decode, one-pass checks);
 - `merging.MergeWorker` — one merge step in the worker thread (checks, merge, roll-back of a
-  non-finite result, the new version's snapshot);
+  non-finite result, the new version's snapshot), or several queued updates in one pass;
+- `merge_queue.MergeQueue` — the updates waiting for the merge lock, taken in arrival order;
 - `sessions.SessionRegistry` — who is joined, in last-seen order;
 - `traffic.Traffic` — update bodies received and weights sent, per encoding;
 - `checkpointing` — ``state.json`` built from the run's values and applied back on resume (the
@@ -26,7 +27,13 @@ Counters: `version` (bumped when the strategy says the model changed), `model.st
 set by the strategy), `merges` (updates handed to the strategy). Each accepted update is merged as
 it arrives (no barrier): merges are serialised by an `asyncio.Lock` and run in a worker thread
 (checks, merge and the new version's snapshot copy all happen there), so the event loop does no
-model-sized work. Staleness = current version - the task's base version.
+model-sized work. Staleness = current version - the task's base version. Updates that arrive
+while the thread is busy queue (`MergeQueue`) and are taken together when the lock frees: with
+`average`, a batch whose updates would all be accepted as they are merges in one pass, each still
+counting as one merge and one version (only the last version is kept: nobody could have fetched
+the ones between), the weights bit-identical to merging them one by one; any other batch is
+merged one by one (`_merge_batch`). Models small enough to merge on the event loop skip the
+queue.
 
 A merge whose result is not finite is rolled back and the update refused with
 ``merge_not_finite`` (see `merging`).
@@ -46,12 +53,13 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from webnn.merge.base import ModelState, Update
-from webnn.merge.screening import Screen, staleness_cutoff
+from webnn.merge.screening import Screen, ScreenResult, staleness_cutoff
 from webnn.server.admission import (
     BODY_SLACK,
     Admission,
@@ -83,6 +91,7 @@ from webnn.server.half_copies import HalfCopies
 from webnn.server.ingest import Ingest
 from webnn.server.leases import Leases
 from webnn.server.lifecycle import RunLifecycle
+from webnn.server.merge_queue import Entry, MergeQueue
 from webnn.server.merging import MergeWorker
 from webnn.server.metrics import Metrics
 from webnn.server.scaled_tasks import ScaledTasks
@@ -101,6 +110,10 @@ SNAPSHOT_POOL_KEEP = 4
 """Free snapshot buffers kept for reuse."""
 FRAME_OVERHEAD = 1 << 20
 """Bytes an update body may hold beyond the weights (frame prefix and JSON header)."""
+MERGE_BATCH_MAX = 16
+"""The most queued updates merged in one pass (`MergeWorker.run_many`). Each one in a batch saves
+most of a pass over the model, a snapshot copy and two thread hand-offs; the bound keeps one pass
+from holding the lock for long and the batch's model-sized update buffers few."""
 INLINE_MERGE_MAX_VALUES = 1 << 16
 """Models of at most this many values (256 KiB of float32: every shipped spec) are merged on the
 event loop. Their merge step takes tens of microseconds, less than the hand-off to a worker
@@ -108,6 +121,27 @@ thread and back (two thread wake-ups and a loop wake-up: 0.1 ms on an idle core,
 a busy one), which every update's round trip waits for and which sets how much of a volunteer's
 time goes to training at a few local steps per task. Larger models merge in a worker thread, so
 that no model-sized work holds the event loop."""
+
+
+@dataclass(eq=False)
+class QueuedUpdate:
+    """An update waiting to merge: whose, for which task, its weights (float32, or as encoded)
+    and its header."""
+
+    session: Session
+    task: Task
+    weights: np.ndarray | EncodedUpdate
+    header: UpdateHeader
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What merging one update decided: the screen's verdict (None: no screening), whether the
+    model became a new version, and the update's staleness when it merged."""
+
+    verdict: ScreenResult | None
+    changed: bool
+    staleness: int
 
 
 class Coordinator:
@@ -145,7 +179,10 @@ class Coordinator:
             config.eval_every_seconds or training.validation_every_seconds,
             quorum=config.eval_quorum, quorum_wait=config.eval_quorum_wait)
         self.lock = asyncio.Lock()
-        self.merge_waiting = 0
+        self.merge_queue: MergeQueue[QueuedUpdate] = MergeQueue(
+            self.lock, self._merge_batch, self._batch_room, self._merge_waiting_changed)
+        self._inline_waiting = 0  # updates of a small model waiting for the lock
+        self.merges_together = 0  # merges done in passes of several updates
 
         nbytes = self.layout.nbytes
         self.limits = AdmissionLimits.for_model(config, nbytes)
@@ -555,88 +592,74 @@ class Coordinator:
         task.pending = None  # waiters hold the future; the finished task keeps only its answer
         return result
 
-    def _check_can_merge(self, session: Session, task: Task) -> None:
+    def _merge_refusal(self, task: Task, version: int) -> tuple[str, ProtocolError] | None:
+        """Why an update of `task` could not merge at `version` (the counted reason and the
+        error), or None."""
         if self.finishing_since is not None:
-            self._close_and_return(task, self.clock())
-            self._count_refusal("finishing")
-            raise ProtocolError(409, "finishing",
-                                f"training is finishing ({self.end_reason}) with a final "
-                                "evaluation; no more updates are merged. Ask for a task: the "
-                                "evaluation's chunks are handed to every role")
+            return "finishing", ProtocolError(
+                409, "finishing", f"training is finishing ({self.end_reason}) with a final "
+                "evaluation; no more updates are merged. Ask for a task: the evaluation's chunks "
+                "are handed to every role")
         if self.state == "ended":
-            self._close_and_return(task, self.clock())
-            self._count_refusal("ended")
-            raise ProtocolError(409, "ended", f"training has ended ({self.end_reason}); "
-                                "no more updates are merged")
-        staleness = self.model.version - task.version
+            return "ended", ProtocolError(409, "ended", f"training has ended ({self.end_reason}); "
+                                          "no more updates are merged")
+        staleness = version - task.version
         bound = self.max_staleness
         if bound is not None and staleness > bound:
-            error = ProtocolError(409, "too_stale",
-                                  f"update is {staleness} versions behind (base {task.version}, "
-                                  f"current {self.model.version}); the bound is {bound}. Its "
-                                  "batch is handed out again")
-            self._close_and_return(task, self.clock())
+            return "too_stale", ProtocolError(
+                409, "too_stale", f"update is {staleness} versions behind (base {task.version}, "
+                f"current {version}); the bound is {bound}. Its batch is handed out again")
+        return None
+
+    def _check_can_merge(self, session: Session, task: Task) -> None:
+        refusal = self._merge_refusal(task, self.model.version)
+        if refusal is None:
+            return
+        reason, error = refusal
+        self._close_and_return(task, self.clock())
+        if reason == "too_stale":
             task.error = error
-            self._count_refusal("too_stale")
-            raise error
+        self._count_refusal(reason)
+        raise error
+
+    @property
+    def merge_waiting(self) -> int:
+        """Updates waiting to be merged: queued, or waiting for the lock to merge inline."""
+        return self.merge_queue.waiting + self._inline_waiting
+
+    def _merge_waiting_changed(self, _: int = 0) -> None:
+        self.metrics.merge_queue.set(self.merge_waiting)
+
+    def _batch_room(self) -> int:
+        """The most queued updates one batch takes: `MERGE_BATCH_MAX`, and no more than
+        `max_merges` leaves (the run ends at it, as one by one)."""
+        room = MERGE_BATCH_MAX
+        if self.config.max_merges is not None:
+            room = min(room, self.config.max_merges - self.merges)
+        return max(1, room)
 
     async def _merge(self, session: Session, task: Task, weights: np.ndarray | EncodedUpdate,
                      header: UpdateHeader) -> dict:
         work = task.work
         assert isinstance(work, TrainWork)
-        self.merge_waiting += 1
-        self.metrics.merge_queue.set(self.merge_waiting)
-        try:
-            await self.lock.acquire()
-        finally:
-            self.merge_waiting -= 1
-            self.metrics.merge_queue.set(self.merge_waiting)
-        try:
-            # again under the lock: merges queued before this one may have ended the run or made
-            # this update staler than the bound since the first check
-            self._check_can_merge(session, task)
-            staleness = self.model.version - task.version
-            kept = self.versions.get(task.version)
-            base = kept.array() if kept is not None else None
-            if (self.needs_base or isinstance(weights, EncodedUpdate)
-                    and weights.encoding == "q8") and base is None:
-                raise RuntimeError(f"version {task.version} of a base-holding lease is gone")
-            fields = dict(base_version=task.version, base_steps=task.steps,
-                          local_steps=header.steps, staleness=staleness,
-                          client=session.client_id,
-                          base_weights=base if self.needs_base else None,
-                          examples=work.examples)
-            started = time.perf_counter()
-            current = self.versions.get(self.model.version)
-            assert current is not None
-            copied_at = time.monotonic()
-            make_half = self.half_sessions > 0 and self.half.due(copied_at)
-            merge_args = (weights, fields, base, current, make_half)
-            if self.layout.size <= INLINE_MERGE_MAX_VALUES:
-                outcome = self._run_merge(*merge_args)
-            else:
-                outcome = await asyncio.to_thread(self._run_merge, *merge_args)
-            del merge_args
-            # drop our references to snapshot arrays, so a dropped version's buffer is reused
-            del fields, base, kept, current, weights
-            verdict, changed, snapshot = outcome.verdict, outcome.changed, outcome.snapshot
-            if verdict is not None and verdict.refused:
-                self.note_invalid(session, verdict.reason or "refused")
-                raise ProtocolError(400, verdict.reason or "refused", verdict.message)
-            self.metrics.merge_seconds.observe(time.perf_counter() - started)
-            self.admission.note_merged()  # the CPU clock is read on the tick, not per merge
-            self.merges += 1
-            self.updates_accepted += 1
-            if changed:
-                assert snapshot is not None
-                self.model.version += 1
-                self.versions.advance(self.model.version, snapshot)
-                if snapshot.half is not None:
-                    self.half.made(self.model.version, copied_at)
-                if not self.needs_base:
-                    self.versions.trim(self.limits.snapshot_budget)
-        finally:
-            self.lock.release()
+        queued = QueuedUpdate(session, task, weights, header)
+        del weights
+        if self.layout.size <= INLINE_MERGE_MAX_VALUES:
+            self._inline_waiting += 1
+            self._merge_waiting_changed()
+            try:
+                await self.lock.acquire()
+            finally:
+                self._inline_waiting -= 1
+                self._merge_waiting_changed()
+            try:
+                merged = await self._merge_one(queued)
+            finally:
+                self.lock.release()
+        else:
+            merged = await self.merge_queue.merge(queued)
+        del queued
+        verdict, changed, staleness = merged.verdict, merged.changed, merged.staleness
         now = self.clock()
         self.tasks.finish(task, "done", now)
         session.open_tasks.discard(task.id)
@@ -658,6 +681,140 @@ class Coordinator:
             task.follow_up = FollowUp(follow, {})
         return result
 
+    async def _merge_batch(self, entries: list[Entry[QueuedUpdate]]) -> None:
+        """With the lock held: merge the queued updates of `entries` in order, together when
+        `_merge_together` can, else one by one; each entry gets its `Merged` or its error."""
+        if len(entries) > 1 and self.merger.fused is not None:
+            together = await self._merge_together([entry.item for entry in entries])
+            if together is not None:
+                for entry, merged in zip(entries, together, strict=True):
+                    entry.done.set_result(merged)
+                return
+        for entry in entries:
+            try:
+                entry.done.set_result(await self._merge_one(entry.item))
+            except Exception as error:
+                entry.done.set_exception(error)
+
+    def _merge_fields(self, queued: QueuedUpdate, staleness: int,
+                      base: np.ndarray | None) -> dict:
+        work = queued.task.work
+        assert isinstance(work, TrainWork)
+        return dict(base_version=queued.task.version, base_steps=queued.task.steps,
+                    local_steps=queued.header.steps, staleness=staleness,
+                    client=queued.session.client_id,
+                    base_weights=base if self.needs_base else None, examples=work.examples)
+
+    def _kept_base(self, queued: QueuedUpdate) -> np.ndarray | None:
+        """The update's base weights when its version is kept (None: not kept); a strategy
+        that needs them, and a q8 update, cannot do without."""
+        kept = self.versions.get(queued.task.version)
+        base = kept.array() if kept is not None else None
+        weights = queued.weights
+        if (self.needs_base or isinstance(weights, EncodedUpdate)
+                and weights.encoding == "q8") and base is None:
+            raise RuntimeError(f"version {queued.task.version} of a base-holding lease is gone")
+        return base
+
+    async def _merge_one(self, queued: QueuedUpdate) -> Merged:
+        """With the lock held: check, merge (in the worker thread, or inline for a small
+        model) and count one update; raises its refusal."""
+        session, task = queued.session, queued.task
+        # again under the lock: merges queued before this one may have ended the run or made
+        # this update staler than the bound since the first check
+        self._check_can_merge(session, task)
+        staleness = self.model.version - task.version
+        base = self._kept_base(queued)
+        fields = self._merge_fields(queued, staleness, base)
+        started = time.perf_counter()
+        current = self.versions.get(self.model.version)
+        assert current is not None
+        copied_at = time.monotonic()
+        make_half = self.half_sessions > 0 and self.half.due(copied_at)
+        merge_args = (queued.weights, fields, base, current, make_half)
+        if self.layout.size <= INLINE_MERGE_MAX_VALUES:
+            outcome = self._run_merge(*merge_args)
+        else:
+            outcome = await asyncio.to_thread(self._run_merge, *merge_args)
+        # drop our references to snapshot arrays, so a dropped version's buffer is reused
+        del merge_args, fields, base, current
+        verdict, changed, snapshot = outcome.verdict, outcome.changed, outcome.snapshot
+        if verdict is not None and verdict.refused:
+            self.note_invalid(session, verdict.reason or "refused")
+            raise ProtocolError(400, verdict.reason or "refused", verdict.message)
+        self.metrics.merge_seconds.observe(time.perf_counter() - started)
+        self.admission.note_merged()  # the CPU clock is read on the tick, not per merge
+        self.merges += 1
+        self.updates_accepted += 1
+        if changed:
+            assert snapshot is not None
+            self._advance(self.model.version + 1, snapshot, copied_at)
+        return Merged(verdict, changed, staleness)
+
+    async def _merge_together(self, batch: list[QueuedUpdate]) -> list[Merged] | None:
+        """With the lock held: merge `batch` in one pass (`MergeWorker.run_many`) when every
+        update passes its checks at the version it would merge at and would be accepted as it
+        is; None (nothing changed, nothing counted) when not."""
+        version = self.model.version
+        args: list[tuple[np.ndarray | EncodedUpdate, dict, np.ndarray | None]] = []
+        for i, queued in enumerate(batch):
+            if self._merge_refusal(queued.task, version + i) is not None:
+                return None
+            try:
+                base = self._kept_base(queued)
+            except RuntimeError:
+                return None  # one by one, where it is refused as before
+            args.append((queued.weights,
+                         self._merge_fields(queued, version + i - queued.task.version, base),
+                         base))
+        started = time.perf_counter()
+        current = self.versions.get(version)
+        assert current is not None
+        copied_at = time.monotonic()
+        make_half = self.half_sessions > 0 and self.half.due(copied_at)
+        outcomes = await asyncio.to_thread(self._run_merges, args, current, make_half)
+        del args, current
+        if outcomes is None:
+            return None
+        share = (time.perf_counter() - started) / len(batch)
+        for _ in batch:
+            self.metrics.merge_seconds.observe(share)
+            self.admission.note_merged()
+        self.merges += len(batch)
+        self.updates_accepted += len(batch)
+        self.merges_together += len(batch)
+        snapshot = outcomes[-1].snapshot
+        assert snapshot is not None
+        self._advance(version + len(batch), snapshot, copied_at)
+        return [Merged(outcome.verdict, True, version + i - queued.task.version)
+                for i, (queued, outcome) in enumerate(zip(batch, outcomes, strict=True))]
+
+    def _advance(self, version: int, snapshot: Snapshot, copied_at: float) -> None:
+        """Make `version` (with `snapshot`) the model's current version."""
+        self.model.version = version
+        self.versions.advance(version, snapshot)
+        if snapshot.half is not None:
+            self.half.made(version, copied_at)
+        if not self.needs_base:
+            self.versions.trim(self.limits.snapshot_budget)
+
+    def _decoded(self, weights: np.ndarray | EncodedUpdate, base: np.ndarray | None,
+                 buffers: list[np.ndarray]) -> np.ndarray:
+        """`weights` as float32 (a compressed update decoded into a pooled buffer, appended to
+        `buffers` for the caller to give back)."""
+        if not isinstance(weights, EncodedUpdate):
+            return weights
+        buffers.append(self.pool.acquire())
+        return weights.decode_into(buffers[-1], self.layout, base)
+
+    def _with_half(self, outcome: Any, half: bool) -> Any:
+        """`outcome` with a float16 copy of its snapshot when `half` (`HalfCopies.due`)."""
+        if not half or outcome.snapshot is None:
+            return outcome
+        snapshot = outcome.snapshot
+        copy = to_half(snapshot.array(), self.half_pool.acquire())
+        return dataclasses.replace(outcome, snapshot=Snapshot(snapshot.data, snapshot.steps, copy))
+
     def _run_merge(self, weights: np.ndarray | EncodedUpdate, fields: dict,
                    base: np.ndarray | None, current: Snapshot, half: bool) -> Any:
         """In a worker thread (on the event loop for a model of at most
@@ -665,25 +822,37 @@ class Coordinator:
         (`EncodedUpdate.decode_into`: f16 widened, q8 as base + q * s), run the merge step, and
         give the new version a float16 copy when `half` (`HalfCopies.due`, while sessions
         receive f16 weights)."""
-        buffer = None
-        if isinstance(weights, EncodedUpdate):
-            buffer = self.pool.acquire()
-            weights = weights.decode_into(buffer, self.layout, base)
-        update = Update(weights=weights, **fields)
-        del weights
+        buffers: list[np.ndarray] = []
         try:
+            update = Update(weights=self._decoded(weights, base, buffers), **fields)
+            del weights
             outcome = self.merger.run(self.model, update, base, current)
+            del update  # no reference to a decode buffer once it is given back
         finally:
-            del update
-            if buffer is not None:
+            for buffer in buffers:
                 self.pool.give_back(buffer)
-                del buffer
-        if half and outcome.snapshot is not None:
-            snapshot = outcome.snapshot
-            copy = to_half(snapshot.array(), self.half_pool.acquire())
-            outcome = dataclasses.replace(outcome, snapshot=Snapshot(snapshot.data,
-                                                                     snapshot.steps, copy))
-        return outcome
+            del buffers
+        return self._with_half(outcome, half)
+
+    def _run_merges(self, args: list[tuple[np.ndarray | EncodedUpdate, dict, np.ndarray | None]],
+                    current: Snapshot, half: bool) -> list[Any] | None:
+        """In a worker thread: `_run_merge` for several updates in one pass
+        (`MergeWorker.run_many`); None when they must be merged one by one."""
+        buffers: list[np.ndarray] = []
+        try:
+            updates = [Update(weights=self._decoded(weights, base, buffers), **fields)
+                       for weights, fields, base in args]
+            outcomes = self.merger.run_many(self.model, updates, [base for *_, base in args],
+                                            current)
+            del updates  # no reference to a decode buffer once it is given back
+        finally:
+            for buffer in buffers:
+                self.pool.give_back(buffer)
+            del buffers
+        if outcomes is None:
+            return None
+        outcomes[-1] = self._with_half(outcomes[-1], half)
+        return outcomes
 
     def _record_update(self, session: Session, work: TrainWork, header: UpdateHeader,
                        staleness: int, changed: bool) -> None:
@@ -920,7 +1089,8 @@ class Coordinator:
             "traffic": self.traffic.summary(),
             "capacity": {**capacity_status(
                 self.admission, self.versions, train_leases=self.tasks.open_count("train"),
-                merge_queue=self.merge_waiting, refused=self.refused), **self.answers.public()},
+                merge_queue=self.merge_waiting, refused=self.refused,
+                merges_together=self.merges_together), **self.answers.public()},
         }
 
     # ---------------------------------------------------------------------------- the clock

@@ -27,6 +27,16 @@ above the bound: clip or refuse, a non-finite result) it has restored the blocks
 `current`, and the steps above run as they always did: the same verdicts, codes and roll-back.
 `current` must hold the model's weights (it is the current version's snapshot), as the roll-back
 already requires.
+
+`MergeWorker.run_many(model, updates, bases, current)` merges several queued updates with WebNN's
+`average` in one such pass (`WebNNAverage.merge_fused_many`): the weights are the averages in
+order, bit-identical to one `run` per update; only the versions between the first and the last
+are never materialised (no snapshot, no copy). Each update's screen verdict is decided in order
+after the pass, as `run` would decide it (the bound of update i includes the norms accepted
+before it). Whenever `run` would not have accepted every update as it is (a non-finite update or
+result, a norm above its bound: clip or refuse), the model and the screen's window are put back
+as they were and None is returned: the caller then runs `run` once per update. So a batch either
+merges every update exactly as accepted updates merge, or changes nothing.
 """
 
 from __future__ import annotations
@@ -125,6 +135,46 @@ class MergeWorker:
                 "merging this update would make the model's weights non-finite (overflow); it "
                 "was rolled back and the update refused"))
         return MergeOutcome(verdict, changed, self.snapshot(model) if changed else None)
+
+    def run_many(self, model: ModelState, updates: list[Update],
+                 bases: list[np.ndarray | None], current: Snapshot) -> list[MergeOutcome] | None:
+        """Merge `updates` in order in one pass (module docstring): one outcome per update, the
+        last holding the new version's snapshot; None when nothing changed and `run` must take
+        them one by one (the strategy is not `average`'s fused pass, or an update would not be
+        accepted as it is). `bases[i]`: update i's base weights when its version is kept (its
+        delta's reference), else None (the model as the updates before it left it)."""
+        strategy, screen = self.fused, self.screen
+        if strategy is None or not updates:
+            return None
+        saved = screen.state() if screen is not None else None
+        buffer = self.pool.acquire()
+        try:
+            result = strategy.merge_fused_many(model, updates, buffer, current.array(),
+                                               references=bases, norm=screen is not None,
+                                               block=CHUNK, scratch=self.scratch)
+        except Exception:
+            self.pool.give_back(buffer)
+            self._roll_back(model, current, None)
+            raise
+        if not result.merged:
+            self.pool.give_back(buffer)
+            return None
+        verdicts: list[ScreenResult | None] = [None] * len(updates)
+        if screen is not None:
+            assert result.norms is not None and saved is not None
+            for i, (update, norm) in enumerate(zip(updates, result.norms, strict=True)):
+                bound = screen.bound()
+                if bound is not None and norm > bound:  # `run` would clip or refuse it
+                    screen.load_state(saved)
+                    self.pool.give_back(buffer)
+                    self._roll_back(model, current, None)
+                    return None
+                verdicts[i] = screen.check(update.weights, bases[i], norm=norm)
+        strategy.apply_steps(model, updates)
+        buffer.flags.writeable = False
+        last = len(updates) - 1
+        return [MergeOutcome(verdict, True, Snapshot(buffer, model.steps) if i == last else None)
+                for i, verdict in enumerate(verdicts)]
 
     def _run_fused(self, strategy: WebNNAverage, model: ModelState, update: Update,
                    reference: np.ndarray, current: Snapshot) -> MergeOutcome | None:

@@ -10,7 +10,8 @@ it draws from; the whole training set without a partition), ``batches`` (handed 
 
 ``capacity``: admission's budgets and what fills them (``bodyBytes``/``bodyBudget``,
 ``snapshots``/``snapshotBytes``/``snapshotBudget``, ``mergeQueue``/``mergeQueueLimit``,
-``bodiesInFlight``), its latency figures (``updateCost`` s per merged update, 5 decimals;
+``bodiesInFlight``; ``mergesTogether``: merges done in passes of several queued updates), its
+latency figures (``updateCost`` s per merged update, 5 decimals;
 ``expectedWait`` s, 4 decimals; ``updateLatency``; ``leaseToUpload`` s, 4 decimals; null when
 not measured yet), ``trainLeases``/``trainLeaseLimit`` and ``refused`` (requests turned away by
 admission, by code).
@@ -51,15 +52,18 @@ def partition_status(partition: dict | None, feed: BatchFeed, sessions: int,
 
 
 def capacity_status(admission: Admission, versions: VersionSnapshots, *, train_leases: int,
-                    merge_queue: int, refused: Mapping[str, int]) -> dict:
+                    merge_queue: int, refused: Mapping[str, int],
+                    merges_together: int = 0) -> dict:
     """The ``capacity`` block (module docstring): `train_leases` open training leases,
-    `merge_queue` updates waiting for the merge lock, `refused` admission's refusals by code."""
+    `merge_queue` updates waiting for the merge lock, `refused` admission's refusals by code,
+    `merges_together` the merges done in passes of several queued updates."""
     limits = admission.limits
     return {
         "bodyBytes": admission.bodies.used, "bodyBudget": limits.body_budget,
         "snapshots": len(versions), "snapshotBytes": versions.nbytes,
         "snapshotBudget": limits.snapshot_budget,
         "mergeQueue": merge_queue, "mergeQueueLimit": limits.merge_queue,
+        "mergesTogether": merges_together,
         "bodiesInFlight": admission.bodies.count,
         "updateCost": rounded(admission.meter.cost(), 5),
         "expectedWait": rounded(admission.expected_wait(0), 4),
