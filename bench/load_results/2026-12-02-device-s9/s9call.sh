@@ -7,6 +7,8 @@
 #     COMMIT=<sha> bash bench/load_results/2026-12-02-device-s9/s9call.sh
 # Results under $OUT: solo.tar.gz (reports, logs), solo.txt (the table), enc/ (ingest_device's).
 # ALT=1 (call 2): instead, f32 and q8f16 clients in turn, three rounds, 30 s windows, no ENC slot.
+# CMP=1 OLD_TAR=<git archive of an older webnn, gzipped> (call 3): that package's server and this
+# tree's in turn, f32 then q8f16 clients, two rounds, 25 s windows, no ENC slot.
 # SCALE=small: toy sizes on cores 0-1, to check the script on any machine.
 set -u
 cd "$(dirname "$0")/../../.."
@@ -21,7 +23,18 @@ solo() {  # NAME LOAD_CPUS CLIENTS [load.py args]
   $L --server-cpus 0 --load-cpus "$cpus" --params $P --clients "$clients" --think 0 --warmup $W \
      --duration $D "$@" --json "$J/$name.json" > "$J/$name.log" 2>&1
 }
-if [ -n "${ALT:-}" ]; then  # call 2: f32 and q8f16 clients (the shipped default) in turn
+if [ -n "${CMP:-}" ]; then  # call 3: this tree beside OLD_TAR's package, alone in turn
+  OLD=$(mktemp -d /tmp/s9old.XXXX); tar xzf "${OLD_TAR:?a git archive of the old webnn}" -C "$OLD"
+  ln -s "$PWD/client_js" "$OLD/client_js"
+  [ "${SCALE:-}" = small ] || D=25
+  old() { (cd "$OLD" && solo "$@" --server-env=PYTHONPATH=$OLD); }
+  for round in 1 2; do
+    for enc in f32 q8f16; do
+      old "C${round}_${enc}_old" "$GN" 40 --encoding $enc
+      solo "C${round}_${enc}_new" "$GN" 40 --encoding $enc
+    done
+  done
+elif [ -n "${ALT:-}" ]; then  # call 2: f32 and q8f16 clients (the shipped default) in turn
   [ "${SCALE:-}" = small ] || D=30
   for round in 1 2 3; do
     solo "A${round}_f32_c40" "$GN" 40 --encoding f32
@@ -37,7 +50,8 @@ fi
 python3 - "$J" > "$OUT/solo.txt" <<'PY'
 import json, pathlib, sys
 print(f"{'run':24s} {'enc':>5s} {'merges/s':>8s} {'cpu %':>6s} {'ms cpu/upd':>10s} {'p99 s':>6s} "
-      f"{'errors':>6s} {'503':>5s} {'gen cpu % max':>13s} {'extra task reqs':>15s}")
+      f"{'errors':>6s} {'503':>5s} {'gen cpu % max':>13s} {'extra task reqs':>15s} "
+      f"{'together':>8s}")
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     r = json.loads(path.read_text())
     cpu, rate = r["server"]["cpu_mean_pct"], r["accepted_updates_per_s"]
@@ -45,10 +59,13 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     p99 = (lat.get("update") or {}).get("p99") or float("nan")
     tasks = (lat.get("task") or {}).get("count", 0) / max((lat.get("update") or {}).get("count", 1), 1)
     gen = max(r["generator"]["cpu_pct_per_process"])
+    final = r["server"].get("final_status") or {}
+    together = (final.get("capacity") or {}).get("mergesTogether")  # absent before session 9
+    share = "-" if together is None else f"{together / max(final.get('merges') or 1, 1):.2f}"
     print(f"{path.stem:24s} {r.get('encoding', 'f32'):>5s} {r['merges_per_s']:8.1f} {cpu:6.1f} {cpu * 10 / rate:10.2f} {p99:6.3f} "
-          f"{r['errors_total']:6d} {r['busy_503_total']:5d} {gen:13.1f} {tasks:15.3f}")
+          f"{r['errors_total']:6d} {r['busy_503_total']:5d} {gen:13.1f} {tasks:15.3f} {share:>8s}")
 PY
 (cd "$J" && tar czf "$OUT/solo.tar.gz" ./*.json ./*.log)
 cat "$OUT/machine.txt" "$OUT/solo.txt"
-[ "${SCALE:-}" = small ] || [ -n "${ALT:-}" ] && exit 0
+[ "${SCALE:-}" = small ] || [ -n "${ALT:-}${CMP:-}" ] && exit 0
 OUT=$OUT/enc ENC=1 COMMIT=$C D=40 bash bench/ingest_device.sh
