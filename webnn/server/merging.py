@@ -41,11 +41,14 @@ merges every update exactly as accepted updates merge, or changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from webnn.merge.base import ModelState, Strategy, StrategyState, Update
+from webnn.merge.fused_average import FusedAverage, FusedAverages
 from webnn.merge.screening import Screen, ScreenResult
 from webnn.merge.webnn_strategies import WebNNAverage
 from webnn.server.ingest import CHUNK, check_weights
@@ -54,6 +57,8 @@ from webnn.server.versions import Snapshot, SnapshotPool
 from webnn.weights import WeightLayout
 
 MERGE_NOT_FINITE = "merge_not_finite"
+
+Pass = TypeVar("Pass", FusedAverage, FusedAverages)
 
 
 def own_strategy(strategy: Strategy) -> bool:
@@ -147,18 +152,12 @@ class MergeWorker:
         if strategy is None or not updates:
             return None
         saved = screen.state() if screen is not None else None
-        buffer = self.pool.acquire()
-        try:
-            result = strategy.merge_fused_many(model, updates, buffer, current.array(),
-                                               references=bases, norm=screen is not None,
-                                               block=CHUNK, scratch=self.scratch)
-        except Exception:
-            self.pool.give_back(buffer)
-            self._roll_back(model, current, None)
-            raise
-        if not result.merged:
-            self.pool.give_back(buffer)
+        passed = self._blocked_pass(model, current, lambda buffer: strategy.merge_fused_many(
+            model, updates, buffer, current.array(), references=bases, norm=screen is not None,
+            block=CHUNK, scratch=self.scratch))
+        if passed is None:
             return None
+        buffer, result = passed
         verdicts: list[ScreenResult | None] = [None] * len(updates)
         if screen is not None:
             assert result.norms is not None and saved is not None
@@ -186,11 +185,26 @@ class MergeWorker:
         """
         screen = self.screen
         bound = screen.bound() if screen is not None else None
+        passed = self._blocked_pass(model, current, lambda buffer: strategy.merge_fused(
+            model, update, buffer, current.array(), reference=reference, norm=screen is not None,
+            bound=bound, block=CHUNK, scratch=self.scratch))
+        if passed is None:
+            return None
+        buffer, result = passed
+        verdict = None
+        if screen is not None:
+            verdict = screen.check(update.weights, reference, norm=result.norm)
+        buffer.flags.writeable = False
+        return MergeOutcome(verdict, True, Snapshot(buffer, model.steps))
+
+    def _blocked_pass(self, model: ModelState, current: Snapshot,
+                      run: Callable[[np.ndarray], Pass]) -> tuple[np.ndarray, Pass] | None:
+        """`run(buffer)`, a blocked pass that writes the new version into a pooled `buffer`: the
+        buffer and the pass's result when it merged; None (the buffer given back, the model as
+        it was) when it stopped. A pass that raises is rolled back and the error propagates."""
         buffer = self.pool.acquire()
         try:
-            result = strategy.merge_fused(model, update, buffer, current.array(),
-                                          reference=reference, norm=screen is not None,
-                                          bound=bound, block=CHUNK, scratch=self.scratch)
+            result = run(buffer)
         except Exception:
             self.pool.give_back(buffer)
             self._roll_back(model, current, None)
@@ -198,11 +212,7 @@ class MergeWorker:
         if not result.merged:
             self.pool.give_back(buffer)
             return None
-        verdict = None
-        if screen is not None:
-            verdict = screen.check(update.weights, reference, norm=result.norm)
-        buffer.flags.writeable = False
-        return MergeOutcome(verdict, True, Snapshot(buffer, model.steps))
+        return buffer, result
 
     def _saved_state(self) -> StrategyState | None:
         if not self.save_state:
