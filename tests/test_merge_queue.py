@@ -157,3 +157,16 @@ async def test_a_queued_batch_with_an_update_to_clip_merges_one_by_one(queued, h
     assert [answer.body["clipped"] for answer in answers] == [False, True, False]
     status = (await leased[0][0].get("api/v1/status")).body
     assert status["capacity"]["mergesTogether"] == 0 and coordinator.model.version == 13
+
+
+async def test_stopping_waits_for_what_is_queued() -> None:
+    lock, batches = asyncio.Lock(), []
+    queue = _queue(lock, 2, batches)
+    await lock.acquire()
+    calls = [asyncio.create_task(queue.merge(item)) for item in "abc"]
+    await _until(lambda: queue.waiting == 3)
+    lock.release()
+    await queue.drained()
+    assert batches == [["a", "b"], ["c"]] and queue.waiting == 0
+    assert await asyncio.gather(*calls) == ["A", "B", "C"]
+    await queue.drained()  # nothing queued: returns at once

@@ -254,13 +254,15 @@ class Coordinator:
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def stop(self) -> None:
-        """Stop the tick, wait for background work and write a last checkpoint."""
+        """Stop the tick, wait for background work and queued merges, and write a last
+        checkpoint."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.merge_queue.drained()
         if self.store is not None:
             await self.checkpoint()
 

@@ -54,6 +54,12 @@ class MergeQueue(Generic[T]):
         """Entries queued and not yet taken into a batch."""
         return len(self._waiting)
 
+    async def drained(self) -> None:
+        """Wait until what is queued now has merged (the server stopping: before its last
+        checkpoint)."""
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
+
     async def merge(self, item: T) -> Any:
         """Queue `item`; its result (or error) once its batch has run."""
         entry: Entry[T] = Entry(item)
