@@ -170,3 +170,13 @@ async def test_stopping_waits_for_what_is_queued() -> None:
     assert batches == [["a", "b"], ["c"]] and queue.waiting == 0
     assert await asyncio.gather(*calls) == ["A", "B", "C"]
     await queue.drained()  # nothing queued: returns at once
+
+
+async def test_a_batch_holds_a_bounded_share_of_model_sized_buffers(queued, monkeypatch):
+    coordinator = queued.app[COORDINATOR]
+    nbytes = coordinator.layout.nbytes
+    monkeypatch.setattr(coordinator_module, "MERGE_BATCH_BYTES", 3 * nbytes)
+    assert coordinator._batch_room() == 3  # compressed updates decode into a buffer each
+    monkeypatch.setattr(coordinator_module, "MERGE_BATCH_BYTES", nbytes - 1)
+    assert coordinator._batch_room() == 1  # a model too large to batch: one at a time
+

@@ -113,7 +113,11 @@ FRAME_OVERHEAD = 1 << 20
 MERGE_BATCH_MAX = 16
 """The most queued updates merged in one pass (`MergeWorker.run_many`). Each one in a batch saves
 most of a pass over the model, a snapshot copy and two thread hand-offs; the bound keeps one pass
-from holding the lock for long and the batch's model-sized update buffers few."""
+from holding the lock for long."""
+MERGE_BATCH_BYTES = 64 << 20
+"""A batch holds at most this many bytes of model-sized float32 weights: compressed updates are
+decoded into a pooled buffer each, all at once for a batch. 16 updates at 1M parameters, 8 at
+2M, 2 at 8M; above 8,388,608 parameters one at a time, as before batches."""
 INLINE_MERGE_MAX_VALUES = 1 << 16
 """Models of at most this many values (256 KiB of float32: every shipped spec) are merged on the
 event loop. Their merge step takes tens of microseconds, less than the hand-off to a worker
@@ -633,9 +637,10 @@ class Coordinator:
         self.metrics.merge_queue.set(self.merge_waiting)
 
     def _batch_room(self) -> int:
-        """The most queued updates one batch takes: `MERGE_BATCH_MAX`, and no more than
-        `max_merges` leaves (the run ends at it, as one by one)."""
-        room = MERGE_BATCH_MAX
+        """The most queued updates one batch takes: `MERGE_BATCH_MAX`, no more than
+        `MERGE_BATCH_BYTES` of model-sized weights, and no more than `max_merges` leaves (the
+        run ends at it, as one by one)."""
+        room = min(MERGE_BATCH_MAX, MERGE_BATCH_BYTES // self.layout.nbytes)
         if self.config.max_merges is not None:
             room = min(room, self.config.max_merges - self.merges)
         return max(1, room)
