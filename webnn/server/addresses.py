@@ -80,23 +80,22 @@ def party_address(peer: str | None, forwarded_for: str | None,
     return hops[-1] if hops else address
 
 
-def address_key(address: str) -> str:
-    """What a per-address limit counts `address` under (module docstring): the IPv4 address,
-    the IPv6 address's /64 network (``2001:db8:1:2::/64``), or `address` unchanged."""
-    ip = parse_address(address)
-    if ip is None:
-        return address
+def ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """`address_key` of a parsed address (`parse_address`)."""
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
     return str(ip)
 
 
+def address_key(address: str) -> str:
+    """What a per-address limit counts `address` under (module docstring): the IPv4 address,
+    the IPv6 address's /64 network (``2001:db8:1:2::/64``), or `address` unchanged."""
+    ip = parse_address(address)
+    return address if ip is None else ip_key(ip)
+
+
 def address_group(address: str | None) -> str | None:
     """`address_key` of `address`, or None for loopback addresses (exempt) and for no or an
     unparsable address (a Unix socket, "unknown")."""
-    if not address:
-        return None
-    ip = parse_address(address)
-    if ip is None or ip.is_loopback:
-        return None
-    return address_key(address)
+    ip = parse_address(address) if address else None
+    return None if ip is None or ip.is_loopback else ip_key(ip)

@@ -41,7 +41,7 @@ import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
-from webnn.server.addresses import address_key, parse_address, party_address
+from webnn.server.addresses import ip_key, parse_address, party_address
 from webnn.server.admission import busy
 from webnn.server.errors import ProtocolError
 
@@ -94,10 +94,10 @@ def requester(peer: str | None, forwarded_for: str | None,
     per-address limit counts it (`address_key`: an IPv6 address's /64 network), or None for a
     direct loopback client, which has no share limit."""
     address = party_address(peer, forwarded_for, trusted)
-    ip = parse_address(address)
-    if ip is not None and ip.is_loopback:
-        return None
-    return address_key(address)
+    ip = parse_address(address)  # parsed once: this runs for every model-sized answer
+    if ip is None:
+        return address
+    return None if ip.is_loopback else ip_key(ip)
 
 
 @dataclass(eq=False)
